@@ -1,0 +1,45 @@
+# lazyfs — build, test and demo entry points. See README.md.
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+BINARIES := lazyfs-snapshotter lazyfsd snapshotterctl
+
+# Packages with unit tests: everything but the end-to-end suites under tests/.
+UNIT_PKGS = $(shell $(GO) list ./... | grep -v '/tests/')
+
+.PHONY: all build deps test test-unit test-e2e demo bench clean
+
+all: build
+
+build:
+	@mkdir -p bin
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/lazyfs-snapshotter ./cmd/snapshotter
+	@if [ -d cmd/lazyfsd ]; then $(GO) build -ldflags '$(LDFLAGS)' -o bin/lazyfsd ./cmd/lazyfsd; fi
+	@if [ -d cmd/snapshotterctl ]; then $(GO) build -ldflags '$(LDFLAGS)' -o bin/snapshotterctl ./cmd/snapshotterctl; fi
+
+# deps installs what the tests and the demo run against (Debian packages and
+# containerd 2.3.7 built from source); it is idempotent and fast when done.
+deps:
+	bash scripts/install-deps.sh
+
+# test runs every test: unit tests, containerd's snapshotter conformance suite
+# (package snapshot), and the end-to-end suites against real containerd, runc,
+# a registry and FUSE. Needs root and /dev/fuse.
+test: deps build test-unit test-e2e
+
+test-unit:
+	$(GO) test -count=1 -timeout 15m $(UNIT_PKGS)
+
+test-e2e:
+	$(GO) test -count=1 -timeout 25m -v ./tests/e2e/...
+
+# demo starts a registry, containerd and the snapshotter in a temp dir, pulls
+# an image through lazyfs and runs a container from it.
+demo: deps build
+	$(GO) run ./tests/demo
+
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,148 @@
+package chunks
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
+)
+
+// Source is the layer blob chunks are read from. Each ReadAt call should be
+// one bounded request (remote.Blob's is); a short read is an error.
+type Source interface {
+	ReadAt(ctx context.Context, p []byte, off int64) (int, error)
+}
+
+// Defaults used when an Options field is left zero.
+const (
+	DefaultMemoryCacheSize = 64 << 20
+	DefaultMaxRequestSize  = 4 << 20
+	DefaultParallel        = 4
+)
+
+// Options configures a Reader.
+type Options struct {
+	// MemoryCacheSize bounds the decompressed bytes of verified chunks kept
+	// in memory, least recently used evicted first. Zero means the default;
+	// a negative value keeps nothing, so every read fetches again.
+	MemoryCacheSize int64
+	// MaxRequestSize bounds the compressed bytes of one merged range
+	// request. A single chunk larger than it is still fetched whole.
+	MaxRequestSize int64
+	// Parallel bounds the concurrent range requests of one read.
+	Parallel int
+	// LayerDigest names the layer in logs and errors.
+	LayerDigest digest.Digest
+}
+
+func (o Options) withDefaults() Options {
+	switch {
+	case o.MemoryCacheSize == 0:
+		o.MemoryCacheSize = DefaultMemoryCacheSize
+	case o.MemoryCacheSize < 0:
+		o.MemoryCacheSize = 0
+	}
+	if o.MaxRequestSize <= 0 {
+		o.MaxRequestSize = DefaultMaxRequestSize
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = DefaultParallel
+	}
+	return o
+}
+
+// Reader serves the verified, decompressed bytes of one layer's files. It
+// is safe for concurrent use; concurrent reads of one chunk share one
+// fetch.
+type Reader struct {
+	src  Source
+	opts Options
+
+	mu       sync.Mutex
+	cache    *lru
+	inflight map[fetchKey]*pending
+
+	gzipReaders sync.Pool // of *gzip.Reader, to reuse their buffers
+}
+
+// NewReader returns a Reader of the chunks of blob src.
+func NewReader(src Source, opts Options) *Reader {
+	opts = opts.withDefaults()
+	return &Reader{
+		src:      src,
+		opts:     opts,
+		cache:    newLRU(opts.MemoryCacheSize),
+		inflight: make(map[fetchKey]*pending),
+	}
+}
+
+// ReadAt fills p with the decompressed bytes of the file at off. file is
+// the file's whole chunk list, sorted by Offset, contiguous from 0. Only
+// verified bytes are returned; on error n is 0. Like io.ReaderAt, a read
+// that reaches the end of the file returns io.EOF with the bytes up to it.
+func (r *Reader) ReadAt(ctx context.Context, file []Chunk, p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("layer %s: negative file offset %d: %w", r.opts.LayerDigest, off, errdefs.ErrInvalidArgument)
+	}
+	size := fileSize(file)
+	if off >= size {
+		return 0, io.EOF
+	}
+	end := min(off+int64(len(p)), size)
+	if end == off {
+		return 0, nil
+	}
+	need, err := r.covering(file, off, end)
+	if err != nil {
+		return 0, err
+	}
+	data, err := r.load(ctx, need)
+	if err != nil {
+		return 0, err
+	}
+	for i, c := range need {
+		from := max(off, c.Offset)
+		to := min(end, c.Offset+c.Size)
+		copy(p[from-off:to-off], data[i][from-c.Offset:to-c.Offset])
+	}
+	n := int(end - off)
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func fileSize(file []Chunk) int64 {
+	if len(file) == 0 {
+		return 0
+	}
+	last := file[len(file)-1]
+	return last.Offset + last.Size
+}
+
+// covering returns the chunks of file that hold [off, end), refusing a
+// chunk list with gaps, overlaps or impossible values: a gap would leave
+// bytes of p that no digest covers.
+func (r *Reader) covering(file []Chunk, off, end int64) ([]Chunk, error) {
+	i := sort.Search(len(file), func(i int) bool { return file[i].Offset+file[i].Size > off })
+	var need []Chunk
+	next := off
+	for ; i < len(file) && file[i].Offset < end; i++ {
+		c := file[i]
+		contiguous := c.Offset == next || (len(need) == 0 && c.Offset <= off)
+		if !contiguous || c.Size <= 0 || c.BlobSize <= 0 || c.BlobOffset < 0 || c.InnerOffset < 0 {
+			return nil, fmt.Errorf("layer %s: chunk at file offset %d (size %d, blob offset %d, blob size %d, inner offset %d) does not fit the chunk list: %w",
+				r.opts.LayerDigest, c.Offset, c.Size, c.BlobOffset, c.BlobSize, c.InnerOffset, errdefs.ErrInvalidArgument)
+		}
+		next = c.Offset + c.Size
+		need = append(need, c)
+	}
+	if next < end {
+		return nil, fmt.Errorf("layer %s: no chunk holds file offset %d: %w", r.opts.LayerDigest, next, errdefs.ErrInvalidArgument)
+	}
+	return need, nil
+}

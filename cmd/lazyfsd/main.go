@@ -1,0 +1,116 @@
+// Command lazyfsd is a lazyfs worker: it serves the FUSE connections of the
+// layers the snapshotter attaches to it, fetching file contents from the
+// registry on demand. The snapshotter spawns it; it is not meant to be run by
+// hand. main only wires flags to package worker and the daemonapi servers.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/containerd/log"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/lazyfs/lazyfs/chunks"
+	"github.com/lazyfs/lazyfs/daemonapi"
+	"github.com/lazyfs/lazyfs/metrics"
+	"github.com/lazyfs/lazyfs/remote"
+	"github.com/lazyfs/lazyfs/toc"
+	"github.com/lazyfs/lazyfs/worker"
+)
+
+var version = "dev"
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "lazyfsd: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	limits := toc.DefaultLimits()
+	var (
+		id          = flag.String("id", "", "worker id (required)")
+		apiSocket   = flag.String("api-socket", "", "unix socket of the HTTP API (required)")
+		ctlSocket   = flag.String("control-socket", "", "unix SOCK_SEQPACKET socket of the control channel (required)")
+		root        = flag.String("root", "/var/lib/lazyfs", "snapshotter root; TOCs are kept in <root>/tocs")
+		logLevel    = flag.String("log-level", "info", "trace, debug, info, warn or error")
+		exitIdle    = flag.Bool("exit-when-idle", false, "exit once the last mount is detached")
+		hostsDir    = flag.String("hosts-dir", "/etc/containerd/certs.d", "hosts.toml directory (containerd's layout)")
+		fuseReaders = flag.Int("fuse-readers", 4, "goroutines reading each FUSE connection (at least 2)")
+		memCache    = flag.Int64("memory-cache-size", chunks.DefaultMemoryCacheSize, "bytes of decompressed chunks cached in memory")
+		showVersion = flag.Bool("version", false, "print the version and exit")
+	)
+	flag.Int64Var(&limits.MaxCompressedSize, "max-toc-compressed-size", limits.MaxCompressedSize, "largest compressed TOC accepted, in bytes")
+	flag.Int64Var(&limits.MaxSize, "max-toc-size", limits.MaxSize, "largest uncompressed TOC accepted, in bytes")
+	flag.IntVar(&limits.MaxEntries, "max-entries", limits.MaxEntries, "most TOC entries accepted")
+	flag.Parse()
+	if *showVersion {
+		fmt.Println("lazyfsd", version)
+		return nil
+	}
+	if *id == "" || *apiSocket == "" || *ctlSocket == "" {
+		return errors.New("--id, --api-socket and --control-socket are required")
+	}
+	if err := log.SetFormat(log.TextFormat); err != nil {
+		return err
+	}
+	if err := log.SetLevel(*logLevel); err != nil {
+		return err
+	}
+	// The snapshotter reads our stderr through a pipe; a snapshotter that
+	// died must not take us down with SIGPIPE on the next log line.
+	signal.Ignore(syscall.SIGPIPE)
+
+	ctx := log.WithLogger(context.Background(), log.L.WithField("worker_id", *id).WithField("pid", os.Getpid()))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	w, err := worker.New(ctx, worker.Options{
+		ID:           *id,
+		Version:      version,
+		Root:         *root,
+		Resolver:     remote.NewResolver(remote.Options{HostsDir: *hostsDir, UserAgent: "lazyfsd/" + version}),
+		Limits:       limits,
+		Chunks:       chunks.Options{MemoryCacheSize: *memCache},
+		FuseReaders:  *fuseReaders,
+		ExitWhenIdle: *exitIdle,
+	})
+	if err != nil {
+		return err
+	}
+	ctl, err := daemonapi.ListenControl(ctx, *ctlSocket)
+	if err != nil {
+		return err
+	}
+	api := daemonapi.NewServer(w, promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}), daemonapi.WithWorkerID(*id))
+
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return daemonapi.ServeControl(gctx, ctl, w) })
+	g.Go(func() error { return daemonapi.ListenAndServe(gctx, *apiSocket, api) })
+	g.Go(func() error {
+		select {
+		case sig := <-signals:
+			log.G(ctx).WithField("signal", sig.String()).Info("exiting on signal")
+		case <-w.Done():
+		case <-gctx.Done():
+			return nil
+		}
+		cancel()
+		return nil
+	})
+	log.G(ctx).WithField("version", version).Info("worker serving")
+	err = g.Wait()
+	w.Close()
+	log.G(ctx).Info("worker stopped")
+	return err
+}

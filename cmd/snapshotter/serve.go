@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
+	"github.com/containerd/containerd/v2/contrib/snapshotservice"
+	"github.com/containerd/log"
+	"github.com/coreos/go-systemd/v22/daemon"
+	"google.golang.org/grpc"
+
+	"github.com/lazyfs/lazyfs/config"
+	"github.com/lazyfs/lazyfs/snapshot"
+)
+
+// serve runs the snapshotter until SIGINT or SIGTERM, then stops in order:
+// stop accepting, let in-flight calls finish, close the store. A second
+// signal exits at once.
+func serve(ctx context.Context, cfg config.Config) error {
+	sup, err := newSupervisor(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	// Runs after the gRPC server has stopped: no call can mount anything.
+	defer func() {
+		if cfg.KeepWorkersOnExit {
+			log.G(ctx).Info("keeping workers and their mounts for the next snapshotter")
+		}
+		if err := sup.Close(ctx, cfg.KeepWorkersOnExit); err != nil {
+			log.G(ctx).WithError(err).Error("failed to stop workers cleanly")
+		}
+	}()
+	sn, err := snapshot.New(ctx, cfg.Root, snapshot.WithRemoteLayers(sup))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := sn.Close(); err != nil {
+			log.G(ctx).WithError(err).Error("failed to close the snapshot store")
+		}
+	}()
+	if err := sn.Restore(ctx); err != nil {
+		return err
+	}
+
+	l, err := listenUnix(cfg.Address)
+	if err != nil {
+		return err
+	}
+	srv := grpc.NewServer()
+	snapshotsapi.RegisterSnapshotsServer(srv, snapshotservice.FromSnapshotter(sn))
+
+	stopDebug, err := startDebugServer(ctx, cfg.Debug.Address)
+	if err != nil {
+		l.Close()
+		return err
+	}
+	defer stopDebug()
+
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(l) }()
+
+	notify(ctx, daemon.SdNotifyReady)
+	log.G(ctx).Info("serving containerd snapshots API")
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("gRPC server stopped: %w", err)
+	case sig := <-signals:
+		log.G(ctx).WithField("signal", sig.String()).Info("shutting down; send the signal again to exit at once")
+	}
+	notify(ctx, daemon.SdNotifyStopping)
+	go func() {
+		sig := <-signals
+		log.G(ctx).WithField("signal", sig.String()).Warn("second signal: exiting without a clean shutdown")
+		os.Exit(1)
+	}()
+
+	stopped := make(chan struct{})
+	go func() {
+		srv.GracefulStop()
+		close(stopped)
+	}()
+	// A client holding a stream open must not keep the snapshotter up
+	// forever: after a grace period in-flight calls are cut.
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		log.G(ctx).Warn("in-flight calls did not finish in 30s; stopping them")
+		srv.Stop()
+	}
+	log.G(ctx).Info("snapshotter stopped")
+	return nil
+}
+
+// listenUnix listens on a unix socket readable only by root (and the socket's
+// group), replacing a stale socket file left by a crash but refusing to steal
+// the socket of a snapshotter that is still running.
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
+		return nil, fmt.Errorf("failed to create socket directory: %w", err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != os.ModeSocket {
+			return nil, fmt.Errorf("%s exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%s is in use by a running process (another lazyfs-snapshotter?)", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("failed to remove stale socket: %w", err)
+		}
+	}
+	// Create the socket with no access for others from the first instant.
+	old := syscall.Umask(0o117)
+	l, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("failed to listen on %s: %w", path, err)
+	}
+	return l, nil
+}
+
+// notify tells systemd about a state change; outside systemd it does nothing.
+func notify(ctx context.Context, state string) {
+	if _, err := daemon.SdNotify(false, state); err != nil && !errors.Is(err, os.ErrNotExist) {
+		log.G(ctx).WithError(err).WithField("state", state).Warn("failed to notify systemd")
+	}
+}

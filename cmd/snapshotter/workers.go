@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/lazyfs/lazyfs/config"
+	"github.com/lazyfs/lazyfs/supervisor"
+)
+
+// newSupervisor turns the config into the supervisor's options: config never
+// reaches the supervisor itself.
+func newSupervisor(ctx context.Context, cfg config.Config) (*supervisor.Supervisor, error) {
+	bin, err := workerBinary(cfg.Workers.Binary)
+	if err != nil {
+		return nil, err
+	}
+	l := cfg.Layers
+	return supervisor.New(ctx, supervisor.Options{
+		Root:         cfg.Root,
+		RunDir:       cfg.RunDir,
+		LogDir:       cfg.LogDir,
+		Binary:       bin,
+		Mode:         supervisor.Mode(cfg.Workers.Mode),
+		ReadyTimeout: time.Duration(cfg.Workers.ReadyTimeout),
+		LogLevel:     cfg.LogLevel,
+		WorkerArgs: []string{
+			"--hosts-dir", cfg.Registry.ConfigPath,
+			"--fuse-readers", strconv.Itoa(cfg.Workers.FuseReaders),
+			"--memory-cache-size", strconv.FormatInt(int64(l.MemoryCacheSize), 10),
+			"--max-toc-compressed-size", strconv.FormatInt(int64(l.MaxTOCCompressedSize), 10),
+			"--max-toc-size", strconv.FormatInt(int64(l.MaxTOCSize), 10),
+			"--max-entries", strconv.Itoa(l.MaxEntries),
+		},
+	})
+}
+
+// workerBinary finds lazyfsd: the configured path, else the one next to this
+// executable (so that a build directory works as it is), else $PATH.
+func workerBinary(configured string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	if self, err := os.Executable(); err == nil {
+		next := filepath.Join(filepath.Dir(self), "lazyfsd")
+		if _, err := os.Stat(next); err == nil {
+			return next, nil
+		}
+	}
+	p, err := exec.LookPath("lazyfsd")
+	if err != nil {
+		return "", fmt.Errorf("lazyfsd not found next to the snapshotter nor on $PATH; set workers.binary: %w", err)
+	}
+	return p, nil
+}

@@ -1,0 +1,124 @@
+package config
+
+import "time"
+
+// DefaultPath is where the snapshotter looks for its configuration.
+const DefaultPath = "/etc/lazyfs/config.toml"
+
+// WorkerMode says how layers are spread over worker processes.
+type WorkerMode string
+
+const (
+	// WorkersPerImage runs one worker per image: a hostile or crashing layer
+	// only affects the containers of its own image.
+	WorkersPerImage WorkerMode = "per-image"
+	// WorkersShared runs a single worker for every layer, which saves a
+	// process and its memory cache per image on nodes with many images.
+	WorkersShared WorkerMode = "shared"
+)
+
+// Log levels accepted by log_level, from the most to the least verbose.
+var logLevels = []string{"trace", "debug", "info", "warn", "error"}
+
+// workerModes lists the accepted values of workers.mode.
+var workerModes = []string{string(WorkersPerImage), string(WorkersShared)}
+
+// Config is the snapshotter's configuration. The toml tags are the key names.
+type Config struct {
+	// Root holds the metadata databases, the snapshots, the chunk cache and
+	// the kept TOCs.
+	Root string `toml:"root"`
+	// Address is the unix socket of the gRPC snapshots service that
+	// containerd's proxy plugin dials (at most 107 bytes, bind(2)'s limit).
+	Address string `toml:"address"`
+	// RunDir holds the management socket (api.sock) and each worker's
+	// sockets under workers/<id>/.
+	RunDir string `toml:"run_dir"`
+	// LogLevel is one of trace, debug, info, warn, error.
+	LogLevel string `toml:"log_level"`
+	// LogDir holds each worker's rotated log under daemons/.
+	LogDir string `toml:"log_dir"`
+	// KeepWorkersOnExit leaves workers and their mounts running when the
+	// snapshotter stops, for a live upgrade of the snapshotter itself.
+	KeepWorkersOnExit bool `toml:"keep_workers_on_exit"`
+
+	Debug    DebugConfig    `toml:"debug"`
+	Workers  WorkersConfig  `toml:"workers"`
+	Layers   LayersConfig   `toml:"layers"`
+	Registry RegistryConfig `toml:"registry"`
+}
+
+// DebugConfig is the [debug] table.
+type DebugConfig struct {
+	// Address is the host:port (port 1 to 65535, host empty for every
+	// address) serving pprof and /metrics; empty turns the listener off.
+	Address string `toml:"address"`
+}
+
+// WorkersConfig is the [workers] table.
+type WorkersConfig struct {
+	// Mode is WorkersPerImage or WorkersShared.
+	Mode WorkerMode `toml:"mode"`
+	// Binary is the absolute path of lazyfsd. Empty means the lazyfsd next
+	// to the snapshotter's executable, then the one on $PATH.
+	Binary string `toml:"binary"`
+	// FuseReaders is the number of goroutines reading each FUSE connection,
+	// from 2 to 1024. At least 2: the kernel's INTERRUPT for a request only
+	// takes effect if another reader is free to read it.
+	FuseReaders int `toml:"fuse_readers"`
+	// ReadyTimeout bounds the wait for a spawned worker to become ready.
+	ReadyTimeout Duration `toml:"ready_timeout"`
+}
+
+// LayersConfig is the [layers] table: limits that protect the workers from
+// hostile layers, and the workers' memory.
+type LayersConfig struct {
+	// MaxTOCCompressedSize bounds the compressed TOC fetched from the
+	// registry; checked before allocating.
+	MaxTOCCompressedSize ByteSize `toml:"max_toc_compressed_size"`
+	// MaxTOCSize bounds the uncompressed TOC JSON.
+	MaxTOCSize ByteSize `toml:"max_toc_size"`
+	// MaxEntries bounds the number of entries of a TOC.
+	MaxEntries int `toml:"max_entries"`
+	// MemoryCacheSize is each worker's in-memory cache of decompressed
+	// chunks.
+	MemoryCacheSize ByteSize `toml:"memory_cache_size"`
+}
+
+// RegistryConfig is the [registry] table.
+type RegistryConfig struct {
+	// ConfigPath is a directory of hosts.toml files in containerd's layout
+	// (<host>/hosts.toml), so that the mirrors, CAs and headers configured
+	// for containerd apply to lazy pulls as well.
+	ConfigPath string `toml:"config_path"`
+	// DockerConfig is the path of a docker config.json with registry
+	// credentials. Empty means $DOCKER_CONFIG/config.json, then
+	// /root/.docker/config.json.
+	DockerConfig string `toml:"docker_config"`
+}
+
+// Default returns the configuration used when no file exists, and the base
+// that a document overrides key by key.
+func Default() Config {
+	return Config{
+		Root:     "/var/lib/lazyfs",
+		Address:  "/run/lazyfs/snapshotter.sock",
+		RunDir:   "/run/lazyfs",
+		LogLevel: "info",
+		LogDir:   "/var/log/lazyfs",
+		Workers: WorkersConfig{
+			Mode:         WorkersPerImage,
+			FuseReaders:  4,
+			ReadyTimeout: Duration(10 * time.Second),
+		},
+		Layers: LayersConfig{
+			MaxTOCCompressedSize: 64 * MiB,
+			MaxTOCSize:           256 * MiB,
+			MaxEntries:           2_000_000,
+			MemoryCacheSize:      64 * MiB,
+		},
+		Registry: RegistryConfig{
+			ConfigPath: "/etc/containerd/certs.d",
+		},
+	}
+}

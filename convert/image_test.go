@@ -1,0 +1,105 @@
+package convert_test
+
+import (
+	"testing"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/containerd/v2/core/metadata"
+	"github.com/containerd/containerd/v2/pkg/archive/compression"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/errdefs"
+
+	"github.com/lazyfs/lazyfs/convert"
+)
+
+// TestImage runs Image against containerd's own metadata services (content,
+// images, leases, garbage collection) without a daemon.
+func TestImage(t *testing.T) {
+	fixtureCtx, cs, db := openMetadata(t)
+	fx := writeFixture(fixtureCtx, t, cs, true, true, []layerSpec{
+		{baseFiles(), compression.Gzip, images.MediaTypeDockerSchema2LayerGzip},
+		{appFiles(), compression.Gzip, images.MediaTypeDockerSchema2LayerGzip},
+	})
+	// No lease: Image must hold its new blobs itself.
+	ctx := namespaces.WithNamespace(testContext(t), "test")
+	is := metadata.NewImageStore(db)
+	lm := metadata.NewLeaseManager(db)
+	if _, err := is.Create(ctx, images.Image{Name: "example.com/app:1", Target: fx.root}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New("", client.WithServices(
+		client.WithContentStore(cs),
+		client.WithImageStore(is),
+		client.WithLeasesService(lm),
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev events
+
+	img, err := convert.Image(ctx, c, "example.com/app:1", "example.com/app:1-esgz", testOptions(&ev))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.Name != "example.com/app:1-esgz" || img.Target.Digest == fx.root.Digest {
+		t.Fatalf("converted image %s -> %s, source was %s", img.Name, img.Target.Digest, fx.root.Digest)
+	}
+	if src, err := is.Get(ctx, "example.com/app:1"); err != nil || src.Target.Digest != fx.root.Digest {
+		t.Errorf("source image now %+v, %v", src.Target, err)
+	}
+	if dst, err := is.Get(ctx, img.Name); err != nil || dst.Target.Digest != img.Target.Digest {
+		t.Errorf("stored image %+v, %v; returned %s", dst.Target, err, img.Target.Digest)
+	}
+	if ls, err := lm.List(ctx); err != nil || len(ls) != 1 {
+		t.Errorf("leases after conversion %+v, %v; want only the fixture's", ls, err)
+	}
+
+	// With the source image and every lease gone, garbage collection must
+	// keep exactly what the converted image references.
+	if err := lm.Delete(ctx, leases.Lease{ID: "fixture"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := is.Delete(ctx, "example.com/app:1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.GarbageCollect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.Info(ctx, fx.layers[0].desc.Digest); !errdefs.IsNotFound(err) {
+		t.Errorf("source layer after garbage collection: %v, want not found", err)
+	}
+	checkImage(ctx, t, cs, img.Target, fx.want, true)
+
+	t.Run("in place again", func(t *testing.T) {
+		again, err := convert.Image(ctx, c, img.Name, img.Name, testOptions(&events{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.Target.Digest != img.Target.Digest {
+			t.Errorf("converting the converted image changed it to %s", again.Target.Digest)
+		}
+	})
+
+	errCases := []struct {
+		name string
+		src  string
+		opts convert.Options
+		is   func(error) bool
+	}{
+		{"missing image", "example.com/missing:1", convert.Options{}, errdefs.IsNotFound},
+		{"invalid options", img.Name, convert.Options{ChunkSize: -1}, errdefs.IsInvalidArgument},
+	}
+	for _, tc := range errCases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := convert.Image(ctx, c, tc.src, "example.com/out:1", tc.opts)
+			if !tc.is(err) {
+				t.Errorf("got %v", err)
+			}
+			if _, err := is.Get(ctx, "example.com/out:1"); !errdefs.IsNotFound(err) {
+				t.Errorf("failed conversion left an image: %v", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,81 @@
+package daemonapi
+
+// Control socket protocol.
+//
+// After admitting a controller the worker sends hello; a refused controller
+// gets an error message and the connection is closed. Requests carry a seq
+// chosen by the controller; every reply carries the seq of its request, so
+// that replies to requests a controller gave up on can be told apart.
+//
+//	controller → worker                         worker → controller
+//	attach {seq, mount_id} + 1 fd               attach {seq, mount_id, init_request, init_reply}
+//	                                            attach {seq, mount_id, error}
+//	collect {seq}                               collect {seq, mount_id, init_request, init_reply} + 1 fd, once per mount
+//	                                            collect {seq, last: true} (or with error)
+//	                                            error {seq or 0, error}: a packet the worker could not take
+//
+// Unknown fields are ignored, so that a snapshotter and a worker of
+// neighbouring versions (during a live upgrade of either) still understand
+// each other; an unknown type is answered with not_implemented.
+
+// ControlVersion is the control protocol version a worker announces in
+// hello.
+const ControlVersion = 1
+
+// MaxControlPacket bounds one control message. INIT state is about 200
+// bytes; the bound leaves room for later fields and rejects garbage early.
+const MaxControlPacket = 64 << 10
+
+// maxControlFDs is how many fds a received packet may carry before the
+// kernel truncates the control data (and closes the excess); more than one
+// is always an error, the room is there to see and close them.
+const maxControlFDs = 16
+
+// MessageType names a control message.
+type MessageType string
+
+// Control message types.
+const (
+	// MessageHello is the worker's greeting to an admitted controller.
+	MessageHello MessageType = "hello"
+	// MessageAttach hands the worker a mounted /dev/fuse fd (request) and
+	// returns its INIT state (reply).
+	MessageAttach MessageType = "attach"
+	// MessageCollect asks the worker for every fd and INIT state it holds,
+	// for failover; answered with one collect message per mount, each with
+	// its fd, and a final one with Last set. Not implemented yet.
+	MessageCollect MessageType = "collect"
+	// MessageError reports a packet the worker could not take, or why a
+	// controller was refused.
+	MessageError MessageType = "error"
+)
+
+// ControlMessage is one packet on the control socket. Which fields are set
+// depends on Type (see the protocol above).
+type ControlMessage struct {
+	Type MessageType `json:"type"`
+	// Seq pairs a reply with its request; 0 only in hello and in errors
+	// about packets whose seq could not be read.
+	Seq uint64 `json:"seq,omitempty"`
+	// Version is the worker's ControlVersion (hello).
+	Version int `json:"version,omitempty"`
+	// MountID names the mount an attach or collect message is about.
+	MountID string `json:"mount_id,omitempty"`
+	// InitRequest is the raw FUSE INIT request the kernel sent (header
+	// included), InitReply the raw reply the worker wrote.
+	InitRequest []byte `json:"init_request,omitempty"`
+	InitReply   []byte `json:"init_reply,omitempty"`
+	// Last marks the final message of a collect answer.
+	Last bool `json:"last,omitempty"`
+	// Error is set when the request failed.
+	Error *ErrorInfo `json:"error,omitempty"`
+}
+
+// InitState is what a worker exchanged with the kernel in FUSE INIT on one
+// connection: the raw request (header included) and the raw reply. A
+// successor replays Request and must compute the same Reply before it takes
+// the connection over.
+type InitState struct {
+	Request []byte
+	Reply   []byte
+}

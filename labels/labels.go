@@ -1,0 +1,81 @@
+// Package labels names every snapshot label lazyfs reads or writes and parses
+// the ones that describe a lazily loadable layer. It is the one place where a
+// label is parsed.
+package labels
+
+import (
+	"fmt"
+
+	"github.com/containerd/containerd/v2/pkg/snapshotters"
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
+)
+
+const (
+	// TargetSnapshotRef is the chain ID containerd will look the layer's
+	// committed snapshot up by after Prepare returns ErrAlreadyExists.
+	TargetSnapshotRef = "containerd.io/snapshot.ref"
+
+	// ImageRef, ManifestDigest and LayerDigest are added to the layer
+	// descriptors by containerd (enable_remote_snapshot_annotations, the
+	// transfer service, CRI, or snapshotters.AppendInfoHandlerWrapper) and
+	// reach Prepare as labels.
+	ImageRef       = snapshotters.TargetRefLabel
+	ManifestDigest = snapshotters.TargetManifestDigestLabel
+	LayerDigest    = snapshotters.TargetLayerDigestLabel
+
+	// TOCDigest is the eStargz layer annotation with the digest of the
+	// layer's table of contents; without it no TOC can be trusted and the
+	// layer is unpacked as usual.
+	TOCDigest = "containerd.io/snapshot/stargz/toc.digest"
+
+	// Remote marks a committed snapshot whose contents are a FUSE mount
+	// served by a worker; its value is the mount's worker id at commit.
+	Remote = "containerd.io/snapshot/remote"
+)
+
+// Layer describes a layer that can be mounted lazily.
+type Layer struct {
+	ImageRef       string
+	ManifestDigest digest.Digest // may be empty: not every client sends it
+	LayerDigest    digest.Digest
+	TOCDigest      digest.Digest
+}
+
+// ErrNotRemote is returned by ParseLayer when the labels do not describe a
+// lazily loadable layer (e.g. an image that is not eStargz).
+var ErrNotRemote = fmt.Errorf("not a lazily loadable layer: %w", errdefs.ErrNotImplemented)
+
+// ParseLayer reads a lazily loadable layer from Prepare's labels. It returns
+// an error wrapping ErrNotRemote when a label the lazy path needs is missing
+// (the reason names it), and ErrInvalidArgument when one is malformed.
+func ParseLayer(l map[string]string) (Layer, error) {
+	var layer Layer
+	for _, key := range []string{TargetSnapshotRef, ImageRef, LayerDigest, TOCDigest} {
+		if l[key] == "" {
+			return layer, fmt.Errorf("label %s missing: %w", key, ErrNotRemote)
+		}
+	}
+	layer.ImageRef = l[ImageRef]
+	var err error
+	if layer.LayerDigest, err = parseDigest(l, LayerDigest); err != nil {
+		return layer, err
+	}
+	if layer.TOCDigest, err = parseDigest(l, TOCDigest); err != nil {
+		return layer, err
+	}
+	if l[ManifestDigest] != "" {
+		if layer.ManifestDigest, err = parseDigest(l, ManifestDigest); err != nil {
+			return layer, err
+		}
+	}
+	return layer, nil
+}
+
+func parseDigest(l map[string]string, key string) (digest.Digest, error) {
+	d, err := digest.Parse(l[key])
+	if err != nil {
+		return "", fmt.Errorf("label %s=%q: %v: %w", key, l[key], err, errdefs.ErrInvalidArgument)
+	}
+	return d, nil
+}

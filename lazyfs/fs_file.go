@@ -1,0 +1,102 @@
+package lazyfs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/containerd/log"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// Open opens a regular file for reading. The handle is the NodeId, so that
+// any worker can serve it, and the kernel keeps its page cache across opens
+// because the contents never change.
+func (fs *FS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	defer opOpen.observe(time.Now())
+	n := fs.tree.node(in.NodeId)
+	switch {
+	case n == nil:
+		return fuse.ENOENT
+	case n.isDir():
+		return fuse.EISDIR
+	case !n.isRegular():
+		// Devices and FIFOs are opened by the kernel, never through FUSE.
+		return fuse.EINVAL
+	case in.Flags&unix.O_ACCMODE != unix.O_RDONLY, in.Flags&unix.O_TRUNC != 0:
+		return fuse.EROFS
+	}
+	out.Fh = in.NodeId
+	out.OpenFlags = fuse.FOPEN_KEEP_CACHE
+	return fuse.OK
+}
+
+// Read serves file contents from the FileReader. Anything short of the
+// full, verified range (up to the end of the file) is an EIO: a short reply
+// would make the kernel believe the file ends there.
+func (fs *FS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
+	defer opRead.observe(time.Now())
+	n := fs.tree.node(in.NodeId)
+	switch {
+	case n == nil:
+		return nil, fuse.ENOENT
+	case n.isDir():
+		return nil, fuse.EISDIR
+	case !n.isRegular():
+		return nil, fuse.EINVAL
+	}
+	if in.Offset >= uint64(n.size) {
+		return fuse.ReadResultData(nil), fuse.OK
+	}
+	off := int64(in.Offset)
+	p := buf[:min(int64(len(buf)), n.size-off)]
+
+	ctx, stop := fs.opContext(cancel)
+	defer stop()
+	got, err := fs.reader.ReadAt(ctx, fs.tree.fileChunks(n), p, off)
+	if err == nil && got != len(p) {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return nil, fs.readFailed(ctx, in, len(p), err)
+	}
+	served(len(p))
+	return fuse.ReadResultData(p), fuse.OK
+}
+
+// readFailed turns a FileReader error into the reply: EINTR when the
+// kernel interrupted the request, EIO otherwise, logged and counted.
+func (fs *FS) readFailed(ctx context.Context, in *fuse.ReadIn, size int, err error) fuse.Status {
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) && fs.ctx.Err() == nil {
+		return fuse.EINTR
+	}
+	opRead.failed()
+	log.G(fs.ctx).WithError(err).WithFields(log.Fields{
+		"node":   in.NodeId,
+		"path":   fs.tree.path(uint32(in.NodeId)),
+		"offset": in.Offset,
+		"size":   size,
+	}).Error("failed to read file contents")
+	return fuse.EIO
+}
+
+// Release closes a file handle: there is nothing to free.
+func (fs *FS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
+	defer opRelease.observe(time.Now())
+}
+
+// Readlink returns a symlink's target.
+func (fs *FS) Readlink(cancel <-chan struct{}, h *fuse.InHeader) ([]byte, fuse.Status) {
+	defer opReadlink.observe(time.Now())
+	n := fs.tree.node(h.NodeId)
+	if n == nil {
+		return nil, fuse.ENOENT
+	}
+	target, ok := fs.tree.linkTarget(n)
+	if !ok {
+		return nil, fuse.EINVAL
+	}
+	return []byte(target), fuse.OK
+}

@@ -1,0 +1,508 @@
+package lazyfs
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/stargz-snapshotter/estargz"
+)
+
+// Permissions of the directories a TOC only implies (parents it does not
+// list), as an unpack would create them.
+const impliedDirPerm = 0o755
+
+// NewTree builds the directory tree of a layer from its table of contents.
+// tocOffset is where the TOC starts in the blob: the last payload ends there.
+//
+// NodeIds depend on the TOC alone: the root is 1, every other node gets 2,
+// 3, … in the sorted order of its cleaned path (after whiteout renaming),
+// over the TOC's entries and the parent directories it only implies; hard
+// links share their target's NodeId. Loading the same TOC again gives the
+// same ids, which is what lets a successor worker take a mount over.
+//
+// Overlay semantics are applied on the way: ".wh.<name>" becomes a 0/0
+// character device <name> (a regular entry of the same name in the layer
+// wins over it, as the OCI spec says whiteouts only apply to lower layers);
+// ".wh..wh..opq" marks its directory opaque and is hidden; aufs bookkeeping
+// (".wh..wh.*") and the eStargz landmark files and stargz.index.json at the
+// root are hidden; "trusted.*" xattrs are dropped.
+//
+// The tree keeps no reference to toc itself (only to some of its strings
+// and xattr values), so the caller may drop it. The TOC is expected to have
+// been validated; NewTree still returns an error wrapping
+// errdefs.ErrInvalidArgument, never panics, on input it cannot serve.
+func NewTree(toc *estargz.JTOC, tocOffset int64) (*Tree, error) {
+	if toc == nil {
+		return nil, fmt.Errorf("no table of contents: %w", errdefs.ErrInvalidArgument)
+	}
+	if len(toc.Entries) >= math.MaxInt32 {
+		return nil, fmt.Errorf("TOC has %d entries: %w", len(toc.Entries), errdefs.ErrInvalidArgument)
+	}
+	b := &builder{entries: toc.Entries, tocOffset: tocOffset, t: &Tree{}}
+	for _, step := range []func() error{
+		b.collect,
+		b.sortItems,
+		b.addImpliedDirs,
+		b.assignIDs,
+		b.collectOffsets,
+		b.fillNodes,
+		b.resolveHardlinks,
+		b.linkChildren,
+		b.markOpaque,
+	} {
+		if err := step(); err != nil {
+			return nil, err
+		}
+	}
+	return b.t, nil
+}
+
+// itemKind says where a path of the tree comes from.
+type itemKind uint8
+
+const (
+	kindEntry    itemKind = iota // a TOC entry
+	kindWhiteout                 // a TOC whiteout entry, renamed
+	kindImplied                  // a parent directory the TOC does not list
+)
+
+// item is a path of the tree while it is built.
+type item struct {
+	path   string // clean, "" for the root, after whiteout renaming
+	entry  int32  // index in the TOC, -1 for implied directories
+	kind   itemKind
+	id     uint32 // NodeId
+	parent uint32 // NodeId of the parent directory
+}
+
+// builder holds the temporary state of NewTree.
+type builder struct {
+	entries   []*estargz.TOCEntry
+	tocOffset int64
+	items     []item   // sorted by path once sortItems ran
+	opaque    []string // directories holding an opaque marker
+	offsets   []int64  // distinct non-zero entry offsets, sorted
+	nextID    uint64
+	t         *Tree
+	// lastMtime caches the last parsed timestamp: layers built
+	// reproducibly give most entries the same one.
+	lastMtime string
+	lastSec   int64
+	lastNsec  uint32
+	// rootSec and rootNsec are the root's mtime, given to implied
+	// directories.
+	rootSec  int64
+	rootNsec uint32
+}
+
+// invalid describes why entry i cannot be served.
+func (b *builder) invalid(i int, format string, args ...any) error {
+	name := ""
+	if i >= 0 && i < len(b.entries) && b.entries[i] != nil {
+		name = b.entries[i].Name
+	}
+	return fmt.Errorf("TOC entry %d (%q): %s: %w", i, name, fmt.Sprintf(format, args...), errdefs.ErrInvalidArgument)
+}
+
+// collect turns TOC entries into items, applying whiteout renaming and
+// dropping what must stay hidden. Chunk entries are read later, from the
+// regular file they follow.
+func (b *builder) collect() error {
+	b.items = make([]item, 0, len(b.entries)+1)
+	inFile := false
+	for i, e := range b.entries {
+		if e == nil {
+			return b.invalid(i, "null entry")
+		}
+		switch e.Type {
+		case "chunk":
+			if !inFile {
+				return b.invalid(i, "chunk entry does not follow a regular file")
+			}
+			continue
+		case "dir", "reg", "symlink", "hardlink", "char", "block", "fifo":
+		default:
+			return b.invalid(i, "unknown entry type %q", e.Type)
+		}
+		inFile = e.Type == "reg"
+
+		p := cleanPath(e.Name)
+		dir, base := splitPath(p)
+		it := item{path: p, entry: int32(i), kind: kindEntry}
+		switch {
+		case p == "":
+			if e.Type != "dir" {
+				return b.invalid(i, "root is a %s, not a directory", e.Type)
+			}
+		case hasMetaComponent(dir), dir == "" && hiddenAtRoot(base):
+			continue
+		case base == opaqueMarker:
+			b.opaque = append(b.opaque, dir)
+			continue
+		case strings.HasPrefix(base, whiteoutMetaPrefix):
+			continue
+		case strings.HasPrefix(base, whiteoutPrefix):
+			name := base[len(whiteoutPrefix):]
+			if name == "" || name == "." || name == ".." {
+				return b.invalid(i, "whiteout names no file")
+			}
+			it.path = joinPath(dir, name)
+			it.kind = kindWhiteout
+		}
+		b.items = append(b.items, it)
+	}
+	return nil
+}
+
+// sortItems sorts items by path and resolves paths that occur twice.
+func (b *builder) sortItems() error {
+	slices.SortStableFunc(b.items, func(x, y item) int { return strings.Compare(x.path, y.path) })
+	out := b.items[:0]
+	for _, it := range b.items {
+		if n := len(out); n > 0 && out[n-1].path == it.path {
+			last := &out[n-1]
+			switch {
+			case it.kind == kindWhiteout:
+				// A whiteout only hides lower layers' files: the layer's
+				// own entry (or an earlier identical whiteout) stays.
+				continue
+			case last.kind == kindWhiteout:
+				*last = it
+				continue
+			default:
+				return b.invalid(int(it.entry), "duplicate path %q", it.path)
+			}
+		}
+		out = append(out, it)
+	}
+	b.items = out
+	return nil
+}
+
+// find returns the index of the item with path p, or -1.
+func (b *builder) find(p string) int {
+	i, found := slices.BinarySearchFunc(b.items, p, func(it item, p string) int { return strings.Compare(it.path, p) })
+	if !found {
+		return -1
+	}
+	return i
+}
+
+// addImpliedDirs adds the root and every parent directory the TOC does not
+// list.
+func (b *builder) addImpliedDirs() error {
+	implied := make(map[string]struct{})
+	ensure := func(p string) {
+		for p != "" {
+			if _, ok := implied[p]; ok {
+				return
+			}
+			if b.find(p) >= 0 {
+				// Its own parents are ensured when its turn comes.
+				return
+			}
+			implied[p] = struct{}{}
+			p, _ = splitPath(p)
+		}
+	}
+	prev := "\x00" // no path is NUL
+	for _, it := range b.items {
+		if it.path == "" {
+			continue
+		}
+		if dir, _ := splitPath(it.path); dir != prev {
+			prev = dir
+			ensure(dir)
+		}
+	}
+	for _, d := range b.opaque {
+		ensure(d)
+	}
+	if len(b.items) == 0 || b.items[0].path != "" {
+		implied[""] = struct{}{}
+	}
+	if len(implied) == 0 {
+		return nil
+	}
+	for p := range implied {
+		b.items = append(b.items, item{path: p, entry: -1, kind: kindImplied})
+	}
+	slices.SortFunc(b.items, func(x, y item) int { return strings.Compare(x.path, y.path) })
+	return nil
+}
+
+// isHardlink reports whether it is a hard link, which gets no NodeId of its
+// own.
+func (b *builder) isHardlink(it *item) bool {
+	return it.kind == kindEntry && b.entries[it.entry].Type == "hardlink"
+}
+
+// isDir reports whether it is a directory.
+func (b *builder) isDir(it *item) bool {
+	return it.kind == kindImplied || it.kind == kindEntry && b.entries[it.entry].Type == "dir"
+}
+
+// assignIDs numbers the items in path order; items[0] is the root.
+func (b *builder) assignIDs() error {
+	b.nextID = rootID
+	for i := range b.items {
+		it := &b.items[i]
+		if b.isHardlink(it) {
+			if i == 0 {
+				return b.invalid(int(it.entry), "root is a hard link")
+			}
+			continue
+		}
+		if b.nextID > math.MaxUint32 {
+			return fmt.Errorf("TOC has more than %d nodes: %w", uint32(math.MaxUint32), errdefs.ErrInvalidArgument)
+		}
+		it.id = uint32(b.nextID)
+		b.nextID++
+	}
+	b.t.nodes = make([]node, b.nextID)
+	return nil
+}
+
+// fillNodes sets every node's attributes, chunks, symlink target and xattrs.
+func (b *builder) fillNodes() error {
+	for i := range b.items {
+		it := &b.items[i]
+		if it.id == 0 {
+			continue // hard link
+		}
+		n := &b.t.nodes[it.id]
+		switch it.kind {
+		case kindImplied:
+			*n = node{mode: syscall.S_IFDIR | impliedDirPerm, nlink: 2, size: dirSize, mtime: b.rootSec, nsec: b.rootNsec}
+		case kindWhiteout:
+			if err := b.fillOwnerAndTime(n, int(it.entry)); err != nil {
+				return err
+			}
+			n.mode = syscall.S_IFCHR // device 0/0, no permissions, as an unpack makes it
+			n.nlink = 1
+		case kindEntry:
+			if err := b.fillEntry(n, int(it.entry)); err != nil {
+				return err
+			}
+		}
+		if it.path == "" {
+			b.rootSec, b.rootNsec = n.mtime, n.nsec
+		}
+	}
+	return nil
+}
+
+// fillOwnerAndTime sets a node's owner and modification time from entry i.
+func (b *builder) fillOwnerAndTime(n *node, i int) error {
+	e := b.entries[i]
+	if e.UID < 0 || e.UID > math.MaxUint32 || e.GID < 0 || e.GID > math.MaxUint32 {
+		return b.invalid(i, "uid %d or gid %d out of range", e.UID, e.GID)
+	}
+	n.uid, n.gid = uint32(e.UID), uint32(e.GID)
+	if e.ModTime3339 == "" {
+		return nil
+	}
+	if e.ModTime3339 != b.lastMtime {
+		t, err := time.Parse(time.RFC3339Nano, e.ModTime3339)
+		if err != nil {
+			return b.invalid(i, "bad modification time: %v", err)
+		}
+		b.lastMtime, b.lastSec, b.lastNsec = e.ModTime3339, t.Unix(), uint32(t.Nanosecond())
+	}
+	n.mtime, n.nsec = b.lastSec, b.lastNsec
+	return nil
+}
+
+// fillEntry sets node n from TOC entry i, which is not a hard link.
+func (b *builder) fillEntry(n *node, i int) error {
+	e := b.entries[i]
+	if err := b.fillOwnerAndTime(n, i); err != nil {
+		return err
+	}
+	perm := uint32(e.Mode) & 0o7777
+	n.nlink = 1
+	switch e.Type {
+	case "dir":
+		n.mode = syscall.S_IFDIR | perm
+		n.size = dirSize
+		n.nlink = 2
+	case "reg":
+		n.mode = syscall.S_IFREG | perm
+		if e.Size < 0 {
+			return b.invalid(i, "negative size %d", e.Size)
+		}
+		n.size = e.Size
+		b.t.dataBytes += uint64(e.Size)
+		if err := b.addChunks(n, i); err != nil {
+			return err
+		}
+	case "symlink":
+		// Linux shows every symlink as 0777 whatever the archive says.
+		n.mode = syscall.S_IFLNK | 0o777
+		if e.LinkName == "" {
+			return b.invalid(i, "symlink without target")
+		}
+		if len(b.t.links) >= math.MaxUint32 {
+			return b.invalid(i, "too many symlinks")
+		}
+		n.size = int64(len(e.LinkName))
+		n.first = uint32(len(b.t.links))
+		b.t.links = append(b.t.links, e.LinkName)
+	case "char", "block":
+		n.mode = syscall.S_IFCHR | perm
+		if e.Type == "block" {
+			n.mode = syscall.S_IFBLK | perm
+		}
+		rdev, err := encodeDev(e.DevMajor, e.DevMinor)
+		if err != nil {
+			return b.invalid(i, "%v", err)
+		}
+		n.first = rdev
+	case "fifo":
+		n.mode = syscall.S_IFIFO | perm
+	}
+	return b.addXattrs(n, i)
+}
+
+// encodeDev encodes a device number the way the kernel decodes fuse_attr's
+// rdev (new_decode_dev): 12 bits of major, 20 of minor.
+func encodeDev(major, minor int) (uint32, error) {
+	if major < 0 || major > 0xfff || minor < 0 || minor > 0xfffff {
+		return 0, fmt.Errorf("device %d:%d out of range", major, minor)
+	}
+	maj, min := uint32(major), uint32(minor)
+	return min&0xff | maj<<8 | (min&^0xff)<<12, nil
+}
+
+// addXattrs keeps entry i's xattrs except trusted.* ones.
+func (b *builder) addXattrs(n *node, i int) error {
+	e := b.entries[i]
+	if len(e.Xattrs) == 0 {
+		return nil
+	}
+	set := make([]xattr, 0, len(e.Xattrs))
+	for name, value := range e.Xattrs {
+		if strings.HasPrefix(name, trustedPrefix) {
+			continue
+		}
+		if name == "" {
+			return b.invalid(i, "xattr without a name")
+		}
+		set = append(set, xattr{name: name, value: value})
+	}
+	if len(set) == 0 {
+		return nil
+	}
+	slices.SortFunc(set, func(x, y xattr) int { return strings.Compare(x.name, y.name) })
+	if len(b.t.xattrs) >= math.MaxUint32-1 {
+		return b.invalid(i, "too many xattr sets")
+	}
+	b.t.xattrs = append(b.t.xattrs, set)
+	n.xattrs = uint32(len(b.t.xattrs))
+	return nil
+}
+
+// resolveHardlinks gives every hard link its target's NodeId and counts the
+// target's links.
+func (b *builder) resolveHardlinks() error {
+	for i := range b.items {
+		it := &b.items[i]
+		if !b.isHardlink(it) {
+			continue
+		}
+		target := it
+		for steps := 0; b.isHardlink(target); steps++ {
+			e := b.entries[target.entry]
+			j := b.find(cleanPath(e.LinkName))
+			if j < 0 || steps > len(b.items) {
+				return b.invalid(int(it.entry), "hard link target %q not found", e.LinkName)
+			}
+			target = &b.items[j]
+		}
+		if target.kind != kindEntry || b.isDir(target) {
+			return b.invalid(int(it.entry), "hard link target %q is not a file", target.path)
+		}
+		it.id = target.id
+		n := &b.t.nodes[target.id]
+		if n.nlink == math.MaxUint32 {
+			return b.invalid(int(it.entry), "too many links")
+		}
+		n.nlink++
+	}
+	return nil
+}
+
+// linkChildren builds every directory's sorted list of entries. Items are
+// sorted by path, and siblings share the "dir/" prefix, so appending them in
+// item order sorts each directory by name.
+func (b *builder) linkChildren() error {
+	t := b.t
+	arena := 0
+	prevDir, prevIdx := "\x00", -1
+	for i := 1; i < len(b.items); i++ {
+		it := &b.items[i]
+		dir, base := splitPath(it.path)
+		if dir != prevDir {
+			prevDir, prevIdx = dir, b.find(dir)
+		}
+		if prevIdx < 0 || !b.isDir(&b.items[prevIdx]) {
+			return b.invalid(int(it.entry), "parent of %q is not a directory", it.path)
+		}
+		parent := b.items[prevIdx].id
+		it.parent = parent
+		t.nodes[parent].count++
+		if b.isDir(it) {
+			t.nodes[parent].nlink++
+			t.nodes[it.id].parent = parent
+		}
+		arena += len(base)
+	}
+	t.nodes[rootID].parent = rootID
+	if arena > math.MaxUint32 {
+		return errors.New("names of the TOC too long")
+	}
+
+	next := uint32(0)
+	for id := range t.nodes {
+		n := &t.nodes[id]
+		if id == 0 || !n.isDir() {
+			continue
+		}
+		n.first, next = next, next+n.count
+		n.count = 0
+	}
+	t.dirents = make([]dirent, next)
+	var names strings.Builder
+	names.Grow(arena)
+	for i := 1; i < len(b.items); i++ {
+		it := &b.items[i]
+		_, base := splitPath(it.path)
+		d := dirent{nameOff: uint32(names.Len()), nameLen: uint32(len(base)), id: it.id}
+		names.WriteString(base)
+		p := &t.nodes[it.parent]
+		t.dirents[p.first+p.count] = d
+		p.count++
+	}
+	t.names = names.String()
+	return nil
+}
+
+// markOpaque records the directories holding an opaque marker.
+func (b *builder) markOpaque() error {
+	for _, d := range b.opaque {
+		j := b.find(d)
+		if j < 0 || !b.isDir(&b.items[j]) {
+			return fmt.Errorf("opaque marker in %q, which is not a directory: %w", d, errdefs.ErrInvalidArgument)
+		}
+		b.t.opaque = append(b.t.opaque, b.items[j].id)
+	}
+	slices.Sort(b.t.opaque)
+	b.t.opaque = slices.Compact(b.t.opaque)
+	return nil
+}

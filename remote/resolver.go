@@ -1,0 +1,113 @@
+package remote
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/remotes/docker"
+	"github.com/containerd/containerd/v2/core/remotes/docker/config"
+	"github.com/containerd/containerd/v2/pkg/reference"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/opencontainers/go-digest"
+)
+
+// Resolver finds the hosts that serve a registry's blobs and hands out
+// Blob handles. It is safe for concurrent use.
+type Resolver struct {
+	opts Options
+
+	mu    sync.Mutex
+	hosts map[string]hostsEntry // by registry host name as in the ref
+}
+
+type hostsEntry struct {
+	hosts   []docker.RegistryHost
+	expires time.Time
+}
+
+// NewResolver returns a Resolver configured by opts.
+func NewResolver(opts Options) *Resolver {
+	return &Resolver{
+		opts:  opts.withDefaults(),
+		hosts: make(map[string]hostsEntry),
+	}
+}
+
+// Blob resolves ref (e.g. "127.0.0.1:5000/library/busybox:latest", a tag
+// or digest is allowed but not used) to the hosts that can serve its
+// repository and returns a handle for the blob dgst in it. It asks the
+// hosts in order for the blob's size (HEAD, or a 1-byte ranged GET where
+// HEAD is refused) and fails if none knows it.
+func (r *Resolver) Blob(ctx context.Context, ref string, dgst digest.Digest) (*Blob, error) {
+	spec, err := reference.Parse(ref)
+	if err != nil {
+		return nil, fmt.Errorf("invalid image reference %q: %w: %w", ref, err, errdefs.ErrInvalidArgument)
+	}
+	if err := dgst.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid blob digest %q: %w: %w", dgst, err, errdefs.ErrInvalidArgument)
+	}
+	name := spec.Hostname()
+	repo := strings.TrimPrefix(spec.Locator, name+"/")
+	if repo == "" || repo == spec.Locator {
+		// "busybox:latest" parses with "busybox:latest" as host: refs
+		// must be fully qualified, as the CRI labels carry them.
+		return nil, fmt.Errorf("image reference %q has no repository after the registry host: %w", ref, errdefs.ErrInvalidArgument)
+	}
+	b := &Blob{
+		resolver: r,
+		spec:     spec,
+		registry: name,
+		repo:     repo,
+		dgst:     dgst,
+	}
+	ctx = log.WithLogger(ctx, log.G(ctx).WithFields(log.Fields{"image_ref": ref, "layer_digest": dgst}))
+	if b.size, err = b.fetchSize(ctx); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// registryHosts returns the hosts that may serve blobs of registry name,
+// in the order hosts.toml gives (mirrors first, the registry last).
+func (r *Resolver) registryHosts(ctx context.Context, name string) ([]docker.RegistryHost, error) {
+	now := time.Now()
+	r.mu.Lock()
+	e, ok := r.hosts[name]
+	r.mu.Unlock()
+	if ok && now.Before(e.expires) {
+		return e.hosts, nil
+	}
+
+	opts := config.HostOptions{Credentials: r.opts.Credentials}
+	if r.opts.HostsDir != "" {
+		opts.HostDir = config.HostDirFromRoot(r.opts.HostsDir)
+	}
+	if local, _ := docker.MatchLocalhost(name); local {
+		// Like ctr --plain-http: a local test registry speaks http, and
+		// containerd's default (https first, then http) would cost a failed
+		// TLS handshake before the first request of every new client.
+		opts.DefaultScheme = "http"
+	}
+	all, err := config.ConfigureHosts(ctx, opts)(name)
+	if err != nil {
+		return nil, fmt.Errorf("failed to configure hosts of registry %s: %w", name, err)
+	}
+	var hosts []docker.RegistryHost
+	for _, h := range all {
+		if h.Capabilities.Has(docker.HostCapabilityPull) {
+			hosts = append(hosts, h)
+		}
+	}
+	if len(hosts) == 0 {
+		return nil, fmt.Errorf("registry %s: no host with pull capability configured: %w", name, errdefs.ErrNotFound)
+	}
+
+	r.mu.Lock()
+	r.hosts[name] = hostsEntry{hosts: hosts, expires: now.Add(r.opts.HostsTTL)}
+	r.mu.Unlock()
+	return hosts, nil
+}

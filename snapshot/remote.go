@@ -1,0 +1,170 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/containerd/v2/core/snapshots/storage"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+
+	"github.com/lazyfs/lazyfs/labels"
+	"github.com/lazyfs/lazyfs/metrics"
+)
+
+// RemoteLayers mounts layers lazily: the supervisor implements it with FUSE
+// mounts served by lazyfsd workers.
+type RemoteLayers interface {
+	// Mount makes the layer the labels describe visible at mountpoint; id
+	// names the mount (it is the snapshot's id). Any error means the layer
+	// is unpacked as usual instead.
+	Mount(ctx context.Context, id, mountpoint string, labels map[string]string) error
+	// Unmount stops serving the mount and unmounts it.
+	Unmount(ctx context.Context, id, mountpoint string) error
+	// Restore makes sure a remote snapshot of an earlier run is served at
+	// mountpoint again. It must not wait on a registry.
+	Restore(ctx context.Context, id, mountpoint string, labels map[string]string) error
+}
+
+// WithRemoteLayers turns on lazy mounting of eStargz layers through r.
+func WithRemoteLayers(r RemoteLayers) Opt {
+	return func(o *options) { o.remote = r }
+}
+
+// prepareRemote tries to mount the layer that Prepare(key, parent) is about
+// to unpack lazily. It returns ok=false when the layer must be unpacked as
+// usual; otherwise the snapshot is committed under its chain ID and err
+// wraps ErrAlreadyExists, which tells containerd to skip download and unpack.
+func (s *Snapshotter) prepareRemote(ctx context.Context, key, parent string, opts []snapshots.Opt) (ok bool, err error) {
+	var base snapshots.Info
+	for _, opt := range opts {
+		if err := opt(&base); err != nil {
+			return false, err
+		}
+	}
+	target := base.Labels[labels.TargetSnapshotRef]
+	if target == "" {
+		return false, nil // not a layer being unpacked: a container's rootfs or a view
+	}
+	ctx = log.WithLogger(ctx, log.G(ctx).WithField("chain_id", target))
+	layer, err := labels.ParseLayer(base.Labels)
+	if err != nil {
+		s.fallback(ctx, "not_lazy", err)
+		return false, nil
+	}
+	ctx = log.WithLogger(ctx, log.G(ctx).
+		WithField("layer_digest", layer.LayerDigest).
+		WithField("image_ref", layer.ImageRef))
+
+	if _, err := s.Stat(ctx, target); err == nil {
+		return true, fmt.Errorf("snapshot %s: %w", target, errdefs.ErrAlreadyExists)
+	}
+
+	start := time.Now()
+	snap, err := s.createSnapshot(ctx, snapshots.KindActive, key, parent, opts)
+	if err != nil {
+		return false, err
+	}
+	mountpoint := s.upperPath(snap.ID)
+	if err := s.remote.Mount(ctx, snap.ID, mountpoint, base.Labels); err != nil {
+		s.abandon(ctx, key, "")
+		s.fallback(ctx, "mount_failed", err)
+		return false, nil
+	}
+	commitOpts := append(opts, snapshots.WithLabels(map[string]string{labels.Remote: "lazyfs"}))
+	err = s.ms.WithTransaction(ctx, true, func(ctx context.Context) error {
+		// The usage of a lazily loaded layer is what it has cached, not a
+		// walk of its FUSE tree (that would download the whole layer).
+		_, err := storage.CommitActive(ctx, key, target, snapshots.Usage{}, commitOpts...)
+		return err
+	})
+	if err != nil {
+		s.abandon(ctx, key, mountpoint)
+		if errdefs.IsAlreadyExists(err) {
+			// Another pull of the same layer won the race: use its snapshot.
+			return true, fmt.Errorf("snapshot %s: %w", target, errdefs.ErrAlreadyExists)
+		}
+		s.fallback(ctx, "commit_failed", err)
+		return false, nil
+	}
+	metrics.MountDuration.Observe(time.Since(start).Seconds())
+	log.G(ctx).WithField("snapshot_id", snap.ID).WithField("duration", time.Since(start)).Info("layer mounted lazily")
+	return true, fmt.Errorf("layer %s mounted lazily as %s: %w", layer.LayerDigest, target, errdefs.ErrAlreadyExists)
+}
+
+// abandon removes the active snapshot of a failed lazy mount, unmounting it
+// first when the mount was made.
+func (s *Snapshotter) abandon(ctx context.Context, key, mountpoint string) {
+	var id string
+	err := s.ms.WithTransaction(ctx, true, func(ctx context.Context) (err error) {
+		id, _, err = storage.Remove(ctx, key)
+		return err
+	})
+	if err != nil {
+		log.G(ctx).WithError(err).WithField("key", key).Warn("failed to remove snapshot of a failed lazy mount")
+		return
+	}
+	if mountpoint != "" {
+		if err := s.remote.Unmount(ctx, id, mountpoint); err != nil {
+			log.G(ctx).WithError(err).WithField("mountpoint", mountpoint).Warn("failed to unmount a failed lazy mount")
+		}
+	}
+	s.removeDir(ctx, s.snapshotPath(id))
+}
+
+// fallback records that a layer is unpacked as usual instead of lazily.
+func (s *Snapshotter) fallback(ctx context.Context, reason string, err error) {
+	if errors.Is(err, labels.ErrNotRemote) {
+		// The common case for ordinary images: keep it out of the warnings.
+		log.G(ctx).WithError(err).Debug("layer is not lazily loadable; unpacking it as usual")
+		reason = "not_estargz"
+	} else {
+		log.G(ctx).WithError(err).WithField("reason", reason).Warn("falling back to unpacking the layer as usual")
+	}
+	metrics.Fallbacks.WithLabelValues(reason).Inc()
+}
+
+// Restore serves again every remote snapshot kept from an earlier run. It
+// returns at once; each snapshot is restored in the background, so that a
+// registry that is down delays nothing (it only makes those reads fail).
+func (s *Snapshotter) Restore(ctx context.Context) error {
+	if s.remote == nil {
+		return nil
+	}
+	type remote struct {
+		id, mountpoint string
+		labels         map[string]string
+	}
+	var found []remote
+	err := s.ms.WithTransaction(ctx, false, func(ctx context.Context) error {
+		return storage.WalkInfo(ctx, func(ctx context.Context, info snapshots.Info) error {
+			if info.Labels[labels.Remote] == "" {
+				return nil
+			}
+			id, _, _, err := storage.GetInfo(ctx, info.Name)
+			if err != nil {
+				return err
+			}
+			found = append(found, remote{id: id, mountpoint: s.upperPath(id), labels: info.Labels})
+			return nil
+		})
+	})
+	if err != nil && !errdefs.IsNotFound(err) { // NotFound: a new, empty store
+		return fmt.Errorf("failed to list remote snapshots: %w", err)
+	}
+	for _, r := range found {
+		go func() {
+			if err := s.remote.Restore(ctx, r.id, r.mountpoint, r.labels); err != nil {
+				log.G(ctx).WithError(err).WithField("mountpoint", r.mountpoint).Error("failed to restore a lazily loaded layer")
+			}
+		}()
+	}
+	log.G(ctx).WithField("count", len(found)).Info("restoring lazily loaded layers in the background")
+	return nil
+}
+
+// isRemote reports whether info is a lazily mounted layer.
+func isRemote(info snapshots.Info) bool { return info.Labels[labels.Remote] != "" }

@@ -1,0 +1,182 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/errdefs"
+
+	"github.com/lazyfs/lazyfs/labels"
+)
+
+// fakeRemote records calls; Mount fails when failMount is set.
+type fakeRemote struct {
+	mu        sync.Mutex
+	failMount error
+	mounted   map[string]string // id -> mountpoint
+	unmounted []string
+	restored  chan string
+}
+
+func newFakeRemote() *fakeRemote {
+	return &fakeRemote{mounted: map[string]string{}, restored: make(chan string, 10)}
+}
+
+func (f *fakeRemote) Mount(_ context.Context, id, mountpoint string, _ map[string]string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failMount != nil {
+		return f.failMount
+	}
+	f.mounted[id] = mountpoint
+	return nil
+}
+
+func (f *fakeRemote) Unmount(_ context.Context, id, _ string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.unmounted = append(f.unmounted, id)
+	delete(f.mounted, id)
+	return nil
+}
+
+func (f *fakeRemote) Restore(_ context.Context, id, _ string, _ map[string]string) error {
+	f.restored <- id
+	return nil
+}
+
+func lazyLabels(chainID string) map[string]string {
+	return map[string]string{
+		labels.TargetSnapshotRef: chainID,
+		labels.ImageRef:          "127.0.0.1:5000/img:v1",
+		labels.LayerDigest:       "sha256:2222222222222222222222222222222222222222222222222222222222222222",
+		labels.TOCDigest:         "sha256:3333333333333333333333333333333333333333333333333333333333333333",
+	}
+}
+
+func TestPrepareRemote(t *testing.T) {
+	ctx := testContext(t)
+	root := t.TempDir()
+	fr := newFakeRemote()
+	s, err := New(ctx, root, WithRemoteLayers(fr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	_, err = s.Prepare(ctx, "extract-1 chain1", "", snapshots.WithLabels(lazyLabels("chain1")))
+	if !errdefs.IsAlreadyExists(err) {
+		t.Fatalf("Prepare of a lazy layer: %v, want already exists", err)
+	}
+	info, err := s.Stat(ctx, "chain1")
+	if err != nil {
+		t.Fatalf("committed remote snapshot not found by chain id: %v", err)
+	}
+	if info.Kind != snapshots.KindCommitted || info.Labels[labels.Remote] == "" || info.Labels[labels.TargetSnapshotRef] != "chain1" {
+		t.Fatalf("remote snapshot info %+v", info)
+	}
+	if _, err := s.Stat(ctx, "extract-1 chain1"); !errdefs.IsNotFound(err) {
+		t.Fatalf("the extraction key still exists: %v", err)
+	}
+	if len(fr.mounted) != 1 {
+		t.Fatalf("mounted %v, want one mount", fr.mounted)
+	}
+
+	// A second pull of the same layer finds it.
+	if _, err := s.Prepare(ctx, "extract-2 chain1", "", snapshots.WithLabels(lazyLabels("chain1"))); !errdefs.IsAlreadyExists(err) {
+		t.Fatalf("second Prepare: %v", err)
+	}
+	if len(fr.mounted) != 1 {
+		t.Fatalf("second Prepare mounted again: %v", fr.mounted)
+	}
+
+	// A container on top of it gets an overlay with the mount as lower dir.
+	m, err := s.Prepare(ctx, "container", "chain1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mp string
+	for _, v := range fr.mounted {
+		mp = v
+	}
+	if m[0].Type != "overlay" || !contains(m[0].Options, "lowerdir="+mp) {
+		t.Fatalf("container mounts %+v, want an overlay on %s", m, mp)
+	}
+
+	// Restart: the remote snapshot is restored.
+	if err := s.Restore(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-fr.restored:
+	case <-time.After(5 * time.Second):
+		t.Fatal("remote snapshot not restored")
+	}
+
+	if err := s.Remove(ctx, "container"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove(ctx, "chain1"); err != nil {
+		t.Fatal(err)
+	}
+	if len(fr.unmounted) != 1 || len(fr.mounted) != 0 {
+		t.Fatalf("after Remove: unmounted %v, still mounted %v", fr.unmounted, fr.mounted)
+	}
+}
+
+func TestPrepareRemoteFallsBack(t *testing.T) {
+	tests := []struct {
+		name   string
+		labels map[string]string
+		fail   error
+	}{
+		{"not estargz", func() map[string]string {
+			l := lazyLabels("c")
+			delete(l, labels.TOCDigest)
+			return l
+		}(), nil},
+		{"worker refuses the layer", lazyLabels("c"), errors.New("toc digest mismatch")},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testContext(t)
+			fr := newFakeRemote()
+			fr.failMount = tc.fail
+			s, err := New(ctx, t.TempDir(), WithRemoteLayers(fr))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			m, err := s.Prepare(ctx, "extract-1 c", "", snapshots.WithLabels(tc.labels))
+			if err != nil {
+				t.Fatalf("fallback Prepare: %v", err)
+			}
+			if len(m) != 1 || m[0].Type != "bind" {
+				t.Fatalf("fallback mounts %+v, want the plain bind mount", m)
+			}
+			if err := s.Commit(ctx, "c", "extract-1 c"); err != nil {
+				t.Fatal(err)
+			}
+			info, err := s.Stat(ctx, "c")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if isRemote(info) {
+				t.Fatal("a fallen back layer is labelled remote")
+			}
+		})
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

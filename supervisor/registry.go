@@ -1,0 +1,86 @@
+package supervisor
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// record is what workers.db keeps of a worker, enough for a restarted
+// snapshotter to find it, check it is the same process, and know its mounts.
+type record struct {
+	ID            string                 `json:"id"`
+	PID           int                    `json:"pid"`
+	StartTime     uint64                 `json:"start_time"` // /proc/<pid>/stat field 22: guards against pid reuse
+	APISocket     string                 `json:"api_socket"`
+	ControlSocket string                 `json:"control_socket"`
+	Mounts        map[string]mountRecord `json:"mounts"` // by mount id
+}
+
+type mountRecord struct {
+	Mountpoint string            `json:"mountpoint"`
+	Labels     map[string]string `json:"labels"`
+}
+
+var workersBucket = []byte("workers")
+
+// registry is workers.db.
+type registry struct {
+	db *bolt.DB
+}
+
+func openRegistry(path string) (*registry, error) {
+	// A timeout, not bbolt's default of waiting forever, when another
+	// snapshotter holds the file.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 10 * time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("worker registry %s is locked by another process: %w", path, err)
+		}
+		return nil, fmt.Errorf("failed to open worker registry %s: %w", path, err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(workersBucket)
+		return err
+	}); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("failed to initialise worker registry %s: %w", path, err)
+	}
+	return &registry{db: db}, nil
+}
+
+func (r *registry) put(rec record) error {
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return r.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(workersBucket).Put([]byte(rec.ID), data)
+	})
+}
+
+func (r *registry) delete(id string) error {
+	return r.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(workersBucket).Delete([]byte(id))
+	})
+}
+
+func (r *registry) list() ([]record, error) {
+	var recs []record
+	err := r.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(workersBucket).ForEach(func(k, v []byte) error {
+			var rec record
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("worker %s: corrupt record: %w", k, err)
+			}
+			recs = append(recs, rec)
+			return nil
+		})
+	})
+	return recs, err
+}
+
+func (r *registry) close() error { return r.db.Close() }

@@ -1,0 +1,155 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/log"
+	"gopkg.in/natefinch/lumberjack.v2"
+
+	"github.com/lazyfs/lazyfs/daemonapi"
+)
+
+// spawn starts a worker and waits until it answers on both channels.
+func (s *Supervisor) spawn(ctx context.Context, id string) (_ *worker, err error) {
+	ctx = s.logger(ctx, id)
+	dir := filepath.Join(s.opts.RunDir, "workers", id)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("worker %s: failed to create socket dir: %w", id, err)
+	}
+	w := &worker{
+		id:      id,
+		apiSock: filepath.Join(dir, "api.sock"),
+		ctlSock: filepath.Join(dir, "control.sock"),
+		exited:  make(chan struct{}),
+		mounts:  map[string]*mountState{},
+	}
+	args := append([]string{
+		"--id", id,
+		"--api-socket", w.apiSock,
+		"--control-socket", w.ctlSock,
+		"--root", s.opts.Root,
+		"--log-level", s.opts.LogLevel,
+	}, s.opts.WorkerArgs...)
+	if s.opts.Mode == PerImage {
+		// A per-image worker has nothing to do once its image's last layer
+		// is unmounted.
+		args = append(args, "--exit-when-idle")
+	}
+	cmd := exec.Command(s.opts.Binary, args...)
+	// Setsid and no parent-death signal: a worker outlives a crash or an
+	// upgrade of the snapshotter, so running containers keep reading.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	logw, logr, err := s.logPipe(id)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout = logw
+	cmd.Stderr = logw
+	if err := cmd.Start(); err != nil {
+		logw.Close()
+		logr.Close()
+		return nil, fmt.Errorf("worker %s: failed to start %s: %w", id, s.opts.Binary, err)
+	}
+	logw.Close() // the worker has its own copy
+	w.pid = cmd.Process.Pid
+	w.startTime, _ = processStartTime(w.pid)
+	w.api = daemonapi.NewClient(w.apiSock, id)
+	log.G(ctx).WithField("pid", w.pid).Info("worker started")
+
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		s.copyLog(id, logr)
+	}()
+	go func() {
+		defer s.wg.Done()
+		err := cmd.Wait()
+		close(w.exited)
+		s.handleExit(s.logger(s.ctx, id), w, err)
+	}()
+	defer func() {
+		if err != nil {
+			cmd.Process.Kill()
+		}
+	}()
+
+	if err := s.waitReady(ctx, w); err != nil {
+		return nil, err
+	}
+	ctl, err := daemonapi.DialControl(ctx, w.ctlSock)
+	if err != nil {
+		return nil, fmt.Errorf("worker %s: %w", id, err)
+	}
+	w.control = ctl
+	if err := s.reg.put(w.record()); err != nil {
+		ctl.Close()
+		return nil, fmt.Errorf("worker %s: failed to record: %w", id, err)
+	}
+	return w, nil
+}
+
+// waitReady polls the worker's API until it answers, the worker exits, or
+// the ready timeout passes: one deadline for the whole wait, so a worker that
+// never answers cannot stall a pull.
+func (s *Supervisor) waitReady(ctx context.Context, w *worker) error {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.ReadyTimeout)
+	defer cancel()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		info, err := w.api.Info(ctx)
+		if err == nil {
+			if info.PID != w.pid {
+				return fmt.Errorf("worker %s: api socket answered by pid %d, not %d", w.id, info.PID, w.pid)
+			}
+			return nil
+		}
+		select {
+		case <-w.exited:
+			return fmt.Errorf("worker %s exited before it was ready; see %s", w.id, s.logPath(w.id))
+		case <-ctx.Done():
+			return fmt.Errorf("worker %s not ready after %s: %w", w.id, s.opts.ReadyTimeout, errors.Join(err, ctx.Err()))
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *Supervisor) logPath(id string) string {
+	return filepath.Join(s.opts.LogDir, "daemons", id+".log")
+}
+
+// logPipe returns a pipe for a worker's stdout and stderr; what the worker
+// writes is copied into its rotated log by copyLog.
+func (s *Supervisor) logPipe(id string) (w, r *os.File, err error) {
+	r, w, err = os.Pipe()
+	if err != nil {
+		return nil, nil, fmt.Errorf("worker %s: failed to create log pipe: %w", id, err)
+	}
+	return w, r, nil
+}
+
+// copyLog copies a worker's output into <log_dir>/daemons/<id>.log until the
+// worker closes it. One lumberjack.Logger per worker id serves all of that
+// id's restarts: its background goroutine is never stopped.
+func (s *Supervisor) copyLog(id string, r io.ReadCloser) {
+	defer r.Close()
+	s.mu.Lock()
+	l, ok := s.logs[id]
+	if !ok {
+		l = &lumberjack.Logger{Filename: s.logPath(id), MaxSize: 100, MaxBackups: 5, Compress: true}
+		s.logs[id] = l
+	}
+	s.mu.Unlock()
+	if _, err := io.Copy(l, r); err != nil && !strings.Contains(err.Error(), "file already closed") {
+		log.G(s.ctx).WithError(err).WithField("worker_id", id).Warn("worker log copy stopped")
+	}
+}

@@ -1,0 +1,51 @@
+// Package e2e runs lazyfs end to end against real processes: a Debian
+// docker-registry, containerd (2.3.7 and Debian's 1.6), runc, FUSE, and the
+// project's binaries from bin/. It needs root, /dev/fuse, the tools of
+// scripts/install-deps.sh and `make build`; without them it skips, or fails
+// under CI=true.
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/lazyfs/lazyfs/tests/harness"
+)
+
+// env is the harness environment, checked once by TestMain.
+var env harness.Env
+
+func TestMain(m *testing.M) {
+	var err error
+	env, err = checkRequirements()
+	if err != nil {
+		if harness.InCI() {
+			fmt.Fprintf(os.Stderr, "FAIL: end-to-end tests cannot run (CI=true): %v\n", err)
+			os.Exit(1)
+		}
+		fmt.Fprintf(os.Stderr, "SKIP: end-to-end tests not run: %v\n", err)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func checkRequirements() (harness.Env, error) {
+	if err := harness.CheckRoot(); err != nil {
+		return harness.Env{}, err
+	}
+	if err := harness.CheckFUSE(); err != nil {
+		return harness.Env{}, err
+	}
+	e, err := harness.LoadEnv()
+	if err != nil {
+		return harness.Env{}, err
+	}
+	if err := e.CheckTools(); err != nil {
+		return harness.Env{}, err
+	}
+	if err := e.CheckBinaries("lazyfs-snapshotter"); err != nil {
+		return harness.Env{}, fmt.Errorf("%w (the tests run the binaries in %s)", err, e.BinDir)
+	}
+	return e, nil
+}

@@ -1,0 +1,186 @@
+package toc
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/containerd/stargz-snapshotter/estargz"
+)
+
+// maxInflateRatio bounds how many bytes deflate can expand one compressed
+// byte into (1032:1 is the format's limit). A chunk claiming more bytes
+// than its compressed stream can hold is a lie that would make a reader
+// allocate or wait for data that is not there.
+const maxInflateRatio = 1032
+
+// fileState follows a regular file across its chunk entries.
+type fileState struct {
+	id   string
+	e    *estargz.TOCEntry
+	next int64 // file offset the next chunk must start at
+	// chunks counts the file's chunks; allDigests is whether each has a
+	// ChunkDigest.
+	chunks     int
+	allDigests bool
+}
+
+// streamGroup is one compressed stream (gzip member) in the blob and the
+// decompressed bytes its chunks need from it. Chunks share a stream only
+// when built with a minimum chunk size (estargz WithMinChunkSize), and are
+// then told apart by InnerOffset.
+type streamGroup struct {
+	id     string // the entry that needs the most bytes
+	offset int64  // compressed offset of the stream
+	end    int64  // InnerOffset + size of its last chunk
+}
+
+func (v *validator) reg(ne namedEntry) error {
+	e := ne.e
+	if e.Size < 0 {
+		return refuse(ReasonBadSize, ne.id, fmt.Errorf("negative size %d", e.Size))
+	}
+	if e.Digest != "" {
+		if err := checkDigest(e.Digest); err != nil {
+			return refuse(ReasonMalformed, ne.id, fmt.Errorf("file digest: %w", err))
+		}
+	}
+	if e.Size == 0 {
+		return checkNoData(ne.id, e)
+	}
+	if e.ChunkOffset != 0 {
+		return refuse(ReasonBadSize, ne.id, fmt.Errorf("first chunk starts at file offset %d, not 0", e.ChunkOffset))
+	}
+	v.file = &fileState{id: ne.id, e: e, allDigests: true}
+	return v.dataChunk(e)
+}
+
+// chunk checks a "chunk" entry: the second and later chunks of the regular
+// file before it.
+func (v *validator) chunk(id string, e *estargz.TOCEntry) error {
+	f := v.file
+	if f == nil {
+		return refuse(ReasonMalformed, id, errors.New("chunk entry does not follow a regular file with data"))
+	}
+	if e.Name != "" {
+		// estargz ignores a chunk's name and uses the file's; a name that
+		// differs is not something a builder writes.
+		if checkName(e.Name) != nil || cleanName(e.Name) != cleanName(f.e.Name) {
+			return refuse(ReasonMalformed, f.id, fmt.Errorf("chunk entry names %q", e.Name))
+		}
+	}
+	if e.Size != 0 {
+		return refuse(ReasonBadSize, f.id, fmt.Errorf("chunk entry has a size of %d", e.Size))
+	}
+	if e.Digest != "" {
+		if err := checkDigest(e.Digest); err != nil {
+			return refuse(ReasonMalformed, f.id, fmt.Errorf("chunk entry digest: %w", err))
+		}
+	}
+	return v.dataChunk(e)
+}
+
+// dataChunk checks where a chunk (the "reg" entry or a "chunk" entry) lies
+// in the file and in the blob.
+func (v *validator) dataChunk(e *estargz.TOCEntry) error {
+	f := v.file
+	size := f.e.Size
+	if e.ChunkOffset != f.next {
+		return refuse(ReasonBadSize, f.id, fmt.Errorf("chunk at file offset %d where %d was expected (gap or overlap)", e.ChunkOffset, f.next))
+	}
+	remain := size - f.next
+	if remain == 0 {
+		return refuse(ReasonBadSize, f.id, fmt.Errorf("chunk past the end of the %d-byte file", size))
+	}
+	cs := e.ChunkSize
+	switch {
+	case cs < 0:
+		return refuse(ReasonBadSize, f.id, fmt.Errorf("negative chunk size %d", cs))
+	case cs == 0:
+		cs = remain // 0 means "to the end of the file"
+	case cs > remain:
+		return refuse(ReasonBadSize, f.id, fmt.Errorf("chunk of %d bytes at file offset %d exceeds the %d-byte file", cs, f.next, size))
+	}
+	f.next += cs
+	f.chunks++
+	if e.ChunkDigest == "" {
+		f.allDigests = false
+	} else if e != f.e || e.ChunkDigest != e.Digest {
+		// A one-chunk file's chunk digest is usually its file digest,
+		// which reg checked already.
+		if err := checkDigest(e.ChunkDigest); err != nil {
+			return refuse(ReasonMalformed, f.id, fmt.Errorf("chunk digest: %w", err))
+		}
+	}
+
+	if e.Offset < 0 || e.Offset >= v.tocOffset {
+		return refuse(ReasonBadOffset, f.id, fmt.Errorf("chunk at blob offset %d, outside [0, %d) before the TOC", e.Offset, v.tocOffset))
+	}
+	if e.InnerOffset < 0 {
+		return refuse(ReasonBadOffset, f.id, fmt.Errorf("negative inner offset %d", e.InnerOffset))
+	}
+	if e.InnerOffset > math.MaxInt64-cs {
+		return refuse(ReasonBadSize, f.id, fmt.Errorf("inner offset %d plus chunk size %d overflows", e.InnerOffset, cs))
+	}
+	end := e.InnerOffset + cs
+	n := len(v.groups)
+	switch {
+	case n == 0 || e.Offset > v.groups[n-1].offset:
+		v.groups = append(v.groups, streamGroup{id: f.id, offset: e.Offset, end: end})
+	case e.Offset == v.groups[n-1].offset:
+		last := &v.groups[n-1]
+		if e.InnerOffset < last.end {
+			return refuse(ReasonBadOffset, f.id, fmt.Errorf("chunk at inner offset %d overlaps the previous chunk, which ends at %d", e.InnerOffset, last.end))
+		}
+		last.id, last.end = f.id, end
+	default:
+		return refuse(ReasonBadOffset, f.id, fmt.Errorf("chunk at blob offset %d comes after one at %d: chunks must be in blob order", e.Offset, v.groups[n-1].offset))
+	}
+	return nil
+}
+
+// endFile checks that the regular file being read is complete and
+// verifiable: its chunks cover it, and each can be checked against a digest.
+func (v *validator) endFile() error {
+	f := v.file
+	v.file = nil
+	if f == nil {
+		return nil
+	}
+	if f.next != f.e.Size {
+		return refuse(ReasonBadSize, f.id, fmt.Errorf("chunks cover %d of %d bytes", f.next, f.e.Size))
+	}
+	if !f.allDigests && (f.chunks != 1 || f.e.Digest == "") {
+		return refuse(ReasonUnverifiable, f.id, fmt.Errorf("%d-byte file in %d chunks lacks chunk digests", f.e.Size, f.chunks))
+	}
+	return nil
+}
+
+// checkSpans bounds each compressed stream's decompressed bytes by its
+// compressed length: from its offset to the next stream or to the TOC.
+func (v *validator) checkSpans() error {
+	for i, g := range v.groups {
+		next := v.tocOffset
+		if i+1 < len(v.groups) {
+			next = v.groups[i+1].offset
+		}
+		span := next - g.offset
+		if span <= math.MaxInt64/maxInflateRatio && g.end > span*maxInflateRatio {
+			return refuse(ReasonBadSize, g.id, fmt.Errorf("chunk needs %d decompressed bytes from a %d-byte compressed stream", g.end, span))
+		}
+	}
+	return nil
+}
+
+// checkNoData refuses data fields on an entry without data (any type but a
+// non-empty regular file): readers that look for the next chunk's offset
+// would otherwise trip over them.
+func checkNoData(id string, e *estargz.TOCEntry) error {
+	switch {
+	case e.Size != 0 || e.ChunkSize != 0:
+		return refuse(ReasonBadSize, id, fmt.Errorf("a %s entry without data has size %d, chunk size %d", e.Type, e.Size, e.ChunkSize))
+	case e.Offset != 0 || e.InnerOffset != 0 || e.ChunkOffset != 0:
+		return refuse(ReasonBadOffset, id, fmt.Errorf("a %s entry without data has offset %d, inner offset %d, chunk offset %d", e.Type, e.Offset, e.InnerOffset, e.ChunkOffset))
+	}
+	return nil
+}

@@ -1,0 +1,144 @@
+package toc
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/containerd/stargz-snapshotter/estargz"
+)
+
+// decompressTOC extracts stargz.index.json from the compressed TOC (a gzip
+// stream holding a tar with that one entry), reading at most maxSize+1 bytes
+// of it whatever the tar header claims.
+func decompressTOC(compressed []byte, maxSize int64) ([]byte, error) {
+	// The legacy and current gzip formats share the TOC stream format.
+	rc, err := new(estargz.GzipDecompressor).DecompressTOC(bytes.NewReader(compressed))
+	if err != nil {
+		return nil, refuse(ReasonMalformed, "", fmt.Errorf("failed to open TOC stream: %w", err))
+	}
+	defer rc.Close()
+	raw, err := io.ReadAll(io.LimitReader(rc, maxSize+1))
+	if err != nil {
+		return nil, refuse(ReasonMalformed, "", fmt.Errorf("failed to decompress TOC: %w", err))
+	}
+	if int64(len(raw)) > maxSize {
+		return nil, refuse(ReasonTOCTooLarge, "", fmt.Errorf("TOC JSON exceeds the limit of %d bytes", maxSize))
+	}
+	return raw, nil
+}
+
+// ctxCheckInterval is how many entries are decoded between checks of ctx:
+// often enough to stop a huge TOC promptly, rarely enough to cost nothing.
+const ctxCheckInterval = 4096
+
+// decodeTOC decodes TOC JSON into an estargz.JTOC. It streams the entries
+// array so that it can stop at maxEntries: the JSON "{}," costs 3 bytes but
+// decodes into a TOCEntry of a few hundred, so MaxSize alone would not bound
+// the worker's memory.
+//
+// It accepts what json.Unmarshal into a JTOC accepts (keys match
+// case-insensitively, unknown keys are ignored) except for a repeated
+// top-level key, which is refused rather than resolved last-wins.
+func decodeTOC(ctx context.Context, raw []byte, maxEntries int) (*estargz.JTOC, error) {
+	malformed := func(err error) error {
+		return refuse(ReasonMalformed, "", fmt.Errorf("invalid TOC JSON: %w", err))
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if err := expectDelim(dec, '{'); err != nil {
+		return nil, malformed(err)
+	}
+	jtoc := new(estargz.JTOC)
+	var seenVersion, seenEntries bool
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, malformed(err)
+		}
+		key, _ := tok.(string) // object keys are always strings
+		switch {
+		case strings.EqualFold(key, "version"):
+			if seenVersion {
+				return nil, malformed(errors.New(`repeated key "version"`))
+			}
+			seenVersion = true
+			if err := dec.Decode(&jtoc.Version); err != nil {
+				return nil, malformed(err)
+			}
+		case strings.EqualFold(key, "entries"):
+			if seenEntries {
+				return nil, malformed(errors.New(`repeated key "entries"`))
+			}
+			seenEntries = true
+			entries, err := decodeEntries(ctx, dec, maxEntries)
+			if err != nil {
+				return nil, err
+			}
+			jtoc.Entries = entries
+		default:
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return nil, malformed(err)
+			}
+		}
+	}
+	if err := expectDelim(dec, '}'); err != nil {
+		return nil, malformed(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, malformed(errors.New("trailing data after the TOC object"))
+	}
+	return jtoc, nil
+}
+
+// decodeEntries decodes the value of "entries": null or an array of entries.
+func decodeEntries(ctx context.Context, dec *json.Decoder, maxEntries int) ([]*estargz.TOCEntry, error) {
+	malformed := func(err error) error {
+		return refuse(ReasonMalformed, "", fmt.Errorf("invalid TOC entries: %w", err))
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, malformed(err)
+	}
+	if tok == nil {
+		return nil, nil
+	}
+	if tok != json.Delim('[') {
+		return nil, malformed(fmt.Errorf("entries is %v, not an array", tok))
+	}
+	var entries []*estargz.TOCEntry
+	for dec.More() {
+		if len(entries) == maxEntries {
+			return nil, refuse(ReasonTooManyEntries, "", fmt.Errorf("TOC has more than %d entries", maxEntries))
+		}
+		if len(entries)%ctxCheckInterval == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+		e := new(estargz.TOCEntry)
+		if err := dec.Decode(e); err != nil {
+			return nil, malformed(fmt.Errorf("entry %d: %w", len(entries), err))
+		}
+		entries = append(entries, e)
+	}
+	if err := expectDelim(dec, ']'); err != nil {
+		return nil, malformed(err)
+	}
+	return entries, nil
+}
+
+func expectDelim(dec *json.Decoder, want json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok != want {
+		return fmt.Errorf("found %v where %v was expected", tok, want)
+	}
+	return nil
+}

@@ -1,0 +1,40 @@
+package toc
+
+import (
+	"context"
+
+	"github.com/containerd/stargz-snapshotter/estargz"
+	"github.com/opencontainers/go-digest"
+)
+
+// Source is the layer blob. The worker's registry client satisfies it; each
+// ReadAt is one bounded range request, so Fetch makes exactly two calls: the
+// footer and the TOC.
+type Source interface {
+	Size() int64
+	// ReadAt follows io.ReaderAt: n < len(p) only with an error.
+	ReadAt(ctx context.Context, p []byte, off int64) (int, error)
+}
+
+// Layer is what a worker needs to serve a layer without the registry's help
+// for metadata. Only Fetch and Store.Get produce a Layer whose TOC has been
+// verified and validated.
+type Layer struct {
+	BlobDigest digest.Digest
+	BlobSize   int64
+	TOCDigest  digest.Digest
+	// TOCOffset is where the compressed TOC starts in the blob; every chunk
+	// lies before it.
+	TOCOffset int64
+	// TOC holds the entries with their raw names, exactly as the layer
+	// wrote them (estargz.Open would clean them). Names are safe once
+	// validated; consumers clean them with path.Clean ("." is the root).
+	//
+	// A regular file's data is verified against each chunk's ChunkDigest,
+	// or, for a file of one chunk without a ChunkDigest, the entry's Digest.
+	// A ChunkSize of 0 means "to the end of the file".
+	TOC *estargz.JTOC
+	// TOCJSON is the exact JSON that TOCDigest was verified against: the
+	// Store keeps these bytes so that a reload can verify them again.
+	TOCJSON []byte
+}

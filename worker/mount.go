@@ -1,0 +1,144 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"golang.org/x/sys/unix"
+
+	"github.com/lazyfs/lazyfs/chunks"
+	"github.com/lazyfs/lazyfs/daemonapi"
+	"github.com/lazyfs/lazyfs/lazyfs"
+	"github.com/lazyfs/lazyfs/toc"
+)
+
+// mount is one layer a worker loaded and, once attached, serves.
+type mount struct {
+	w         *Worker
+	req       daemonapi.LoadLayerRequest
+	layerInfo daemonapi.LayerInfo
+	fs        *lazyfs.FS
+
+	mu      sync.Mutex
+	state   daemonapi.MountState
+	fd      int                // the worker's copy of the /dev/fuse fd; -1 until attached
+	cancel  context.CancelFunc // stops the read loop
+	stopped chan struct{}      // closed when the read loop has returned
+}
+
+func newMount(w *Worker, req daemonapi.LoadLayerRequest, layer *toc.Layer, src chunks.Source) (*mount, error) {
+	tree, err := lazyfs.NewTree(layer.TOC, layer.TOCOffset)
+	if err != nil {
+		return nil, fmt.Errorf("layer %s: %w", req.LayerDigest, err)
+	}
+	entries := len(layer.TOC.Entries)
+	// The tree holds what serving needs; the decoded TOC can go.
+	layer.TOC = nil
+
+	opts := w.opts.Chunks
+	opts.LayerDigest = layer.BlobDigest
+	reader := chunks.NewReader(src, opts)
+	// Every FUSE op's ctx derives from this one: its logger names the layer,
+	// and the worker's shutdown cancels reads in flight.
+	fctx := log.WithLogger(w.ctx, log.G(w.ctx).
+		WithField("mount_id", req.MountID).
+		WithField("layer_digest", req.LayerDigest).
+		WithField("image_ref", req.ImageRef).
+		WithField("mountpoint", req.Mountpoint))
+	return &mount{
+		w:   w,
+		req: req,
+		layerInfo: daemonapi.LayerInfo{
+			MountID:     req.MountID,
+			LayerDigest: req.LayerDigest,
+			TOCDigest:   req.TOCDigest,
+			BlobSize:    layer.BlobSize,
+			Entries:     entries,
+		},
+		fs:    lazyfs.NewFS(fctx, tree, reader),
+		state: daemonapi.MountLoaded,
+		fd:    -1,
+	}, nil
+}
+
+func (m *mount) info() daemonapi.MountInfo {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return daemonapi.MountInfo{
+		ID:          m.req.MountID,
+		LayerDigest: m.req.LayerDigest,
+		ImageRef:    m.req.ImageRef,
+		TOCDigest:   m.req.TOCDigest,
+		Mountpoint:  m.req.Mountpoint,
+		State:       m.state,
+	}
+}
+
+// serve starts the read loop on fd and waits until FUSE INIT is answered.
+// The mount owns fd from here on, whatever the outcome.
+func (m *mount) serve(ctx context.Context, fd int) (daemonapi.InitState, error) {
+	m.mu.Lock()
+	if m.fd >= 0 {
+		m.mu.Unlock()
+		unix.Close(fd)
+		return daemonapi.InitState{}, fmt.Errorf("mount %s is attached already: %w", m.req.MountID, errdefs.ErrAlreadyExists)
+	}
+	sctx, cancel := context.WithCancel(m.w.ctx)
+	m.fd, m.cancel, m.stopped = fd, cancel, make(chan struct{})
+	m.mu.Unlock()
+
+	inited := make(chan lazyfs.InitState, 1)
+	serveErr := make(chan error, 1)
+	go func() {
+		defer close(m.stopped)
+		err := lazyfs.Serve(sctx, fd, m.fs, lazyfs.ServeOptions{
+			Readers: m.w.opts.FuseReaders,
+			OnInit:  func(s lazyfs.InitState) { inited <- s },
+		})
+		serveErr <- err
+		m.mu.Lock()
+		if err != nil && !errors.Is(err, context.Canceled) {
+			m.state = daemonapi.MountFailed
+			log.G(sctx).WithError(err).WithField("mount_id", m.req.MountID).Error("FUSE read loop failed")
+		}
+		m.mu.Unlock()
+	}()
+
+	select {
+	case s := <-inited:
+		m.mu.Lock()
+		m.state = daemonapi.MountServing
+		m.mu.Unlock()
+		return daemonapi.InitState{Request: s.Request, Reply: s.Reply}, nil
+	case err := <-serveErr:
+		return daemonapi.InitState{}, fmt.Errorf("mount %s ended before FUSE INIT: %w", m.req.MountID, errors.Join(err, errdefs.ErrUnavailable))
+	case <-ctx.Done():
+		return daemonapi.InitState{}, fmt.Errorf("mount %s: no FUSE INIT: %w", m.req.MountID, ctx.Err())
+	}
+}
+
+// stopServing stops the read loop (waiting at most wait) and closes the
+// worker's copy of the fd.
+func (m *mount) stopServing(wait time.Duration) {
+	m.mu.Lock()
+	cancel, stopped, fd := m.cancel, m.stopped, m.fd
+	m.fd = -1
+	m.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	select {
+	case <-stopped:
+	case <-time.After(wait):
+		log.G(m.w.ctx).WithField("mount_id", m.req.MountID).Warn("FUSE read loop did not stop in time")
+	}
+	if fd >= 0 {
+		unix.Close(fd)
+	}
+}

@@ -1,0 +1,254 @@
+// Package worker is the core of lazyfsd: it loads layers (TOC from the disk
+// store or the registry), serves each attached /dev/fuse fd with the lazyfs
+// filesystem, and answers the daemonapi control and HTTP channels.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/lazyfs/lazyfs/chunks"
+	"github.com/lazyfs/lazyfs/daemonapi"
+	"github.com/lazyfs/lazyfs/remote"
+	"github.com/lazyfs/lazyfs/toc"
+)
+
+// Options configure a worker; cmd/lazyfsd fills them from its flags.
+type Options struct {
+	ID           string
+	Version      string
+	Root         string // the snapshotter root: TOCs are kept in <root>/tocs
+	Resolver     *remote.Resolver
+	Limits       toc.Limits
+	Chunks       chunks.Options
+	FuseReaders  int
+	ExitWhenIdle bool          // exit once the last mount is detached
+	AttachWait   time.Duration // bound on waiting for FUSE INIT after attach
+}
+
+// Worker serves layers. It implements daemonapi.Backend and
+// daemonapi.ControlHandler.
+type Worker struct {
+	opts  Options
+	start time.Time
+	store *toc.Store
+	ctx   context.Context // root of every FUSE op; cancelled at shutdown
+	stop  context.CancelFunc
+	done  chan struct{} // closed when the worker should exit
+	once  sync.Once
+
+	mu     sync.Mutex
+	mounts map[string]*mount
+}
+
+// New creates a worker; ctx carries its logger and bounds its life.
+func New(ctx context.Context, opts Options) (*Worker, error) {
+	if opts.AttachWait <= 0 {
+		opts.AttachWait = 10 * time.Second
+	}
+	if opts.FuseReaders < 2 {
+		opts.FuseReaders = 2
+	}
+	store, err := toc.NewStore(filepath.Join(opts.Root, "tocs"))
+	if err != nil {
+		return nil, err
+	}
+	wctx, stop := context.WithCancel(ctx)
+	return &Worker{
+		opts:   opts,
+		start:  time.Now(),
+		store:  store,
+		ctx:    wctx,
+		stop:   stop,
+		done:   make(chan struct{}),
+		mounts: map[string]*mount{},
+	}, nil
+}
+
+// Done is closed when the worker was asked to exit or became idle.
+func (w *Worker) Done() <-chan struct{} { return w.done }
+
+// Close stops serving every mount.
+func (w *Worker) Close() {
+	w.stop()
+	w.mu.Lock()
+	mounts := make([]*mount, 0, len(w.mounts))
+	for _, m := range w.mounts {
+		mounts = append(mounts, m)
+	}
+	w.mu.Unlock()
+	for _, m := range mounts {
+		m.stopServing(time.Second)
+	}
+}
+
+// Info describes the worker and its mounts.
+func (w *Worker) Info(ctx context.Context) (daemonapi.DaemonInfo, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	info := daemonapi.DaemonInfo{
+		ID:        w.opts.ID,
+		PID:       os.Getpid(),
+		Version:   w.opts.Version,
+		State:     "running",
+		StartTime: w.start,
+	}
+	for _, m := range w.mounts {
+		info.Mounts = append(info.Mounts, m.info())
+	}
+	return info, nil
+}
+
+// LoadLayer loads, verifies and keeps a layer's TOC and prepares the
+// filesystem that an attach will serve. A kept TOC is used without the
+// registry, which is what lets a restarted snapshotter mount its layers again
+// while the registry is down.
+func (w *Worker) LoadLayer(ctx context.Context, req daemonapi.LoadLayerRequest) (daemonapi.LayerInfo, error) {
+	ctx = log.WithLogger(ctx, log.G(ctx).
+		WithField("mount_id", req.MountID).
+		WithField("layer_digest", req.LayerDigest).
+		WithField("image_ref", req.ImageRef))
+	layerDigest, err := digest.Parse(req.LayerDigest)
+	if err != nil {
+		return daemonapi.LayerInfo{}, fmt.Errorf("layer digest %q: %v: %w", req.LayerDigest, err, errdefs.ErrInvalidArgument)
+	}
+	tocDigest, err := digest.Parse(req.TOCDigest)
+	if err != nil {
+		return daemonapi.LayerInfo{}, fmt.Errorf("toc digest %q: %v: %w", req.TOCDigest, err, errdefs.ErrInvalidArgument)
+	}
+
+	w.mu.Lock()
+	if m, ok := w.mounts[req.MountID]; ok {
+		w.mu.Unlock()
+		if m.req == req {
+			return m.layerInfo, nil // a retried request
+		}
+		return daemonapi.LayerInfo{}, fmt.Errorf("mount %s: %w", req.MountID, errdefs.ErrAlreadyExists)
+	}
+	w.mu.Unlock()
+
+	layer, src, err := w.loadTOC(ctx, req.ImageRef, layerDigest, tocDigest)
+	if err != nil {
+		return daemonapi.LayerInfo{}, err
+	}
+	m, err := newMount(w, req, layer, src)
+	if err != nil {
+		return daemonapi.LayerInfo{}, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.mounts[req.MountID]; ok {
+		return daemonapi.LayerInfo{}, fmt.Errorf("mount %s: %w", req.MountID, errdefs.ErrAlreadyExists)
+	}
+	w.mounts[req.MountID] = m
+	log.G(ctx).WithField("entries", m.layerInfo.Entries).Info("layer loaded")
+	return m.layerInfo, nil
+}
+
+// loadTOC returns the layer's verified TOC, from the store when it was kept
+// before, else from the registry (and then keeps it).
+func (w *Worker) loadTOC(ctx context.Context, ref string, layerDigest, tocDigest digest.Digest) (*toc.Layer, chunks.Source, error) {
+	layer, err := w.store.Get(tocDigest, w.opts.Limits)
+	if err == nil && layer.BlobDigest == layerDigest {
+		log.G(ctx).Debug("using the kept TOC")
+		return layer, &lazyBlob{resolver: w.opts.Resolver, ref: ref, dgst: layerDigest}, nil
+	}
+	if err != nil && !errdefs.IsNotFound(err) {
+		log.G(ctx).WithError(err).Warn("kept TOC unusable; fetching it again")
+	}
+	blob, err := w.opts.Resolver.Blob(ctx, ref, layerDigest)
+	if err != nil {
+		return nil, nil, err
+	}
+	layer, err = toc.Fetch(ctx, blob, layerDigest, tocDigest, w.opts.Limits)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := w.store.Put(layer); err != nil {
+		// Serving works without it; only a later remount needs the registry.
+		log.G(ctx).WithError(err).Warn("failed to keep the TOC on disk")
+	}
+	return layer, blob, nil
+}
+
+// Detach stops serving a mount and forgets it. The snapshotter unmounts
+// before it detaches, so the read loop is ending already.
+func (w *Worker) Detach(ctx context.Context, mountID string) error {
+	w.mu.Lock()
+	m, ok := w.mounts[mountID]
+	delete(w.mounts, mountID)
+	idle := len(w.mounts) == 0
+	w.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("mount %s: %w", mountID, errdefs.ErrNotFound)
+	}
+	m.stopServing(5 * time.Second)
+	log.G(ctx).WithField("mount_id", mountID).Info("mount detached")
+	if idle && w.opts.ExitWhenIdle {
+		log.G(ctx).Info("last mount detached; exiting")
+		w.exit()
+	}
+	return nil
+}
+
+// Shutdown asks the worker to exit.
+func (w *Worker) Shutdown(ctx context.Context) error {
+	log.G(ctx).Info("shutdown requested")
+	w.exit()
+	return nil
+}
+
+func (w *Worker) exit() { w.once.Do(func() { close(w.done) }) }
+
+// Attach starts serving fd for a loaded layer and returns once the kernel's
+// FUSE INIT was answered, with the raw INIT request and reply.
+func (w *Worker) Attach(ctx context.Context, mountID string, fd int) (daemonapi.InitState, error) {
+	w.mu.Lock()
+	m, ok := w.mounts[mountID]
+	w.mu.Unlock()
+	if !ok {
+		return daemonapi.InitState{}, fmt.Errorf("mount %s not loaded: %w", mountID, errdefs.ErrNotFound)
+	}
+	ctx, cancel := context.WithTimeout(ctx, w.opts.AttachWait)
+	defer cancel()
+	return m.serve(ctx, fd)
+}
+
+// lazyBlob resolves the registry only on the first read, so that loading a
+// kept TOC never waits for a registry.
+type lazyBlob struct {
+	resolver *remote.Resolver
+	ref      string
+	dgst     digest.Digest
+
+	mu   sync.Mutex
+	blob *remote.Blob
+}
+
+func (b *lazyBlob) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	b.mu.Lock()
+	blob := b.blob
+	b.mu.Unlock()
+	if blob == nil {
+		var err error
+		blob, err = b.resolver.Blob(ctx, b.ref, b.dgst)
+		if err != nil {
+			return 0, err
+		}
+		b.mu.Lock()
+		b.blob = blob
+		b.mu.Unlock()
+	}
+	return blob.ReadAt(ctx, p, off)
+}
+
+var errNotServing = errors.New("mount is not being served")
