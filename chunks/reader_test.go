@@ -113,7 +113,7 @@ func hasInnerOffset(l *testLayer) bool {
 
 func TestSequentialReadFetchesEachChunkOnce(t *testing.T) {
 	ctx := logtest.WithT(context.Background(), t)
-	l := buildLayer(t, []testFile{{"f", fileData(3<<20, 4)}}, estargz.WithChunkSize(100_000))
+	l := buildLayer(t, []testFile{{"f", fileData(3<<19, 4)}}, estargz.WithChunkSize(100_000))
 	src := &memSource{blob: l.blob}
 	r := NewReader(src, Options{LayerDigest: testLayerDigest})
 	file := l.files["f"]

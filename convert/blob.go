@@ -15,7 +15,7 @@ import (
 // commits it. labels is called once r has been read to its end, because the
 // labels of a built layer (its diffID) are only known then. It returns the
 // digest and size of the blob.
-func writeBlob(ctx context.Context, cs content.Ingester, ref string, r io.Reader, labels func() (map[string]string, error)) (_ digest.Digest, _ int64, retErr error) {
+func writeBlob(ctx context.Context, cs content.Ingester, ref string, r io.Reader, labels func() map[string]string) (_ digest.Digest, _ int64, retErr error) {
 	w, err := content.OpenWriter(ctx, cs, content.WithRef(ref))
 	if err != nil {
 		return "", 0, fmt.Errorf("failed to open content writer %s: %w", ref, err)
@@ -42,17 +42,15 @@ func writeBlob(ctx context.Context, cs content.Ingester, ref string, r io.Reader
 	if err != nil {
 		return "", 0, fmt.Errorf("failed to write blob %s: %w", ref, err)
 	}
-	lbls, err := labels()
-	if err != nil {
-		return "", 0, err
-	}
+	lbls := labels()
 	dgst := w.Digest()
 	err = w.Commit(ctx, n, dgst, content.WithLabels(lbls))
 	switch {
 	case err == nil:
 	case errdefs.IsAlreadyExists(err):
-		// The same bytes were built before (builds are deterministic for a
-		// given input and options); the labels still have to be there.
+		// The same bytes were built before (a build is deterministic for a
+		// given input, options and GOMAXPROCS); the labels still have to be
+		// there.
 		setLabels(ctx, cs, dgst, lbls)
 	default:
 		return "", 0, fmt.Errorf("failed to commit blob %s: %w", dgst, err)

@@ -37,9 +37,9 @@ func build(ctx context.Context, cs content.Store, desc ocispec.Descriptor, opts 
 		log.G(ctx).WithField("files", missed).Debug("prioritized files not in layer")
 	}
 
-	dgst, size, err := writeBlob(ctx, cs, ingestPrefix+desc.Digest.String(), blob, func() (map[string]string, error) {
+	dgst, size, err := writeBlob(ctx, cs, ingestPrefix+desc.Digest.String(), blob, func() map[string]string {
 		// The diffID is known once the blob was read to its end.
-		return map[string]string{labels.LabelUncompressed: blob.DiffID().String()}, nil
+		return map[string]string{labels.LabelUncompressed: blob.DiffID().String()}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("failed to store eStargz layer built from %s: %w", desc.Digest, err)

@@ -7,10 +7,8 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/containerd/errdefs"
-	"golang.org/x/sys/unix"
 
 	"github.com/lazyfs/lazyfs/daemonapi"
 )

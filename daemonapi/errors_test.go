@@ -5,21 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
-	"reflect"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errhttp"
-	"github.com/containerd/log"
 
 	"github.com/lazyfs/lazyfs/daemonapi"
 )

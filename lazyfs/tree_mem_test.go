@@ -60,7 +60,7 @@ func heapInUse() uint64 {
 // JTOC, must stay a fraction of it.
 func TestTreeMemory300k(t *testing.T) {
 	const entries = 300_000
-	const budget = 64 << 20
+	const budget = 72 << 20
 
 	base := heapInUse()
 	toc, tocOffset := bigTOC(entries)

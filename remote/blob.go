@@ -96,7 +96,7 @@ func (b *Blob) readRange(ctx context.Context, h docker.RegistryHost, p []byte, o
 		reason = reasonOf(err)
 		return err
 	}
-	defer resp.Body.Close()
+	defer closeBody(resp)
 
 	switch resp.StatusCode {
 	case http.StatusPartialContent:

@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"path"
@@ -71,7 +72,7 @@ func (b *Blob) do(ctx context.Context, h docker.RegistryHost, method string, hdr
 			return resp, nil
 		}
 		err = h.Authorizer.AddResponses(ctx, []*http.Response{resp})
-		resp.Body.Close()
+		closeBody(resp)
 		if err != nil {
 			if errdefs.IsNotImplemented(err) {
 				// No scheme we can answer: report the 401 itself.
@@ -91,4 +92,13 @@ func (b *Blob) where(h docker.RegistryHost) string {
 // the matching errdefs class, naming the host, the blob and the status.
 func (b *Blob) statusError(method string, h docker.RegistryHost, resp *http.Response) error {
 	return fmt.Errorf("%s %s: unexpected status %s: %w", method, b.where(h), resp.Status, classifyStatus(resp.StatusCode))
+}
+
+// closeBody drains a little of what is left of a response body before
+// closing it: a drained connection goes back to the pool for the next
+// request instead of being torn down (an error page or a challenge is
+// small; a body we gave up on is not, and its connection is dropped).
+func closeBody(resp *http.Response) {
+	_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+	resp.Body.Close()
 }

@@ -57,7 +57,7 @@ func (b *Blob) headSize(ctx context.Context, h docker.RegistryHost) (_ int64, er
 		reason = reasonOf(err)
 		return 0, err
 	}
-	resp.Body.Close()
+	closeBody(resp)
 	if resp.StatusCode != http.StatusOK {
 		reason = statusReason(resp.StatusCode)
 		return 0, b.statusError(http.MethodHead, h, resp)
@@ -81,7 +81,7 @@ func (b *Blob) rangeSize(ctx context.Context, h docker.RegistryHost) (_ int64, e
 		reason = reasonOf(err)
 		return 0, err
 	}
-	defer resp.Body.Close()
+	defer closeBody(resp)
 	switch resp.StatusCode {
 	case http.StatusPartialContent:
 	case http.StatusOK:

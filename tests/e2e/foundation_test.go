@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/v2/pkg/snapshotters"
 	"github.com/moby/sys/mountinfo"
 
 	"github.com/lazyfs/lazyfs/tests/harness"
@@ -67,9 +68,10 @@ func TestCompatibilityContainerd16(t *testing.T) {
 }
 
 // checkSnapshotLabels asserts that the committed top snapshot of the image
-// carries containerd.io/snapshot.ref = its chain ID: containerd finds a
+// carries containerd.io/snapshot.ref = its chain ID (containerd finds a
 // remote snapshot after ErrAlreadyExists by walking with a filter on that
-// label, so a snapshot without it could never be reused.
+// label, so a snapshot without it could never be reused) and the image
+// reference containerd passes as a remote-snapshot label.
 func (s *stack) checkSnapshotLabels(t *testing.T) {
 	chainID := s.chainID(t)
 	out, err := s.ctrd.Ctr(context.Background(), "snapshots", "--snapshotter", "lazyfs", "info", chainID)
@@ -84,11 +86,19 @@ func (s *stack) checkSnapshotLabels(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &info); err != nil {
 		t.Fatalf("ctr snapshots info: %v\n%s", err, out)
 	}
+	t.Logf("labels of %s: %v", chainID, info.Labels)
 	if info.Name != chainID || !strings.EqualFold(info.Kind, "committed") {
 		t.Errorf("snapshot %s: name %q kind %q, want the committed chain ID", chainID, info.Name, info.Kind)
 	}
-	if got := info.Labels["containerd.io/snapshot.ref"]; got != chainID {
-		t.Errorf("label containerd.io/snapshot.ref = %q, want %s; labels: %v", got, chainID, info.Labels)
+	for label, want := range map[string]string{
+		"containerd.io/snapshot.ref": chainID,
+		// The remote-snapshot labels reached the snapshotter: without them
+		// (ctr on 1.6, or 2.x without unpack_config) no layer can be lazy.
+		snapshotters.TargetRefLabel: s.ref,
+	} {
+		if got := info.Labels[label]; got != want {
+			t.Errorf("label %s = %q, want %q; labels: %v", label, got, want, info.Labels)
+		}
 	}
 }
 
@@ -107,7 +117,9 @@ func (s *stack) checkStopAndRestart(t *testing.T) {
 		t.Fatalf("the container's snapshot is not listed:\n%s", strings.Join(before, "\n"))
 	}
 
+	stopStart := time.Now()
 	code, inTime := s.snap.Stop()
+	t.Logf("snapshotter exited %d after SIGTERM in %v", code, time.Since(stopStart).Round(time.Millisecond))
 	if code != 0 || !inTime {
 		t.Errorf("snapshotter on SIGTERM: exit code %d, exited within %v: %v; want 0, true", code, snapshotStopTimeout, inTime)
 	}

@@ -63,6 +63,9 @@ func runHelper(mode string, args []string) error {
 		signal.Ignore(syscall.SIGTERM)
 		fmt.Println("ready")
 		select {}
+	case "block":
+		// Runs until killed; its arguments only show in its command line.
+		select {}
 	case "listen":
 		// Listens on the unix socket args[0] until killed.
 		l, err := net.Listen("unix", args[0])

@@ -24,7 +24,6 @@ import (
 // manifests, uploads, Range and Content-Range, and the Host header (so the
 // registry's Location headers point back at the proxy).
 type Proxy struct {
-	upstream  string
 	ln        net.Listener
 	srv       *http.Server
 	transport *http.Transport
@@ -54,11 +53,10 @@ func StartProxy(upstream string) (*Proxy, error) {
 		return nil, err
 	}
 	p := &Proxy{
-		upstream: upstream,
-		ln:       ln,
-		served:   make(chan struct{}),
-		stats:    map[digest.Digest]*proxyBlobStats{},
-		corrupt:  map[digest.Digest]map[int64]int{},
+		ln:      ln,
+		served:  make(chan struct{}),
+		stats:   map[digest.Digest]*proxyBlobStats{},
+		corrupt: map[digest.Digest]map[int64]int{},
 		transport: &http.Transport{
 			// No Proxy from the environment: tests talk to loopback only. No
 			// compression: the transport would otherwise ask for gzip and

@@ -89,7 +89,7 @@ func TestKillProcessesUsing(t *testing.T) {
 		t.Fatal(err)
 	}
 	listener := start(helperCommand("listen", sock))
-	byArg := start(exec.Command("sh", "-c", "sleep 600", filepath.Join(base, "worker")))
+	byArg := start(helperCommand("block", filepath.Join(base, "worker")))
 	unrelated := start(exec.Command("sleep", "600"))
 	// The listener has bound its socket when the socket file exists.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
