@@ -112,20 +112,25 @@ type controlSession struct {
 
 // admit checks and claims a new connection, then serves it to its end.
 func (s *controlServer) admit(ctx context.Context, conn *net.UnixConn) {
-	pc := newPacketConn(conn)
 	defer conn.Close()
-	cred, err := checkPeer(conn)
-	if err == nil {
-		ctx = log.WithLogger(ctx, log.G(ctx).WithField("peer_pid", cred.Pid))
-		var sess *controlSession
-		sess, err = s.claim(ctx, pc, cred.Pid)
-		if err == nil {
-			s.run(ctx, sess)
-			return
-		}
+	pc := newPacketConn(conn)
+	sess, err := s.check(ctx, pc)
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("refused controller")
+		s.send(ctx, pc, ControlMessage{Type: MessageError, Error: ptr(newErrorInfo(err))})
+		return
 	}
-	log.G(ctx).WithError(err).Warn("refused controller")
-	s.send(ctx, pc, ControlMessage{Type: MessageError, Error: ptr(newErrorInfo(err))})
+	s.run(log.WithLogger(ctx, log.G(ctx).WithField("peer_pid", sess.peerPID)), sess)
+}
+
+// check admits the peer of pc if its uid may control this worker and no
+// other controller is connected.
+func (s *controlServer) check(ctx context.Context, pc *packetConn) (*controlSession, error) {
+	cred, err := checkPeer(pc.conn)
+	if err != nil {
+		return nil, err
+	}
+	return s.claim(ctx, pc, cred.Pid)
 }
 
 // claim makes pc the active session, or says why it cannot be.
@@ -186,7 +191,9 @@ func (s *controlServer) run(ctx context.Context, sess *controlSession) {
 		stop()
 		sess.pc.conn.Close()
 		s.mu.Lock()
-		s.active = nil
+		if s.active == sess {
+			s.active = nil
+		}
 		s.mu.Unlock()
 		close(sess.readDone)
 		sess.inflight.Wait()

@@ -80,9 +80,10 @@ func newErrorInfo(err error) ErrorInfo {
 }
 
 // httpStatus is the status an error is answered with: errhttp's choice for
-// its class.
+// the class errorCode names, so that status and code never disagree (errhttp
+// alone tests classes in its own order, not the chain's).
 func httpStatus(err error) int {
-	return errhttp.ToHTTP(err)
+	return errhttp.ToHTTP(errdefs.Resolve(err))
 }
 
 // Err turns the wire form back into an error of the same errdefs class

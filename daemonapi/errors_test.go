@@ -110,4 +110,24 @@ func TestAPIErrorClasses(t *testing.T) {
 			}
 		}
 	})
+	t.Run("outermost class wins", func(t *testing.T) {
+		// A worker refusing a layer wraps the cause it met (here a
+		// missing blob) as an invalid argument: the snapshotter must
+		// see the refusal, in the status and in the class alike.
+		b.mu.Lock()
+		b.err = fmt.Errorf("layer refused: %w: %w", errdefs.ErrInvalidArgument, fmt.Errorf("fetch toc: %w", errdefs.ErrNotFound))
+		b.mu.Unlock()
+		_, err := c.LoadLayer(testContext(t), validRequest())
+		if !errdefs.IsInvalidArgument(err) || errdefs.IsNotFound(err) {
+			t.Errorf("LoadLayer() = %v, want invalid argument only", err)
+		}
+		resp, err := hc.Post("http://x"+daemonapi.PathLayers, "application/json", strings.NewReader(string(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("status %d, want 400", resp.StatusCode)
+		}
+	})
 }

@@ -229,10 +229,13 @@ func legacyFooter(tocOffset int64) []byte {
 
 // compressTOC wraps TOC JSON the way eStargz does: a gzip stream holding a
 // tar with one entry, stargz.index.json.
-func compressTOC(t testing.TB, tocJSON []byte) []byte {
+func compressTOC(t testing.TB, tocJSON []byte, level int) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
+	zw, err := gzip.NewWriterLevel(&buf, level)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tw := tar.NewWriter(zw)
 	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: estargz.TOCTarName, Size: int64(len(tocJSON)), Mode: 0o644}); err != nil {
 		t.Fatal(err)
@@ -253,7 +256,13 @@ func compressTOC(t testing.TB, tocJSON []byte) []byte {
 // produce any TOC, and returns the blob and the TOC JSON's digest.
 func forgeRaw(t testing.TB, body, tocJSON []byte) ([]byte, digest.Digest) {
 	t.Helper()
-	blob := slices.Concat(body, compressTOC(t, tocJSON), footer(t, int64(len(body))))
+	return forgeRawLevel(t, body, tocJSON, gzip.DefaultCompression)
+}
+
+// forgeRawLevel is forgeRaw with the TOC compressed at a gzip level.
+func forgeRawLevel(t testing.TB, body, tocJSON []byte, level int) ([]byte, digest.Digest) {
+	t.Helper()
+	blob := slices.Concat(body, compressTOC(t, tocJSON, level), footer(t, int64(len(body))))
 	return blob, digest.FromBytes(tocJSON)
 }
 

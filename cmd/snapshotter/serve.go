@@ -25,6 +25,11 @@ import (
 // stop accepting, let in-flight calls finish, close the store. A second
 // signal exits at once.
 func serve(ctx context.Context, cfg config.Config) error {
+	// Before anything can connect: a signal that arrives once containerd
+	// can reach us must take the clean path.
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+
 	sup, err := newSupervisor(ctx, cfg)
 	if err != nil {
 		return err
@@ -65,8 +70,6 @@ func serve(ctx context.Context, cfg config.Config) error {
 	}
 	defer stopDebug()
 
-	signals := make(chan os.Signal, 2)
-	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()
 

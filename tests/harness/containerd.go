@@ -43,6 +43,9 @@ const (
 	// taskCleanupTimeout bounds killing leftover tasks at teardown; a task
 	// whose shim hangs must not stall the rest of the teardown.
 	taskCleanupTimeout = 30 * time.Second
+	// ctrTimeout bounds a ctr call whose ctx has no deadline: a containerd
+	// that accepts the call and never answers must not hang the tests.
+	ctrTimeout = 5 * time.Minute
 )
 
 // ContainerdOptions configures StartContainerd. The zero value runs
@@ -286,10 +289,19 @@ func (c *Containerd) Client(ctx context.Context) (*client.Client, error) {
 }
 
 // Ctr runs this version's ctr against this containerd and namespace, and
-// returns its standard output; the error carries its standard error.
+// returns its standard output; the error carries its standard error. Without
+// a deadline in ctx, the call is bounded by five minutes.
 func (c *Containerd) Ctr(ctx context.Context, args ...string) (string, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, ctrTimeout)
+		defer cancel()
+	}
 	full := append([]string{"--address", c.address, "--namespace", c.opts.Namespace}, args...)
 	cmd := exec.CommandContext(ctx, filepath.Join(c.binDir, "ctr"), full...)
+	// A process ctr leaves behind could inherit its output pipes: do not wait
+	// for them long once ctr itself has exited.
+	cmd.WaitDelay = time.Second
 	cmd.Env = c.cmdEnv()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
