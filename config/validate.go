@@ -21,6 +21,10 @@ const (
 	// FUSE connection: beyond the cores of any node, more readers only cost
 	// memory.
 	maxFuseReaders = 1024
+	// workerSocketSuffix is the longest path the supervisor puts under
+	// run_dir for a worker's socket: workers/<id>/control.sock with a
+	// 20-character worker id.
+	workerSocketSuffix = len("/workers/img-0123456789abcdef/control.sock")
 )
 
 // Validate checks every value of c and returns an *Error listing each
@@ -30,6 +34,9 @@ func (c Config) Validate() error {
 	v.absPath("root", c.Root)
 	v.socketPath("address", c.Address)
 	v.absPath("run_dir", c.RunDir)
+	if n := len(c.RunDir) + workerSocketSuffix; n > maxSocketPath {
+		v.add("run_dir", "%q is too long: worker sockets under it would be %d bytes, a unix socket path has at most %d", c.RunDir, n, maxSocketPath)
+	}
 	v.oneOf("log_level", c.LogLevel, logLevels)
 	v.absPath("log_dir", c.LogDir)
 	v.hostPort("debug.address", c.Debug.Address)

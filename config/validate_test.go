@@ -55,3 +55,14 @@ func TestValidateZeroConfig(t *testing.T) {
 		t.Errorf("message %q does not start with the key", got)
 	}
 }
+
+// TestRunDirLeavesRoomForWorkerSockets guards against a run_dir under which
+// bind(2) of a worker's control socket would fail only at the first pull.
+func TestRunDirLeavesRoomForWorkerSockets(t *testing.T) {
+	c := config.Default()
+	c.RunDir = "/run/" + strings.Repeat("x", 70)
+	err := c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "run_dir: ") || !strings.Contains(err.Error(), "worker sockets") {
+		t.Fatalf("Validate() = %v, want a run_dir problem about worker sockets", err)
+	}
+}

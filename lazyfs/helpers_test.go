@@ -3,12 +3,15 @@ package lazyfs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/containerd/log/logtest"
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
 	"github.com/lazyfs/lazyfs/failover"
@@ -40,14 +43,23 @@ func requireFuse(t *testing.T) {
 // failure instead of a hung test.
 const testTimeout = 20 * time.Second
 
-// within runs fn and fails the test if it does not return in time. A call
-// blocked on a mount nobody serves is released by the mount's cleanup,
-// which aborts the connection.
+// within runs fn, which touches a mount, and fails the test if it does not
+// return in time. A call blocked on a mount nobody serves is released by the
+// mount's cleanup, which aborts the connection.
+//
+// A panic in fn is turned into a test failure: a test process that dies
+// while it holds files on a mount it serves itself never finishes exiting
+// (closing them waits for a server that died with it).
 func within(t *testing.T, what string, fn func()) {
 	t.Helper()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		defer func() {
+			if r := recover(); r != nil {
+				t.Errorf("%s: panic: %v\n%s", what, r, debug.Stack())
+			}
+		}()
 		fn()
 	}()
 	select {
@@ -140,6 +152,9 @@ func (m *mount) unmount() {
 }
 
 func (m *mount) close() {
+	if m.t.Failed() {
+		m.abort()
+	}
 	_ = failover.Unmount(m.dir, true)
 	m.cancel()
 	select {
@@ -150,4 +165,24 @@ func (m *mount) close() {
 	case <-time.After(time.Second):
 	}
 	unix.Close(m.fd)
+}
+
+// abort ends the connection through the fusectl filesystem, which releases
+// every call blocked on it, served or not.
+func (m *mount) abort() {
+	infos, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(m.dir))
+	if err != nil || len(infos) == 0 {
+		return
+	}
+	const fusectl = "/sys/fs/fuse/connections"
+	if _, err := os.Stat(fusectl + "/"); err != nil {
+		return
+	}
+	if entries, _ := os.ReadDir(fusectl); len(entries) == 0 {
+		_ = unix.Mount("fusectl", fusectl, "fusectl", 0, "")
+	}
+	p := fmt.Sprintf("%s/%d/abort", fusectl, infos[0].Minor)
+	if err := os.WriteFile(p, []byte("1"), 0o200); err != nil {
+		m.t.Logf("failed to abort the FUSE connection: %v", err)
+	}
 }

@@ -27,8 +27,9 @@ const impliedDirPerm = 0o755
 // same ids, which is what lets a successor worker take a mount over.
 //
 // Overlay semantics are applied on the way: ".wh.<name>" becomes a 0/0
-// character device <name> (a regular entry of the same name in the layer
-// wins over it, as the OCI spec says whiteouts only apply to lower layers);
+// character device <name> (an entry of the same name in the layer wins over
+// it, as whiteouts only apply to lower layers; a directory recreated that
+// way is made opaque, so that the deleted lower one does not show through);
 // ".wh..wh..opq" marks its directory opaque and is hidden; aufs bookkeeping
 // (".wh..wh.*") and the eStargz landmark files and stargz.index.json at the
 // root are hidden; "trusted.*" xattrs are dropped.
@@ -168,12 +169,17 @@ func (b *builder) sortItems() error {
 		if n := len(out); n > 0 && out[n-1].path == it.path {
 			last := &out[n-1]
 			switch {
-			case it.kind == kindWhiteout:
+			case it.kind == kindWhiteout || last.kind == kindWhiteout:
 				// A whiteout only hides lower layers' files: the layer's
-				// own entry (or an earlier identical whiteout) stays.
-				continue
-			case last.kind == kindWhiteout:
-				*last = it
+				// own entry (or an earlier identical whiteout) stays. A
+				// directory recreated over its whiteout must not show
+				// the lower directory's contents: it becomes opaque.
+				if last.kind == kindWhiteout {
+					*last = it
+				}
+				if b.isDir(last) {
+					b.opaque = append(b.opaque, last.path)
+				}
 				continue
 			default:
 				return b.invalid(int(it.entry), "duplicate path %q", it.path)

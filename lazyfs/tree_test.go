@@ -173,12 +173,14 @@ func TestTreeWhiteoutsAndOpaqueDirs(t *testing.T) {
 		{Name: "implied/.wh..wh..opq", Type: "reg"}, // opaque and implied
 		{Name: ".wh.both", Type: "reg"},
 		reg("both", 1, 20, 2), // the layer's own file wins over its whiteout
+		{Name: ".wh.redone", Type: "reg"},
+		dirEntry("redone/"), // deleted below, recreated here: opaque
 		{Name: ".wh..wh.plnk/123", Type: "reg"},
 		{Name: "sub/.wh..wh.aufs", Type: "reg"},
 		reg("sub/file", 1, 30, 3),
 	}, 100)
 
-	if got := listing(tr, tr.node(rootID)); !reflect.DeepEqual(got, []string{"both", "gone", "implied", "opq", "sub"}) {
+	if got := listing(tr, tr.node(rootID)); !reflect.DeepEqual(got, []string{"both", "gone", "implied", "opq", "redone", "sub"}) {
 		t.Errorf("root lists %q", got)
 	}
 	_, gone := resolve(t, tr, "gone")
@@ -190,7 +192,7 @@ func TestTreeWhiteoutsAndOpaqueDirs(t *testing.T) {
 	if _, both := resolve(t, tr, "both"); !both.isRegular() {
 		t.Errorf("both: mode %o, want the regular file", both.mode)
 	}
-	for p, want := range map[string]bool{"opq": true, "implied": true, "sub": false, "": false} {
+	for p, want := range map[string]bool{"opq": true, "implied": true, "redone": true, "both": false, "sub": false, "": false} {
 		id, _ := resolve(t, tr, p)
 		if got := tr.isOpaque(uint64(id)); got != want {
 			t.Errorf("%q opaque = %v, want %v", p, got, want)

@@ -125,11 +125,13 @@ func (s *Supervisor) Restore(ctx context.Context, id, mountpoint string, lbls ma
 		log.G(ctx).WithField("worker_id", w.id).Debug("mount still served by its worker")
 		return nil
 	}
-	mounted, err := mountinfo.Mounted(mountpoint)
+	// The mount table, not the mountpoint: a stat on a FUSE mount whose
+	// worker is gone could block.
+	stale, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(mountpoint))
 	if err != nil {
 		return err
 	}
-	if mounted {
+	if len(stale) > 0 {
 		log.G(ctx).Info("detaching a stale mount whose worker is gone")
 		if err := failover.Unmount(mountpoint, true); err != nil {
 			return err

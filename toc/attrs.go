@@ -66,12 +66,17 @@ func checkDigest(s string) error {
 	if !ok || !digest.Algorithm(algo).Available() {
 		return fmt.Errorf("digest %q: %w", s, digest.ErrDigestUnsupported)
 	}
-	if len(encoded) != digest.Algorithm(algo).Size()*2 || strings.IndexFunc(encoded, notLowerHex) >= 0 {
+	if len(encoded) != digest.Algorithm(algo).Size()*2 || !isLowerHex(encoded) {
 		return fmt.Errorf("digest %q: %w", s, digest.ErrDigestInvalidFormat)
 	}
 	return nil
 }
 
-func notLowerHex(r rune) bool {
-	return (r < '0' || r > '9') && (r < 'a' || r > 'f')
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

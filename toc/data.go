@@ -51,17 +51,17 @@ func (v *validator) reg(ne namedEntry) error {
 	if e.ChunkOffset != 0 {
 		return refuse(ReasonBadSize, ne.id, fmt.Errorf("first chunk starts at file offset %d, not 0", e.ChunkOffset))
 	}
-	v.file = &fileState{id: ne.id, e: e, allDigests: true}
+	v.file, v.inFile = fileState{id: ne.id, e: e, allDigests: true}, true
 	return v.dataChunk(e)
 }
 
 // chunk checks a "chunk" entry: the second and later chunks of the regular
 // file before it.
 func (v *validator) chunk(id string, e *estargz.TOCEntry) error {
-	f := v.file
-	if f == nil {
+	if !v.inFile {
 		return refuse(ReasonMalformed, id, errors.New("chunk entry does not follow a regular file with data"))
 	}
+	f := &v.file
 	if e.Name != "" {
 		// estargz ignores a chunk's name and uses the file's; a name that
 		// differs is not something a builder writes.
@@ -83,7 +83,7 @@ func (v *validator) chunk(id string, e *estargz.TOCEntry) error {
 // dataChunk checks where a chunk (the "reg" entry or a "chunk" entry) lies
 // in the file and in the blob.
 func (v *validator) dataChunk(e *estargz.TOCEntry) error {
-	f := v.file
+	f := &v.file
 	size := f.e.Size
 	if e.ChunkOffset != f.next {
 		return refuse(ReasonBadSize, f.id, fmt.Errorf("chunk at file offset %d where %d was expected (gap or overlap)", e.ChunkOffset, f.next))
@@ -100,6 +100,10 @@ func (v *validator) dataChunk(e *estargz.TOCEntry) error {
 		cs = remain // 0 means "to the end of the file"
 	case cs > remain:
 		return refuse(ReasonBadSize, f.id, fmt.Errorf("chunk of %d bytes at file offset %d exceeds the %d-byte file", cs, f.next, size))
+	}
+	if cs > MaxChunkSize {
+		// A reader holds a whole decompressed chunk in memory to verify it.
+		return refuse(ReasonBadSize, f.id, fmt.Errorf("chunk of %d bytes exceeds the %d-byte limit", cs, MaxChunkSize))
 	}
 	f.next += cs
 	f.chunks++
@@ -142,11 +146,11 @@ func (v *validator) dataChunk(e *estargz.TOCEntry) error {
 // endFile checks that the regular file being read is complete and
 // verifiable: its chunks cover it, and each can be checked against a digest.
 func (v *validator) endFile() error {
-	f := v.file
-	v.file = nil
-	if f == nil {
+	if !v.inFile {
 		return nil
 	}
+	v.inFile = false
+	f := &v.file
 	if f.next != f.e.Size {
 		return refuse(ReasonBadSize, f.id, fmt.Errorf("chunks cover %d of %d bytes", f.next, f.e.Size))
 	}

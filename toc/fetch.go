@@ -3,6 +3,7 @@ package toc
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -10,6 +11,8 @@ import (
 	"github.com/containerd/log"
 	"github.com/containerd/stargz-snapshotter/estargz"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/lazyfs/lazyfs/metrics"
 )
 
 // Fetch reads the TOC of the eStargz blob src with two range requests (the
@@ -24,7 +27,13 @@ func Fetch(ctx context.Context, src Source, blobDigest, tocDigest digest.Digest,
 	if err := lim.check(); err != nil {
 		return nil, err
 	}
-	defer func() { retErr = withLayer(retErr, blobDigest) }()
+	defer func() {
+		var re *RefusedError
+		if retErr != nil && !errors.As(retErr, &re) {
+			retErr = fmt.Errorf("failed to fetch TOC of layer %s: %w", blobDigest, retErr)
+		}
+		retErr = withLayer(retErr, blobDigest)
+	}()
 	if err := blobDigest.Validate(); err != nil {
 		return nil, refuse(ReasonMalformed, "", fmt.Errorf("invalid blob digest %q: %w", blobDigest, err))
 	}
@@ -43,12 +52,12 @@ func Fetch(ctx context.Context, src Source, blobDigest, tocDigest digest.Digest,
 	if err != nil {
 		return nil, err
 	}
-	fetchDuration := time.Since(fetchStart)
-	// TODO(lead): observe fetchDuration in metrics.TOCFetchDuration and
-	// parseDuration below in metrics.TOCParseDuration once package
-	// github.com/lazyfs/lazyfs/metrics exists (it did not when toc was written).
+	fetchDuration, compressedSize := time.Since(fetchStart), len(compressed)
+	metrics.TOCFetchDuration.Observe(fetchDuration.Seconds())
 
+	// Refused TOCs are timed too: parsing hostile input costs the same.
 	parseStart := time.Now()
+	defer func() { metrics.TOCParseDuration.Observe(time.Since(parseStart).Seconds()) }()
 	raw, err := decompressTOC(compressed, lim.MaxSize)
 	if err != nil {
 		return nil, err
@@ -77,7 +86,7 @@ func Fetch(ctx context.Context, src Source, blobDigest, tocDigest digest.Digest,
 		"toc_digest":      tocDigest,
 		"entries":         len(jtoc.Entries),
 		"toc_size":        len(raw),
-		"compressed_size": len(compressed),
+		"compressed_size": compressedSize,
 		"fetch_duration":  fetchDuration,
 		"parse_duration":  parseDuration,
 	}).Debug("table of contents fetched")

@@ -1,11 +1,13 @@
 package toc_test
 
 import (
+	"compress/gzip"
 	"context"
 	"errors"
 	"io"
 	"path"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -54,6 +56,11 @@ func TestFetchAcceptsRealLayers(t *testing.T) {
 		{name: "shared streams (min chunk size)", entries: many, opts: []estargz.Option{estargz.WithMinChunkSize(8 << 10), estargz.WithChunkSize(4 << 10)}},
 		{name: "parallel build", entries: many, opts: []estargz.Option{estargz.WithParallelism(4)}},
 		{name: "empty layer", entries: nil},
+		// Zeros compress close to deflate's 1032:1 limit, which bounds
+		// chunk sizes by their compressed streams.
+		{name: "highly compressible chunks", entries: []tarEntry{reg("zeros", strings.Repeat("\x00", 9<<20)), reg("after", "x")}},
+		{name: "highly compressible, fastest level", entries: []tarEntry{reg("zeros", strings.Repeat("\x00", 9<<20))}, opts: []estargz.Option{estargz.WithCompressionLevel(gzip.BestSpeed)}},
+		{name: "highly compressible, one chunk", entries: []tarEntry{reg("zeros", strings.Repeat("\x00", 1<<20))}, opts: []estargz.Option{estargz.WithChunkSize(8 << 20)}},
 		{name: "legacy 47-byte footer", entries: baseEntries(), opts: []estargz.Option{estargz.WithChunkSize(testChunkSize)}, legacy: true},
 	}
 	for _, tc := range cases {

@@ -35,6 +35,8 @@ type Layer struct {
 	// A ChunkSize of 0 means "to the end of the file".
 	TOC *estargz.JTOC
 	// TOCJSON is the exact JSON that TOCDigest was verified against: the
-	// Store keeps these bytes so that a reload can verify them again.
+	// Store keeps these bytes so that a reload can verify them again. It is
+	// as large as the TOC itself; once the layer is stored, a caller that
+	// keeps the Layer may set it to nil.
 	TOCJSON []byte
 }

@@ -41,9 +41,12 @@ func validateLayer(l *Layer, lim Limits) error {
 	case len(l.TOC.Entries) > lim.MaxEntries:
 		return refuse(ReasonTooManyEntries, "", fmt.Errorf("TOC has %d entries, limit is %d", len(l.TOC.Entries), lim.MaxEntries))
 	}
+	n := len(l.TOC.Entries)
 	v := &validator{
 		tocOffset: l.TOCOffset,
-		byName:    make(map[string]*estargz.TOCEntry, len(l.TOC.Entries)),
+		byName:    make(map[string]*estargz.TOCEntry, n),
+		names:     make([]namedEntry, 0, n),
+		groups:    make([]streamGroup, 0, n),
 	}
 	for i, e := range l.TOC.Entries {
 		if err := v.entry(i, e); err != nil {
@@ -71,8 +74,9 @@ type validator struct {
 	// reported for the first offending entry, not a random one.
 	names     []namedEntry
 	hardlinks []namedEntry
-	// file is the regular file whose chunks are being read, nil between files.
-	file *fileState
+	// file is the regular file whose chunks are being read, if inFile.
+	file   fileState
+	inFile bool
 	// groups are the compressed streams holding data, in blob order.
 	groups []streamGroup
 }

@@ -6,7 +6,6 @@ import (
 	"compress/gzip"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -78,9 +77,8 @@ func refusalCases() []refusalCase {
 		// toc_digest_mismatch
 		{name: "digest of another TOC", make: withDigest(rawTOC(`{"version":1}`), digest.FromString(`{"version":1} `)), reason: toc.ReasonTOCDigestMismatch},
 		{name: "TOC changed, annotation kept", reason: toc.ReasonTOCDigestMismatch, make: func(t *testing.T) ([]byte, digest.Digest) {
-			blob, tocDigest := baseBlob(t)
+			_, tocDigest := baseBlob(t)
 			forged, _ := mutate(func(t *testing.T, j *estargz.JTOC) { j.Entries = j.Entries[1:] })(t)
-			_ = blob
 			return forged, tocDigest
 		}},
 
@@ -215,6 +213,10 @@ func refusalCases() []refusalCase {
 		})},
 		{name: "malformed chunk digest", reason: toc.ReasonMalformed, entry: "etc/passwd", make: mutate(func(t *testing.T, j *estargz.JTOC) {
 			find(t, j, "etc/passwd", "reg").ChunkDigest = "sha256:xyz"
+		})},
+		{name: "uppercase digest", reason: toc.ReasonMalformed, entry: "etc/passwd", make: mutate(func(t *testing.T, j *estargz.JTOC) {
+			e := find(t, j, "etc/passwd", "reg")
+			e.ChunkDigest = "sha256:" + strings.ToUpper(e.ChunkDigest[7:])
 		})},
 		{name: "unknown digest algorithm", reason: toc.ReasonMalformed, entry: "etc/passwd", make: mutate(func(t *testing.T, j *estargz.JTOC) {
 			find(t, j, "etc/passwd", "reg").Digest = "md5:d41d8cd98f00b204e9800998ecf8427e"
@@ -461,5 +463,26 @@ func TestRefusedErrorIsInvalidArgumentAndKeepsCause(t *testing.T) {
 	if strings.Contains(err.Error(), "\n") {
 		t.Errorf("%q: entry names must be quoted", err.Error())
 	}
-	_ = io.EOF
+}
+
+// TestValidateRefusesHugeChunk guards the reader's memory: it holds a whole
+// decompressed chunk to verify it, so a TOC may not claim a chunk beyond
+// toc.MaxChunkSize even when the file is that large.
+func TestValidateRefusesHugeChunk(t *testing.T) {
+	size := int64(toc.MaxChunkSize + 1)
+	l := &toc.Layer{
+		BlobDigest: "sha256:1111111111111111111111111111111111111111111111111111111111111111",
+		BlobSize:   1 << 30,
+		TOCOffset:  1 << 29,
+		TOC: &estargz.JTOC{Version: 1, Entries: []*estargz.TOCEntry{{
+			Name: "big", Type: "reg", Size: size, Mode: 0o644, Offset: 0,
+			Digest:      "sha256:2222222222222222222222222222222222222222222222222222222222222222",
+			ChunkDigest: "sha256:2222222222222222222222222222222222222222222222222222222222222222",
+		}}},
+	}
+	err := toc.Validate(l, toc.DefaultLimits())
+	var refused *toc.RefusedError
+	if !errors.As(err, &refused) || refused.Reason != toc.ReasonBadSize {
+		t.Fatalf("Validate = %v, want a %s refusal", err, toc.ReasonBadSize)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -16,6 +17,10 @@ import (
 	"github.com/lazyfs/lazyfs/lazyfs"
 	"github.com/lazyfs/lazyfs/toc"
 )
+
+// bigTOCEntries is the TOC size from which a load returns freed memory to
+// the kernel at once.
+const bigTOCEntries = 50_000
 
 // mount is one layer a worker loaded and, once attached, serves.
 type mount struct {
@@ -38,7 +43,13 @@ func newMount(w *Worker, req daemonapi.LoadLayerRequest, layer *toc.Layer, src c
 	}
 	entries := len(layer.TOC.Entries)
 	// The tree holds what serving needs; the decoded TOC can go.
-	layer.TOC = nil
+	layer.TOC, layer.TOCJSON = nil, nil
+	if entries >= bigTOCEntries {
+		// Decoding a big TOC allocates several times what the tree keeps;
+		// hand that back to the kernel now rather than when the runtime
+		// gets to it, so the worker's RSS reflects what it really holds.
+		debug.FreeOSMemory()
+	}
 
 	opts := w.opts.Chunks
 	opts.LayerDigest = layer.BlobDigest

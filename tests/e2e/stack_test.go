@@ -98,23 +98,30 @@ func countChecksums(layers []harness.Layer) int {
 // AppendInfoHandlerWrapper, as `snapshotterctl image pull` does.
 func (s *stack) pull(t *testing.T, snapshotter string) {
 	t.Helper()
+	s.pullRef(t, s.ref, snapshotter)
+}
+
+// pullRef is pull for any image reference (an eStargz copy of the test
+// image, or one behind a test proxy).
+func (s *stack) pullRef(t *testing.T, ref, snapshotter string) {
+	t.Helper()
 	ctx := context.Background()
 	if s.ctrd.Version() == harness.V1 && snapshotter == "lazyfs" {
 		resolver := docker.NewResolver(docker.ResolverOptions{
 			Hosts: config.ConfigureHosts(ctx, config.HostOptions{DefaultScheme: "http"}),
 		})
-		_, err := s.cl.Pull(ctx, s.ref,
+		_, err := s.cl.Pull(ctx, ref,
 			client.WithResolver(resolver),
 			client.WithPullUnpack,
 			client.WithPullSnapshotter(snapshotter),
-			client.WithImageHandlerWrapper(snapshotters.AppendInfoHandlerWrapper(s.ref)),
+			client.WithImageHandlerWrapper(snapshotters.AppendInfoHandlerWrapper(ref)),
 		)
 		if err != nil {
-			t.Fatalf("pull %s with %s: %v", s.ref, snapshotter, err)
+			t.Fatalf("pull %s with %s: %v", ref, snapshotter, err)
 		}
 		return
 	}
-	if _, err := s.ctrd.Ctr(ctx, "image", "pull", "--plain-http", "--snapshotter", snapshotter, s.ref); err != nil {
+	if _, err := s.ctrd.Ctr(ctx, "image", "pull", "--plain-http", "--snapshotter", snapshotter, ref); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -124,11 +131,18 @@ func (s *stack) pull(t *testing.T, snapshotter string) {
 // asserts on its output.
 func (s *stack) runChecks(t *testing.T, id string) {
 	t.Helper()
+	s.runChecksOf(t, s.ref, id)
+}
+
+// runChecksOf is runChecks for any image reference holding the test image
+// (its eStargz copy has the same files).
+func (s *stack) runChecksOf(t *testing.T, ref, id string) {
+	t.Helper()
 	// Failures are printed after the summary line so that the output names
 	// the files that did not match.
 	script := "sha256sum -c " + harness.TestImageChecksumsPath + " >/tmp/sums 2>&1; " +
 		`echo "exit=$? ok=$(grep -c ': OK$' /tmp/sums)"; grep -v ': OK$' /tmp/sums; cat /data/links/relative`
-	out, err := s.ctrd.CtrRun(context.Background(), "--snapshotter", "lazyfs", "--rm", s.ref, id, "sh", "-c", script)
+	out, err := s.ctrd.CtrRun(context.Background(), "--snapshotter", "lazyfs", "--rm", ref, id, "sh", "-c", script)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,14 +157,23 @@ func (s *stack) runChecks(t *testing.T, id string) {
 // test image directly, since an identical but wrong pair would pass.
 func (s *stack) compareWithOverlayfs(t *testing.T) {
 	t.Helper()
+	s.compareRootfs(t, s.ref, s.ref)
+}
+
+// compareRootfs is compareWithOverlayfs for two references of the test
+// image: overlayRef as unpacked by overlayfs (the reference) and lazyRef as
+// lazyfs serves it (the original, or its eStargz copy).
+func (s *stack) compareRootfs(t *testing.T, overlayRef, lazyRef string) {
+	t.Helper()
 	ctx := context.Background()
 	dirs := map[string]string{}
-	for _, sn := range []string{"overlayfs", "lazyfs"} {
+	for _, v := range []struct{ sn, ref string }{{"overlayfs", overlayRef}, {"lazyfs", lazyRef}} {
+		sn, ref := v.sn, v.ref
 		dir := filepath.Join(t.TempDir(), sn)
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		cleanup, err := harness.MountImageRootfs(ctx, s.cl, s.ref, sn, dir)
+		cleanup, err := harness.MountImageRootfs(ctx, s.cl, ref, sn, dir)
 		if err != nil {
 			t.Fatal(err)
 		}

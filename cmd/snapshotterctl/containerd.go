@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/remotes"
+	"github.com/containerd/containerd/v2/core/remotes/docker"
+	dockerconfig "github.com/containerd/containerd/v2/core/remotes/docker/config"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+)
+
+// connectTimeout bounds connecting to containerd and its first answer: a
+// missing or wedged containerd is reported instead of waited on.
+const connectTimeout = 10 * time.Second
+
+// connect returns a client of containerd at --address, in --namespace, and
+// ctx carrying the namespace. It checks that containerd answers, so that a
+// wrong address fails here with a message that names it rather than in the
+// middle of a pull.
+func (a *app) connect(ctx context.Context) (context.Context, *client.Client, error) {
+	c, err := client.New(a.g.address,
+		client.WithDefaultNamespace(a.g.namespace),
+		client.WithTimeout(connectTimeout))
+	if err != nil {
+		return nil, nil, fmt.Errorf("failed to connect to containerd at %s: %w", a.g.address, err)
+	}
+	ctx = namespaces.WithNamespace(ctx, a.g.namespace)
+	vctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	if _, err := c.Version(vctx); err != nil {
+		c.Close()
+		return nil, nil, fmt.Errorf("containerd at %s does not answer (is it running? --address selects its socket): %w", a.g.address, err)
+	}
+	return ctx, c, nil
+}
+
+// resolverOptions say how registries are reached.
+type resolverOptions struct {
+	// plainHTTP talks http to every registry without a hosts.toml that
+	// says otherwise; localhost and 127.0.0.1 always get http.
+	plainHTTP bool
+	// hostsDir holds hosts.toml files in containerd's layout
+	// (<host>/hosts.toml); "" or a missing dir means the defaults.
+	hostsDir string
+}
+
+// newResolver returns containerd's docker resolver over the hosts that
+// hosts.toml configures. Registry credentials are not read yet: only
+// anonymous access, or headers set in hosts.toml.
+func newResolver(ctx context.Context, opts resolverOptions) remotes.Resolver {
+	return docker.NewResolver(docker.ResolverOptions{Hosts: registryHosts(ctx, opts)})
+}
+
+func registryHosts(ctx context.Context, opts resolverOptions) docker.RegistryHosts {
+	return func(host string) ([]docker.RegistryHost, error) {
+		var hopts dockerconfig.HostOptions
+		if opts.hostsDir != "" {
+			hopts.HostDir = dockerconfig.HostDirFromRoot(opts.hostsDir)
+		}
+		// Like ctr --plain-http; for a local registry without the flag,
+		// containerd would try https first on a port other than 80.
+		if opts.plainHTTP || docker.IsLocalhost(host) {
+			hopts.DefaultScheme = "http"
+		}
+		return dockerconfig.ConfigureHosts(ctx, hopts)(host)
+	}
+}

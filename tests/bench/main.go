@@ -1,0 +1,219 @@
+// Command bench is `make bench-e2e`: it measures lazyfs end to end against
+// a baseline measured in the same run, with a real registry, containerd
+// 2.3.7, runc and FUSE, and reports medians over the runs:
+//
+//  1. pull + first command: an eStargz image pulled lazily with the lazyfs
+//     snapshotter and `ctr run --rm … true`, against a full pull of the
+//     original image with overlayfs; times and registry bytes;
+//  2. a cold sequential read of a 64 MiB file from the host through the
+//     image's rootfs view, lazyfs against overlayfs after the full pull,
+//     plus a warm second read through lazyfs;
+//  3. the memory (VmRSS, VmHWM) of the worker serving a layer of 300,000
+//     entries, after the lazy pull and after an lstat walk of the tree,
+//     judged against 200 MiB.
+//
+// Usage: go run ./tests/bench [-runs 3] [-json FILE] [-entries N]
+//
+// It needs root (mounts, containerd, drop_caches), /dev/fuse, the tools of
+// scripts/install-deps.sh and `make build`. Each run starts a fresh
+// snapshotter and containerd, so every run is cold; the page cache is
+// dropped before every timed pull and cold read, which affects the whole
+// machine. Everything started is stopped at the end, also on failure or
+// Ctrl-C (a second Ctrl-C exits at once and may leave processes behind);
+// on failure the logs of the processes are printed.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lazyfs/lazyfs/tests/harness"
+)
+
+type options struct {
+	runs     int
+	jsonPath string
+	entries  int
+}
+
+func main() {
+	var opts options
+	flag.IntVar(&opts.runs, "runs", 3, "number of measured runs; the report gives medians over them")
+	flag.StringVar(&opts.jsonPath, "json", "", "also write the report as JSON to this file")
+	flag.IntVar(&opts.entries, "entries", 300_000, "entries of the many-entry layer (directories included)")
+	flag.Parse()
+	if opts.runs < 1 || opts.entries < 2*manyDirs || flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "usage: bench [-runs N>=1] [-json FILE] [-entries N>=%d]\n", 2*manyDirs)
+		os.Exit(2)
+	}
+
+	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// Once interrupted, a second signal gets its default effect: the user
+	// insists, and teardown is skipped.
+	go func() {
+		<-ctx.Done()
+		stopSignals()
+	}()
+	if err := run(ctx, opts); err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintf(os.Stderr, "\nbench interrupted: %v\n", err)
+		} else {
+			fmt.Fprintf(os.Stderr, "\nbench failed: %v\n", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func progress(format string, args ...any) {
+	fmt.Printf("%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+func run(ctx context.Context, opts options) (err error) {
+	started := time.Now()
+	env, err := harness.LoadEnv()
+	if err != nil {
+		return err
+	}
+	for _, check := range []error{harness.CheckRoot(), harness.CheckFUSE(), env.CheckTools(), env.CheckBinaries("lazyfs-snapshotter", "lazyfsd")} {
+		if check != nil {
+			return check
+		}
+	}
+	busybox, err := env.Busybox()
+	if err != nil {
+		return err
+	}
+	// The conversion's scratch space goes to TMPDIR; so does ours.
+	work, err := os.MkdirTemp("", "lazyfs-bench-")
+	if err != nil {
+		return err
+	}
+	var stop closers
+	stop.add(func() error { return os.RemoveAll(work) })
+	defer stop.closeAll()
+	var logs []string
+	defer func() {
+		if err != nil && ctx.Err() == nil {
+			printLogs(logs)
+		}
+	}()
+
+	progress("starting a registry and a counting proxy on 127.0.0.1")
+	reg, err := harness.StartRegistry(ctx, filepath.Join(work, "registry"))
+	if err != nil {
+		return err
+	}
+	stop.add(reg.Close)
+	logs = append(logs, reg.Logs()...)
+	proxy, err := harness.StartProxy(reg.Addr())
+	if err != nil {
+		return err
+	}
+	stop.add(proxy.Close)
+
+	imgs, err := prepare(ctx, env, busybox, work, reg, opts.entries)
+	if err != nil {
+		return err
+	}
+	var results []runResult
+	for i := range opts.runs {
+		r, err := runOnce(ctx, env, proxy, imgs, filepath.Join(work, fmt.Sprintf("run%d", i+1)), i+1, opts.runs)
+		if err != nil {
+			return fmt.Errorf("run %d: %w", i+1, err)
+		}
+		results = append(results, r)
+	}
+
+	rep := newReport(started, describeMachine(env), opts.entries, results)
+	rep.printTable(os.Stdout)
+	if opts.jsonPath != "" {
+		if err := rep.writeJSON(opts.jsonPath); err != nil {
+			return err
+		}
+		progress("wrote %s", opts.jsonPath)
+	}
+	progress("done in %s; stopping everything", time.Since(started).Round(time.Second))
+	return nil
+}
+
+// runOnce measures the three scenarios on a fresh stack. On failure it
+// prints the stack's logs before tearing it down (teardown removes them).
+func runOnce(ctx context.Context, env harness.Env, proxy *harness.Proxy, imgs images, dir string, n, of int) (r runResult, err error) {
+	r = runResult{Run: n, LazyFirst: n%2 == 1}
+	progress("run %d/%d: starting lazyfs-snapshotter and containerd", n, of)
+	var stop closers
+	defer stop.closeAll()
+	st, err := startStack(ctx, env, proxy, dir, &stop)
+	defer func() {
+		if err != nil && ctx.Err() == nil {
+			printLogs(st.logs())
+		}
+	}()
+	if err != nil {
+		return r, err
+	}
+
+	lazyRef := ref(proxy.Addr(), appRepo, lazyTag)
+	fullRef := ref(proxy.Addr(), appRepo, origTag)
+	lazy := func() (err error) {
+		progress("run %d/%d: lazy pull of %s + first command, then cold read", n, of, lazyRef)
+		if r.Lazy, err = pullAndRun(ctx, st, lazyRef, "lazyfs", fmt.Sprintf("bench-lazy-%d", n)); err != nil {
+			return err
+		}
+		r.LazyRead, err = readBigFile(ctx, st, lazyRef, "lazyfs", imgs.bigSHA256, true)
+		return err
+	}
+	full := func() (err error) {
+		progress("run %d/%d: full pull of %s + first command, then cold read", n, of, fullRef)
+		if r.Full, err = pullAndRun(ctx, st, fullRef, "overlayfs", fmt.Sprintf("bench-full-%d", n)); err != nil {
+			return err
+		}
+		r.FullRead, err = readBigFile(ctx, st, fullRef, "overlayfs", imgs.bigSHA256, false)
+		return err
+	}
+	order := []func() error{lazy, full}
+	if !r.LazyFirst {
+		order = []func() error{full, lazy}
+	}
+	for _, f := range order {
+		if err := f(); err != nil {
+			return r, err
+		}
+	}
+
+	manyRef := ref(proxy.Addr(), manyRepo, lazyTag)
+	progress("run %d/%d: lazy pull of %s (%d entries)", n, of, manyRef, imgs.manyEntries)
+	if r.Many, err = pullMany(ctx, st, manyRef); err != nil {
+		return r, err
+	}
+	if r.Many.Refused {
+		r.Findings = append(r.Findings, fmt.Sprintf("the %d-entry layer was not mounted lazily (refused by the worker or the snapshotter); no worker memory to measure", imgs.manyEntries))
+	} else if r.Many.Entries != imgs.manyEntries {
+		r.Findings = append(r.Findings, fmt.Sprintf("the walk of the %d-entry layer found %d entries", imgs.manyEntries, r.Many.Entries))
+	}
+	r.Findings = append(r.Findings, st.notableLogLines()...)
+	return r, nil
+}
+
+func describeMachine(env harness.Env) machine {
+	m := machine{CPUs: runtime.NumCPU(), Containerd: "2.3.7", Lazyfs: "unknown"}
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		m.Kernel = unix.ByteSliceToString(u.Release[:])
+	}
+	if out, err := exec.Command(env.Bin("lazyfsd"), "--version").Output(); err == nil {
+		m.Lazyfs = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(out)), "lazyfsd"))
+	}
+	return m
+}

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// pullResult is one "pull + first command" measurement.
+type pullResult struct {
+	Snapshotter string  `json:"snapshotter"`
+	Ref         string  `json:"ref"`
+	PullSeconds float64 `json:"pull_seconds"`
+	RunSeconds  float64 `json:"run_seconds"`
+	// TotalSeconds is from the start of the pull to the end of the command.
+	TotalSeconds float64 `json:"total_seconds"`
+	// RegistryBytes are the blob body bytes the registry served from the
+	// start of the pull until the command finished.
+	RegistryBytes int64 `json:"registry_bytes"`
+}
+
+// pullAndRun pulls ref with snapshotter and runs `true` in a container of
+// it, as a node starting a pod on a cold image does.
+func pullAndRun(ctx context.Context, st *stack, ref, snapshotter, id string) (pullResult, error) {
+	if err := dropCaches(); err != nil {
+		return pullResult{}, err
+	}
+	st.proxy.Reset()
+	start := time.Now()
+	if _, err := st.ctrd.Ctr(ctx, "image", "pull", "--plain-http", "--snapshotter", snapshotter, ref); err != nil {
+		return pullResult{}, err
+	}
+	pulled := time.Now()
+	if _, err := st.ctrd.CtrRun(ctx, "--rm", "--snapshotter", snapshotter, ref, id, "true"); err != nil {
+		return pullResult{}, err
+	}
+	done := time.Now()
+	r := pullResult{
+		Snapshotter:   snapshotter,
+		Ref:           ref,
+		PullSeconds:   pulled.Sub(start).Seconds(),
+		RunSeconds:    done.Sub(pulled).Seconds(),
+		TotalSeconds:  done.Sub(start).Seconds(),
+		RegistryBytes: st.proxy.TotalBlobBytes(),
+	}
+	progress("    %-9s pull %s + run %s = %s, registry served %s", snapshotter,
+		seconds(r.PullSeconds), seconds(r.RunSeconds), seconds(r.TotalSeconds), mib(r.RegistryBytes))
+	return r, nil
+}
+
+func seconds(s float64) string { return fmt.Sprintf("%.3f s", s) }
+
+func mib(n int64) string { return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20)) }

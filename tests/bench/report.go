@@ -1,0 +1,246 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// goalMiB is the worker memory the many-entry scenario is judged against.
+const goalMiB = 200
+
+// runResult is everything one run measured.
+type runResult struct {
+	Run int `json:"run"`
+	// LazyFirst says which pull went first in this run: runs alternate,
+	// so that neither side always pays the stack's first-use costs.
+	LazyFirst bool       `json:"lazy_first"`
+	Lazy      pullResult `json:"lazy_pull"`
+	Full      pullResult `json:"full_pull"`
+	LazyRead  readResult `json:"lazy_read"`
+	FullRead  readResult `json:"overlayfs_read"`
+	Many      manyResult `json:"many_entries"`
+	// Findings are what a reader must know beyond the numbers: fallbacks,
+	// errors in the logs, a walk that found the wrong number of entries.
+	Findings []string `json:"findings,omitempty"`
+}
+
+// metric is one row of the report: a value taken from each run.
+type metric struct {
+	section string
+	key     string // JSON key of the median
+	label   string
+	unit    string
+	format  string
+	// value returns false when the run has no such value (e.g. a refused
+	// layer has no worker to measure).
+	value func(r runResult) (float64, bool)
+}
+
+func always(f func(r runResult) float64) func(runResult) (float64, bool) {
+	return func(r runResult) (float64, bool) { return f(r), true }
+}
+
+func whenLazy(f func(m manyResult) float64) func(runResult) (float64, bool) {
+	return func(r runResult) (float64, bool) { return f(r.Many), !r.Many.Refused }
+}
+
+func mibOf(n int64) float64 { return float64(n) / (1 << 20) }
+
+func kibToMiB(n int64) float64 { return float64(n) / 1024 }
+
+const (
+	secPull = "1. pull + first command (ctr image pull, then ctr run --rm … true)"
+	secRead = "2. sequential read of the 64 MiB file from the host, 1 MiB reads"
+	secMany = "3. lazy pull of a one-layer image with many entries"
+)
+
+var metrics = []metric{
+	{secPull, "pull.lazy.total_s", "lazyfs, eStargz image: pull + run", "s", "%.3f", always(func(r runResult) float64 { return r.Lazy.TotalSeconds })},
+	{secPull, "pull.lazy.pull_s", "  of which pull", "s", "%.3f", always(func(r runResult) float64 { return r.Lazy.PullSeconds })},
+	{secPull, "pull.lazy.run_s", "  of which run", "s", "%.3f", always(func(r runResult) float64 { return r.Lazy.RunSeconds })},
+	{secPull, "pull.lazy.registry_mib", "  registry bytes until the command ended", "MiB", "%.2f", always(func(r runResult) float64 { return mibOf(r.Lazy.RegistryBytes) })},
+	{secPull, "pull.full.total_s", "overlayfs, original image: pull + run", "s", "%.3f", always(func(r runResult) float64 { return r.Full.TotalSeconds })},
+	{secPull, "pull.full.pull_s", "  of which pull", "s", "%.3f", always(func(r runResult) float64 { return r.Full.PullSeconds })},
+	{secPull, "pull.full.run_s", "  of which run", "s", "%.3f", always(func(r runResult) float64 { return r.Full.RunSeconds })},
+	{secPull, "pull.full.registry_mib", "  registry bytes until the command ended", "MiB", "%.2f", always(func(r runResult) float64 { return mibOf(r.Full.RegistryBytes) })},
+	{secPull, "pull.ratio_time", "ratio lazy / full, time", "x", "%.3f", always(func(r runResult) float64 { return r.Lazy.TotalSeconds / r.Full.TotalSeconds })},
+	{secPull, "pull.ratio_bytes", "ratio lazy / full, registry bytes", "x", "%.4f", always(func(r runResult) float64 {
+		return float64(r.Lazy.RegistryBytes) / float64(r.Full.RegistryBytes)
+	})},
+
+	{secRead, "read.lazy_cold_mib_s", "lazyfs, cold (never fetched)", "MiB/s", "%.1f", always(func(r runResult) float64 { return r.LazyRead.ColdMiBps })},
+	{secRead, "read.lazy_cold_registry_mib", "  registry bytes during the cold read", "MiB", "%.2f", always(func(r runResult) float64 { return mibOf(r.LazyRead.RegistryBytes) })},
+	{secRead, "read.overlayfs_cold_mib_s", "overlayfs after a full pull, cold", "MiB/s", "%.1f", always(func(r runResult) float64 { return r.FullRead.ColdMiBps })},
+	{secRead, "read.ratio_cold", "ratio lazy / overlayfs, cold throughput", "x", "%.3f", always(func(r runResult) float64 { return r.LazyRead.ColdMiBps / r.FullRead.ColdMiBps })},
+	{secRead, "read.lazy_warm_mib_s", "lazyfs, warm second read (context)", "MiB/s", "%.1f", always(func(r runResult) float64 { return r.LazyRead.WarmMiBps })},
+
+	{secMany, "many.pull_s", "lazy pull (TOC fetch + parse + mount)", "s", "%.3f", always(func(r runResult) float64 { return r.Many.PullSeconds })},
+	{secMany, "many.registry_mib", "  registry bytes of the pull", "MiB", "%.2f", always(func(r runResult) float64 { return mibOf(r.Many.RegistryBytes) })},
+	{secMany, "many.after_pull.vmrss_mib", "worker VmRSS after the pull", "MiB", "%.1f", whenLazy(func(m manyResult) float64 { return kibToMiB(m.AfterPull.VmRSSKiB) })},
+	{secMany, "many.after_pull.vmhwm_mib", "worker VmHWM after the pull", "MiB", "%.1f", whenLazy(func(m manyResult) float64 { return kibToMiB(m.AfterPull.VmHWMKiB) })},
+	{secMany, "many.walk_s", "walk of the tree, readdir + lstat of every entry", "s", "%.2f", whenLazy(func(m manyResult) float64 { return m.WalkSeconds })},
+	{secMany, "many.entries", "  entries found", "", "%.0f", whenLazy(func(m manyResult) float64 { return float64(m.Entries) })},
+	{secMany, "many.after_walk.vmrss_mib", "worker VmRSS after the walk", "MiB", "%.1f", whenLazy(func(m manyResult) float64 { return kibToMiB(m.AfterWalk.VmRSSKiB) })},
+	{secMany, "many.after_walk.vmhwm_mib", "worker VmHWM after the walk", "MiB", "%.1f", whenLazy(func(m manyResult) float64 { return kibToMiB(m.AfterWalk.VmHWMKiB) })},
+}
+
+// stat is the median and range of one metric over the runs; N is how many
+// runs had a value.
+type stat struct {
+	Median, Min, Max float64
+	N                int
+}
+
+func statOf(m metric, results []runResult) stat {
+	var vals []float64
+	for _, r := range results {
+		if v, ok := m.value(r); ok {
+			vals = append(vals, v)
+		}
+	}
+	if len(vals) == 0 {
+		return stat{}
+	}
+	return stat{Median: median(vals), Min: slices.Min(vals), Max: slices.Max(vals), N: len(vals)}
+}
+
+// median of vals (not empty); the mean of the middle two for an even count.
+func median(vals []float64) float64 {
+	s := slices.Clone(vals)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// report is the benchmark's output, printed as a table and written as JSON.
+type report struct {
+	Started  time.Time `json:"started"`
+	Runs     int       `json:"runs"`
+	Machine  machine   `json:"machine"`
+	Notes    []string  `json:"notes"`
+	Goal     goal      `json:"goal"`
+	Findings []string  `json:"findings"`
+	// Medians maps each metric's key to its median over the runs, null
+	// when no run had a value.
+	Medians map[string]*float64 `json:"medians"`
+	Results []runResult         `json:"results"`
+}
+
+type machine struct {
+	Kernel     string `json:"kernel"`
+	CPUs       int    `json:"cpus"`
+	Containerd string `json:"containerd"`
+	Lazyfs     string `json:"lazyfs"`
+}
+
+// goal is the verdict on the worker's memory with the many-entry layer.
+type goal struct {
+	Description string `json:"description"`
+	// PeakMiB is the highest VmHWM of the worker over all runs; Met is
+	// false when a run refused the layer (nothing was measured there).
+	PeakMiB float64 `json:"peak_mib"`
+	Met     bool    `json:"met"`
+	Verdict string  `json:"verdict"`
+}
+
+var notes = []string{
+	"each run starts a fresh lazyfs-snapshotter and containerd (empty roots: no TOC, content or snapshot of an earlier run); the registry and its counting proxy are shared",
+	"registry: docker-registry on loopback behind the harness proxy, no added latency; registry bytes are blob response bodies",
+	"the page cache is dropped (sync; echo 3 > /proc/sys/vm/drop_caches, as root) before every timed pull and every cold read, so registry blobs and unpacked files come from disk",
+	"runs alternate which pull goes first; ratios are computed per run, then the median is taken",
+	"pull times include starting ctr; run is `ctr run --rm` of `true`",
+}
+
+func newReport(started time.Time, m machine, entries int, results []runResult) report {
+	rep := report{Started: started, Runs: len(results), Machine: m, Notes: notes, Results: results, Medians: map[string]*float64{}}
+	for _, mt := range metrics {
+		if st := statOf(mt, results); st.N > 0 {
+			v := st.Median
+			rep.Medians[mt.key] = &v
+		} else {
+			rep.Medians[mt.key] = nil
+		}
+	}
+	rep.Goal = goal{Description: fmt.Sprintf("worker VmRSS and VmHWM under %d MiB with a %d-entry layer", goalMiB, entries), Met: true}
+	for _, r := range results {
+		if r.Many.Refused {
+			rep.Goal.Met = false
+			continue
+		}
+		rep.Goal.PeakMiB = max(rep.Goal.PeakMiB, kibToMiB(r.Many.AfterPull.VmHWMKiB), kibToMiB(r.Many.AfterWalk.VmHWMKiB))
+	}
+	switch {
+	case !rep.Goal.Met:
+		rep.Goal.Verdict = "NOT MEASURED: the worker refused the layer (see findings)"
+	case rep.Goal.PeakMiB < goalMiB:
+		rep.Goal.Verdict = fmt.Sprintf("met: peak VmHWM %.1f MiB over all runs", rep.Goal.PeakMiB)
+	default:
+		rep.Goal.Met = false
+		rep.Goal.Verdict = fmt.Sprintf("NOT met: peak VmHWM %.1f MiB over all runs", rep.Goal.PeakMiB)
+	}
+	seen := map[string]bool{}
+	for _, r := range results {
+		for _, f := range r.Findings {
+			if !seen[f] {
+				seen[f] = true
+				rep.Findings = append(rep.Findings, fmt.Sprintf("run %d: %s", r.Run, f))
+			}
+		}
+	}
+	return rep
+}
+
+// printTable writes the human-readable report.
+func (rep report) printTable(w io.Writer) {
+	fmt.Fprintf(w, "\nlazyfs benchmark: %d run(s), %s, %d CPUs, kernel %s, containerd %s, lazyfs %s\n",
+		rep.Runs, rep.Started.Format(time.RFC3339), rep.Machine.CPUs, rep.Machine.Kernel, rep.Machine.Containerd, rep.Machine.Lazyfs)
+	for _, n := range rep.Notes {
+		fmt.Fprintf(w, "  - %s\n", n)
+	}
+	width := 0
+	for _, mt := range metrics {
+		width = max(width, len(mt.label))
+	}
+	section := ""
+	for _, mt := range metrics {
+		if mt.section != section {
+			section = mt.section
+			fmt.Fprintf(w, "\n%s\n   %-*s %10s %10s %10s\n", section, width, "", "median", "min", "max")
+		}
+		st := statOf(mt, rep.Results)
+		if st.N == 0 {
+			fmt.Fprintf(w, "   %-*s %10s %10s %10s  %s\n", width, mt.label, "n/a", "", "", mt.unit)
+			continue
+		}
+		fmt.Fprintf(w, "   %-*s %10s %10s %10s  %s\n", width, mt.label,
+			fmt.Sprintf(mt.format, st.Median), fmt.Sprintf(mt.format, st.Min), fmt.Sprintf(mt.format, st.Max), mt.unit)
+	}
+	fmt.Fprintf(w, "\ngoal (%s): %s\n", rep.Goal.Description, rep.Goal.Verdict)
+	if len(rep.Findings) == 0 {
+		fmt.Fprintf(w, "findings: none (no fallback, no error in the snapshotter and worker logs)\n")
+		return
+	}
+	fmt.Fprintf(w, "findings:\n")
+	for _, f := range rep.Findings {
+		fmt.Fprintf(w, "  - %s\n", strings.ReplaceAll(f, "\n", "\n    "))
+	}
+}
+
+func (rep report) writeJSON(path string) error {
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return fmt.Errorf("failed to encode the report: %w", err)
+	}
+	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("failed to write %s: %w", path, err)
+	}
+	return nil
+}

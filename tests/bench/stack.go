@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/containerd/containerd/v2/client"
+
+	"github.com/lazyfs/lazyfs/tests/harness"
+)
+
+// closers stop what was started, last started first.
+type closers []func() error
+
+func (c *closers) add(f func() error) { *c = append(*c, f) }
+
+func (c closers) closeAll() {
+	for i := len(c) - 1; i >= 0; i-- {
+		if err := c[i](); err != nil {
+			fmt.Fprintf(os.Stderr, "teardown: %v\n", err)
+		}
+	}
+}
+
+// stack is one run's snapshotter and containerd. Each run gets a fresh one,
+// so that nothing of an earlier run (TOCs kept on disk, snapshots, content,
+// a worker's memory) makes a later run warmer. The registry and its proxy
+// outlive the runs.
+type stack struct {
+	sn    *harness.Snapshotter
+	ctrd  *harness.Containerd
+	cl    *client.Client
+	proxy *harness.Proxy
+	// dir holds the run's rootfs views.
+	dir string
+}
+
+// startStack starts lazyfs-snapshotter and containerd 2.3.7 with lazyfs as
+// a proxy plugin. stop holds their teardown even when starting fails, and
+// the stack is returned as far as it started, so that its logs can be shown.
+func startStack(ctx context.Context, env harness.Env, proxy *harness.Proxy, dir string, stop *closers) (_ *stack, err error) {
+	s := &stack{proxy: proxy, dir: dir}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return s, fmt.Errorf("failed to create run dir: %w", err)
+	}
+	stop.add(func() error { return os.RemoveAll(dir) })
+	if s.sn, err = harness.StartSnapshotter(ctx, harness.SnapshotterOptions{Env: env}); err != nil {
+		return s, err
+	}
+	stop.add(s.sn.Close)
+	s.ctrd, err = harness.StartContainerd(ctx, harness.ContainerdOptions{
+		Env: env, Version: harness.V2, LazyfsAddress: s.sn.Address(), LazyfsRoot: s.sn.Root(),
+	})
+	if err != nil {
+		return s, err
+	}
+	stop.add(s.ctrd.Close)
+	s.cl, err = s.ctrd.Client(ctx)
+	return s, err
+}
+
+// logs lists the log files of the stack's processes, workers included.
+func (s *stack) logs() []string {
+	var l []string
+	if s.sn != nil {
+		l = append(l, s.sn.Logs()...)
+	}
+	if s.ctrd != nil {
+		l = append(l, s.ctrd.Logs()...)
+	}
+	return l
+}
+
+// notableLogLines returns the lines of the snapshotter's and workers' logs
+// that a reader of the results must see: fallbacks to ordinary unpack,
+// errors and panics. They become findings of the run.
+func (s *stack) notableLogLines() []string {
+	const maxLines, maxLen = 20, 400
+	var out []string
+	for _, p := range s.sn.Logs() {
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() && len(out) < maxLines {
+			line := sc.Text()
+			if strings.Contains(line, "falling back") || strings.Contains(line, "level=error") ||
+				strings.Contains(line, "level=fatal") || strings.Contains(line, "panic:") {
+				if len(line) > maxLen {
+					line = line[:maxLen] + "…"
+				}
+				out = append(out, filepath.Base(p)+": "+line)
+			}
+		}
+		f.Close()
+	}
+	return out
+}
+
+// printLogs prints the end of each log file to stderr.
+func printLogs(paths []string) {
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "\n----- %s -----\n%s", p, tail(string(data), 40))
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
