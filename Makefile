@@ -2,7 +2,6 @@
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
-BINARIES := lazyfs-snapshotter lazyfsd snapshotterctl
 
 # Packages with unit tests: everything but the end-to-end suites under tests/.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v '/tests/')
@@ -14,8 +13,8 @@ all: build
 build:
 	@mkdir -p bin
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/lazyfs-snapshotter ./cmd/snapshotter
-	@if [ -d cmd/lazyfsd ]; then $(GO) build -ldflags '$(LDFLAGS)' -o bin/lazyfsd ./cmd/lazyfsd; fi
-	@if [ -d cmd/snapshotterctl ]; then $(GO) build -ldflags '$(LDFLAGS)' -o bin/snapshotterctl ./cmd/snapshotterctl; fi
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/lazyfsd ./cmd/lazyfsd
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/snapshotterctl ./cmd/snapshotterctl
 
 # deps installs what the tests and the demo run against (Debian packages and
 # containerd 2.3.7 built from source); it is idempotent and fast when done.

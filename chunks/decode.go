@@ -7,33 +7,64 @@ import (
 	"io"
 )
 
-// decode decompresses one chunk from its compressed stream comp and
-// verifies it: the gzip stream starting at the chunk's blob offset is
-// decompressed, InnerOffset bytes skipped, and exactly Size bytes taken,
-// never more (a hostile stream may inflate without end), which must match
-// the chunk's digest. Any failure is an ErrVerification: the bytes are bad.
-func (r *Reader) decode(c Chunk, comp []byte) ([]byte, error) {
-	if err := c.Digest.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: chunk digest %q: %w", ErrVerification, c.Digest, err)
-	}
-	zr, err := r.gzipReader(comp)
-	if err != nil {
-		return nil, fmt.Errorf("%w: not a gzip stream: %w", ErrVerification, err)
-	}
-	defer r.gzipReaders.Put(zr)
-	if c.InnerOffset > 0 {
-		if _, err := io.CopyN(io.Discard, zr, c.InnerOffset); err != nil {
-			return nil, fmt.Errorf("%w: skipping %d bytes to the chunk: %w", ErrVerification, c.InnerOffset, err)
+// decodeStream decompresses and verifies the chunks cs, which all start in
+// the compressed stream comp (the bytes from their common BlobOffset), into
+// datas and errs: the stream is decompressed, each chunk's InnerOffset
+// bytes into it skipped, and exactly its Size bytes taken, never more (a
+// hostile stream may inflate without end), which must match its digest.
+// Chunks sorted by InnerOffset cost one pass over the stream, which matters
+// when many small files share one (estargz WithMinChunkSize): decoding each
+// from the start would be quadratic. Any failure is an ErrVerification: the
+// bytes are bad.
+func (r *Reader) decodeStream(cs []Chunk, comp []byte, datas [][]byte, errs []error) {
+	var zr *gzip.Reader
+	var pos int64 // decompressed bytes zr has produced
+	drop := func() {
+		if zr != nil {
+			r.gzipReaders.Put(zr)
+			zr = nil
 		}
 	}
-	data := make([]byte, c.Size)
-	if n, err := io.ReadFull(zr, data); err != nil {
-		return nil, fmt.Errorf("%w: decompressed %d of %d bytes: %w", ErrVerification, n, c.Size, err)
+	defer drop()
+	for i, c := range cs {
+		if err := c.Digest.Validate(); err != nil {
+			errs[i] = fmt.Errorf("%w: chunk digest %q: %w", ErrVerification, c.Digest, err)
+			continue
+		}
+		if zr == nil || c.InnerOffset < pos {
+			// First chunk, one that overlaps the previous, or the
+			// stream failed before: start the stream again.
+			drop()
+			z, err := r.gzipReader(comp)
+			if err != nil {
+				errs[i] = fmt.Errorf("%w: not a gzip stream: %w", ErrVerification, err)
+				continue
+			}
+			zr, pos = z, 0
+		}
+		if skip := c.InnerOffset - pos; skip > 0 {
+			n, err := io.CopyN(io.Discard, zr, skip)
+			pos += n
+			if err != nil {
+				errs[i] = fmt.Errorf("%w: skipping %d bytes to the chunk: %w", ErrVerification, c.InnerOffset, err)
+				drop()
+				continue
+			}
+		}
+		data := make([]byte, c.Size)
+		n, err := io.ReadFull(zr, data)
+		pos += int64(n)
+		if err != nil {
+			errs[i] = fmt.Errorf("%w: decompressed %d of %d bytes: %w", ErrVerification, n, c.Size, err)
+			drop()
+			continue
+		}
+		if got := c.Digest.Algorithm().FromBytes(data); got != c.Digest {
+			errs[i] = fmt.Errorf("%w: decompressed bytes have digest %s, the TOC says %s", ErrVerification, got, c.Digest)
+			continue
+		}
+		datas[i] = data
 	}
-	if got := c.Digest.Algorithm().FromBytes(data); got != c.Digest {
-		return nil, fmt.Errorf("%w: decompressed bytes have digest %s, the TOC says %s", ErrVerification, got, c.Digest)
-	}
-	return data, nil
 }
 
 // gzipReader returns a pooled gzip reader positioned at the start of comp.

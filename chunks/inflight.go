@@ -20,17 +20,20 @@ type pending struct {
 	done chan struct{}
 	data []byte
 	err  error
-	// cancelled says the fetching read's own context ended: the chunk
-	// itself may be fine, and a reader still waiting should fetch it.
-	cancelled bool
+	// refetch says err is no verdict on the chunk, and a reader still
+	// waiting should fetch it itself: the fetching read's own context
+	// ended, or the chunk was only read ahead, which gets no retry.
+	refetch bool
 }
 
-// claim is a chunk a read needs: index into the read's chunks, and the
-// fetch that will deliver it.
+// claim is a chunk a read fetches: index into the read's chunks, and the
+// fetch that will deliver it. A speculative claim is one read-ahead added:
+// no read asked for it, so its failure fails no read.
 type claim struct {
-	idx int
-	c   Chunk
-	p   *pending
+	idx         int
+	c           Chunk
+	p           *pending
+	speculative bool
 }
 
 // claimMissing takes every chunk of need that out does not hold yet from
@@ -76,7 +79,7 @@ func (r *Reader) complete(ctx context.Context, cl claim, data []byte, err error)
 	delete(r.inflight, keyOf(cl.c))
 	r.mu.Unlock()
 	cl.p.data, cl.p.err = data, err
-	cl.p.cancelled = err != nil && ctx.Err() != nil
+	cl.p.refetch = err != nil && (ctx.Err() != nil || cl.speculative)
 	close(cl.p.done)
 }
 
@@ -107,9 +110,9 @@ func (r *Reader) load(ctx context.Context, need []Chunk) ([][]byte, error) {
 			switch {
 			case cl.p.err == nil:
 				out[cl.idx] = cl.p.data
-			case cl.p.cancelled && ctx.Err() == nil:
-				// The read that fetched it was cancelled, not us:
-				// claim it again on the next round.
+			case cl.p.refetch && ctx.Err() == nil:
+				// The read that fetched it was cancelled, not us, or
+				// only read it ahead: claim it again on the next round.
 			default:
 				return nil, cl.p.err
 			}

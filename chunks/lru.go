@@ -36,6 +36,13 @@ func (c *lru) get(d digest.Digest) ([]byte, bool) {
 	return e.Value.(*lruEntry).data, true
 }
 
+// holds reports whether a chunk of size bytes is stored under d, without
+// marking it used: looking is not using.
+func (c *lru) holds(d digest.Digest, size int64) bool {
+	e, ok := c.byKey[d]
+	return ok && int64(len(e.Value.(*lruEntry).data)) == size
+}
+
 // add stores data under d and evicts least recently used chunks until the
 // bound holds again. A chunk larger than the whole bound is not stored.
 func (c *lru) add(d digest.Digest, data []byte) {

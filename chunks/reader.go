@@ -22,6 +22,7 @@ const (
 	DefaultMemoryCacheSize = 64 << 20
 	DefaultMaxRequestSize  = 4 << 20
 	DefaultParallel        = 4
+	DefaultReadAhead       = 512 << 10
 )
 
 // Options configures a Reader.
@@ -37,6 +38,21 @@ type Options struct {
 	Parallel int
 	// LayerDigest names the layer in logs and errors.
 	LayerDigest digest.Digest
+	// Layout is every chunk of the layer in blob order, which read-ahead
+	// extends fetches over. Nil disables read-ahead.
+	Layout *Layout
+	// ReadAhead is the compressed size a range request that must go to the
+	// source for less is grown to: it is extended over the chunks of Layout
+	// that follow (and then precede) it in the blob, as long as they are
+	// contiguous and nobody holds or fetches them, and every chunk it
+	// covers is verified and kept in memory. Small files that lie next to
+	// each other are read together, so this trades some bytes per request
+	// for far fewer requests. Zero means DefaultReadAhead; a negative value
+	// disables read-ahead. It is capped at MaxRequestSize, and the chunks
+	// one request reads ahead at a quarter of MemoryCacheSize (decompressed),
+	// so that read-ahead never evicts most of what the cache holds; without
+	// a memory cache there is no read-ahead.
+	ReadAhead int64
 }
 
 func (o Options) withDefaults() Options {
@@ -51,6 +67,16 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Parallel <= 0 {
 		o.Parallel = DefaultParallel
+	}
+	switch {
+	case o.ReadAhead == 0:
+		o.ReadAhead = DefaultReadAhead
+	case o.ReadAhead < 0:
+		o.ReadAhead = 0
+	}
+	o.ReadAhead = min(o.ReadAhead, o.MaxRequestSize)
+	if o.Layout == nil || o.MemoryCacheSize == 0 {
+		o.ReadAhead = 0
 	}
 	return o
 }

@@ -56,6 +56,7 @@ func (fs *FS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.Re
 
 	ctx, stop := fs.opContext(cancel)
 	defer stop()
+	// The chunk list is the tree's own: readers must not modify it.
 	got, err := fs.reader.ReadAt(ctx, fs.tree.fileChunks(n), p, off)
 	if err == nil && got != len(p) {
 		err = io.ErrUnexpectedEOF

@@ -19,6 +19,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// fuseOpRead is the opcode of FUSE_READ.
+const fuseOpRead = 15
+
 // resendBit marks a request the kernel queued again after
 // FUSE_NOTIFY_RESEND.
 const resendBit = 1 << 63
@@ -167,17 +170,20 @@ func TestTakeoverWhileReading(t *testing.T) {
 		t.Fatalf("INIT state of %d and %d bytes", len(st.Request), len(st.Reply))
 	}
 
-	want := entryData(t, entries, "bin/busybox")
-	r := startReader(t, filepath.Join(m.dir, "bin/busybox"), want)
+	// Two readers, so that requests are served concurrently.
+	r := startReader(t, filepath.Join(m.dir, "bin/busybox"), entryData(t, entries, "bin/busybox"))
 	t.Cleanup(func() { r.stopF.Store(true) })
+	r2 := startReader(t, filepath.Join(m.dir, "deep/a/b/c/d.txt"), entryData(t, entries, "deep/a/b/c/d.txt"))
+	t.Cleanup(func() { r2.stopF.Store(true) })
 	r.waitReads(t, 20)
+	r2.waitReads(t, 20)
 
 	// The first server stops (its reader goroutines exit, the fd stays
 	// open): the reader's requests wait in the kernel meanwhile.
 	if err := m.stop(); !errors.Is(err, context.Canceled) {
 		t.Fatalf("stopped Serve returned %v, want context.Canceled", err)
 	}
-	before := r.reads.Load()
+	before, before2 := r.reads.Load(), r2.reads.Load()
 
 	// A successor built differently is refused before it touches the fd.
 	bad := InitState{Request: st.Request, Reply: slices.Clone(st.Reply)}
@@ -191,7 +197,7 @@ func TestTakeoverWhileReading(t *testing.T) {
 	if st.SupportsResend() {
 		req := stealRequest(t, m.fd)
 		stolen = binary.NativeEndian.Uint64(req[8:])
-		if op := binary.NativeEndian.Uint32(req[opcodeOffset:]); op != 15 {
+		if op := binary.NativeEndian.Uint32(req[opcodeOffset:]); op != fuseOpRead {
 			t.Fatalf("stole opcode %d, want READ", op)
 		}
 	} else {
@@ -204,7 +210,9 @@ func TestTakeoverWhileReading(t *testing.T) {
 	go func() { m.served <- Serve(ctx, m.fd, rec, ServeOptions{Resume: &st, Readers: 3}) }()
 
 	r.waitReads(t, before+50)
+	r2.waitReads(t, before2+50)
 	r.stop(t)
+	r2.stop(t)
 	if stolen != 0 && !rec.saw(stolen|resendBit) {
 		t.Errorf("the stolen request %#x was not resent to the successor", stolen)
 	}

@@ -80,6 +80,10 @@ var (
 		Namespace: namespace, Name: "verification_failures_total",
 		Help: "Chunks whose decompressed bytes did not match their TOC digest.",
 	})
+	ReadAheadBytes = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "readahead_bytes_total",
+		Help: "Compressed bytes fetched from the registry by read-ahead: streams of chunks no read asked for, fetched along with one that was (included in chunk_fetch_bytes_total).",
+	})
 	RegistryRequestDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: namespace, Name: "registry_request_duration_seconds",
 		Help:    "Duration of HTTP requests to registries, by method.",
@@ -98,7 +102,7 @@ func init() {
 		MountDuration, Fallbacks,
 		TOCFetchDuration, TOCParseDuration,
 		FuseOpDuration, FuseOpFailures, ReadsServed, BytesServed,
-		ChunkFetches, ChunkFetchBytes, VerificationFailures,
+		ChunkFetches, ChunkFetchBytes, VerificationFailures, ReadAheadBytes,
 		RegistryRequestDuration, RegistryRequestFailures,
 	)
 }

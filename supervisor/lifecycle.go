@@ -36,16 +36,27 @@ func (s *Supervisor) handleExit(ctx context.Context, w *worker, waitErr error) {
 	}
 	w.mu.Unlock()
 
+	// Under spawnMu: a new worker of the same id may be spawned as soon as
+	// this one is seen to have exited, and its record and sockets (same
+	// paths) must not be removed with this one's.
+	s.spawnMu.Lock()
 	s.mu.Lock()
-	if s.workers[w.id] == w {
+	owner := s.workers[w.id]
+	if owner == w {
 		delete(s.workers, w.id)
 	}
 	closing := s.closing
-	s.mu.Unlock()
-	if err := s.reg.delete(w.id); err != nil {
-		log.G(ctx).WithError(err).Warn("failed to remove worker from the registry")
+	ours := owner == nil || owner == w
+	if ours {
+		if err := s.reg.delete(w.id); err != nil {
+			log.G(ctx).WithError(err).Warn("failed to remove worker from the registry")
+		}
 	}
-	os.RemoveAll(filepath.Dir(w.apiSock))
+	s.mu.Unlock()
+	if ours {
+		os.RemoveAll(filepath.Dir(w.apiSock))
+	}
+	s.spawnMu.Unlock()
 
 	if expected || len(mounts) == 0 {
 		log.G(ctx).WithField("pid", w.pid).Info("worker exited")
@@ -89,8 +100,14 @@ func (s *Supervisor) stopWorker(ctx context.Context, w *worker) error {
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := w.api.Shutdown(sctx); err != nil {
-		log.G(ctx).WithError(err).Debug("shutdown request failed; signalling")
-		syscall.Kill(w.pid, syscall.SIGTERM)
+		select {
+		case <-w.exited:
+			// Exited when idle after its last unmount; its pid may be
+			// reaped and reused, so no signal.
+		default:
+			log.G(ctx).WithError(err).Debug("shutdown request failed; signalling")
+			syscall.Kill(w.pid, syscall.SIGTERM)
+		}
 	}
 	select {
 	case <-w.exited:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/moby/sys/mountinfo"
 
@@ -23,6 +24,11 @@ func (s *Supervisor) Mount(ctx context.Context, id, mountpoint string, lbls map[
 		return err
 	}
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("mount_id", id).WithField("mountpoint", mountpoint))
+	// A second Mount of a served id would stack a mount on it, and the
+	// worker's refusal of the attach would then detach the served one.
+	if w, _ := s.findMount(id); w != nil {
+		return fmt.Errorf("mount %s is served by worker %s already: %w", id, w.id, errdefs.ErrAlreadyExists)
+	}
 	w, err := s.workerFor(ctx, layer)
 	if err != nil {
 		return err
@@ -76,7 +82,7 @@ func (s *Supervisor) Mount(ctx context.Context, id, mountpoint string, lbls map[
 	w.mu.Lock()
 	w.mounts[id] = m
 	w.mu.Unlock()
-	if err := s.reg.put(w.record()); err != nil {
+	if err := s.record(w); err != nil {
 		// The mount works; only a restart would not find it in the registry
 		// and would mount it again through a new worker.
 		log.G(ctx).WithError(err).Warn("failed to record a mount in the worker registry")
@@ -109,7 +115,7 @@ func (s *Supervisor) Unmount(ctx context.Context, id, mountpoint string) error {
 			err = errors.Join(err, derr)
 		}
 	}
-	if perr := s.reg.put(w.record()); perr != nil {
+	if perr := s.record(w); perr != nil {
 		log.G(ctx).WithError(perr).Warn("failed to update the worker registry")
 	}
 	return err

@@ -84,3 +84,16 @@ func (r *registry) list() ([]record, error) {
 }
 
 func (r *registry) close() error { return r.db.Close() }
+
+// record saves w's record unless w is no longer the worker of its id: a
+// save racing with the worker's exit (an idle worker exits right after its
+// last detach) must neither bring back the record handleExit removed nor
+// overwrite the record of a successor with the same id.
+func (s *Supervisor) record(w *worker) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.workers[w.id] != w {
+		return nil
+	}
+	return s.reg.put(w.record())
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/containerd/log"
+	"golang.org/x/sys/unix"
 	"gopkg.in/natefinch/lumberjack.v2"
 
 	"github.com/lazyfs/lazyfs/daemonapi"
@@ -61,9 +62,19 @@ func (s *Supervisor) spawn(ctx context.Context, id string) (_ *worker, err error
 	}
 	logw.Close() // the worker has its own copy
 	w.pid = cmd.Process.Pid
+	w.logr = logr
 	w.startTime, _ = processStartTime(w.pid)
 	w.api = daemonapi.NewClient(w.apiSock, id)
 	log.G(ctx).WithField("pid", w.pid).Info("worker started")
+	// A pidfd, not a bare cmd.Wait, watches the worker: Close with
+	// keepWorkers must be able to stop watching a worker that lives on.
+	pidfd, err := unix.PidfdOpen(w.pid, 0)
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		logr.Close()
+		return nil, fmt.Errorf("worker %s: failed to watch pid %d: %w", id, w.pid, err)
+	}
 
 	s.wg.Add(2)
 	go func() {
@@ -72,6 +83,10 @@ func (s *Supervisor) spawn(ctx context.Context, id string) (_ *worker, err error
 	}()
 	go func() {
 		defer s.wg.Done()
+		defer unix.Close(pidfd)
+		if !waitPidfd(s.ctx, pidfd) {
+			return // supervisor closing; the worker lives on
+		}
 		err := cmd.Wait()
 		close(w.exited)
 		s.handleExit(s.logger(s.ctx, id), w, err)

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"os"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -18,6 +19,7 @@ type worker struct {
 	ctlSock   string
 	api       *daemonapi.Client
 	exited    chan struct{} // closed when the process is gone
+	logr      *os.File      // read end of a spawned worker's stderr pipe; nil if adopted
 
 	mu       sync.Mutex
 	control  *daemonapi.ControlClient // one controller per worker: this supervisor
@@ -48,6 +50,11 @@ func (w *worker) record() record {
 	return rec
 }
 
+// closeClients lets go of a worker that outlives this supervisor (Close
+// with keepWorkers): its connections, its log pipe (which ends copyLog),
+// and the supervisor's fd copies of its mounts. The worker then holds the
+// only copies, as after a crash of the snapshotter: if it dies later, its
+// readers get errors instead of waiting on a connection kept alive here.
 func (w *worker) closeClients() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -55,6 +62,13 @@ func (w *worker) closeClients() {
 		w.control.Close()
 		w.control = nil
 	}
+	if w.logr != nil {
+		w.logr.Close()
+	}
+	for _, m := range w.mounts {
+		m.closeFD()
+	}
+	w.api.Close()
 }
 
 // closeFD drops the supervisor's copy of a mount's fd. Once the worker's

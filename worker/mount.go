@@ -91,22 +91,37 @@ func (m *mount) info() daemonapi.MountInfo {
 }
 
 // serve starts the read loop on fd and waits until FUSE INIT is answered.
-// The mount owns fd from here on, whatever the outcome.
-func (m *mount) serve(ctx context.Context, fd int) (daemonapi.InitState, error) {
+// On success the mount owns fd. On error fd is the caller's again, as
+// daemonapi.ControlHandler requires (its server closes it): the read loop
+// has stopped and the mount can be attached again.
+func (m *mount) serve(ctx context.Context, fd int) (_ daemonapi.InitState, retErr error) {
 	m.mu.Lock()
-	if m.fd >= 0 {
+	if m.cancel != nil {
 		m.mu.Unlock()
-		unix.Close(fd)
 		return daemonapi.InitState{}, fmt.Errorf("mount %s is attached already: %w", m.req.MountID, errdefs.ErrAlreadyExists)
 	}
 	sctx, cancel := context.WithCancel(m.w.ctx)
-	m.fd, m.cancel, m.stopped = fd, cancel, make(chan struct{})
+	stopped := make(chan struct{})
+	m.fd, m.cancel, m.stopped = fd, cancel, stopped
 	m.mu.Unlock()
+	defer func() {
+		if retErr == nil {
+			return
+		}
+		// Serve stops promptly once cancelled; the fd must not be in
+		// use when the caller closes it.
+		cancel()
+		<-stopped
+		m.mu.Lock()
+		m.fd, m.cancel, m.stopped = -1, nil, nil
+		m.state = daemonapi.MountLoaded
+		m.mu.Unlock()
+	}()
 
 	inited := make(chan lazyfs.InitState, 1)
 	serveErr := make(chan error, 1)
 	go func() {
-		defer close(m.stopped)
+		defer close(stopped)
 		err := lazyfs.Serve(sctx, fd, m.fs, lazyfs.ServeOptions{
 			Readers: m.w.opts.FuseReaders,
 			OnInit:  func(s lazyfs.InitState) { inited <- s },
@@ -127,7 +142,15 @@ func (m *mount) serve(ctx context.Context, fd int) (daemonapi.InitState, error) 
 		m.mu.Unlock()
 		return daemonapi.InitState{Request: s.Request, Reply: s.Reply}, nil
 	case err := <-serveErr:
-		return daemonapi.InitState{}, fmt.Errorf("mount %s ended before FUSE INIT: %w", m.req.MountID, errors.Join(err, errdefs.ErrUnavailable))
+		select {
+		case s := <-inited: // answered INIT, then the connection ended
+			return daemonapi.InitState{Request: s.Request, Reply: s.Reply}, nil
+		default:
+		}
+		if err == nil {
+			err = errors.New("connection ended")
+		}
+		return daemonapi.InitState{}, fmt.Errorf("mount %s ended before FUSE INIT: %w: %w", m.req.MountID, err, errdefs.ErrUnavailable)
 	case <-ctx.Done():
 		return daemonapi.InitState{}, fmt.Errorf("mount %s: no FUSE INIT: %w", m.req.MountID, ctx.Err())
 	}

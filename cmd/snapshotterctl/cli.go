@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/containerd/log"
 )
 
 // Exit statuses.
@@ -107,6 +109,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return a.usageFailure(path, err)
 	}
+	if err := setLogLevel(a.g.debug); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", progName, err)
+		return exitError
+	}
 	if err := act(ctx, a, positional); err != nil {
 		var uerr *usageError
 		if errors.As(err, &uerr) {
@@ -116,6 +122,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	return exitOK
+}
+
+// setLogLevel quiets the libraries' logging: they log progress at info
+// level, and the commands print their own, so only warnings and errors reach
+// stderr unless --debug asks for more.
+func setLogLevel(debug bool) error {
+	if debug {
+		return log.SetLevel("debug")
+	}
+	return log.SetLevel("warn")
 }
 
 // usageFailure reports a usage error and returns exitUsage.

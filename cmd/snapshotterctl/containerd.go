@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
@@ -21,6 +23,17 @@ const connectTimeout = 10 * time.Second
 // wrong address fails here with a message that names it rather than in the
 // middle of a pull.
 func (a *app) connect(ctx context.Context) (context.Context, *client.Client, error) {
+	// gRPC retries a socket that is missing or refuses until its timeout;
+	// one plain dial tells at once.
+	var d net.Dialer
+	dctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	conn, err := d.DialContext(dctx, "unix", strings.TrimPrefix(a.g.address, "unix://"))
+	cancel()
+	if err != nil {
+		return nil, nil, fmt.Errorf("containerd at %s does not answer (is it running? --address selects its socket): %w", a.g.address, err)
+	}
+	conn.Close()
+
 	c, err := client.New(a.g.address,
 		client.WithDefaultNamespace(a.g.namespace),
 		client.WithTimeout(connectTimeout))

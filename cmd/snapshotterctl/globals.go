@@ -24,12 +24,13 @@ type globals struct {
 	address     string
 	namespace   string
 	snapshotter string
+	debug       bool
 
 	cfg    *config.Config // loaded on first use
 	cfgErr error
 }
 
-var globalFlagNames = []string{"config", "run-dir", "log-dir", "address", "namespace", "snapshotter"}
+var globalFlagNames = []string{"config", "run-dir", "log-dir", "address", "namespace", "snapshotter", "debug"}
 
 func isGlobalFlag(name string) bool { return slices.Contains(globalFlagNames, name) }
 
@@ -53,6 +54,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.address, "address", g.address, "containerd's `socket`")
 	fs.StringVar(&g.namespace, "namespace", g.namespace, "containerd namespace `name`")
 	fs.StringVar(&g.snapshotter, "snapshotter", g.snapshotter, "`name` of the lazyfs snapshotter in containerd's config")
+	fs.BoolVar(&g.debug, "debug", g.debug, "print the debug log of the containerd client and the converter on stderr")
 }
 
 // config loads the lazyfs configuration once. A file missing at the default

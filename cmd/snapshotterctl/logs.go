@@ -36,7 +36,7 @@ func (t logTail) run(ctx context.Context) error {
 	f, err := os.Open(t.path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("no log at %s (the worker never ran with this log dir?): %w", t.path, err)
+			return fmt.Errorf("no log at %s: %w (has the worker run with this log dir?)", t.path, fs.ErrNotExist)
 		}
 		return fmt.Errorf("failed to open log: %w", err)
 	}

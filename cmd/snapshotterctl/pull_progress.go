@@ -27,7 +27,7 @@ type layerPhase int
 const (
 	phaseWaiting   layerPhase = iota
 	phaseFetching             // its blob is being downloaded
-	phaseUnpacking            // downloaded, being unpacked
+	phaseUnpacking            // downloaded, to be unpacked
 	phaseUnpacked             // committed as an ordinary snapshot
 	phaseLazy                 // committed as a remote snapshot (a FUSE mount)
 )
@@ -201,7 +201,7 @@ func (p *pullProgress) report(desc ocispec.Descriptor, phase layerPhase, note st
 	case phaseFetching:
 		what = "fetching (" + formatSize(desc.Size) + ")"
 	case phaseUnpacking:
-		what = "fetched, unpacking"
+		what = "fetched"
 	case phaseUnpacked:
 		what = "unpacked"
 	case phaseLazy:

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -65,8 +67,10 @@ func findWorkers(runDir string) ([]workerRef, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
+	if errors.Is(err, fs.ErrPermission) {
+		return nil, fmt.Errorf("failed to list workers (the run dir is root's only): %w", err)
+	}
 	if err != nil {
-		// Most likely EACCES: the directory is 0700 root.
 		return nil, fmt.Errorf("failed to list workers: %w", err)
 	}
 	var refs []workerRef
@@ -90,7 +94,7 @@ func findWorker(runDir, id string) (workerRef, error) {
 	sock := filepath.Join(workersDir(runDir), id, "api.sock")
 	if _, err := os.Lstat(sock); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return workerRef{}, fmt.Errorf("worker %s not found: no %s ('daemons list' shows the workers): %w", id, sock, errdefs.ErrNotFound)
+			return workerRef{}, fmt.Errorf("worker %s: %w: no %s ('daemons list' shows the workers)", id, errdefs.ErrNotFound, sock)
 		}
 		return workerRef{}, fmt.Errorf("worker %s: %w", id, err)
 	}
@@ -139,5 +143,23 @@ func queryWorker(ctx context.Context, ref workerRef, logDir string, timeout time
 	if st.Mounts == nil {
 		st.Mounts = []daemonapi.MountInfo{}
 	}
+	// Workers answer in map order; the operator wants a stable list.
+	slices.SortFunc(st.Mounts, func(a, b daemonapi.MountInfo) int { return compareMountIDs(a.ID, b.ID) })
 	return st, nil
+}
+
+// compareMountIDs orders numeric ids (the snapshot ids the snapshotter
+// uses) by value and the rest as strings, numbers first.
+func compareMountIDs(a, b string) int {
+	na, errA := strconv.ParseUint(a, 10, 64)
+	nb, errB := strconv.ParseUint(b, 10, 64)
+	switch {
+	case errA == nil && errB == nil:
+		return cmp.Compare(na, nb)
+	case errA == nil:
+		return -1
+	case errB == nil:
+		return 1
+	}
+	return strings.Compare(a, b)
 }

@@ -5,7 +5,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"path/filepath"
+	"runtime/debug"
 	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/lazyfs/lazyfs/convert"
 	"github.com/lazyfs/lazyfs/tests/harness"
@@ -20,6 +24,17 @@ const (
 	lazyTag  = "estargz"
 )
 
+// compressionLevel of the eStargz layers: the fastest, since the
+// benchmark converts 300,000 files.
+const compressionLevel = gzip.BestSpeed
+
+// convertMemoryLimit is the heap the conversion may grow to before the
+// garbage collector runs. estargz.Build allocates and drops about 1 MiB per
+// file (a gzip writer each); with the default GC percentage the collections
+// it triggers rescan a heap that grows with the TOC, which doubled the
+// conversion time of the 300,000-entry layer here (280 s against 136 s).
+const convertMemoryLimit = 2 << 30
+
 // images is what prepare left in the registry.
 type images struct {
 	bigSHA256   [sha256.Size]byte
@@ -29,10 +44,11 @@ type images struct {
 // ref returns the reference of repo:tag on host ("127.0.0.1:port").
 func ref(host, repo, tag string) string { return host + "/" + repo + ":" + tag }
 
-// prepare builds both images, pushes the originals, converts them to
-// eStargz with a throw-away containerd and pushes the results. Nothing it
-// does is measured.
-func prepare(ctx context.Context, env harness.Env, busybox, work string, reg *harness.Registry, entries int) (images, error) {
+// prepare builds both images, pushes the originals, and pushes their
+// eStargz conversions: from the cache when it holds them, else converted
+// with a throw-away containerd (and then cached). Nothing it does is
+// measured.
+func prepare(ctx context.Context, env harness.Env, busybox, work string, reg *harness.Registry, cache conversionCache, entries int) (images, error) {
 	start := time.Now()
 	progress("building the app image (busybox, %d small files, a %d MiB random file)", smallDirs*smallPerDir, bigFileSize>>20)
 	app, err := newAppImage(busybox)
@@ -40,47 +56,93 @@ func prepare(ctx context.Context, env harness.Env, busybox, work string, reg *ha
 		return images{}, err
 	}
 	layout := filepath.Join(work, "layout")
-	if _, err := harness.WriteOCILayout(layout, "app", app.layers); err != nil {
+	appDesc, err := harness.WriteOCILayout(layout, "app", app.layers)
+	if err != nil {
 		return images{}, err
 	}
 	progress("building the many-entry image (%d entries in one layer)", entries)
-	if _, err := harness.WriteOCILayout(layout, "many", []harness.Layer{manyEntryLayer(entries)}); err != nil {
+	manyDesc, err := harness.WriteOCILayout(layout, "many", []harness.Layer{manyEntryLayer(entries)})
+	if err != nil {
 		return images{}, err
-	}
-	for tag, repo := range map[string]string{"app": appRepo, "many": manyRepo} {
-		if err := harness.Push(ctx, layout, tag, ref(reg.Addr(), repo, origTag)); err != nil {
-			return images{}, err
-		}
 	}
 
-	progress("converting both images to eStargz with a separate containerd")
-	ctrd, err := harness.StartContainerd(ctx, harness.ContainerdOptions{Env: env, Version: harness.V2})
-	if err != nil {
-		return images{}, err
-	}
-	defer func() {
-		if cerr := ctrd.Close(); cerr != nil {
-			progress("warning: teardown of the conversion containerd: %v", cerr)
-		}
-	}()
-	cl, err := ctrd.Client(ctx)
-	if err != nil {
-		return images{}, err
-	}
-	for _, repo := range []string{appRepo, manyRepo} {
-		orig, lazy := ref(reg.Addr(), repo, origTag), ref(reg.Addr(), repo, lazyTag)
-		// Fetch, not pull: the conversion needs the blobs, not an unpacked
-		// rootfs of 300,000 files.
-		if _, err := ctrd.Ctr(ctx, "content", "fetch", "--plain-http", orig); err != nil {
+	var conv converter
+	defer conv.close()
+	for _, img := range []struct {
+		tag, repo string
+		manifest  digest.Digest
+	}{{"app", appRepo, appDesc.Digest}, {"many", manyRepo, manyDesc.Digest}} {
+		orig, lazy := ref(reg.Addr(), img.repo, origTag), ref(reg.Addr(), img.repo, lazyTag)
+		if err := harness.Push(ctx, layout, img.tag, orig); err != nil {
 			return images{}, err
 		}
-		if _, err := convert.Image(ctx, cl, orig, lazy, convert.Options{CompressionLevel: gzip.BestSpeed}); err != nil {
+		key, err := cache.key(env.RepoRoot, img.manifest, compressionLevel)
+		if err != nil {
 			return images{}, err
 		}
-		if _, err := ctrd.Ctr(ctx, "image", "push", "--plain-http", lazy); err != nil {
+		if dir := cache.lookup(key); dir != "" {
+			err := harness.Push(ctx, dir, lazyTag, lazy)
+			if err == nil {
+				progress("pushed the cached eStargz conversion of %s (%s)", img.repo, dir)
+				continue
+			}
+			if ctx.Err() != nil {
+				return images{}, err
+			}
+			progress("warning: cached conversion %s is unusable, converting again: %v", dir, err)
+			if err := cache.forget(key); err != nil {
+				return images{}, err
+			}
+		}
+		progress("converting %s to eStargz (slow for many entries: estargz allocates a gzip writer per file)", img.repo)
+		if err := conv.convert(ctx, env, orig, lazy); err != nil {
 			return images{}, err
+		}
+		if err := cache.store(ctx, conv.cl, lazy, key); err != nil {
+			progress("warning: failed to cache the conversion: %v", err)
 		}
 	}
 	progress("images ready in %s", time.Since(start).Round(100*time.Millisecond))
 	return images{bigSHA256: app.bigSHA256, manyEntries: entries}, nil
+}
+
+// converter runs convert.Image in a containerd of its own, started on first
+// use.
+type converter struct {
+	ctrd *harness.Containerd
+	cl   *client.Client
+}
+
+func (c *converter) convert(ctx context.Context, env harness.Env, orig, lazy string) error {
+	if c.ctrd == nil {
+		ctrd, err := harness.StartContainerd(ctx, harness.ContainerdOptions{Env: env, Version: harness.V2})
+		if err != nil {
+			return err
+		}
+		c.ctrd = ctrd
+		if c.cl, err = ctrd.Client(ctx); err != nil {
+			return err
+		}
+	}
+	// Fetch, not pull: the conversion needs the blobs, not an unpacked
+	// rootfs of 300,000 files.
+	if _, err := c.ctrd.Ctr(ctx, "content", "fetch", "--plain-http", orig); err != nil {
+		return err
+	}
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(convertMemoryLimit))
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	if _, err := convert.Image(ctx, c.cl, orig, lazy, convert.Options{CompressionLevel: compressionLevel}); err != nil {
+		return err
+	}
+	_, err := c.ctrd.Ctr(ctx, "image", "push", "--plain-http", lazy)
+	return err
+}
+
+func (c *converter) close() {
+	if c.ctrd == nil {
+		return
+	}
+	if err := c.ctrd.Close(); err != nil {
+		progress("warning: teardown of the conversion containerd: %v", err)
+	}
 }

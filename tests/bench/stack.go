@@ -18,12 +18,16 @@ type closers []func() error
 
 func (c *closers) add(f func() error) { *c = append(*c, f) }
 
-func (c closers) closeAll() {
-	for i := len(c) - 1; i >= 0; i-- {
-		if err := c[i](); err != nil {
+// closeAll runs the closers and forgets them. Its receiver is a pointer
+// because it is deferred right after the first add: a value receiver would
+// be copied at the defer statement and miss everything added later.
+func (c *closers) closeAll() {
+	for i := len(*c) - 1; i >= 0; i-- {
+		if err := (*c)[i](); err != nil {
 			fmt.Fprintf(os.Stderr, "teardown: %v\n", err)
 		}
 	}
+	*c = nil
 }
 
 // stack is one run's snapshotter and containerd. Each run gets a fresh one,

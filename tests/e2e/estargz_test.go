@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/log/logtest"
 	"github.com/containerd/platforms"
 	"github.com/containerd/stargz-snapshotter/estargz"
 	"github.com/opencontainers/go-digest"
@@ -54,7 +55,8 @@ func (s *stack) convertToEStargz(t *testing.T, pullHost string) estargzImage {
 	if _, err := s.ctrd.Ctr(ctx, "image", "pull", "--plain-http", s.ref); err != nil {
 		t.Fatal(err)
 	}
-	img, err := convert.Image(ctx, s.cl, s.ref, pushRef, convert.Options{})
+	// The converter logs through ctx: into the test's output, not stderr.
+	img, err := convert.Image(logtest.WithT(ctx, t), s.cl, s.ref, pushRef, convert.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

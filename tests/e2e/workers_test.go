@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -80,7 +78,9 @@ func servingMounts(info daemonapi.DaemonInfo) int {
 
 // fuseMounts returns the lazyfs FUSE mounts under snap's root, from
 // /proc/self/mountinfo (never from the mountpoints themselves: a stat on a
-// mount whose worker is gone can block), as mountpoint → mount id.
+// mount whose worker is gone can block), as mountpoint → number of mounts
+// stacked there. Mount ids cannot tell a mount from its replacement: the
+// kernel hands the lowest free id out again.
 func fuseMounts(t *testing.T, snap *harness.Snapshotter) map[string]int {
 	t.Helper()
 	infos, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
@@ -91,7 +91,7 @@ func fuseMounts(t *testing.T, snap *harness.Snapshotter) map[string]int {
 	}
 	out := map[string]int{}
 	for _, m := range infos {
-		out[m.Mountpoint] = m.ID
+		out[m.Mountpoint]++
 	}
 	return out
 }
@@ -211,16 +211,23 @@ func workerLogs(t *testing.T, snap *harness.Snapshotter) map[string]string {
 	return out
 }
 
-// mountIDs lists the ids of a mountpoint → id map, sorted, for messages.
-func mountIDs(m map[string]int) string {
-	ids := make([]int, 0, len(m))
-	for _, id := range m {
-		ids = append(ids, id)
+// httpGet returns the body of a 200 answer to GET url.
+func httpGet(t *testing.T, url string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	slices.Sort(ids)
-	var s []string
-	for _, id := range ids {
-		s = append(s, strconv.Itoa(id))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return strings.Join(s, ",")
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s %v", url, resp.Status, err)
+	}
+	return body
 }

@@ -1,0 +1,47 @@
+package chunks
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/containerd/log/logtest"
+	"github.com/containerd/stargz-snapshotter/estargz"
+)
+
+// TestSharedStreamFetchedOnce guards merging for chunks that share a
+// compressed stream (estargz WithMinChunkSize): a read of such a file
+// fetches each stream once, not once per chunk, even without read-ahead.
+func TestSharedStreamFetchedOnce(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	l := buildLayer(t, []testFile{{"f", fileData(100_000, 12)}},
+		estargz.WithChunkSize(1000), estargz.WithMinChunkSize(20_000))
+	file := l.files["f"]
+	streams := map[int64]bool{}
+	for _, c := range file {
+		streams[c.BlobOffset] = true
+	}
+	if len(streams) < 2 || len(streams) >= len(file)/4 {
+		t.Fatalf("%d chunks in %d streams: the case is not exercised", len(file), len(streams))
+	}
+	for _, tc := range []struct {
+		name       string
+		maxRequest int64
+		wantCalls  int
+	}{
+		{"one request", 1 << 20, 1},
+		{"one stream each", 1, len(streams)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := &memSource{blob: l.blob}
+			r := NewReader(src, Options{MaxRequestSize: tc.maxRequest, LayerDigest: testLayerDigest})
+			p := make([]byte, len(l.data["f"]))
+			if n, err := r.ReadAt(ctx, file, p, 0); n != len(p) || err != nil || !bytes.Equal(p, l.data["f"]) {
+				t.Fatalf("ReadAt = %d, %v (bytes equal %v)", n, err, bytes.Equal(p, l.data["f"]))
+			}
+			if n := len(src.spans()); n != tc.wantCalls {
+				t.Errorf("%d requests for %d chunks in %d streams, want %d", n, len(file), len(streams), tc.wantCalls)
+			}
+		})
+	}
+}

@@ -1,0 +1,134 @@
+package chunks
+
+import (
+	"cmp"
+	"slices"
+)
+
+// readAhead returns group g (claims of one read, adjacent in the blob) with
+// the chunks read-ahead fetches along with it, claimed as speculative, in
+// blob order. A request costs the registry's round trip whatever its size
+// within reason, and files that are read together (a package's modules,
+// /etc) were mostly written next to each other: reading a window of the
+// blob at once turns one request per small file into one per window.
+//
+// The window starts as g's own streams, takes in the other chunks of those
+// streams, then grows forward and, with what budget is left, backward, one
+// whole stream at a time, while the next stream is contiguous with it, fits
+// in ReadAhead compressed bytes, and its nearest chunk is neither cached
+// nor in flight (a chunk someone holds or fetches is where another window
+// ends). The decompressed size of the chunks added is bounded by a quarter
+// of the memory cache, so one window cannot flush it. Claiming under the
+// same lock as claimMissing makes concurrent readers wait for these chunks
+// rather than fetch them again.
+func (r *Reader) readAhead(g []claim) []claim {
+	l := r.opts.Layout
+	if r.opts.ReadAhead <= 0 || l == nil {
+		return g
+	}
+	start, end := g[0].c.BlobOffset, streamsEnd(g)
+	if end-start >= r.opts.ReadAhead {
+		return g
+	}
+	w := window{r: r, start: start, end: end, memory: r.opts.MemoryCacheSize / 4}
+
+	r.mu.Lock()
+	first := l.firstAt(start)
+	for i := first; i < len(l.entries); i++ {
+		if !w.forward(i) {
+			break
+		}
+	}
+	for i := first - 1; i >= 0; i-- {
+		if !w.backward(i) {
+			break
+		}
+	}
+	r.mu.Unlock()
+
+	if len(w.spec) == 0 {
+		return g
+	}
+	all := append(slices.Clip(g), w.spec...)
+	slices.SortStableFunc(all, func(a, b claim) int {
+		return cmp.Or(cmp.Compare(a.c.BlobOffset, b.c.BlobOffset), cmp.Compare(a.c.InnerOffset, b.c.InnerOffset))
+	})
+	return all
+}
+
+// window is the blob range [start, end) one request will read while
+// readAhead grows it. Its methods run under r.mu.
+type window struct {
+	r          *Reader
+	start, end int64
+	memory     int64 // decompressed bytes the speculative chunks may still take
+	spec       []claim
+}
+
+// forward considers layout entry i, at or after the window's start, and
+// reports whether the next one is worth considering.
+func (w *window) forward(i int) bool {
+	e := &w.r.opts.Layout.entries[i]
+	switch {
+	case e.blobOffset+e.blobSize <= w.end:
+		// Its stream is read anyway: take it if nobody has it.
+		return w.take(i, false)
+	case e.blobOffset == w.end && e.blobOffset+e.blobSize-w.start <= w.r.opts.ReadAhead:
+		if !w.take(i, true) {
+			return false
+		}
+		w.end = e.blobOffset + e.blobSize
+		return true
+	default:
+		// A gap, a stream that does not fit, or one that overlaps ours.
+		return false
+	}
+}
+
+// backward considers layout entry i, before the window's start, and
+// reports whether the previous one is worth considering.
+func (w *window) backward(i int) bool {
+	e := &w.r.opts.Layout.entries[i]
+	switch {
+	case e.blobOffset >= w.start && e.blobOffset+e.blobSize <= w.end:
+		return w.take(i, false)
+	case e.blobOffset+e.blobSize == w.start && w.end-e.blobOffset <= w.r.opts.ReadAhead:
+		if !w.take(i, true) {
+			return false
+		}
+		w.start = e.blobOffset
+		return true
+	default:
+		return false
+	}
+}
+
+// take claims layout entry i as speculative unless it is cached or in
+// flight. It reports whether the window may go on: a chunk someone has is
+// skipped inside the window (its bytes are read anyway) but ends it at its
+// edge (newStream), and a chunk over the memory budget ends it.
+func (w *window) take(i int, newStream bool) bool {
+	r := w.r
+	c := r.opts.Layout.chunk(i)
+	k := keyOf(c)
+	if _, ok := r.inflight[k]; ok || r.cache.holds(c.Digest, c.Size) {
+		return !newStream
+	}
+	if c.Size > w.memory {
+		return false
+	}
+	w.memory -= c.Size
+	p := &pending{done: make(chan struct{})}
+	r.inflight[k] = p
+	w.spec = append(w.spec, claim{idx: -1, c: c, p: p, speculative: true})
+	return true
+}
+
+// streamsEnd returns where the last compressed stream of claims ends.
+func streamsEnd(claims []claim) int64 {
+	var end int64
+	for _, cl := range claims {
+		end = max(end, cl.c.BlobOffset+cl.c.BlobSize)
+	}
+	return end
+}

@@ -1,0 +1,338 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/lazyfs/lazyfs/daemonapi"
+)
+
+func TestMountSpawnsWorkerAndUnmountStopsIt(t *testing.T) {
+	e := newEnv(t, PerImage)
+	s := e.supervisor()
+	mp := e.mountpoint("m1")
+	lbls := e.labels(0, "v1")
+	s.mount("m1", mp, lbls)
+
+	id := e.workerID("v1")
+	pid := s.pids()[id]
+	if pid == 0 || len(s.pids()) != 1 {
+		t.Fatalf("workers %v, want one with id %s", s.pids(), id)
+	}
+	if processGone(pid) {
+		t.Fatalf("worker %d is not running", pid)
+	}
+	checkFiles(t, mp, e.layers[0])
+
+	t.Run("log file", func(t *testing.T) {
+		path := filepath.Join(e.opts.LogDir, "daemons", id+".log")
+		// The copy into the file runs behind the worker's writes.
+		eventually(t, "worker log has lines", func() bool {
+			data, err := os.ReadFile(path)
+			return err == nil && strings.Count(string(data), "\n") > 0
+		})
+	})
+	t.Run("workers.db", func(t *testing.T) {
+		rec, ok := s.records()[id]
+		if !ok {
+			t.Fatalf("no record of worker %s", id)
+		}
+		if rec.PID != pid || rec.StartTime == 0 || rec.APISocket == "" || rec.ControlSocket == "" {
+			t.Errorf("record = %+v", rec)
+		}
+		if m := rec.Mounts["m1"]; m.Mountpoint != mp || !maps.Equal(m.Labels, lbls) {
+			t.Errorf("record of mount m1 = %+v, want mountpoint %s and the labels", m, mp)
+		}
+	})
+	t.Run("worker api", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(e.ctx, testTimeout)
+		defer cancel()
+		info, err := daemonapi.NewClient(s.records()[id].APISocket, id).Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.ID != id || info.PID != pid || len(info.Mounts) != 1 || info.Mounts[0].State != daemonapi.MountServing {
+			t.Errorf("worker info = %+v, want %s (pid %d) serving m1", info, id, pid)
+		}
+	})
+
+	s.unmount("m1", mp)
+	if mounted(t, mp) {
+		t.Error("still in mountinfo after Unmount")
+	}
+	waitGone(t, pid)
+	eventually(t, "worker forgotten: not listed, not in workers.db, socket dir removed", func() bool {
+		_, err := os.Stat(filepath.Join(e.opts.RunDir, "workers", id))
+		return len(s.pids()) == 0 && len(s.records()) == 0 && errors.Is(err, os.ErrNotExist)
+	})
+}
+
+// A mount of an id that is mounted already must not disturb the mount.
+func TestMountTwiceIsRefused(t *testing.T) {
+	e := newEnv(t, PerImage)
+	s := e.supervisor()
+	mp := e.mountpoint("m1")
+	s.mount("m1", mp, e.labels(0, "v1"))
+
+	ctx, cancel := context.WithTimeout(e.ctx, testTimeout)
+	defer cancel()
+	if err := s.Mount(ctx, "m1", mp, e.labels(0, "v1")); !errdefs.IsAlreadyExists(err) {
+		t.Errorf("second Mount of m1: %v, want ErrAlreadyExists", err)
+	}
+	if n := len(mountEntries(t, mp)); n != 1 {
+		t.Errorf("%d mounts at %s, want 1", n, mp)
+	}
+	checkFiles(t, mp, e.layers[0])
+}
+
+// replaceBound is how soon a dead worker's mount must be served again; it
+// leaves room for a loaded machine (it takes well under a second).
+const replaceBound = 10 * time.Second
+
+func TestKilledWorkerIsReplaced(t *testing.T) {
+	e := newEnv(t, PerImage)
+	s := e.supervisor()
+	mp := e.mountpoint("m1")
+	s.mount("m1", mp, e.labels(0, "v1"))
+	id := e.workerID("v1")
+	old := s.pids()[id]
+
+	// Two readers of the old mount: one blocked in a read the worker is
+	// fetching from the (held) registry, one with a file open.
+	var blocked, idle *os.File
+	within(t, "open files", func() {
+		var err error
+		if blocked, err = os.Open(filepath.Join(mp, "usr/bin/big.bin")); err != nil {
+			t.Error(err)
+		}
+		if idle, err = os.Open(filepath.Join(mp, "usr/share/a.conf")); err != nil {
+			t.Error(err)
+		}
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	e.reg.hold()
+	readErr := make(chan error, 1)
+	go func() {
+		_, err := io.ReadAll(blocked)
+		readErr <- err
+	}()
+	select {
+	case <-e.reg.stalled:
+	case err := <-readErr:
+		t.Fatalf("read finished (%v) while the registry holds every request", err)
+	case <-time.After(testTimeout):
+		t.Fatal("the worker never asked the registry for the file")
+	}
+
+	killed := time.Now()
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-readErr:
+		if err == nil {
+			t.Error("blocked read on the dead worker's mount succeeded")
+		}
+		t.Logf("blocked reader got: %v", err)
+	case <-time.After(testTimeout):
+		t.Fatal("blocked reader still hangs after its worker died")
+	}
+	within(t, "read an open file of the dead worker's mount", func() {
+		if _, err := idle.Read(make([]byte, 10)); err == nil {
+			t.Error("read on the dead worker's mount succeeded")
+		}
+	})
+	within(t, "close files of the dead worker's mount", func() {
+		blocked.Close()
+		idle.Close()
+	})
+	e.reg.release()
+
+	// The layer is mounted again through a new worker: it is recorded
+	// once the new mount answered INIT.
+	eventually(t, "mount replaced by a new worker", func() bool {
+		rec, ok := s.records()[id]
+		_, hasMount := rec.Mounts["m1"]
+		return ok && rec.PID != old && hasMount
+	})
+	if d := time.Since(killed); d > replaceBound {
+		t.Errorf("mount replaced %v after its worker died, want within %v", d, replaceBound)
+	}
+	if pid := s.pids()[id]; pid == old || pid == 0 {
+		t.Errorf("worker %s has pid %d after the old one (%d) died", id, pid, old)
+	}
+	if n := len(mountEntries(t, mp)); n != 1 {
+		t.Errorf("%d mounts at %s, want 1 (the dead one detached)", n, mp)
+	}
+	checkFiles(t, mp, e.layers[0])
+}
+
+func TestCloseStopsWorkersAndUnmounts(t *testing.T) {
+	e := newEnv(t, PerImage)
+	base := fuseFDs(t)
+	s := e.supervisor()
+	mps := map[string]string{"m1": e.mountpoint("m1"), "m2": e.mountpoint("m2")}
+	s.mount("m1", mps["m1"], e.labels(0, "v1"))
+	s.mount("m2", mps["m2"], e.labels(1, "v2"))
+	pids := s.pids()
+	if len(pids) != 2 {
+		t.Fatalf("workers %v, want one per image", pids)
+	}
+	checkFiles(t, mps["m2"], e.layers[1])
+
+	s.close(false)
+	for id, mp := range mps {
+		if mounted(t, mp) {
+			t.Errorf("%s still mounted at %s after Close", id, mp)
+		}
+	}
+	for id, pid := range pids {
+		if !processGone(pid) {
+			t.Errorf("worker %s (pid %d) still runs after Close", id, pid)
+		}
+	}
+	if got := fuseFDs(t); got != base {
+		t.Errorf("%d /dev/fuse fds open after Close, want %d", got, base)
+	}
+	reg, err := openRegistry(filepath.Join(e.opts.Root, "workers.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.close()
+	if recs, err := reg.list(); err != nil || len(recs) != 0 {
+		t.Errorf("workers.db after Close: %v, %v; want empty", recs, err)
+	}
+}
+
+func TestCloseKeepingWorkersThenReadopt(t *testing.T) {
+	e := newEnv(t, PerImage)
+	base := fuseFDs(t)
+	s := e.supervisor()
+	mp := e.mountpoint("m1")
+	lbls := e.labels(0, "v1")
+	s.mount("m1", mp, lbls)
+	id := e.workerID("v1")
+	pid := s.pids()[id]
+
+	s.close(true)
+	if processGone(pid) {
+		t.Fatal("worker gone after Close(keepWorkers)")
+	}
+	if !mounted(t, mp) {
+		t.Fatal("mount gone after Close(keepWorkers)")
+	}
+	// The worker alone holds the connection now; it keeps serving.
+	if got := fuseFDs(t); got != base {
+		t.Errorf("%d /dev/fuse fds open in the closed supervisor, want %d", got, base)
+	}
+	checkFiles(t, mp, e.layers[0])
+
+	s2 := e.supervisor()
+	if got := s2.pids(); len(got) != 1 || got[id] != pid {
+		t.Fatalf("re-adopted workers %v, want %s with pid %d", got, id, pid)
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, testTimeout)
+	defer cancel()
+	if err := s2.Restore(ctx, "m1", mp, lbls); err != nil {
+		t.Fatalf("Restore of a mount its worker serves: %v", err)
+	}
+	if got := s2.pids(); len(got) != 1 || got[id] != pid {
+		t.Errorf("workers after Restore %v, want only %s with pid %d", got, id, pid)
+	}
+	if n := len(mountEntries(t, mp)); n != 1 {
+		t.Errorf("%d mounts at %s after Restore, want 1", n, mp)
+	}
+	checkFiles(t, mp, e.layers[0])
+
+	s2.close(false)
+	if mounted(t, mp) {
+		t.Error("still mounted after Close")
+	}
+	waitGone(t, pid)
+}
+
+func TestDeadWorkerIsForgottenAndItsLayerRestored(t *testing.T) {
+	e := newEnv(t, PerImage)
+	s := e.supervisor()
+	mp := e.mountpoint("m1")
+	lbls := e.labels(0, "v1")
+	s.mount("m1", mp, lbls)
+	id := e.workerID("v1")
+	old := s.pids()[id]
+	s.close(true)
+
+	// The worker dies while no supervisor runs, and the registry is down
+	// when the next one starts.
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, old)
+	e.reg.stop()
+
+	s2 := e.supervisor()
+	if got := s2.pids(); len(got) != 0 {
+		t.Errorf("workers after New %v, want the dead one forgotten", got)
+	}
+	if got := s2.records(); len(got) != 0 {
+		t.Errorf("workers.db after New has %v, want the dead worker removed", got)
+	}
+	if !mounted(t, mp) {
+		t.Fatal("test setup: the dead worker's stale mount is gone already")
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, testTimeout)
+	defer cancel()
+	if err := s2.Restore(ctx, "m1", mp, lbls); err != nil {
+		t.Fatalf("Restore with the registry down: %v", err)
+	}
+	if n := len(mountEntries(t, mp)); n != 1 {
+		t.Errorf("%d mounts at %s after Restore, want 1 (the stale one detached)", n, mp)
+	}
+	if pid := s2.pids()[id]; pid == 0 || pid == old {
+		t.Errorf("worker %s has pid %d, want a new one (old %d)", id, pid, old)
+	}
+	checkListing(t, mp, e.layers[0])
+
+	e.reg.start()
+	checkFiles(t, mp, e.layers[0])
+}
+
+func TestSharedModeUsesOneWorker(t *testing.T) {
+	e := newEnv(t, Shared)
+	s := e.supervisor()
+	mp1, mp2 := e.mountpoint("m1"), e.mountpoint("m2")
+	s.mount("m1", mp1, e.labels(0, "v1"))
+	s.mount("m2", mp2, e.labels(1, "v2"))
+
+	pids := s.pids()
+	pid := pids["shared"]
+	if len(pids) != 1 || pid == 0 {
+		t.Fatalf("workers %v, want only %q", pids, "shared")
+	}
+	checkFiles(t, mp1, e.layers[0])
+	checkFiles(t, mp2, e.layers[1])
+	if m := s.records()["shared"].Mounts; len(m) != 2 {
+		t.Errorf("workers.db has mounts %v for the shared worker, want m1 and m2", m)
+	}
+
+	// The shared worker outlives its last mount.
+	s.unmount("m1", mp1)
+	s.unmount("m2", mp2)
+	time.Sleep(300 * time.Millisecond)
+	if processGone(pid) || s.pids()["shared"] != pid {
+		t.Fatal("the shared worker exited when idle")
+	}
+	s.close(false)
+	waitGone(t, pid)
+}
