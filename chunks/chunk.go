@@ -1,5 +1,13 @@
 // Package chunks reads the verified, decompressed contents of a lazily loaded
 // layer's files, one eStargz chunk at a time.
+//
+// Given the layer's Layout, a read that must fetch little from the source
+// reads ahead: it fetches a larger contiguous window of the blob and
+// verifies and keeps in memory every chunk in it, so that small files
+// stored next to each other cost one request per window instead of one
+// each. Chunks read ahead are never served or kept unverified, and one that
+// fails verification fails no read: it is dropped, and fetched again by the
+// read that needs it.
 package chunks
 
 import "github.com/opencontainers/go-digest"

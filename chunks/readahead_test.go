@@ -39,6 +39,32 @@ var streamLayouts = []struct {
 	{"shared streams", []estargz.Option{estargz.WithChunkSize(8000), estargz.WithMinChunkSize(4000)}},
 }
 
+// smallFilesCache holds the layers tests share: building one is the
+// slowest part of these tests under -race. Nothing modifies them.
+var smallFilesCache struct {
+	sync.Mutex
+	layers map[[2]int]*smallFiles
+}
+
+// sharedSmallFiles returns the layer of n small files in streamLayouts[sl],
+// built once per test binary.
+func sharedSmallFiles(tb testing.TB, n, sl int) *smallFiles {
+	tb.Helper()
+	c := &smallFilesCache
+	c.Lock()
+	defer c.Unlock()
+	key := [2]int{n, sl}
+	if s, ok := c.layers[key]; ok {
+		return s
+	}
+	s := buildSmallFiles(tb, n, streamLayouts[sl].opts...)
+	if c.layers == nil {
+		c.layers = make(map[[2]int]*smallFiles)
+	}
+	c.layers[key] = s
+	return s
+}
+
 func buildSmallFiles(tb testing.TB, n int, opts ...estargz.Option) *smallFiles {
 	tb.Helper()
 	var files []testFile
@@ -111,9 +137,9 @@ func (s *smallFiles) readFile(ctx context.Context, r *Reader, name string) error
 }
 
 func TestReadAheadSmallFiles(t *testing.T) {
-	const files, readAhead = 1000, 16 << 10
-	for _, sl := range streamLayouts {
-		s := buildSmallFiles(t, files, sl.opts...)
+	const files, readAhead = 600, 16 << 10
+	for i, sl := range streamLayouts {
+		s := sharedSmallFiles(t, files, i)
 		total, largest := s.payload()
 		for _, tc := range []struct {
 			name       string
@@ -174,7 +200,7 @@ func TestReadAheadSmallFiles(t *testing.T) {
 func TestReadAheadBackward(t *testing.T) {
 	ctx := logtest.WithT(context.Background(), t)
 	const readAhead = 16 << 10
-	s := buildSmallFiles(t, 300, streamLayouts[0].opts...)
+	s := sharedSmallFiles(t, 600, 0)
 	total, largest := s.payload()
 	src := &memSource{blob: s.blob}
 	r := NewReader(src, Options{Layout: s.layout, ReadAhead: readAhead, LayerDigest: testLayerDigest})
@@ -189,8 +215,8 @@ func TestReadAheadBackward(t *testing.T) {
 }
 
 func TestReadAheadBadChunk(t *testing.T) {
-	for _, sl := range streamLayouts {
-		s := buildSmallFiles(t, 300, sl.opts...)
+	for i, sl := range streamLayouts {
+		s := sharedSmallFiles(t, 600, i)
 		first := s.small[0]
 		// victim is the first small file in another stream than first's:
 		// read ahead with it, never asked for by that read.
@@ -255,43 +281,57 @@ func TestReadAheadBadChunk(t *testing.T) {
 	}
 }
 
-// TestReadAheadWaiterRefetches guards the case of a read waiting for a
-// chunk another read is fetching ahead, which then fails verification: the
-// waiter fetches it itself instead of failing with the other read's error.
-func TestReadAheadWaiterRefetches(t *testing.T) {
-	ctx := logtest.WithT(context.Background(), t)
-	s := buildSmallFiles(t, 100, streamLayouts[0].opts...)
+// TestReadAheadWaiters guards reads of a chunk another read is fetching
+// ahead: they wait for that fetch rather than fetch the chunk again, and
+// if it fails verification, fetch it themselves instead of failing with
+// the other read's error.
+func TestReadAheadWaiters(t *testing.T) {
+	s := sharedSmallFiles(t, 600, 0)
 	first, victim := s.small[0], s.small[5]
 	vc := s.files[victim][0]
-	started := make(chan struct{})
-	src := &memSource{blob: s.blob, hook: func(_ context.Context, n int, p []byte, off int64) error {
-		if n == 1 {
-			close(started)
-			time.Sleep(50 * time.Millisecond) // let B wait for this fetch
-			p[vc.BlobOffset+vc.BlobSize/2-off] ^= 0x40
-		}
-		return nil
-	}}
-	r := NewReader(src, Options{Layout: s.layout, ReadAhead: 16 << 10, LayerDigest: testLayerDigest})
-	aErr := make(chan error, 1)
-	go func() { aErr <- s.readFile(ctx, r, first) }()
-	<-started
-	if err := s.readFile(ctx, r, victim); err != nil {
-		t.Errorf("waiting reader: %v", err)
-	}
-	if err := <-aErr; err != nil {
-		t.Errorf("reader that read ahead: %v", err)
-	}
-	if n := len(src.spans()); n != 2 {
-		t.Errorf("%d requests, want 2 (the window, then the waiter's own)", n)
+	for _, tc := range []struct {
+		name      string
+		corrupt   bool
+		wantCalls int
+	}{
+		{"chunk read ahead is fine", false, 1},
+		{"chunk read ahead is bad", true, 2}, // the window, then the waiter's own
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := logtest.WithT(context.Background(), t)
+			started := make(chan struct{})
+			src := &memSource{blob: s.blob, hook: func(_ context.Context, n int, p []byte, off int64) error {
+				if n == 1 {
+					close(started)
+					time.Sleep(50 * time.Millisecond) // let B wait for this fetch
+					if tc.corrupt {
+						p[vc.BlobOffset+20-off] ^= 0x40
+					}
+				}
+				return nil
+			}}
+			r := NewReader(src, Options{Layout: s.layout, ReadAhead: 16 << 10, LayerDigest: testLayerDigest})
+			aErr := make(chan error, 1)
+			go func() { aErr <- s.readFile(ctx, r, first) }()
+			<-started
+			if err := s.readFile(ctx, r, victim); err != nil {
+				t.Errorf("waiting reader: %v", err)
+			}
+			if err := <-aErr; err != nil {
+				t.Errorf("reader that read ahead: %v", err)
+			}
+			if n := len(src.spans()); n != tc.wantCalls {
+				t.Errorf("%d requests, want %d", n, tc.wantCalls)
+			}
+		})
 	}
 }
 
 func TestReadAheadConcurrent(t *testing.T) {
-	for _, sl := range streamLayouts {
+	for i, sl := range streamLayouts {
 		t.Run(sl.name, func(t *testing.T) {
 			ctx := logtest.WithT(context.Background(), t)
-			s := buildSmallFiles(t, 600, sl.opts...)
+			s := sharedSmallFiles(t, 600, i)
 			src := &memSource{blob: s.blob, hook: func(context.Context, int, []byte, int64) error {
 				time.Sleep(time.Millisecond) // widen the window in which fetches overlap
 				return nil
@@ -337,7 +377,7 @@ func TestReadAheadConcurrent(t *testing.T) {
 
 func TestReadAheadMemoryBound(t *testing.T) {
 	ctx := logtest.WithT(context.Background(), t)
-	s := buildSmallFiles(t, 600, streamLayouts[0].opts...)
+	s := sharedSmallFiles(t, 600, 0)
 	const bound = 8 << 10 // decompressed: about 60 small files
 	src := &memSource{blob: s.blob}
 	r := NewReader(src, Options{Layout: s.layout, MemoryCacheSize: bound, ReadAhead: 1 << 20, LayerDigest: testLayerDigest})

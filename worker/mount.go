@@ -53,6 +53,9 @@ func newMount(w *Worker, req daemonapi.LoadLayerRequest, layer *toc.Layer, src c
 
 	opts := w.opts.Chunks
 	opts.LayerDigest = layer.BlobDigest
+	// The layer-wide layout lets a read of a small file fetch its
+	// neighbours in the blob with it (read-ahead).
+	opts.Layout = chunks.NewLayout(tree.Chunks())
 	reader := chunks.NewReader(src, opts)
 	// Every FUSE op's ctx derives from this one: its logger names the layer,
 	// and the worker's shutdown cancels reads in flight.

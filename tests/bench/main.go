@@ -78,7 +78,7 @@ func main() {
 	}()
 	if err := run(ctx, opts); err != nil {
 		if ctx.Err() != nil {
-			fmt.Fprintf(os.Stderr, "\nbench interrupted: %v\n", err)
+			fmt.Fprintf(os.Stderr, "\nbench interrupted; everything it started is stopped\n")
 		} else {
 			fmt.Fprintf(os.Stderr, "\nbench failed: %v\n", err)
 		}

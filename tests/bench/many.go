@@ -68,7 +68,7 @@ func pullMany(ctx context.Context, st *stack, ref string) (_ manyResult, err err
 		return r, nil
 	}
 	r.WorkerID, r.WorkerPID = w.id, w.pid
-	if r.AfterPull, err = readMemStatus(w.pid); err != nil {
+	if r.AfterPull, err = readMemStatus(ctx, w); err != nil {
 		return r, err
 	}
 	progress("    worker %s (pid %d) after pull: %s", w.id, w.pid, r.AfterPull)
@@ -87,7 +87,7 @@ func pullMany(ctx context.Context, st *stack, ref string) (_ manyResult, err err
 		return r, err
 	}
 	r.WalkSeconds = time.Since(start).Seconds()
-	if r.AfterWalk, err = readMemStatus(w.pid); err != nil {
+	if r.AfterWalk, err = readMemStatus(ctx, w); err != nil {
 		return r, err
 	}
 	progress("    walked %d entries in %s; worker after walk: %s", r.Entries, seconds(r.WalkSeconds), r.AfterWalk)

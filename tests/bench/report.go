@@ -49,6 +49,13 @@ func whenLazy(f func(m manyResult) float64) func(runResult) (float64, bool) {
 	return func(r runResult) (float64, bool) { return f(r.Many), !r.Many.Refused }
 }
 
+func whenHeap(f func(m manyResult) memStatus) func(runResult) (float64, bool) {
+	return func(r runResult) (float64, bool) {
+		st := f(r.Many)
+		return mibOf(st.HeapInuseBytes), !r.Many.Refused && st.HeapInuseBytes >= 0
+	}
+}
+
 func mibOf(n int64) float64 { return float64(n) / (1 << 20) }
 
 func kibToMiB(n int64) float64 { return float64(n) / 1024 }
@@ -83,10 +90,12 @@ var metrics = []metric{
 	{secMany, "many.registry_mib", "  registry bytes of the pull", "MiB", "%.2f", always(func(r runResult) float64 { return mibOf(r.Many.RegistryBytes) })},
 	{secMany, "many.after_pull.vmrss_mib", "worker VmRSS after the pull", "MiB", "%.1f", whenLazy(func(m manyResult) float64 { return kibToMiB(m.AfterPull.VmRSSKiB) })},
 	{secMany, "many.after_pull.vmhwm_mib", "worker VmHWM after the pull", "MiB", "%.1f", whenLazy(func(m manyResult) float64 { return kibToMiB(m.AfterPull.VmHWMKiB) })},
+	{secMany, "many.after_pull.go_heap_inuse_mib", "  of which Go heap in use", "MiB", "%.1f", whenHeap(func(m manyResult) memStatus { return m.AfterPull })},
 	{secMany, "many.walk_s", "walk of the tree, readdir + lstat of every entry", "s", "%.2f", whenLazy(func(m manyResult) float64 { return m.WalkSeconds })},
 	{secMany, "many.entries", "  entries found", "", "%.0f", whenLazy(func(m manyResult) float64 { return float64(m.Entries) })},
 	{secMany, "many.after_walk.vmrss_mib", "worker VmRSS after the walk", "MiB", "%.1f", whenLazy(func(m manyResult) float64 { return kibToMiB(m.AfterWalk.VmRSSKiB) })},
 	{secMany, "many.after_walk.vmhwm_mib", "worker VmHWM after the walk", "MiB", "%.1f", whenLazy(func(m manyResult) float64 { return kibToMiB(m.AfterWalk.VmHWMKiB) })},
+	{secMany, "many.after_walk.go_heap_inuse_mib", "  of which Go heap in use", "MiB", "%.1f", whenHeap(func(m manyResult) memStatus { return m.AfterWalk })},
 }
 
 // stat is the median and range of one metric over the runs; N is how many

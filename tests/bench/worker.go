@@ -20,8 +20,9 @@ const workerInfoTimeout = 10 * time.Second
 
 // workerProc identifies a running worker.
 type workerProc struct {
-	id  string
-	pid int
+	id   string
+	pid  int
+	sock string
 }
 
 // findWorker asks every worker under runDir (workers/<id>/api.sock) which
@@ -42,7 +43,7 @@ func findWorker(ctx context.Context, runDir, imageRef string) (*workerProc, erro
 		}
 		for _, m := range info.Mounts {
 			if m.ImageRef == imageRef {
-				return &workerProc{id: info.ID, pid: info.PID}, nil
+				return &workerProc{id: info.ID, pid: info.PID, sock: sock}, nil
 			}
 		}
 	}
@@ -57,23 +58,67 @@ func workerInfo(ctx context.Context, sock, id string) (daemonapi.DaemonInfo, err
 	return c.Info(ctx)
 }
 
-// memStatus is a process's resident memory, from /proc/<pid>/status.
+// heapInuseMetric is the Go collector's series of heap bytes in use: it
+// tells how much of the resident set the Go heap (the loaded TOC, the tree)
+// accounts for.
+const heapInuseMetric = "go_memstats_heap_inuse_bytes"
+
+// memStatus is a worker's resident memory, from /proc/<pid>/status, and
+// its Go heap in use, from its /metrics.
 type memStatus struct {
 	// VmRSSKiB is the resident set now, VmHWMKiB its peak so far.
 	VmRSSKiB int64 `json:"vmrss_kib"`
 	VmHWMKiB int64 `json:"vmhwm_kib"`
+	// HeapInuseBytes is -1 when the worker's metrics lack it.
+	HeapInuseBytes int64 `json:"go_heap_inuse_bytes"`
 }
 
 func (m memStatus) String() string {
-	return fmt.Sprintf("VmRSS %.1f MiB, VmHWM %.1f MiB", float64(m.VmRSSKiB)/1024, float64(m.VmHWMKiB)/1024)
+	s := fmt.Sprintf("VmRSS %.1f MiB, VmHWM %.1f MiB", float64(m.VmRSSKiB)/1024, float64(m.VmHWMKiB)/1024)
+	if m.HeapInuseBytes >= 0 {
+		s += fmt.Sprintf(", Go heap in use %.1f MiB", float64(m.HeapInuseBytes)/(1<<20))
+	}
+	return s
 }
 
-func readMemStatus(pid int) (memStatus, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+// readMemStatus reads the worker's status file first: the metrics request
+// allocates in the worker.
+func readMemStatus(ctx context.Context, w *workerProc) (memStatus, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", w.pid))
 	if err != nil {
-		return memStatus{}, fmt.Errorf("failed to read the status of worker pid %d: %w", pid, err)
+		return memStatus{}, fmt.Errorf("failed to read the status of worker pid %d: %w", w.pid, err)
 	}
-	return parseMemStatus(data)
+	m, err := parseMemStatus(data)
+	if err != nil {
+		return memStatus{}, err
+	}
+	m.HeapInuseBytes = -1
+	ctx, cancel := context.WithTimeout(ctx, workerInfoTimeout)
+	defer cancel()
+	c := daemonapi.NewClient(w.sock, w.id)
+	defer c.Close()
+	text, err := c.Metrics(ctx)
+	if err != nil {
+		return memStatus{}, err
+	}
+	if v, ok := metricValue(text, heapInuseMetric); ok {
+		m.HeapInuseBytes = int64(v)
+	}
+	return m, nil
+}
+
+// metricValue returns the value of an unlabelled series in Prometheus text.
+func metricValue(text []byte, name string) (float64, bool) {
+	sc := bufio.NewScanner(bytes.NewReader(text))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 2 && fields[0] == name {
+			v, err := strconv.ParseFloat(fields[1], 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
 }
 
 // parseMemStatus reads the VmRSS and VmHWM lines ("VmRSS:\t  1234 kB").

@@ -37,6 +37,12 @@ type stack struct {
 // are torn down when t ends, with their logs printed if it failed.
 func startStack(t *testing.T, version harness.ContainerdVersion) *stack {
 	t.Helper()
+	return startStackWith(t, version, harness.SnapshotterOptions{Env: env})
+}
+
+// startStackWith is startStack with the snapshotter started from snapOpts.
+func startStackWith(t *testing.T, version harness.ContainerdVersion, snapOpts harness.SnapshotterOptions) *stack {
+	t.Helper()
 	ctx := context.Background()
 	busybox, err := env.Busybox()
 	if err != nil {
@@ -59,7 +65,7 @@ func startStack(t *testing.T, version harness.ContainerdVersion) *stack {
 	if err := harness.Push(ctx, layout, "v1", s.ref); err != nil {
 		t.Fatal(err)
 	}
-	if s.snap, err = harness.StartSnapshotter(ctx, harness.SnapshotterOptions{Env: env}); err != nil {
+	if s.snap, err = harness.StartSnapshotter(ctx, snapOpts); err != nil {
 		t.Fatal(err)
 	}
 	harness.Track(t, s.snap)
