@@ -63,7 +63,8 @@ func run(ctx context.Context) (err error) {
 	}
 	var stop closers
 	stop.add(func() error { return os.RemoveAll(work) })
-	defer stop.closeAll()
+	// A closure, so that the closers added below are run too.
+	defer func() { stop.closeAll() }()
 	var logs []string
 	defer func() {
 		if err != nil {
@@ -171,7 +172,6 @@ func run(ctx context.Context) (err error) {
 	fmt.Printf("registry blobs of both images:  %s\n", mib(imageSize))
 	fmt.Printf("served by the registry for the lazy pull (TOCs only): %s in %s\n", mib(pulled), pullTime.Round(time.Millisecond))
 	fmt.Printf("served for the container's reads: %s; container ran in %s\n", mib(proxy.TotalBlobBytes()-pulled), runTime.Round(time.Millisecond))
-	fmt.Printf("worker logs: %s\n", filepath.Join(sn.LogDir(), "daemons"))
 	step("demo succeeded; stopping everything it started")
 	return nil
 }
