@@ -218,7 +218,7 @@ func compareContents(t *testing.T, native, mnt string, want map[string]entryStat
 		if err != nil {
 			t.Fatal(err)
 		}
-		gotData, err := os.ReadFile(filepath.Join(mnt, p))
+		gotData, err := readFileRaw(filepath.Join(mnt, p))
 		if err != nil {
 			t.Errorf("%s: %v", p, err)
 			continue

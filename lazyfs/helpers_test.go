@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -184,5 +185,32 @@ func (m *mount) abort() {
 	p := fmt.Sprintf("%s/%d/abort", fusectl, infos[0].Minor)
 	if err := os.WriteFile(p, []byte("1"), 0o200); err != nil {
 		m.t.Logf("failed to abort the FUSE connection: %v", err)
+	}
+}
+
+// readFileRaw reads a whole file with raw system calls. Tests must not use
+// os.Open on a mount this process serves: os.File registers the fd with the
+// runtime's epoll, and a FUSE request issued from there while the runtime
+// stops the world can freeze the test binary (golang/go#21014).
+func readFileRaw(path string) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	var out []byte
+	buf := make([]byte, 128<<10)
+	for {
+		n, err := unix.Read(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return out, &fs.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return out, nil
+		}
+		out = append(out, buf[:n]...)
 	}
 }

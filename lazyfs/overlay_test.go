@@ -68,7 +68,7 @@ func TestOverlayHonoursWhiteoutsAndOpaqueDirs(t *testing.T) {
 			"bin/busybox": entryData(t, entries, "bin/busybox"),
 			"bin/sh":      entryData(t, entries, "bin/busybox"),
 		} {
-			if got, err := os.ReadFile(at(p)); err != nil || !bytes.Equal(got, want) {
+			if got, err := readFileRaw(at(p)); err != nil || !bytes.Equal(got, want) {
 				t.Errorf("%s: %d bytes, %v", p, len(got), err)
 			}
 		}

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -404,7 +405,7 @@ func checkFiles(t *testing.T, dir string, l *testLayer) {
 	checkListing(t, dir, l)
 	for name, want := range l.files {
 		within(t, "read "+name, func() {
-			got, err := os.ReadFile(filepath.Join(dir, name))
+			got, err := readFile(filepath.Join(dir, name))
 			switch {
 			case err != nil:
 				t.Errorf("read %s: %v", name, err)
@@ -440,4 +441,37 @@ func checkListing(t *testing.T, dir string, l *testLayer) {
 			t.Errorf("%s lists %q, want %q", dir, names, l.top)
 		}
 	})
+}
+
+// readFile reads a file of a FUSE mount with plain syscalls. os.Open would
+// register the fd with the runtime's epoll, and on a FUSE file epoll_ctl
+// sends a POLL request while its thread holds a P (golang/go#21014): if the
+// request waits on a server in this process (or on one that is gone), a
+// garbage collection stops every goroutine for good and no timeout fires.
+func readFile(path string) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	return readFD(fd)
+}
+
+// readFD reads fd to its end with read(2).
+func readFD(fd int) ([]byte, error) {
+	var out []byte
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := unix.Read(fd, buf)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return out, err
+		}
+		if n == 0 {
+			return out, nil
+		}
+		out = append(out, buf[:n]...)
+	}
 }

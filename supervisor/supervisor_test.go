@@ -3,7 +3,6 @@ package supervisor
 import (
 	"context"
 	"errors"
-	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
 
 	"github.com/lazyfs/lazyfs/daemonapi"
 )
@@ -109,13 +109,13 @@ func TestKilledWorkerIsReplaced(t *testing.T) {
 
 	// Two readers of the old mount: one blocked in a read the worker is
 	// fetching from the (held) registry, one with a file open.
-	var blocked, idle *os.File
+	blocked, idle := -1, -1
 	within(t, "open files", func() {
 		var err error
-		if blocked, err = os.Open(filepath.Join(mp, "usr/bin/big.bin")); err != nil {
+		if blocked, err = unix.Open(filepath.Join(mp, "usr/bin/big.bin"), unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
 			t.Error(err)
 		}
-		if idle, err = os.Open(filepath.Join(mp, "usr/share/a.conf")); err != nil {
+		if idle, err = unix.Open(filepath.Join(mp, "usr/share/a.conf"), unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
 			t.Error(err)
 		}
 	})
@@ -125,7 +125,7 @@ func TestKilledWorkerIsReplaced(t *testing.T) {
 	e.reg.hold()
 	readErr := make(chan error, 1)
 	go func() {
-		_, err := io.ReadAll(blocked)
+		_, err := readFD(blocked)
 		readErr <- err
 	}()
 	select {
@@ -150,13 +150,13 @@ func TestKilledWorkerIsReplaced(t *testing.T) {
 		t.Fatal("blocked reader still hangs after its worker died")
 	}
 	within(t, "read an open file of the dead worker's mount", func() {
-		if _, err := idle.Read(make([]byte, 10)); err == nil {
+		if _, err := unix.Read(idle, make([]byte, 10)); err == nil {
 			t.Error("read on the dead worker's mount succeeded")
 		}
 	})
 	within(t, "close files of the dead worker's mount", func() {
-		blocked.Close()
-		idle.Close()
+		unix.Close(blocked)
+		unix.Close(idle)
 	})
 	e.reg.release()
 

@@ -52,6 +52,7 @@ type options struct {
 	jsonPath string
 	entries  int
 	cacheDir string
+	logsDir  string
 }
 
 func main() {
@@ -59,6 +60,7 @@ func main() {
 	flag.IntVar(&opts.runs, "runs", 3, "number of measured runs; the report gives medians over them")
 	flag.StringVar(&opts.jsonPath, "json", "", "also write the report as JSON to this file")
 	flag.IntVar(&opts.entries, "entries", 300_000, "entries of the many-entry layer (directories included)")
+	flag.StringVar(&opts.logsDir, "logs", "", "copy the logs of every run's snapshotter, workers and containerd into this directory")
 	flag.StringVar(&opts.cacheDir, "cache", "/var/cache/lazyfs-bench", "directory keeping eStargz conversions between invocations; empty converts every time")
 	flag.Parse()
 	if opts.runs < 1 || opts.entries < 2*manyDirs || flag.NArg() > 0 {
@@ -139,7 +141,7 @@ func run(ctx context.Context, opts options) (err error) {
 	}
 	var results []runResult
 	for i := range opts.runs {
-		r, err := runOnce(ctx, env, proxy, imgs, filepath.Join(work, fmt.Sprintf("run%d", i+1)), i+1, opts.runs)
+		r, err := runOnce(ctx, env, proxy, imgs, filepath.Join(work, fmt.Sprintf("run%d", i+1)), opts.logsDir, i+1, opts.runs)
 		if err != nil {
 			return fmt.Errorf("run %d: %w", i+1, err)
 		}
@@ -160,7 +162,7 @@ func run(ctx context.Context, opts options) (err error) {
 
 // runOnce measures the three scenarios on a fresh stack. On failure it
 // prints the stack's logs before tearing it down (teardown removes them).
-func runOnce(ctx context.Context, env harness.Env, proxy *harness.Proxy, imgs images, dir string, n, of int) (r runResult, err error) {
+func runOnce(ctx context.Context, env harness.Env, proxy *harness.Proxy, imgs benchImages, dir, logsDir string, n, of int) (r runResult, err error) {
 	r = runResult{Run: n, LazyFirst: n%2 == 1}
 	progress("run %d/%d: starting lazyfs-snapshotter and containerd", n, of)
 	var stop closers
@@ -169,6 +171,11 @@ func runOnce(ctx context.Context, env harness.Env, proxy *harness.Proxy, imgs im
 	defer func() {
 		if err != nil && ctx.Err() == nil {
 			printLogs(st.logs())
+		}
+		if logsDir != "" {
+			if cerr := copyLogs(st.logs(), filepath.Join(logsDir, fmt.Sprintf("run%d", n))); cerr != nil {
+				progress("warning: %v", cerr)
+			}
 		}
 	}()
 	if err != nil {
@@ -200,6 +207,12 @@ func runOnce(ctx context.Context, env harness.Env, proxy *harness.Proxy, imgs im
 	for _, f := range order {
 		if err := f(); err != nil {
 			return r, err
+		}
+	}
+
+	for _, rr := range []readResult{r.LazyRead, r.FullRead} {
+		if rr.ResidentPct > 1 {
+			r.Findings = append(r.Findings, fmt.Sprintf("%.0f%% of %s was in the page cache through %s right before the cold read, despite drop_caches", rr.ResidentPct, bigFilePath, rr.Snapshotter))
 		}
 	}
 

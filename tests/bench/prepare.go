@@ -35,8 +35,8 @@ const compressionLevel = gzip.BestSpeed
 // conversion time of the 300,000-entry layer here (280 s against 136 s).
 const convertMemoryLimit = 2 << 30
 
-// images is what prepare left in the registry.
-type images struct {
+// benchImages is what prepare left in the registry.
+type benchImages struct {
 	bigSHA256   [sha256.Size]byte
 	manyEntries int
 }
@@ -48,22 +48,22 @@ func ref(host, repo, tag string) string { return host + "/" + repo + ":" + tag }
 // eStargz conversions: from the cache when it holds them, else converted
 // with a throw-away containerd (and then cached). Nothing it does is
 // measured.
-func prepare(ctx context.Context, env harness.Env, busybox, work string, reg *harness.Registry, cache conversionCache, entries int) (images, error) {
+func prepare(ctx context.Context, env harness.Env, busybox, work string, reg *harness.Registry, cache conversionCache, entries int) (benchImages, error) {
 	start := time.Now()
 	progress("building the app image (busybox, %d small files, a %d MiB random file)", smallDirs*smallPerDir, bigFileSize>>20)
 	app, err := newAppImage(busybox)
 	if err != nil {
-		return images{}, err
+		return benchImages{}, err
 	}
 	layout := filepath.Join(work, "layout")
 	appDesc, err := harness.WriteOCILayout(layout, "app", app.layers)
 	if err != nil {
-		return images{}, err
+		return benchImages{}, err
 	}
 	progress("building the many-entry image (%d entries in one layer)", entries)
 	manyDesc, err := harness.WriteOCILayout(layout, "many", []harness.Layer{manyEntryLayer(entries)})
 	if err != nil {
-		return images{}, err
+		return benchImages{}, err
 	}
 
 	var conv converter
@@ -74,11 +74,11 @@ func prepare(ctx context.Context, env harness.Env, busybox, work string, reg *ha
 	}{{"app", appRepo, appDesc.Digest}, {"many", manyRepo, manyDesc.Digest}} {
 		orig, lazy := ref(reg.Addr(), img.repo, origTag), ref(reg.Addr(), img.repo, lazyTag)
 		if err := harness.Push(ctx, layout, img.tag, orig); err != nil {
-			return images{}, err
+			return benchImages{}, err
 		}
 		key, err := cache.key(env.RepoRoot, img.manifest, compressionLevel)
 		if err != nil {
-			return images{}, err
+			return benchImages{}, err
 		}
 		if dir := cache.lookup(key); dir != "" {
 			err := harness.Push(ctx, dir, lazyTag, lazy)
@@ -87,23 +87,23 @@ func prepare(ctx context.Context, env harness.Env, busybox, work string, reg *ha
 				continue
 			}
 			if ctx.Err() != nil {
-				return images{}, err
+				return benchImages{}, err
 			}
 			progress("warning: cached conversion %s is unusable, converting again: %v", dir, err)
 			if err := cache.forget(key); err != nil {
-				return images{}, err
+				return benchImages{}, err
 			}
 		}
 		progress("converting %s to eStargz (slow for many entries: estargz allocates a gzip writer per file)", img.repo)
 		if err := conv.convert(ctx, env, orig, lazy); err != nil {
-			return images{}, err
+			return benchImages{}, err
 		}
 		if err := cache.store(ctx, conv.cl, lazy, key); err != nil {
 			progress("warning: failed to cache the conversion: %v", err)
 		}
 	}
 	progress("images ready in %s", time.Since(start).Round(100*time.Millisecond))
-	return images{bigSHA256: app.bigSHA256, manyEntries: entries}, nil
+	return benchImages{bigSHA256: app.bigSHA256, manyEntries: entries}, nil
 }
 
 // converter runs convert.Image in a containerd of its own, started on first

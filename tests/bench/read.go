@@ -9,6 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+	"unsafe"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/platforms"
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
 
 	"github.com/lazyfs/lazyfs/tests/harness"
 )
@@ -23,9 +30,13 @@ type readResult struct {
 	// WarmMiBps is a second read right after the cold one (lazyfs only):
 	// what the kernel's page cache and FUSE keep-cache give.
 	WarmMiBps float64 `json:"warm_mib_per_s,omitempty"`
-	// RegistryBytes are the blob bytes the registry served during the cold
-	// read.
-	RegistryBytes int64 `json:"registry_bytes"`
+	// RegistryBytes and RegistryRequests are the blob bytes the registry
+	// served, and the blob GET requests it answered, during the cold read.
+	RegistryBytes    int64 `json:"registry_bytes"`
+	RegistryRequests int   `json:"registry_requests"`
+	// ResidentPct is the share of the file's pages in the page cache right
+	// before the cold read: anything but 0 means it was not cold.
+	ResidentPct float64 `json:"resident_pct_before_cold_read"`
 }
 
 // readBigFile mounts a view of ref's rootfs from snapshotter, drops the page
@@ -46,14 +57,26 @@ func readBigFile(ctx context.Context, st *stack, ref, snapshotter string, want [
 	if err := dropCaches(); err != nil {
 		return readResult{}, err
 	}
-	st.proxy.Reset()
+	layers, err := imageLayers(ctx, st.cl, ref)
+	if err != nil {
+		return readResult{}, err
+	}
 	p := filepath.Join(dir, bigFilePath)
+	r := readResult{Snapshotter: snapshotter}
+	if r.ResidentPct, err = residentPercent(p); err != nil {
+		return readResult{}, err
+	}
+	st.proxy.Reset()
 	d, err := timedRead(ctx, p, buf, want)
 	if err != nil {
 		return readResult{}, err
 	}
-	r := readResult{Snapshotter: snapshotter, ColdMiBps: mibPerSecond(d), RegistryBytes: st.proxy.TotalBlobBytes()}
-	progress("    %-9s cold read %.1f MiB/s (%s), registry served %s", snapshotter, r.ColdMiBps, d.Round(time.Millisecond), mib(r.RegistryBytes))
+	r.ColdMiBps, r.RegistryBytes = mibPerSecond(d), st.proxy.TotalBlobBytes()
+	for _, l := range layers {
+		r.RegistryRequests += st.proxy.BlobRequests(l)
+	}
+	progress("    %-9s cold read %.1f MiB/s (%s), registry served %s in %d requests; %.0f%% cached before", snapshotter,
+		r.ColdMiBps, d.Round(time.Millisecond), mib(r.RegistryBytes), r.RegistryRequests, r.ResidentPct)
 	if warm {
 		d, err := timedRead(ctx, p, buf, want)
 		if err != nil {
@@ -109,4 +132,54 @@ func timedRead(ctx context.Context, p string, buf []byte, want [sha256.Size]byte
 
 func mibPerSecond(d time.Duration) float64 {
 	return float64(bigFileSize) / (1 << 20) / d.Seconds()
+}
+
+// residentPercent returns the share of p's pages that are in the page cache,
+// without reading them: mmap(2) and mincore(2) fault nothing in.
+func residentPercent(p string) (float64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return 0, fmt.Errorf("failed to open %s: %w", p, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("failed to stat %s: %w", p, err)
+	}
+	if fi.Size() == 0 {
+		return 0, nil
+	}
+	data, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return 0, fmt.Errorf("failed to map %s: %w", p, err)
+	}
+	defer unix.Munmap(data)
+	page := int64(os.Getpagesize())
+	vec := make([]byte, (fi.Size()+page-1)/page)
+	// x/sys/unix has no mincore wrapper on Linux.
+	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&data[0])), uintptr(len(data)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+		return 0, fmt.Errorf("failed to query the page cache of %s: %w", p, errno)
+	}
+	resident := 0
+	for _, v := range vec {
+		resident += int(v & 1)
+	}
+	return 100 * float64(resident) / float64(len(vec)), nil
+}
+
+// imageLayers returns the layer digests of ref for the host platform.
+func imageLayers(ctx context.Context, cl *client.Client, ref string) ([]digest.Digest, error) {
+	img, err := cl.GetImage(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("failed to get image %s: %w", ref, err)
+	}
+	m, err := images.Manifest(ctx, cl.ContentStore(), img.Target(), platforms.Default())
+	if err != nil {
+		return nil, fmt.Errorf("failed to read the manifest of %s: %w", ref, err)
+	}
+	var out []digest.Digest
+	for _, l := range m.Layers {
+		out = append(out, l.Digest)
+	}
+	return out, nil
 }

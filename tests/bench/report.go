@@ -82,6 +82,7 @@ var metrics = []metric{
 
 	{secRead, "read.lazy_cold_mib_s", "lazyfs, cold (never fetched)", "MiB/s", "%.1f", always(func(r runResult) float64 { return r.LazyRead.ColdMiBps })},
 	{secRead, "read.lazy_cold_registry_mib", "  registry bytes during the cold read", "MiB", "%.2f", always(func(r runResult) float64 { return mibOf(r.LazyRead.RegistryBytes) })},
+	{secRead, "read.lazy_cold_registry_requests", "  registry blob requests during the cold read", "", "%.0f", always(func(r runResult) float64 { return float64(r.LazyRead.RegistryRequests) })},
 	{secRead, "read.overlayfs_cold_mib_s", "overlayfs after a full pull, cold", "MiB/s", "%.1f", always(func(r runResult) float64 { return r.FullRead.ColdMiBps })},
 	{secRead, "read.ratio_cold", "ratio lazy / overlayfs, cold throughput", "x", "%.3f", always(func(r runResult) float64 { return r.LazyRead.ColdMiBps / r.FullRead.ColdMiBps })},
 	{secRead, "read.lazy_warm_mib_s", "lazyfs, warm second read (context)", "MiB/s", "%.1f", always(func(r runResult) float64 { return r.LazyRead.WarmMiBps })},
@@ -153,17 +154,20 @@ type machine struct {
 // goal is the verdict on the worker's memory with the many-entry layer.
 type goal struct {
 	Description string `json:"description"`
-	// PeakMiB is the highest VmHWM of the worker over all runs; Met is
-	// false when a run refused the layer (nothing was measured there).
-	PeakMiB float64 `json:"peak_mib"`
-	Met     bool    `json:"met"`
-	Verdict string  `json:"verdict"`
+	// MaxRSSMiB is the highest VmRSS sampled (after the pull, after the
+	// walk) over all runs, PeakHWMMiB the highest VmHWM: the peak includes
+	// the TOC load, which the samples come after. Met needs both under the
+	// goal, and is false when a run refused the layer (nothing measured).
+	MaxRSSMiB  float64 `json:"max_vmrss_mib"`
+	PeakHWMMiB float64 `json:"peak_vmhwm_mib"`
+	Met        bool    `json:"met"`
+	Verdict    string  `json:"verdict"`
 }
 
 var notes = []string{
 	"each run starts a fresh lazyfs-snapshotter and containerd (empty roots: no TOC, content or snapshot of an earlier run); the registry and its counting proxy are shared",
 	"registry: docker-registry on loopback behind the harness proxy, no added latency; registry bytes are blob response bodies",
-	"the page cache is dropped (sync; echo 3 > /proc/sys/vm/drop_caches, as root) before every timed pull and every cold read, so registry blobs and unpacked files come from disk",
+	"the page cache is dropped (sync; echo 3 > /proc/sys/vm/drop_caches, as root) before every timed pull and every cold read, so registry blobs and unpacked files come from the VM's disk (which the host may cache: the overlayfs cold read varies most)",
 	"runs alternate which pull goes first; ratios are computed per run, then the median is taken",
 	"pull times include starting ctr; run is `ctr run --rm` of `true`",
 }
@@ -178,23 +182,8 @@ func newReport(started time.Time, m machine, entries int, results []runResult) r
 			rep.Medians[mt.key] = nil
 		}
 	}
-	rep.Goal = goal{Description: fmt.Sprintf("worker VmRSS and VmHWM under %d MiB with a %d-entry layer", goalMiB, entries), Met: true}
-	for _, r := range results {
-		if r.Many.Refused {
-			rep.Goal.Met = false
-			continue
-		}
-		rep.Goal.PeakMiB = max(rep.Goal.PeakMiB, kibToMiB(r.Many.AfterPull.VmHWMKiB), kibToMiB(r.Many.AfterWalk.VmHWMKiB))
-	}
-	switch {
-	case !rep.Goal.Met:
-		rep.Goal.Verdict = "NOT MEASURED: the worker refused the layer (see findings)"
-	case rep.Goal.PeakMiB < goalMiB:
-		rep.Goal.Verdict = fmt.Sprintf("met: peak VmHWM %.1f MiB over all runs", rep.Goal.PeakMiB)
-	default:
-		rep.Goal.Met = false
-		rep.Goal.Verdict = fmt.Sprintf("NOT met: peak VmHWM %.1f MiB over all runs", rep.Goal.PeakMiB)
-	}
+	rep.Goal = judgeMemory(entries, results)
+	rep.Findings = []string{}
 	seen := map[string]bool{}
 	for _, r := range results {
 		for _, f := range r.Findings {
@@ -205,6 +194,29 @@ func newReport(started time.Time, m machine, entries int, results []runResult) r
 		}
 	}
 	return rep
+}
+
+func judgeMemory(entries int, results []runResult) goal {
+	g := goal{Description: fmt.Sprintf("worker VmRSS and VmHWM under %d MiB with a %d-entry layer", goalMiB, entries)}
+	for _, r := range results {
+		if r.Many.Refused {
+			g.Verdict = "NOT MEASURED: the worker refused the layer (see findings)"
+			return g
+		}
+		m := r.Many
+		g.MaxRSSMiB = max(g.MaxRSSMiB, kibToMiB(m.AfterPull.VmRSSKiB), kibToMiB(m.AfterWalk.VmRSSKiB))
+		g.PeakHWMMiB = max(g.PeakHWMMiB, kibToMiB(m.AfterPull.VmHWMKiB), kibToMiB(m.AfterWalk.VmHWMKiB))
+	}
+	verdict := func(v float64) string {
+		if v < goalMiB {
+			return fmt.Sprintf("met (%.1f MiB)", v)
+		}
+		return fmt.Sprintf("NOT met (%.1f MiB)", v)
+	}
+	g.Met = g.MaxRSSMiB < goalMiB && g.PeakHWMMiB < goalMiB
+	g.Verdict = fmt.Sprintf("%s; VmRSS after pull and walk, highest over the runs: %s; VmHWM, the peak including the TOC load: %s",
+		map[bool]string{true: "MET", false: "NOT MET"}[g.Met], verdict(g.MaxRSSMiB), verdict(g.PeakHWMMiB))
+	return g
 }
 
 // printTable writes the human-readable report.

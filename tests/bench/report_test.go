@@ -42,8 +42,8 @@ func TestNewReportGoal(t *testing.T) {
 		met     bool
 		verdict string
 	}{
-		{"under the goal", []runResult{mibResult(1, 120, false), mibResult(2, 150, false)}, true, "met: peak VmHWM 150.0 MiB"},
-		{"one run over", []runResult{mibResult(1, 120, false), mibResult(2, 250, false)}, false, "NOT met: peak VmHWM 250.0 MiB"},
+		{"under the goal", []runResult{mibResult(1, 120, false), mibResult(2, 150, false)}, true, "MET; VmRSS after pull and walk, highest over the runs: met (150.0 MiB)"},
+		{"one run over", []runResult{mibResult(1, 120, false), mibResult(2, 250, false)}, false, "NOT MET; VmRSS after pull and walk, highest over the runs: NOT met (250.0 MiB)"},
 		{"a refused layer is not a success", []runResult{mibResult(1, 0, true), mibResult(2, 100, false)}, false, "NOT MEASURED"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -68,5 +68,16 @@ func TestNewReportMedians(t *testing.T) {
 	rep.printTable(&out)
 	if !strings.Contains(out.String(), "worker VmRSS after the pull") {
 		t.Fatalf("table lacks the worker memory row:\n%s", out.String())
+	}
+}
+
+// A worker whose resident set is small after the TOC load but peaked above
+// the goal during it does not meet the goal.
+func TestJudgeMemoryPeak(t *testing.T) {
+	r := mibResult(1, 120, false)
+	r.Many.AfterPull.VmHWMKiB = 340 << 10
+	g := judgeMemory(300_000, []runResult{r})
+	if g.Met || g.MaxRSSMiB != 120 || g.PeakHWMMiB != 340 {
+		t.Fatalf("goal = %+v, want not met with VmRSS 120 and VmHWM 340", g)
 	}
 }

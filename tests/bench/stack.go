@@ -125,3 +125,25 @@ func tail(s string, n int) string {
 	}
 	return strings.Join(lines, "\n") + "\n"
 }
+
+// copyLogs copies log files into dir, named after the directory holding
+// each (the harness names them after the process, workers after their id).
+func copyLogs(paths []string, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("failed to create log dir: %w", err)
+	}
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		name := filepath.Base(p)
+		if name != "snapshotter.log" && name != "containerd.log" {
+			name = "worker-" + name
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			return fmt.Errorf("failed to copy log %s: %w", p, err)
+		}
+	}
+	return nil
+}
