@@ -44,12 +44,22 @@ func (s *Snapshotter) Mounts(ctx context.Context, key string) (_ []mount.Mount, 
 	if err != nil {
 		return nil, fmt.Errorf("failed to get mounts of snapshot %q: %w", key, err)
 	}
+	if err := s.waitParents(ctx, snap); err != nil {
+		return nil, err
+	}
 	return s.mounts(snap), nil
 }
 
 func (s *Snapshotter) create(ctx context.Context, kind snapshots.Kind, key, parent string, opts []snapshots.Opt) ([]mount.Mount, error) {
 	snap, err := s.createSnapshot(ctx, kind, key, parent, opts)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.waitParents(ctx, snap); err != nil {
+		// Leave nothing behind: the caller may retry with the same key.
+		if rerr := s.Remove(ctx, key); rerr != nil {
+			log.G(ctx).WithError(rerr).Warn("failed to remove a snapshot whose parents are not mounted")
+		}
 		return nil, err
 	}
 	return s.mounts(snap), nil

@@ -25,8 +25,29 @@ type RemoteLayers interface {
 	// Unmount stops serving the mount and unmounts it.
 	Unmount(ctx context.Context, id, mountpoint string) error
 	// Restore makes sure a remote snapshot of an earlier run is served at
-	// mountpoint again. It must not wait on a registry.
+	// mountpoint again. It returns at once and does the work in the
+	// background (never waiting on a registry); Wait tells when it is done.
 	Restore(ctx context.Context, id, mountpoint string, labels map[string]string) error
+	// Wait returns once none of the given snapshot ids is being mounted
+	// again (after a restart or a worker's death), or an error if one could
+	// not be. Ids that are not remote mounts return at once.
+	Wait(ctx context.Context, ids []string) error
+}
+
+// parentWait bounds how long Prepare, View and Mounts wait for lower layers
+// that are being mounted again; a worker's start is well below it.
+const parentWait = 30 * time.Second
+
+// waitParents makes sure every lazily loaded parent of snap is mounted:
+// until it is mounted again its directory is empty, and a container started
+// on it would run on a partial image.
+func (s *Snapshotter) waitParents(ctx context.Context, snap storage.Snapshot) error {
+	if s.remote == nil || len(snap.ParentIDs) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, parentWait)
+	defer cancel()
+	return s.remote.Wait(ctx, snap.ParentIDs)
 }
 
 // WithRemoteLayers turns on lazy mounting of eStargz layers through r.
@@ -128,8 +149,10 @@ func (s *Snapshotter) fallback(ctx context.Context, reason string, err error) {
 }
 
 // Restore serves again every remote snapshot kept from an earlier run. It
-// returns at once; each snapshot is restored in the background, so that a
-// registry that is down delays nothing (it only makes those reads fail).
+// returns at once; the remote layers mount each snapshot again in the
+// background, so that a registry that is down delays nothing (it only makes
+// those reads fail), and Prepare, View and Mounts wait for the layers they
+// stack.
 func (s *Snapshotter) Restore(ctx context.Context) error {
 	if s.remote == nil {
 		return nil
@@ -156,11 +179,11 @@ func (s *Snapshotter) Restore(ctx context.Context) error {
 		return fmt.Errorf("failed to list remote snapshots: %w", err)
 	}
 	for _, r := range found {
-		go func() {
-			if err := s.remote.Restore(ctx, r.id, r.mountpoint, r.labels); err != nil {
-				log.G(ctx).WithError(err).WithField("mountpoint", r.mountpoint).Error("failed to restore a lazily loaded layer")
-			}
-		}()
+		// Synchronous: by the time Restore returns, every layer is either
+		// served or known to be pending, so no Prepare can miss it.
+		if err := s.remote.Restore(ctx, r.id, r.mountpoint, r.labels); err != nil {
+			log.G(ctx).WithError(err).WithField("mountpoint", r.mountpoint).Error("failed to restore a lazily loaded layer")
+		}
 	}
 	log.G(ctx).WithField("count", len(found)).Info("restoring lazily loaded layers in the background")
 	return nil

@@ -3,6 +3,7 @@ package snapshot
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ type fakeRemote struct {
 	mounted   map[string]string // id -> mountpoint
 	unmounted []string
 	restored  chan string
+	pending   map[string]bool // ids Wait reports as not mounted yet
 }
 
 func newFakeRemote() *fakeRemote {
@@ -46,6 +48,17 @@ func (f *fakeRemote) Unmount(_ context.Context, id, _ string) error {
 
 func (f *fakeRemote) Restore(_ context.Context, id, _ string, _ map[string]string) error {
 	f.restored <- id
+	return nil
+}
+
+func (f *fakeRemote) Wait(_ context.Context, ids []string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, id := range ids {
+		if f.pending[id] {
+			return fmt.Errorf("layer %s still being mounted again: %w", id, errdefs.ErrUnavailable)
+		}
+	}
 	return nil
 }
 
@@ -179,4 +192,40 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestPrepareWaitsForRemountedParents guards against a container starting on
+// an empty lower directory while its lazily loaded layer is mounted again
+// after a restart: Prepare must fail (and leave no key behind) rather than
+// hand out such mounts.
+func TestPrepareWaitsForRemountedParents(t *testing.T) {
+	ctx := testContext(t)
+	fr := newFakeRemote()
+	s, err := New(ctx, t.TempDir(), WithRemoteLayers(fr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Prepare(ctx, "extract-1 chain1", "", snapshots.WithLabels(lazyLabels("chain1"))); !errdefs.IsAlreadyExists(err) {
+		t.Fatalf("Prepare of a lazy layer: %v", err)
+	}
+	fr.mu.Lock()
+	for id := range fr.mounted {
+		fr.pending = map[string]bool{id: true}
+	}
+	fr.mu.Unlock()
+
+	if _, err := s.Prepare(ctx, "container", "chain1"); !errdefs.IsUnavailable(err) {
+		t.Fatalf("Prepare on a parent being mounted again: %v, want unavailable", err)
+	}
+	if _, err := s.Stat(ctx, "container"); !errdefs.IsNotFound(err) {
+		t.Fatalf("the failed Prepare left its key: %v", err)
+	}
+
+	fr.mu.Lock()
+	fr.pending = nil
+	fr.mu.Unlock()
+	if _, err := s.Prepare(ctx, "container", "chain1"); err != nil {
+		t.Fatalf("Prepare once the parent is mounted: %v", err)
+	}
 }

@@ -63,6 +63,13 @@ func (s *Supervisor) handleExit(ctx context.Context, w *worker, waitErr error) {
 		return
 	}
 	log.G(ctx).WithError(waitErr).WithField("pid", w.pid).WithField("mounts", len(mounts)).Error("worker died; its readers get errors, mounting its layers again through a new worker")
+	if !closing {
+		// Before detaching: a container prepared from now on waits for
+		// the new mount instead of getting an empty lower directory.
+		for _, m := range mounts {
+			s.pending.begin(m.id)
+		}
+	}
 	for _, m := range mounts {
 		m.closeFD()
 		if err := failover.Unmount(m.mountpoint, true); err != nil {
@@ -73,9 +80,11 @@ func (s *Supervisor) handleExit(ctx context.Context, w *worker, waitErr error) {
 		return
 	}
 	for _, m := range mounts {
-		if err := s.Mount(s.ctx, m.id, m.mountpoint, m.labels); err != nil {
+		err := s.Mount(s.ctx, m.id, m.mountpoint, m.labels)
+		if err != nil {
 			log.G(ctx).WithError(err).WithField("mountpoint", m.mountpoint).Error("failed to mount a layer again after its worker died")
 		}
+		s.pending.end(m.id, err)
 	}
 }
 

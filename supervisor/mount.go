@@ -93,6 +93,7 @@ func (s *Supervisor) Mount(ctx context.Context, id, mountpoint string, lbls map[
 // Unmount unmounts a layer and tells its worker to stop serving it.
 func (s *Supervisor) Unmount(ctx context.Context, id, mountpoint string) error {
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("mount_id", id).WithField("mountpoint", mountpoint))
+	s.pending.forget(id)
 	w, m := s.findMount(id)
 	// Unmount first: the worker's read loop ends when the kernel reports
 	// the connection gone.
@@ -124,13 +125,31 @@ func (s *Supervisor) Unmount(ctx context.Context, id, mountpoint string) error {
 // Restore serves a remote snapshot of an earlier run again. A mount whose
 // worker survived is left as it is; a stale one (its worker is gone) is
 // detached and mounted again through a worker that loads the TOC kept on
-// disk, without the registry.
+// disk, without the registry. Restore returns at once and does that in the
+// background; Wait tells when it is done.
 func (s *Supervisor) Restore(ctx context.Context, id, mountpoint string, lbls map[string]string) error {
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("mount_id", id).WithField("mountpoint", mountpoint))
 	if w, _ := s.findMount(id); w != nil {
 		log.G(ctx).WithField("worker_id", w.id).Debug("mount still served by its worker")
 		return nil
 	}
+	s.pending.begin(id)
+	// The supervisor's ctx, not the caller's: Close cancels this work.
+	rctx := log.WithLogger(s.ctx, log.G(ctx))
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		err := s.remount(rctx, id, mountpoint, lbls)
+		if err != nil {
+			log.G(ctx).WithError(err).Error("failed to mount a layer of the last run again")
+		}
+		s.pending.end(id, err)
+	}()
+	return nil
+}
+
+// remount detaches whatever is left at mountpoint and mounts the layer again.
+func (s *Supervisor) remount(ctx context.Context, id, mountpoint string, lbls map[string]string) error {
 	// The mount table, not the mountpoint: a stat on a FUSE mount whose
 	// worker is gone could block.
 	stale, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(mountpoint))

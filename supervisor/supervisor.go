@@ -62,6 +62,7 @@ type Supervisor struct {
 	mu      sync.Mutex
 	workers map[string]*worker
 	logs    map[string]*lumberjack.Logger // by worker id, kept across restarts
+	pending *pendingMounts
 	closing bool
 }
 
@@ -91,6 +92,7 @@ func New(ctx context.Context, opts Options) (*Supervisor, error) {
 		stop:    stop,
 		workers: map[string]*worker{},
 		logs:    map[string]*lumberjack.Logger{},
+		pending: newPendingMounts(),
 	}
 	if err := s.adoptAll(ctx); err != nil {
 		stop()

@@ -64,7 +64,7 @@ func main() {
 	flag.StringVar(&opts.cacheDir, "cache", "/var/cache/lazyfs-bench", "directory keeping eStargz conversions between invocations; empty converts every time")
 	flag.Parse()
 	if opts.runs < 1 || opts.entries < 2*manyDirs || flag.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "usage: bench [-runs N>=1] [-json FILE] [-entries N>=%d]\n", 2*manyDirs)
+		fmt.Fprintf(os.Stderr, "usage: bench [-runs N>=1] [-json FILE] [-entries N>=%d] [-cache DIR] [-logs DIR]\n", 2*manyDirs)
 		os.Exit(2)
 	}
 
