@@ -30,7 +30,7 @@ test-unit:
 	$(GO) test -count=1 -timeout 15m $(UNIT_PKGS)
 
 test-e2e:
-	$(GO) test -count=1 -timeout 25m -v ./tests/e2e/...
+	$(GO) test -count=1 -timeout 25m -v ./tests/...
 
 # demo starts a registry, containerd and the snapshotter in a temp dir, pulls
 # an image through lazyfs and runs a container from it.

@@ -248,6 +248,9 @@ func TestCloseKeepingWorkersThenReadopt(t *testing.T) {
 	if err := s2.Restore(ctx, "m1", mp, lbls); err != nil {
 		t.Fatalf("Restore of a mount its worker serves: %v", err)
 	}
+	if err := s2.Wait(ctx, []string{"m1"}); err != nil {
+		t.Fatalf("Wait after Restore: %v", err)
+	}
 	if got := s2.pids(); len(got) != 1 || got[id] != pid {
 		t.Errorf("workers after Restore %v, want only %s with pid %d", got, id, pid)
 	}
@@ -296,6 +299,9 @@ func TestDeadWorkerIsForgottenAndItsLayerRestored(t *testing.T) {
 	if err := s2.Restore(ctx, "m1", mp, lbls); err != nil {
 		t.Fatalf("Restore with the registry down: %v", err)
 	}
+	if err := s2.Wait(ctx, []string{"m1"}); err != nil {
+		t.Fatalf("Wait after Restore: %v", err)
+	}
 	if n := len(mountEntries(t, mp)); n != 1 {
 		t.Errorf("%d mounts at %s after Restore, want 1 (the stale one detached)", n, mp)
 	}
@@ -335,4 +341,31 @@ func TestSharedModeUsesOneWorker(t *testing.T) {
 	}
 	s.close(false)
 	waitGone(t, pid)
+}
+
+// TestWaitReportsPendingAndFailedRemounts guards the contract Prepare relies
+// on: a layer being mounted again is waited for, and one that could not be
+// is an error, never silently an empty directory.
+func TestWaitReportsPendingAndFailedRemounts(t *testing.T) {
+	p := newPendingMounts()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := p.wait(ctx, "unknown"); err != nil {
+		t.Fatalf("wait on an id that is not pending: %v", err)
+	}
+	p.begin("m1")
+	if err := p.wait(ctx, "m1"); !errdefs.IsUnavailable(err) {
+		t.Fatalf("wait on a pending mount past the deadline: %v, want unavailable", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.wait(context.Background(), "m1") }()
+	p.end("m1", errors.New("worker refused the layer"))
+	if err := <-done; !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), "worker refused") {
+		t.Fatalf("wait on a failed remount: %v", err)
+	}
+	p.begin("m1")
+	p.end("m1", nil)
+	if err := p.wait(context.Background(), "m1"); err != nil {
+		t.Fatalf("wait after a successful remount: %v", err)
+	}
 }
