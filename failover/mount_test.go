@@ -2,7 +2,6 @@ package failover_test
 
 import (
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,29 +11,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lazyfs/lazyfs/failover"
+	"github.com/lazyfs/lazyfs/internal/testreq"
 )
-
-// requireMountPrivileges stops a test that needs root and /dev/fuse: it
-// skips on a developer machine and fails under CI=true, where a missing
-// requirement is a broken runner rather than a reason to pass.
-func requireMountPrivileges(t *testing.T) {
-	t.Helper()
-	var missing []string
-	if os.Geteuid() != 0 {
-		missing = append(missing, "root")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		missing = append(missing, "/dev/fuse")
-	}
-	if len(missing) == 0 {
-		return
-	}
-	msg := "test needs " + strings.Join(missing, " and ")
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-}
 
 // mountEntry reads the mount at dir from /proc/self/mountinfo, never from the
 // mountpoint itself: nothing answers this connection's INIT, so a stat of
@@ -52,7 +30,7 @@ func mountEntry(t *testing.T, dir string) *mountinfo.Info {
 }
 
 func TestOpenFuseIsCloseOnExec(t *testing.T) {
-	requireMountPrivileges(t)
+	testreq.RequireFUSE(t)
 	fd, err := failover.OpenFuse()
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +53,7 @@ func TestOpenFuseIsCloseOnExec(t *testing.T) {
 }
 
 func TestMountAndUnmount(t *testing.T) {
-	requireMountPrivileges(t)
+	testreq.RequireFUSE(t)
 	for _, lazy := range []bool{false, true} {
 		name := "eager"
 		if lazy {
@@ -128,14 +106,14 @@ func TestMountAndUnmount(t *testing.T) {
 }
 
 func TestUnmountMissingPathIsNotAnError(t *testing.T) {
-	requireMountPrivileges(t)
+	testreq.RequireFUSE(t)
 	if err := failover.Unmount(filepath.Join(t.TempDir(), "missing"), false); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestMountErrors(t *testing.T) {
-	requireMountPrivileges(t)
+	testreq.RequireFUSE(t)
 	fd, err := failover.OpenFuse()
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/sys/unix"
 
+	"github.com/lazyfs/lazyfs/internal/fusetest"
+	"github.com/lazyfs/lazyfs/internal/testreq"
 	"github.com/lazyfs/lazyfs/metrics"
 )
 
@@ -126,7 +128,7 @@ func tarPaths(entries []tarEntry) map[string]bool {
 }
 
 func TestFSMatchesNativeUnpack(t *testing.T) {
-	requireFuse(t)
+	testreq.RequireFUSE(t)
 	entries := mainLayerEntries()
 	tarBytes := writeTar(t, entries)
 	native := extractNative(t, tarBytes)
@@ -218,7 +220,7 @@ func compareContents(t *testing.T, native, mnt string, want map[string]entryStat
 		if err != nil {
 			t.Fatal(err)
 		}
-		gotData, err := readFileRaw(filepath.Join(mnt, p))
+		gotData, err := fusetest.ReadFile(filepath.Join(mnt, p))
 		if err != nil {
 			t.Errorf("%s: %v", p, err)
 			continue
@@ -373,7 +375,7 @@ func checkRawListing(t *testing.T, dir, parent string) {
 }
 
 func TestFSReadErrorIsEIO(t *testing.T) {
-	requireFuse(t)
+	testreq.RequireFUSE(t)
 	layer := buildLayer(t, writeTar(t, mainLayerEntries()))
 	tree := layer.tree(t)
 	reader := &blobReader{blob: layer.blob}

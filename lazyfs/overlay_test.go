@@ -10,13 +10,16 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lazyfs/lazyfs/internal/fusetest"
+	"github.com/lazyfs/lazyfs/internal/testreq"
 )
 
 // TestOverlayHonoursWhiteoutsAndOpaqueDirs mounts overlayfs the way a
 // container's rootfs is mounted, with the FUSE layer above a plain lower
 // layer, and checks what the container sees.
 func TestOverlayHonoursWhiteoutsAndOpaqueDirs(t *testing.T) {
-	requireFuse(t)
+	testreq.RequireFUSE(t)
 	entries := mainLayerEntries()
 	layer := buildLayer(t, writeTar(t, entries))
 	m := newMount(t, layer.tree(t), &blobReader{blob: layer.blob})
@@ -68,7 +71,7 @@ func TestOverlayHonoursWhiteoutsAndOpaqueDirs(t *testing.T) {
 			"bin/busybox": entryData(t, entries, "bin/busybox"),
 			"bin/sh":      entryData(t, entries, "bin/busybox"),
 		} {
-			if got, err := readFileRaw(at(p)); err != nil || !bytes.Equal(got, want) {
+			if got, err := fusetest.ReadFile(at(p)); err != nil || !bytes.Equal(got, want) {
 				t.Errorf("%s: %d bytes, %v", p, len(got), err)
 			}
 		}

@@ -17,6 +17,9 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/lazyfs/lazyfs/internal/fusetest"
+	"github.com/lazyfs/lazyfs/internal/testreq"
 )
 
 // fuseOpRead is the opcode of FUSE_READ.
@@ -154,7 +157,7 @@ func (r *reader) stop(t *testing.T) {
 }
 
 func TestTakeoverWhileReading(t *testing.T) {
-	requireFuse(t)
+	testreq.RequireFUSE(t)
 	entries := mainLayerEntries()
 	layer := buildLayer(t, writeTar(t, entries))
 	tree := layer.tree(t)
@@ -233,7 +236,7 @@ func entryData(t *testing.T, entries []tarEntry, name string) []byte {
 }
 
 func TestRecoverUnansweredInit(t *testing.T) {
-	requireFuse(t)
+	testreq.RequireFUSE(t)
 	entries := mainLayerEntries()
 	layer := buildLayer(t, writeTar(t, entries))
 	m := newMount(t, layer.tree(t), &blobReader{blob: layer.blob})
@@ -258,24 +261,10 @@ func TestRecoverUnansweredInit(t *testing.T) {
 		t.Errorf("INIT unique %#x lacks the resend bit", u)
 	}
 	within(t, "read", func() {
-		got, err := readFile(filepath.Join(m.dir, "bin/su"))
+		got, err := fusetest.ReadFile(filepath.Join(m.dir, "bin/su"))
 		if err != nil || !bytes.Equal(got, entryData(t, entries, "bin/su")) {
 			t.Errorf("bin/su: %q, %v", got, err)
 		}
 	})
 	m.unmount()
-}
-
-func readFile(p string) ([]byte, error) {
-	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer unix.Close(fd)
-	buf := make([]byte, 1<<20)
-	n, err := unix.Read(fd, buf)
-	if err != nil {
-		return nil, err
-	}
-	return buf[:n], nil
 }

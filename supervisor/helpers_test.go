@@ -3,11 +3,9 @@ package supervisor
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,34 +18,15 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lazyfs/lazyfs/failover"
+	"github.com/lazyfs/lazyfs/internal/fusetest"
+	"github.com/lazyfs/lazyfs/internal/testregistry"
+	"github.com/lazyfs/lazyfs/internal/testreq"
 	"github.com/lazyfs/lazyfs/labels"
 )
 
 // testTimeout bounds every single wait on the kernel, a worker or the
 // supervisor, so that a bug shows as a failure instead of a hung test.
 const testTimeout = 20 * time.Second
-
-// requireFuse stops a test that mounts: it needs root and /dev/fuse. It
-// skips on a developer machine and fails under CI=true, where a missing
-// requirement is a broken runner rather than a reason to pass.
-func requireFuse(t *testing.T) {
-	t.Helper()
-	var missing []string
-	if os.Geteuid() != 0 {
-		missing = append(missing, "root")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		missing = append(missing, "/dev/fuse")
-	}
-	if len(missing) == 0 {
-		return
-	}
-	msg := "test needs " + strings.Join(missing, " and ")
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-}
 
 // lazyfsdBinary is the worker binary the supervisor spawns: the real one,
 // from the repository's bin/.
@@ -74,26 +53,10 @@ func lazyfsdBinary(t *testing.T) string {
 	return bin
 }
 
-// within runs fn, which may touch a mount, and fails the test if it does
-// not return in time. A call left blocked is released by the cleanup of
-// newEnv, which aborts every FUSE connection of a failed test.
+// within bounds fn, which touches a mount, by testTimeout.
 func within(t *testing.T, what string, fn func()) {
 	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer func() {
-			if r := recover(); r != nil {
-				t.Errorf("%s: panic: %v\n%s", what, r, debug.Stack())
-			}
-		}()
-		fn()
-	}()
-	select {
-	case <-done:
-	case <-time.After(testTimeout):
-		t.Fatalf("%s: no answer after %v", what, testTimeout)
-	}
+	fusetest.Within(t, testTimeout, what, fn)
 }
 
 // eventually polls cond until it holds or the timeout passes.
@@ -113,15 +76,15 @@ func eventually(t *testing.T, what string, cond func() bool) {
 type env struct {
 	t      *testing.T
 	ctx    context.Context
-	reg    *fakeRegistry
-	layers []*testLayer
+	reg    *testregistry.Registry
+	layers []*testregistry.Layer
 	opts   Options
 	mnt    string
 }
 
 func newEnv(t *testing.T, mode Mode) *env {
 	t.Helper()
-	requireFuse(t)
+	testreq.RequireFUSE(t)
 	bin := lazyfsdBinary(t)
 	// Socket paths must stay short (sun_path is 108 bytes): not under
 	// t.TempDir, whose names carry the test's name.
@@ -132,7 +95,7 @@ func newEnv(t *testing.T, mode Mode) *env {
 	e := &env{
 		t:   t,
 		ctx: logtest.WithT(context.Background(), t),
-		reg: newFakeRegistry(t, "lazyfs/test"),
+		reg: testregistry.New(t, "lazyfs/test"),
 		opts: Options{
 			Root:         t.TempDir(),
 			RunDir:       runDir,
@@ -147,8 +110,8 @@ func newEnv(t *testing.T, mode Mode) *env {
 		mnt: t.TempDir(),
 	}
 	for _, salt := range []string{"one", "two"} {
-		l := buildLayer(t, salt)
-		e.reg.addBlob(l.blob)
+		l := testregistry.BuildLayer(t, salt)
+		e.reg.AddBlob(l.Blob)
 		e.layers = append(e.layers, l)
 	}
 	// Registered after the temp dirs, so it runs before they are removed.
@@ -162,9 +125,9 @@ func (e *env) labels(i int, tag string) map[string]string {
 	l := e.layers[i]
 	return map[string]string{
 		labels.TargetSnapshotRef: "sha256:" + digest.FromString("chain "+tag+strconv.Itoa(i)).Encoded(),
-		labels.ImageRef:          e.reg.ref(tag),
-		labels.LayerDigest:       l.digest.String(),
-		labels.TOCDigest:         l.tocDigest.String(),
+		labels.ImageRef:          e.reg.Ref(tag),
+		labels.LayerDigest:       l.Digest.String(),
+		labels.TOCDigest:         l.TOCDigest.String(),
 		labels.ManifestDigest:    e.manifest(tag).String(),
 	}
 }
@@ -301,7 +264,7 @@ func (e *env) cleanup() {
 func (e *env) abortAll() {
 	ents, _ := os.ReadDir(e.mnt)
 	for _, ent := range ents {
-		abortConnection(e.t, filepath.Join(e.mnt, ent.Name()))
+		fusetest.AbortConnection(e.t, filepath.Join(e.mnt, ent.Name()))
 	}
 }
 
@@ -365,113 +328,4 @@ func mountEntries(t *testing.T, mountpoint string) []*mountinfo.Info {
 		t.Fatal(err)
 	}
 	return infos
-}
-
-// abortConnection ends the FUSE connection mounted at dir through the
-// fusectl filesystem, which fails every call blocked on it.
-func abortConnection(t *testing.T, dir string) {
-	for _, info := range mountEntries(t, dir) {
-		const fusectl = "/sys/fs/fuse/connections"
-		if entries, _ := os.ReadDir(fusectl); len(entries) == 0 {
-			_ = unix.Mount("fusectl", fusectl, "fusectl", 0, "")
-		}
-		p := fmt.Sprintf("%s/%d/abort", fusectl, info.Minor)
-		if err := os.WriteFile(p, []byte("1"), 0o200); err != nil {
-			t.Logf("failed to abort the FUSE connection at %s: %v", dir, err)
-		}
-	}
-}
-
-// fuseFDs counts this process's open /dev/fuse fds.
-func fuseFDs(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, e := range ents {
-		if target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && target == "/dev/fuse" {
-			n++
-		}
-	}
-	return n
-}
-
-// checkFiles reads every file and symlink of l through the mount at dir and
-// compares it with what the tar held. Calls are bounded by within.
-func checkFiles(t *testing.T, dir string, l *testLayer) {
-	t.Helper()
-	checkListing(t, dir, l)
-	for name, want := range l.files {
-		within(t, "read "+name, func() {
-			got, err := readFile(filepath.Join(dir, name))
-			switch {
-			case err != nil:
-				t.Errorf("read %s: %v", name, err)
-			case !bytes.Equal(got, want):
-				t.Errorf("%s: got %d bytes, want %d bytes equal to the tar's", name, len(got), len(want))
-			}
-		})
-	}
-	for name, want := range l.links {
-		within(t, "readlink "+name, func() {
-			got, err := os.Readlink(filepath.Join(dir, name))
-			if err != nil || got != want {
-				t.Errorf("readlink %s = %q, %v; want %q", name, got, err, want)
-			}
-		})
-	}
-}
-
-// checkListing lists the root of the mount at dir, which needs no registry.
-func checkListing(t *testing.T, dir string, l *testLayer) {
-	t.Helper()
-	within(t, "list "+dir, func() {
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			t.Errorf("readdir %s: %v", dir, err)
-			return
-		}
-		var names []string
-		for _, e := range ents {
-			names = append(names, e.Name())
-		}
-		if strings.Join(names, ",") != strings.Join(l.top, ",") {
-			t.Errorf("%s lists %q, want %q", dir, names, l.top)
-		}
-	})
-}
-
-// readFile reads a file of a FUSE mount with plain syscalls. os.Open would
-// register the fd with the runtime's epoll, and on a FUSE file epoll_ctl
-// sends a POLL request while its thread holds a P (golang/go#21014): if the
-// request waits on a server in this process (or on one that is gone), a
-// garbage collection stops every goroutine for good and no timeout fires.
-func readFile(path string) ([]byte, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
-	}
-	defer unix.Close(fd)
-	return readFD(fd)
-}
-
-// readFD reads fd to its end with read(2).
-func readFD(fd int) ([]byte, error) {
-	var out []byte
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := unix.Read(fd, buf)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return out, err
-		}
-		if n == 0 {
-			return out, nil
-		}
-		out = append(out, buf[:n]...)
-	}
 }

@@ -15,6 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lazyfs/lazyfs/daemonapi"
+	"github.com/lazyfs/lazyfs/internal/fusetest"
+	"github.com/lazyfs/lazyfs/internal/testregistry"
 )
 
 func TestMountSpawnsWorkerAndUnmountStopsIt(t *testing.T) {
@@ -32,7 +34,7 @@ func TestMountSpawnsWorkerAndUnmountStopsIt(t *testing.T) {
 	if processGone(pid) {
 		t.Fatalf("worker %d is not running", pid)
 	}
-	checkFiles(t, mp, e.layers[0])
+	testregistry.CheckFiles(t, testTimeout, mp, e.layers[0])
 
 	t.Run("log file", func(t *testing.T) {
 		path := filepath.Join(e.opts.LogDir, "daemons", id+".log")
@@ -92,7 +94,7 @@ func TestMountTwiceIsRefused(t *testing.T) {
 	if n := len(mountEntries(t, mp)); n != 1 {
 		t.Errorf("%d mounts at %s, want 1", n, mp)
 	}
-	checkFiles(t, mp, e.layers[0])
+	testregistry.CheckFiles(t, testTimeout, mp, e.layers[0])
 }
 
 // replaceBound is how soon a dead worker's mount must be served again; it
@@ -122,14 +124,14 @@ func TestKilledWorkerIsReplaced(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	e.reg.hold()
+	e.reg.Hold()
 	readErr := make(chan error, 1)
 	go func() {
-		_, err := readFD(blocked)
+		_, err := fusetest.ReadFD(blocked)
 		readErr <- err
 	}()
 	select {
-	case <-e.reg.stalled:
+	case <-e.reg.Stalled():
 	case err := <-readErr:
 		t.Fatalf("read finished (%v) while the registry holds every request", err)
 	case <-time.After(testTimeout):
@@ -158,7 +160,7 @@ func TestKilledWorkerIsReplaced(t *testing.T) {
 		unix.Close(blocked)
 		unix.Close(idle)
 	})
-	e.reg.release()
+	e.reg.Release()
 
 	// The layer is mounted again through a new worker: it is recorded
 	// once the new mount answered INIT.
@@ -176,12 +178,12 @@ func TestKilledWorkerIsReplaced(t *testing.T) {
 	if n := len(mountEntries(t, mp)); n != 1 {
 		t.Errorf("%d mounts at %s, want 1 (the dead one detached)", n, mp)
 	}
-	checkFiles(t, mp, e.layers[0])
+	testregistry.CheckFiles(t, testTimeout, mp, e.layers[0])
 }
 
 func TestCloseStopsWorkersAndUnmounts(t *testing.T) {
 	e := newEnv(t, PerImage)
-	base := fuseFDs(t)
+	base := fusetest.FuseFDs(t)
 	s := e.supervisor()
 	mps := map[string]string{"m1": e.mountpoint("m1"), "m2": e.mountpoint("m2")}
 	s.mount("m1", mps["m1"], e.labels(0, "v1"))
@@ -190,7 +192,7 @@ func TestCloseStopsWorkersAndUnmounts(t *testing.T) {
 	if len(pids) != 2 {
 		t.Fatalf("workers %v, want one per image", pids)
 	}
-	checkFiles(t, mps["m2"], e.layers[1])
+	testregistry.CheckFiles(t, testTimeout, mps["m2"], e.layers[1])
 
 	s.close(false)
 	for id, mp := range mps {
@@ -203,7 +205,7 @@ func TestCloseStopsWorkersAndUnmounts(t *testing.T) {
 			t.Errorf("worker %s (pid %d) still runs after Close", id, pid)
 		}
 	}
-	if got := fuseFDs(t); got != base {
+	if got := fusetest.FuseFDs(t); got != base {
 		t.Errorf("%d /dev/fuse fds open after Close, want %d", got, base)
 	}
 	reg, err := openRegistry(filepath.Join(e.opts.Root, "workers.db"))
@@ -218,7 +220,7 @@ func TestCloseStopsWorkersAndUnmounts(t *testing.T) {
 
 func TestCloseKeepingWorkersThenReadopt(t *testing.T) {
 	e := newEnv(t, PerImage)
-	base := fuseFDs(t)
+	base := fusetest.FuseFDs(t)
 	s := e.supervisor()
 	mp := e.mountpoint("m1")
 	lbls := e.labels(0, "v1")
@@ -234,10 +236,10 @@ func TestCloseKeepingWorkersThenReadopt(t *testing.T) {
 		t.Fatal("mount gone after Close(keepWorkers)")
 	}
 	// The worker alone holds the connection now; it keeps serving.
-	if got := fuseFDs(t); got != base {
+	if got := fusetest.FuseFDs(t); got != base {
 		t.Errorf("%d /dev/fuse fds open in the closed supervisor, want %d", got, base)
 	}
-	checkFiles(t, mp, e.layers[0])
+	testregistry.CheckFiles(t, testTimeout, mp, e.layers[0])
 
 	s2 := e.supervisor()
 	if got := s2.pids(); len(got) != 1 || got[id] != pid {
@@ -257,7 +259,7 @@ func TestCloseKeepingWorkersThenReadopt(t *testing.T) {
 	if n := len(mountEntries(t, mp)); n != 1 {
 		t.Errorf("%d mounts at %s after Restore, want 1", n, mp)
 	}
-	checkFiles(t, mp, e.layers[0])
+	testregistry.CheckFiles(t, testTimeout, mp, e.layers[0])
 
 	s2.close(false)
 	if mounted(t, mp) {
@@ -282,7 +284,7 @@ func TestDeadWorkerIsForgottenAndItsLayerRestored(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitGone(t, old)
-	e.reg.stop()
+	e.reg.Stop()
 
 	s2 := e.supervisor()
 	if got := s2.pids(); len(got) != 0 {
@@ -308,10 +310,10 @@ func TestDeadWorkerIsForgottenAndItsLayerRestored(t *testing.T) {
 	if pid := s2.pids()[id]; pid == 0 || pid == old {
 		t.Errorf("worker %s has pid %d, want a new one (old %d)", id, pid, old)
 	}
-	checkListing(t, mp, e.layers[0])
+	testregistry.CheckListing(t, testTimeout, mp, e.layers[0])
 
-	e.reg.start()
-	checkFiles(t, mp, e.layers[0])
+	e.reg.Start()
+	testregistry.CheckFiles(t, testTimeout, mp, e.layers[0])
 }
 
 func TestSharedModeUsesOneWorker(t *testing.T) {
@@ -326,8 +328,8 @@ func TestSharedModeUsesOneWorker(t *testing.T) {
 	if len(pids) != 1 || pid == 0 {
 		t.Fatalf("workers %v, want only %q", pids, "shared")
 	}
-	checkFiles(t, mp1, e.layers[0])
-	checkFiles(t, mp2, e.layers[1])
+	testregistry.CheckFiles(t, testTimeout, mp1, e.layers[0])
+	testregistry.CheckFiles(t, testTimeout, mp2, e.layers[1])
 	if m := s.records()["shared"].Mounts; len(m) != 2 {
 		t.Errorf("workers.db has mounts %v for the shared worker, want m1 and m2", m)
 	}

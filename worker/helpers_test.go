@@ -2,12 +2,8 @@ package worker_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"runtime/debug"
-	"strings"
+	"io"
 	"testing"
 	"time"
 
@@ -16,6 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lazyfs/lazyfs/failover"
+	"github.com/lazyfs/lazyfs/internal/fusetest"
+	"github.com/lazyfs/lazyfs/internal/testregistry"
+	"github.com/lazyfs/lazyfs/internal/testreq"
 	"github.com/lazyfs/lazyfs/remote"
 	"github.com/lazyfs/lazyfs/toc"
 	"github.com/lazyfs/lazyfs/worker"
@@ -25,48 +24,10 @@ import (
 // shows as a failure instead of a hung test.
 const testTimeout = 15 * time.Second
 
-// requireFuse stops a test that mounts: it needs root and /dev/fuse. It
-// skips on a developer machine and fails under CI=true, where a missing
-// requirement is a broken runner rather than a reason to pass.
-func requireFuse(t *testing.T) {
-	t.Helper()
-	var missing []string
-	if os.Geteuid() != 0 {
-		missing = append(missing, "root")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		missing = append(missing, "/dev/fuse")
-	}
-	if len(missing) == 0 {
-		return
-	}
-	msg := "test needs " + strings.Join(missing, " and ")
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-}
-
-// within runs fn, which touches a mount, and fails the test if it does not
-// return in time. A call left blocked is released by the mount's cleanup,
-// which aborts the connection of a failed test.
+// within bounds fn, which touches a mount, by testTimeout.
 func within(t *testing.T, what string, fn func()) {
 	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer func() {
-			if r := recover(); r != nil {
-				t.Errorf("%s: panic: %v\n%s", what, r, debug.Stack())
-			}
-		}()
-		fn()
-	}()
-	select {
-	case <-done:
-	case <-time.After(testTimeout):
-		t.Fatalf("%s: no answer after %v", what, testTimeout)
-	}
+	fusetest.Within(t, testTimeout, what, fn)
 }
 
 // testContext logs to the test and bounds a call to the worker.
@@ -110,7 +71,7 @@ type fuseMount struct {
 // the test failed, which releases any call still blocked on it).
 func mountFuse(t *testing.T) *fuseMount {
 	t.Helper()
-	requireFuse(t)
+	testreq.RequireFUSE(t)
 	fd, err := failover.OpenFuse()
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +114,7 @@ func (m *fuseMount) unmount() {
 
 func (m *fuseMount) cleanup() {
 	if m.t.Failed() {
-		abortConnection(m.t, m.dir)
+		fusetest.AbortConnection(m.t, m.dir)
 	}
 	if err := failover.Unmount(m.dir, true); err != nil {
 		m.t.Errorf("cleanup: %v", err)
@@ -170,108 +131,30 @@ func (m *fuseMount) closeFD() {
 	m.fd = -1
 }
 
-// abortConnection ends the FUSE connection mounted at dir through the
-// fusectl filesystem, which fails every call blocked on it.
-func abortConnection(t *testing.T, dir string) {
-	infos, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(dir))
-	if err != nil || len(infos) == 0 {
-		return
-	}
-	const fusectl = "/sys/fs/fuse/connections"
-	if entries, _ := os.ReadDir(fusectl); len(entries) == 0 {
-		_ = unix.Mount("fusectl", fusectl, "fusectl", 0, "")
-	}
-	p := fmt.Sprintf("%s/%d/abort", fusectl, infos[0].Minor)
-	if err := os.WriteFile(p, []byte("1"), 0o200); err != nil {
-		t.Logf("failed to abort the FUSE connection at %s: %v", dir, err)
-	}
-}
-
-// fuseFDs counts this process's open /dev/fuse fds: the test's own copies
-// plus those the worker holds.
-func fuseFDs(t *testing.T) int {
+// tocEntries counts the entries of l's TOC as the TOC itself does. The toc
+// package is the worker's source too, but here it reads the blob straight
+// from memory.
+func tocEntries(t *testing.T, l *testregistry.Layer) int {
 	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
+	got, err := toc.Fetch(context.Background(), memBlob(l.Blob), l.Digest, l.TOCDigest, toc.DefaultLimits())
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("reading back the TOC of the test layer: %v", err)
 	}
-	n := 0
-	for _, e := range ents {
-		if target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && target == "/dev/fuse" {
-			n++
-		}
-	}
-	return n
+	return len(got.TOC.Entries)
 }
 
-// checkFiles reads every file and symlink of l through the mount at dir and
-// compares it with what the tar held. Calls are bounded by within.
-func checkFiles(t *testing.T, dir string, l *testLayer) {
-	t.Helper()
-	within(t, "list "+dir, func() {
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			t.Errorf("readdir: %v", err)
-			return
-		}
-		var names []string
-		for _, e := range ents {
-			names = append(names, e.Name())
-		}
-		if strings.Join(names, ",") != strings.Join(l.top, ",") {
-			t.Errorf("root lists %q, want %q", names, l.top)
-		}
-	})
-	for name, want := range l.files {
-		within(t, "read "+name, func() {
-			got, err := readFile(filepath.Join(dir, name))
-			switch {
-			case err != nil:
-				t.Errorf("read %s: %v", name, err)
-			case string(got) != string(want):
-				t.Errorf("%s: got %d bytes, want %d bytes equal to the tar's", name, len(got), len(want))
-			}
-		})
-	}
-	for name, want := range l.links {
-		within(t, "readlink "+name, func() {
-			got, err := os.Readlink(filepath.Join(dir, name))
-			if err != nil || got != want {
-				t.Errorf("readlink %s = %q, %v; want %q", name, got, err, want)
-			}
-		})
-	}
-}
+// memBlob is a toc.Source over bytes in memory.
+type memBlob []byte
 
-// readFile reads a file of a FUSE mount with plain syscalls. os.Open would
-// register the fd with the runtime's epoll, and on a FUSE file epoll_ctl
-// sends a POLL request while its thread holds a P (golang/go#21014): if the
-// request waits on a server in this process (or on one that is gone), a
-// garbage collection stops every goroutine for good and no timeout fires.
-func readFile(path string) ([]byte, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
-	}
-	defer unix.Close(fd)
-	return readFD(fd)
-}
+func (m memBlob) Size() int64 { return int64(len(m)) }
 
-// readFD reads fd to its end with read(2).
-func readFD(fd int) ([]byte, error) {
-	var out []byte
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := unix.Read(fd, buf)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return out, err
-		}
-		if n == 0 {
-			return out, nil
-		}
-		out = append(out, buf[:n]...)
+func (m memBlob) ReadAt(_ context.Context, p []byte, off int64) (int, error) {
+	if off < 0 || off > int64(len(m)) {
+		return 0, fmt.Errorf("offset %d outside %d bytes", off, len(m))
 	}
+	n := copy(p, m[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
 }

@@ -17,6 +17,9 @@ import (
 
 	"github.com/lazyfs/lazyfs/daemonapi"
 	"github.com/lazyfs/lazyfs/failover"
+	"github.com/lazyfs/lazyfs/internal/fusetest"
+	"github.com/lazyfs/lazyfs/internal/testregistry"
+	"github.com/lazyfs/lazyfs/internal/testreq"
 	"github.com/lazyfs/lazyfs/toc"
 	"github.com/lazyfs/lazyfs/worker"
 )
@@ -25,15 +28,15 @@ const testRepo = "lazyfs/test"
 
 // env is one registry with one layer in it.
 type env struct {
-	reg   *fakeRegistry
-	layer *testLayer
+	reg   *testregistry.Registry
+	layer *testregistry.Layer
 	root  string
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{reg: newFakeRegistry(t, testRepo), layer: buildLayer(t, "one"), root: t.TempDir()}
-	e.reg.addBlob(e.layer.blob)
+	e := &env{reg: testregistry.New(t, testRepo), layer: testregistry.BuildLayer(t, "one"), root: t.TempDir()}
+	e.reg.AddBlob(e.layer.Blob)
 	return e
 }
 
@@ -43,9 +46,9 @@ func (e *env) request(mountID, mountpoint string) daemonapi.LoadLayerRequest {
 	}
 	return daemonapi.LoadLayerRequest{
 		MountID:     mountID,
-		ImageRef:    e.reg.ref("v1"),
-		LayerDigest: e.layer.digest.String(),
-		TOCDigest:   e.layer.tocDigest.String(),
+		ImageRef:    e.reg.Ref("v1"),
+		LayerDigest: e.layer.Digest.String(),
+		TOCDigest:   e.layer.TOCDigest.String(),
 		Mountpoint:  mountpoint,
 	}
 }
@@ -96,28 +99,28 @@ func TestLoadLayerKeepsTOC(t *testing.T) {
 	info := load(t, w, req)
 	want := daemonapi.LayerInfo{
 		MountID:     "m1",
-		LayerDigest: e.layer.digest.String(),
-		TOCDigest:   e.layer.tocDigest.String(),
-		BlobSize:    int64(len(e.layer.blob)),
-		Entries:     e.layer.entries,
+		LayerDigest: e.layer.Digest.String(),
+		TOCDigest:   e.layer.TOCDigest.String(),
+		BlobSize:    int64(len(e.layer.Blob)),
+		Entries:     tocEntries(t, e.layer),
 	}
 	if info != want {
 		t.Errorf("LoadLayer = %+v, want %+v", info, want)
 	}
-	kept, err := os.ReadFile(filepath.Join(e.root, "tocs", "sha256", e.layer.tocDigest.Encoded()+".json"))
+	kept, err := os.ReadFile(filepath.Join(e.root, "tocs", "sha256", e.layer.TOCDigest.Encoded()+".json"))
 	if err != nil {
 		t.Fatalf("TOC not kept under <root>/tocs: %v", err)
 	}
-	if got := digest.FromBytes(kept); got != e.layer.tocDigest {
-		t.Errorf("kept TOC has digest %s, want %s", got, e.layer.tocDigest)
+	if got := digest.FromBytes(kept); got != e.layer.TOCDigest {
+		t.Errorf("kept TOC has digest %s, want %s", got, e.layer.TOCDigest)
 	}
 
 	// A retried request is answered from memory, without the registry.
-	gets := e.reg.rangedGets()
+	gets := e.reg.RangedGets()
 	if again := load(t, w, req); again != want {
 		t.Errorf("retried LoadLayer = %+v, want %+v", again, want)
 	}
-	if got := e.reg.rangedGets(); got != gets {
+	if got := e.reg.RangedGets(); got != gets {
 		t.Errorf("retried LoadLayer made %d registry requests", got-gets)
 	}
 	// The same mount id for another layer is a conflict.
@@ -134,7 +137,7 @@ func TestLoadLayerKeepsTOC(t *testing.T) {
 func TestLoadLayerRefused(t *testing.T) {
 	e := newEnv(t)
 	plain := gzipTar(t)
-	plainDigest := e.reg.addBlob(plain)
+	plainDigest := e.reg.AddBlob(plain)
 	w := newWorker(t, e.root, false)
 
 	for _, tc := range []struct {
@@ -202,7 +205,7 @@ func gzipTar(t *testing.T) []byte {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	tw := tar.NewWriter(zw)
-	writeTar(t, tw, &tar.Header{Name: "file", Typeflag: tar.TypeReg, Mode: 0o644, Size: 4}, []byte("data"))
+	testregistry.WriteTar(t, tw, &tar.Header{Name: "file", Typeflag: tar.TypeReg, Mode: 0o644, Size: 4}, []byte("data"))
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -231,9 +234,9 @@ func TestAttachServesFiles(t *testing.T) {
 	}
 	wantMount := daemonapi.MountInfo{
 		ID:          "m1",
-		LayerDigest: e.layer.digest.String(),
-		ImageRef:    e.reg.ref("v1"),
-		TOCDigest:   e.layer.tocDigest.String(),
+		LayerDigest: e.layer.Digest.String(),
+		ImageRef:    e.reg.Ref("v1"),
+		TOCDigest:   e.layer.TOCDigest.String(),
 		Mountpoint:  m.dir,
 		State:       daemonapi.MountServing,
 	}
@@ -244,13 +247,13 @@ func TestAttachServesFiles(t *testing.T) {
 		t.Errorf("Info mounts = %+v, want [%+v]", info.Mounts, wantMount)
 	}
 
-	checkFiles(t, m.dir, e.layer)
+	testregistry.CheckFiles(t, testTimeout, m.dir, e.layer)
 }
 
 // The control server closes the fd of a failed attach (daemonapi.ControlHandler):
 // the worker must not have closed it, nor keep using it.
 func TestAttachErrorLeavesFDToCaller(t *testing.T) {
-	requireFuse(t)
+	testreq.RequireFUSE(t)
 	e := newEnv(t)
 	w := newWorker(t, e.root, false)
 	m := mountFuse(t)
@@ -290,7 +293,7 @@ func TestAttachErrorLeavesFDToCaller(t *testing.T) {
 			t.Errorf("fd after a failed attach: %v, want still open", err)
 		}
 	})
-	checkFiles(t, m.dir, e.layer)
+	testregistry.CheckFiles(t, testTimeout, m.dir, e.layer)
 }
 
 func TestLoadLayerFromKeptTOCWithRegistryDown(t *testing.T) {
@@ -299,7 +302,7 @@ func TestLoadLayerFromKeptTOCWithRegistryDown(t *testing.T) {
 	want := load(t, first, e.request("m1", ""))
 	first.Close()
 
-	e.reg.stop()
+	e.reg.Stop()
 	w := newWorker(t, e.root, false)
 	m := mountFuse(t)
 	if got := load(t, w, e.request("m1", m.dir)); got != want {
@@ -312,13 +315,13 @@ func TestLoadLayerFromKeptTOCWithRegistryDown(t *testing.T) {
 		}
 	})
 	within(t, "read while the registry is down", func() {
-		if _, err := readFile(filepath.Join(m.dir, "etc", "hello.txt")); err == nil {
+		if _, err := fusetest.ReadFile(filepath.Join(m.dir, "etc", "hello.txt")); err == nil {
 			t.Error("read succeeded with the registry down")
 		}
 	})
 
-	e.reg.start()
-	checkFiles(t, m.dir, e.layer)
+	e.reg.Start()
+	testregistry.CheckFiles(t, testTimeout, m.dir, e.layer)
 }
 
 func TestDetachStopsServing(t *testing.T) {
@@ -336,10 +339,10 @@ func TestDetachStopsServing(t *testing.T) {
 			w := newWorker(t, e.root, false)
 			m := mountFuse(t)
 			load(t, w, e.request("m1", m.dir))
-			base := fuseFDs(t)
+			base := fusetest.FuseFDs(t)
 			attach(t, w, "m1", m)
-			checkFiles(t, m.dir, e.layer)
-			if got := fuseFDs(t); got != base+1 {
+			testregistry.CheckFiles(t, testTimeout, m.dir, e.layer)
+			if got := fusetest.FuseFDs(t); got != base+1 {
 				t.Fatalf("serving: %d /dev/fuse fds open, want %d (the test's and the worker's)", got, base+1)
 			}
 			if tc.unmount {
@@ -354,7 +357,7 @@ func TestDetachStopsServing(t *testing.T) {
 			if err := w.Detach(ctx, "m1"); err != nil {
 				t.Fatalf("Detach: %v", err)
 			}
-			if got := fuseFDs(t); got != base {
+			if got := fusetest.FuseFDs(t); got != base {
 				t.Errorf("after Detach: %d /dev/fuse fds open, want %d: the worker kept its copy", got, base)
 			}
 			if states := mountStates(t, w); len(states) != 0 {
