@@ -6,6 +6,7 @@ import (
 	"io"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
@@ -23,6 +24,9 @@ const (
 	DefaultMaxRequestSize  = 4 << 20
 	DefaultParallel        = 4
 	DefaultReadAhead       = 512 << 10
+	// DefaultSequentialPrefetch is enough to keep two fetches of a file
+	// read sequentially in flight while the read is served.
+	DefaultSequentialPrefetch = 2
 )
 
 // Options configures a Reader.
@@ -53,6 +57,19 @@ type Options struct {
 	// so that read-ahead never evicts most of what the cache holds; without
 	// a memory cache there is no read-ahead.
 	ReadAhead int64
+	// SequentialPrefetch is how many chunks of a file, after the last one
+	// a sequential read of it reaches, are fetched in the background, so
+	// that the fetches of a file read from start to end overlap instead of
+	// each starting when the read before it is served. At most a few
+	// chunks per Reader, and never more than a quarter of MemoryCacheSize
+	// (decompressed), are prefetched at once; a chunk that fails is
+	// dropped and fails no read. Zero means DefaultSequentialPrefetch; a
+	// negative value disables it, and so does having no memory cache.
+	SequentialPrefetch int
+	// Context bounds the Reader's background work (sequential prefetch):
+	// cancel it when the layer is no longer served. Nil means
+	// context.Background(), which nothing cancels.
+	Context context.Context
 }
 
 func (o Options) withDefaults() Options {
@@ -78,6 +95,19 @@ func (o Options) withDefaults() Options {
 	if o.Layout == nil || o.MemoryCacheSize == 0 {
 		o.ReadAhead = 0
 	}
+	switch {
+	case o.SequentialPrefetch == 0:
+		o.SequentialPrefetch = DefaultSequentialPrefetch
+	case o.SequentialPrefetch < 0:
+		o.SequentialPrefetch = 0
+	}
+	if o.MemoryCacheSize == 0 {
+		// What is prefetched could only be kept in memory.
+		o.SequentialPrefetch = 0
+	}
+	if o.Context == nil {
+		o.Context = context.Background()
+	}
 	return o
 }
 
@@ -91,6 +121,13 @@ type Reader struct {
 	mu       sync.Mutex
 	cache    *lru
 	inflight map[fetchKey]*pending
+	prefetch prefetchState
+
+	// background tracks the prefetch goroutines, which end soon after
+	// Options.Context does.
+	background sync.WaitGroup
+	// prefetchDropped counts prefetched chunks that failed.
+	prefetchDropped atomic.Int64
 
 	gzipReaders sync.Pool // of *gzip.Reader, to reuse their buffers
 }
@@ -103,6 +140,7 @@ func NewReader(src Source, opts Options) *Reader {
 		opts:     opts,
 		cache:    newLRU(opts.MemoryCacheSize),
 		inflight: make(map[fetchKey]*pending),
+		prefetch: prefetchState{lastEnd: make(map[fetchKey]int64)},
 	}
 }
 
@@ -126,6 +164,8 @@ func (r *Reader) ReadAt(ctx context.Context, file []Chunk, p []byte, off int64) 
 	if err != nil {
 		return 0, err
 	}
+	// Started before this read's own fetch, so that both overlap.
+	r.prefetchSequential(ctx, file, off, end)
 	data, err := r.load(ctx, need)
 	if err != nil {
 		return 0, err

@@ -56,6 +56,8 @@ func newMount(w *Worker, req daemonapi.LoadLayerRequest, layer *toc.Layer, src c
 	// The layer-wide layout lets a read of a small file fetch its
 	// neighbours in the blob with it (read-ahead).
 	opts.Layout = chunks.NewLayout(tree.Chunks())
+	// Background prefetches end with the worker.
+	opts.Context = w.ctx
 	reader := chunks.NewReader(src, opts)
 	// Every FUSE op's ctx derives from this one: its logger names the layer,
 	// and the worker's shutdown cancels reads in flight.
