@@ -98,10 +98,8 @@ func run(ctx context.Context, opts options) (err error) {
 	if err != nil {
 		return err
 	}
-	for _, check := range []error{harness.CheckRoot(), harness.CheckFUSE(), env.CheckTools(), env.CheckBinaries("lazyfs-snapshotter", "lazyfsd")} {
-		if check != nil {
-			return check
-		}
+	if err := env.CheckProgram("lazyfs-snapshotter", "lazyfsd"); err != nil {
+		return err
 	}
 	busybox, err := env.Busybox()
 	if err != nil {
@@ -112,9 +110,9 @@ func run(ctx context.Context, opts options) (err error) {
 	if err != nil {
 		return err
 	}
-	var stop closers
-	stop.add(func() error { return os.RemoveAll(work) })
-	defer stop.closeAll()
+	var stop harness.Closers
+	stop.Add(func() error { return os.RemoveAll(work) })
+	defer stop.Close()
 	var logs []string
 	defer func() {
 		if err != nil && ctx.Err() == nil {
@@ -127,13 +125,13 @@ func run(ctx context.Context, opts options) (err error) {
 	if err != nil {
 		return err
 	}
-	stop.add(reg.Close)
+	stop.Add(reg.Close)
 	logs = append(logs, reg.Logs()...)
 	proxy, err := harness.StartProxy(reg.Addr())
 	if err != nil {
 		return err
 	}
-	stop.add(proxy.Close)
+	stop.Add(proxy.Close)
 
 	imgs, err := prepare(ctx, env, busybox, work, reg, conversionCache{dir: opts.cacheDir}, opts.entries)
 	if err != nil {
@@ -165,8 +163,8 @@ func run(ctx context.Context, opts options) (err error) {
 func runOnce(ctx context.Context, env harness.Env, proxy *harness.Proxy, imgs benchImages, dir, logsDir string, n, of int) (r runResult, err error) {
 	r = runResult{Run: n, LazyFirst: n%2 == 1}
 	progress("run %d/%d: starting lazyfs-snapshotter and containerd", n, of)
-	var stop closers
-	defer stop.closeAll()
+	var stop harness.Closers
+	defer stop.Close()
 	st, err := startStack(ctx, env, proxy, dir, &stop)
 	defer func() {
 		if err != nil && ctx.Err() == nil {

@@ -13,23 +13,6 @@ import (
 	"github.com/lazyfs/lazyfs/tests/harness"
 )
 
-// closers stop what was started, last started first.
-type closers []func() error
-
-func (c *closers) add(f func() error) { *c = append(*c, f) }
-
-// closeAll runs the closers and forgets them. Its receiver is a pointer
-// because it is deferred right after the first add: a value receiver would
-// be copied at the defer statement and miss everything added later.
-func (c *closers) closeAll() {
-	for i := len(*c) - 1; i >= 0; i-- {
-		if err := (*c)[i](); err != nil {
-			fmt.Fprintf(os.Stderr, "teardown: %v\n", err)
-		}
-	}
-	*c = nil
-}
-
 // stack is one run's snapshotter and containerd. Each run gets a fresh one,
 // so that nothing of an earlier run (TOCs kept on disk, snapshots, content,
 // a worker's memory) makes a later run warmer. The registry and its proxy
@@ -46,23 +29,23 @@ type stack struct {
 // startStack starts lazyfs-snapshotter and containerd 2.3.7 with lazyfs as
 // a proxy plugin. stop holds their teardown even when starting fails, and
 // the stack is returned as far as it started, so that its logs can be shown.
-func startStack(ctx context.Context, env harness.Env, proxy *harness.Proxy, dir string, stop *closers) (_ *stack, err error) {
+func startStack(ctx context.Context, env harness.Env, proxy *harness.Proxy, dir string, stop *harness.Closers) (_ *stack, err error) {
 	s := &stack{proxy: proxy, dir: dir}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return s, fmt.Errorf("failed to create run dir: %w", err)
 	}
-	stop.add(func() error { return os.RemoveAll(dir) })
+	stop.Add(func() error { return os.RemoveAll(dir) })
 	if s.sn, err = harness.StartSnapshotter(ctx, harness.SnapshotterOptions{Env: env}); err != nil {
 		return s, err
 	}
-	stop.add(s.sn.Close)
+	stop.Add(s.sn.Close)
 	s.ctrd, err = harness.StartContainerd(ctx, harness.ContainerdOptions{
 		Env: env, Version: harness.V2, LazyfsAddress: s.sn.Address(), LazyfsRoot: s.sn.Root(),
 	})
 	if err != nil {
 		return s, err
 	}
-	stop.add(s.ctrd.Close)
+	stop.Add(s.ctrd.Close)
 	s.cl, err = s.ctrd.Client(ctx)
 	return s, err
 }

@@ -28,19 +28,6 @@ func main() {
 	}
 }
 
-// closers stop what the demo started, last started first.
-type closers []func() error
-
-func (c *closers) add(f func() error) { *c = append(*c, f) }
-
-func (c closers) closeAll() {
-	for i := len(c) - 1; i >= 0; i-- {
-		if err := c[i](); err != nil {
-			fmt.Fprintf(os.Stderr, "teardown: %v\n", err)
-		}
-	}
-}
-
 func step(format string, args ...any) { fmt.Printf("==> "+format+"\n", args...) }
 
 func run(ctx context.Context) (err error) {
@@ -48,10 +35,8 @@ func run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	for _, check := range []error{harness.CheckRoot(), harness.CheckFUSE(), env.CheckTools(), env.CheckBinaries("lazyfs-snapshotter", "lazyfsd")} {
-		if check != nil {
-			return check
-		}
+	if err := env.CheckProgram("lazyfs-snapshotter", "lazyfsd"); err != nil {
+		return err
 	}
 	busybox, err := env.Busybox()
 	if err != nil {
@@ -61,10 +46,9 @@ func run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	var stop closers
-	stop.add(func() error { return os.RemoveAll(work) })
-	// A closure, so that the closers added below are run too.
-	defer func() { stop.closeAll() }()
+	var stop harness.Closers
+	stop.Add(func() error { return os.RemoveAll(work) })
+	defer stop.Close()
 	var logs []string
 	defer func() {
 		if err != nil {
@@ -81,7 +65,7 @@ func run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	stop.add(reg.Close)
+	stop.Add(reg.Close)
 	logs = append(logs, reg.Logs()...)
 	// Pulls go through a counting proxy, so the demo can show what the
 	// registry actually served.
@@ -89,14 +73,14 @@ func run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	stop.add(proxy.Close)
+	stop.Add(proxy.Close)
 
 	step("starting lazyfs-snapshotter")
 	sn, err := harness.StartSnapshotter(ctx, harness.SnapshotterOptions{Env: env})
 	if err != nil {
 		return err
 	}
-	stop.add(sn.Close)
+	stop.Add(sn.Close)
 	logs = append(logs, sn.Logs()...)
 
 	step("starting containerd 2.3.7 with lazyfs as a proxy plugin")
@@ -106,7 +90,7 @@ func run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	stop.add(ctrd.Close)
+	stop.Add(ctrd.Close)
 	logs = append(logs, ctrd.Logs()...)
 
 	step("building a test image (busybox + generated files, 3 layers) and converting it to eStargz")
