@@ -137,13 +137,25 @@ func (w *Worker) LoadLayer(ctx context.Context, req daemonapi.LoadLayerRequest) 
 	w.mu.Unlock()
 
 	layer, src, err := w.loadTOC(ctx, req.ImageRef, layerDigest, tocDigest)
-	if err != nil {
-		return daemonapi.LayerInfo{}, err
+	if err == nil {
+		var m *mount
+		if m, err = newMount(w, req, layer, src); err == nil {
+			return w.addMount(ctx, req, m)
+		}
 	}
-	m, err := newMount(w, req, layer, src)
-	if err != nil {
-		return daemonapi.LayerInfo{}, err
+	// The worker's own log says why, at a level operators keep: the
+	// snapshotter only sees that the layer fell back.
+	var refused *toc.RefusedError
+	if errors.As(err, &refused) || errdefs.IsInvalidArgument(err) {
+		log.G(ctx).WithError(err).Warn("layer refused for lazy loading")
+	} else {
+		log.G(ctx).WithError(err).Error("failed to load layer")
 	}
+	return daemonapi.LayerInfo{}, err
+}
+
+// addMount records a loaded layer under its mount id.
+func (w *Worker) addMount(ctx context.Context, req daemonapi.LoadLayerRequest, m *mount) (daemonapi.LayerInfo, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if _, ok := w.mounts[req.MountID]; ok {
