@@ -161,8 +161,8 @@ func (m *mount) serve(ctx context.Context, fd int) (_ daemonapi.InitState, retEr
 	}
 }
 
-// stopServing stops the read loop (waiting at most wait) and closes the
-// worker's copy of the fd.
+// stopServing stops the read loop, waiting at most wait for it, and closes
+// the worker's copy of the fd once the loop has returned.
 func (m *mount) stopServing(wait time.Duration) {
 	m.mu.Lock()
 	cancel, stopped, fd := m.cancel, m.stopped, m.fd
@@ -174,10 +174,18 @@ func (m *mount) stopServing(wait time.Duration) {
 	cancel()
 	select {
 	case <-stopped:
+		if fd >= 0 {
+			unix.Close(fd)
+		}
 	case <-time.After(wait):
-		log.G(m.w.ctx).WithField("mount_id", m.req.MountID).Warn("FUSE read loop did not stop in time")
-	}
-	if fd >= 0 {
-		unix.Close(fd)
+		// Closing now could hand the fd number to another file while a
+		// reader still uses it: close it when the loop is really done.
+		log.G(m.w.ctx).WithField("mount_id", m.req.MountID).Warn("FUSE read loop did not stop in time; closing its fd when it does")
+		go func() {
+			<-stopped
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+		}()
 	}
 }
