@@ -233,8 +233,14 @@ func TestPrefetchStopsWithContext(t *testing.T) {
 	l := prefetchLayer(t)
 	file, want := l.files["f"], l.data["f"]
 	src := &memSource{blob: l.blob}
-	src.hook = func(ctx context.Context, n int, _ []byte, _ int64) error {
-		if n == 2 { // the prefetch: stuck until its context ends
+	// The first request that covers chunk 1 is the prefetch (the first
+	// reads stay in chunk 0): it is stuck until its context ends. Matched
+	// by range, not by request number: the prefetches of chunks 1 and 2 may
+	// start in either order.
+	var stalled atomic.Bool
+	c1 := file[1].BlobOffset
+	src.hook = func(ctx context.Context, _ int, p []byte, off int64) error {
+		if off <= c1 && c1 < off+int64(len(p)) && stalled.CompareAndSwap(false, true) {
 			<-ctx.Done()
 			return ctx.Err()
 		}
@@ -250,7 +256,11 @@ func TestPrefetchStopsWithContext(t *testing.T) {
 		defer close(done)
 		readPieces(t, r, file, want, []int64{prefetchChunk})
 	}()
-	time.Sleep(20 * time.Millisecond) // let the read wait for the prefetch
+	// Let the read find the stuck prefetch and wait for it.
+	for deadline := time.Now().Add(10 * time.Second); !stalled.Load() && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
 	cancel()
 	stopped := make(chan struct{})
 	go func() {
