@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -164,7 +163,9 @@ func (s *Supervisor) copyLog(id string, r io.ReadCloser) {
 		s.logs[id] = l
 	}
 	s.mu.Unlock()
-	if _, err := io.Copy(l, r); err != nil && !strings.Contains(err.Error(), "file already closed") {
+	// os.ErrClosed: the supervisor closed the pipe itself (Close with
+	// keepWorkers), which is not a failure.
+	if _, err := io.Copy(l, r); err != nil && !errors.Is(err, os.ErrClosed) {
 		log.G(s.ctx).WithError(err).WithField("worker_id", id).Warn("worker log copy stopped")
 	}
 }
