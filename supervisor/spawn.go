@@ -48,9 +48,11 @@ func (s *Supervisor) spawn(ctx context.Context, id string) (_ *worker, err error
 	// Setsid and no parent-death signal: a worker outlives a crash or an
 	// upgrade of the snapshotter, so running containers keep reading.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	logw, logr, err := s.logPipe(id)
+	// stdout and stderr go through a pipe that copyLog drains into the
+	// worker's rotated log.
+	logr, logw, err := os.Pipe()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("worker %s: failed to create log pipe: %w", id, err)
 	}
 	cmd.Stdout = logw
 	cmd.Stderr = logw
@@ -139,16 +141,6 @@ func (s *Supervisor) waitReady(ctx context.Context, w *worker) error {
 
 func (s *Supervisor) logPath(id string) string {
 	return filepath.Join(s.opts.LogDir, "daemons", id+".log")
-}
-
-// logPipe returns a pipe for a worker's stdout and stderr; what the worker
-// writes is copied into its rotated log by copyLog.
-func (s *Supervisor) logPipe(id string) (w, r *os.File, err error) {
-	r, w, err = os.Pipe()
-	if err != nil {
-		return nil, nil, fmt.Errorf("worker %s: failed to create log pipe: %w", id, err)
-	}
-	return w, r, nil
 }
 
 // copyLog copies a worker's output into <log_dir>/daemons/<id>.log until the

@@ -116,7 +116,7 @@ func run(ctx context.Context, opts options) (err error) {
 	var logs []string
 	defer func() {
 		if err != nil && ctx.Err() == nil {
-			printLogs(logs)
+			harness.PrintLogs(os.Stderr, logs)
 		}
 	}()
 
@@ -168,7 +168,7 @@ func runOnce(ctx context.Context, env harness.Env, proxy *harness.Proxy, imgs be
 	st, err := startStack(ctx, env, proxy, dir, &stop)
 	defer func() {
 		if err != nil && ctx.Err() == nil {
-			printLogs(st.logs())
+			harness.PrintLogs(os.Stderr, st.logs())
 		}
 		if logsDir != "" {
 			if cerr := copyLogs(st.logs(), filepath.Join(logsDir, fmt.Sprintf("run%d", n))); cerr != nil {

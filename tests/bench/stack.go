@@ -91,24 +91,6 @@ func (s *stack) notableLogLines() []string {
 }
 
 // printLogs prints the end of each log file to stderr.
-func printLogs(paths []string) {
-	for _, p := range paths {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		fmt.Fprintf(os.Stderr, "\n----- %s -----\n%s", p, tail(string(data), 40))
-	}
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n") + "\n"
-}
-
 // copyLogs copies log files into dir, named after the directory holding
 // each (the harness names them after the process, workers after their id).
 func copyLogs(paths []string, dir string) error {

@@ -52,11 +52,7 @@ func run(ctx context.Context) (err error) {
 	var logs []string
 	defer func() {
 		if err != nil {
-			for _, l := range logs {
-				if data, rerr := os.ReadFile(l); rerr == nil {
-					fmt.Fprintf(os.Stderr, "\n----- %s -----\n%s", l, tail(string(data), 40))
-				}
-			}
+			harness.PrintLogs(os.Stderr, logs)
 		}
 	}()
 
@@ -179,12 +175,4 @@ func mib(n int64) string { return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20)) }
 func indent(s string) string {
 	s = strings.TrimRight(s, "\n")
 	return "    " + strings.ReplaceAll(s, "\n", "\n    ") + "\n"
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n") + "\n"
 }

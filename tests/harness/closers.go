@@ -2,6 +2,7 @@ package harness
 
 import (
 	"fmt"
+	"io"
 	"os"
 )
 
@@ -34,4 +35,12 @@ func (e Env) CheckProgram(binaries ...string) error {
 		}
 	}
 	return nil
+}
+
+// PrintLogs writes the end of each log file to w, for a program (the demo,
+// the benchmark) that failed; tests get the same through Track.
+func PrintLogs(w io.Writer, paths []string) {
+	for _, p := range paths {
+		fmt.Fprintf(w, "\n==== %s ====\n%s", p, logTail(p))
+	}
 }
