@@ -23,6 +23,19 @@ var logLevels = []string{"trace", "debug", "info", "warn", "error"}
 // workerModes lists the accepted values of workers.mode.
 var workerModes = []string{string(WorkersPerImage), string(WorkersShared)}
 
+// Values of workers.recover_policy.
+const (
+	// RecoverFailover hands a dead worker's FUSE connections to a
+	// successor: running containers see a stall, never an error.
+	RecoverFailover = "failover"
+	// RecoverRemount closes a dead worker's connections (running
+	// containers reading its layers get errors) and mounts the layers
+	// again for new containers.
+	RecoverRemount = "remount"
+)
+
+var recoverPolicies = []string{RecoverFailover, RecoverRemount}
+
 // Config is the snapshotter's configuration. The toml tags are the key names.
 type Config struct {
 	// Root holds the metadata databases, the snapshots, the chunk cache and
@@ -68,6 +81,21 @@ type WorkersConfig struct {
 	FuseReaders int `toml:"fuse_readers"`
 	// ReadyTimeout bounds the wait for a spawned worker to become ready.
 	ReadyTimeout Duration `toml:"ready_timeout"`
+	// RecoverPolicy is what happens to the mounts of a worker that dies:
+	// RecoverFailover (default) or RecoverRemount.
+	RecoverPolicy string `toml:"recover_policy"`
+	// CrashLoopCount is how many times in a row a worker may die within
+	// CrashLoopWindow of taking its mounts over before they are given up
+	// (marked failed, their readers get errors), from 1 to 1000.
+	CrashLoopCount int `toml:"crash_loop_count"`
+	// CrashLoopWindow: a worker that dies sooner than this after it began
+	// serving counts towards CrashLoopCount; one that served longer
+	// resets the count.
+	CrashLoopWindow Duration `toml:"crash_loop_window"`
+	// RestartBackoff is the first wait before a successor of a worker that
+	// died quickly again; it doubles up to 5s. The first takeover after a
+	// worker served well is immediate.
+	RestartBackoff Duration `toml:"restart_backoff"`
 }
 
 // LayersConfig is the [layers] table: limits that protect the workers from
@@ -108,8 +136,12 @@ func Default() Config {
 		LogDir:   "/var/log/lazyfs",
 		Workers: WorkersConfig{
 			Mode:         WorkersPerImage,
-			FuseReaders:  4,
-			ReadyTimeout: Duration(10 * time.Second),
+			FuseReaders:     4,
+			ReadyTimeout:    Duration(10 * time.Second),
+			RecoverPolicy:   RecoverFailover,
+			CrashLoopCount:  5,
+			CrashLoopWindow: Duration(10 * time.Second),
+			RestartBackoff:  Duration(100 * time.Millisecond),
 		},
 		Layers: LayersConfig{
 			MaxTOCCompressedSize: 64 * MiB,

@@ -48,6 +48,16 @@ func (c Config) Validate() error {
 		v.add("workers.fuse_readers", "%d is out of range: must be from %d (a reader must stay free for the kernel's INTERRUPT) to %d",
 			n, minFuseReaders, maxFuseReaders)
 	}
+	v.oneOf("workers.recover_policy", c.Workers.RecoverPolicy, recoverPolicies)
+	if n := c.Workers.CrashLoopCount; n < 1 || n > 1000 {
+		v.add("workers.crash_loop_count", "%d is out of range: must be from 1 to 1000", n)
+	}
+	if c.Workers.CrashLoopWindow <= 0 {
+		v.add("workers.crash_loop_window", "%s is out of range: must be longer than 0s", c.Workers.CrashLoopWindow)
+	}
+	if c.Workers.RestartBackoff <= 0 {
+		v.add("workers.restart_backoff", "%s is out of range: must be longer than 0s", c.Workers.RestartBackoff)
+	}
 	if c.Workers.ReadyTimeout <= 0 {
 		v.add("workers.ready_timeout", "%s is out of range: must be longer than 0s", c.Workers.ReadyTimeout)
 	}

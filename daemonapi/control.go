@@ -1,5 +1,7 @@
 package daemonapi
 
+import "github.com/lazyfs/lazyfs/failover"
+
 // Control socket protocol.
 //
 // After admitting a controller the worker sends hello; a refused controller
@@ -9,10 +11,22 @@ package daemonapi
 //
 //	controller → worker                         worker → controller
 //	attach {seq, mount_id} + 1 fd               attach {seq, mount_id, init_request, init_reply}
-//	                                            attach {seq, mount_id, error}
+//	attach {seq, mount_id, init_request,        attach {seq, mount_id, error}
+//	        init_reply, defer_resend} + 1 fd
+//	attach {seq, mount_id, recover_init} + 1 fd
 //	collect {seq}                               collect {seq, mount_id, init_request, init_reply} + 1 fd, once per mount
 //	                                            collect {seq, last: true} (or with error)
+//	resend {seq, mount_id}                      resend {seq, mount_id} (or with error)
 //	                                            error {seq or 0, error}: a packet the worker could not take
+//
+// An attach that carries INIT state takes over a connection another worker
+// initialised (failover): the worker replays that INIT instead of reading
+// one, and sends FUSE_NOTIFY_RESEND before its first read unless
+// defer_resend is set (a planned replacement, whose predecessor still
+// answers what it read; resend is sent once it is gone). recover_init marks
+// a fresh connection whose INIT a dead worker may have read unanswered.
+// collect hands a re-adopting controller a copy of every connection the
+// worker serves, with its INIT state.
 //
 // Unknown fields are ignored, so that a snapshotter and a worker of
 // neighbouring versions (during a live upgrade of either) still understand
@@ -43,8 +57,12 @@ const (
 	MessageAttach MessageType = "attach"
 	// MessageCollect asks the worker for every fd and INIT state it holds,
 	// for failover; answered with one collect message per mount, each with
-	// its fd, and a final one with Last set. Not implemented yet.
+	// its fd, and a final one with Last set.
 	MessageCollect MessageType = "collect"
+	// MessageResend asks the worker to send FUSE_NOTIFY_RESEND on a
+	// mount it took over with defer_resend, now that its predecessor is
+	// gone.
+	MessageResend MessageType = "resend"
 	// MessageError reports a packet the worker could not take, or why a
 	// controller was refused.
 	MessageError MessageType = "error"
@@ -62,20 +80,41 @@ type ControlMessage struct {
 	// MountID names the mount an attach or collect message is about.
 	MountID string `json:"mount_id,omitempty"`
 	// InitRequest is the raw FUSE INIT request the kernel sent (header
-	// included), InitReply the raw reply the worker wrote.
+	// included), InitReply the raw reply the worker wrote. In an attach
+	// request they are the state of the connection to take over.
 	InitRequest []byte `json:"init_request,omitempty"`
 	InitReply   []byte `json:"init_reply,omitempty"`
+	// DeferResend (attach with INIT state): do not send
+	// FUSE_NOTIFY_RESEND yet; a resend message follows.
+	DeferResend bool `json:"defer_resend,omitempty"`
+	// RecoverInit (attach without INIT state): a dead worker may have
+	// read this connection's INIT; have the kernel send it again.
+	RecoverInit bool `json:"recover_init,omitempty"`
 	// Last marks the final message of a collect answer.
 	Last bool `json:"last,omitempty"`
 	// Error is set when the request failed.
 	Error *ErrorInfo `json:"error,omitempty"`
 }
 
-// InitState is what a worker exchanged with the kernel in FUSE INIT on one
-// connection: the raw request (header included) and the raw reply. A
-// successor replays Request and must compute the same Reply before it takes
-// the connection over.
-type InitState struct {
-	Request []byte
-	Reply   []byte
+// AttachRequest says how a worker is to serve the connection it is handed.
+type AttachRequest struct {
+	// MountID names the loaded layer the connection serves.
+	MountID string
+	// Resume is the INIT state of a connection another worker
+	// initialised (a takeover); nil for a fresh connection.
+	Resume *failover.InitState
+	// DeferResend, with Resume: the previous worker is still alive (a
+	// planned replacement); FUSE_NOTIFY_RESEND waits for a Resend.
+	DeferResend bool
+	// RecoverInit, without Resume: a worker that died may have read the
+	// connection's INIT without answering it.
+	RecoverInit bool
+}
+
+// HeldConnection is one connection a worker serves, as collect hands it to
+// a controller: the mount, a copy of its /dev/fuse fd and its INIT state.
+type HeldConnection struct {
+	MountID string
+	FD      int
+	Init    failover.InitState
 }

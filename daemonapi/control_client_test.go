@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lazyfs/lazyfs/daemonapi"
+	"github.com/lazyfs/lazyfs/failover"
 )
 
 func TestAttachInvalidArguments(t *testing.T) {
@@ -32,12 +33,12 @@ func TestAttachInvalidArguments(t *testing.T) {
 		{"closed fd", "m", 1 << 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := c.Attach(testContext(t), tc.mountID, tc.fd); !errdefs.IsInvalidArgument(err) {
+			if _, err := c.Attach(testContext(t), daemonapi.AttachRequest{MountID: tc.mountID}, tc.fd); !errdefs.IsInvalidArgument(err) {
 				t.Errorf("Attach(%q, %d) error = %v, want invalid argument", tc.mountID, tc.fd, err)
 			}
 		})
 	}
-	if _, err := c.Attach(testContext(t), "m", r); err != nil {
+	if _, err := c.Attach(testContext(t), daemonapi.AttachRequest{MountID: "m"}, r); err != nil {
 		t.Errorf("Attach after refused ones: %v", err)
 	}
 }
@@ -45,7 +46,7 @@ func TestAttachInvalidArguments(t *testing.T) {
 func TestAttachHonoursContext(t *testing.T) {
 	checkLeaks(t)
 	release := make(chan struct{})
-	path := startControl(t, attachFunc(func(ctx context.Context, mountID string, fd int) (daemonapi.InitState, error) {
+	path := startControl(t, attachFunc(func(ctx context.Context, mountID string, fd int) (failover.InitState, error) {
 		if mountID == "slow" {
 			<-release
 		}
@@ -58,7 +59,7 @@ func TestAttachHonoursContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(testContext(t), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	if _, err := c.Attach(ctx, "slow", r); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := c.Attach(ctx, daemonapi.AttachRequest{MountID: "slow"}, r); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Attach() error = %v, want deadline exceeded", err)
 	}
 	if d := time.Since(start); d > 2*time.Second {
@@ -66,7 +67,7 @@ func TestAttachHonoursContext(t *testing.T) {
 	}
 	close(release)
 	// The late reply to "slow" must not be taken for the next one's.
-	st, err := c.Attach(testContext(t), "fast", r)
+	st, err := c.Attach(testContext(t), daemonapi.AttachRequest{MountID: "fast"}, r)
 	if err != nil {
 		t.Fatal(err)
 	}

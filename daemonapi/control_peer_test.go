@@ -21,7 +21,7 @@ func TestPeerCredentials(t *testing.T) {
 		requireRoot(t)
 		c := dial(t, path)
 		r, _ := pipe(t)
-		if _, err := c.Attach(testContext(t), "m", r); err != nil {
+		if _, err := c.Attach(testContext(t), daemonapi.AttachRequest{MountID: "m"}, r); err != nil {
 			t.Fatal(err)
 		}
 		c.Close()

@@ -12,18 +12,36 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
+
+	"github.com/lazyfs/lazyfs/failover"
 )
 
 // ControlHandler is what a worker does with the requests of its controller.
 type ControlHandler interface {
-	// Attach starts serving the FUSE connection fd for the mount mountID
-	// (whose layer was loaded through the HTTP API) and returns once FUSE
-	// INIT has been answered on it, with the INIT request and reply.
+	// Attach starts serving the FUSE connection fd for the mount
+	// req.MountID (whose layer was loaded through the HTTP API) and returns
+	// once the connection is served: on a fresh connection once FUSE INIT
+	// has been answered, with the INIT request and reply; on a takeover
+	// (req.Resume) once the saved INIT was replayed and the kernel asked to
+	// resend what the previous worker held, with that same state.
 	//
 	// On success the handler owns fd. On error it must neither keep nor
 	// close fd: the server closes it. ctx ends with this call (or when
 	// ServeControl stops): serving the mount must not depend on it.
-	Attach(ctx context.Context, mountID string, fd int) (InitState, error)
+	Attach(ctx context.Context, req AttachRequest, fd int) (failover.InitState, error)
+}
+
+// ConnectionCollector is implemented by a handler that can hand a
+// re-adopting controller a copy of every connection it serves (collect).
+// The returned fds are the server's to close once sent.
+type ConnectionCollector interface {
+	Collect(ctx context.Context) ([]HeldConnection, error)
+}
+
+// Resender is implemented by a handler that can send FUSE_NOTIFY_RESEND
+// on a mount it took over with DeferResend (resend).
+type Resender interface {
+	Resend(ctx context.Context, mountID string) error
 }
 
 const (
@@ -245,6 +263,9 @@ func (s *controlServer) dispatch(ctx context.Context, sess *controlSession, msg 
 		if err := ValidateMountID(msg.MountID); err != nil {
 			return reject(reply, err)
 		}
+		if msg.DeferResend && msg.InitRequest == nil {
+			return reject(reply, fmt.Errorf("defer_resend without INIT state to resume: %w", errdefs.ErrInvalidArgument))
+		}
 		select {
 		case sess.slots <- struct{}{}:
 		case <-ctx.Done():
@@ -255,7 +276,7 @@ func (s *controlServer) dispatch(ctx context.Context, sess *controlSession, msg 
 		go func() {
 			defer sess.inflight.Done()
 			defer func() { <-sess.slots }()
-			s.attach(ctx, sess, msg.Seq, msg.MountID, fds[0])
+			s.attach(ctx, sess, msg, fds[0])
 		}()
 		return true
 	case MessageCollect:
@@ -263,17 +284,47 @@ func (s *controlServer) dispatch(ctx context.Context, sess *controlSession, msg 
 		if len(fds) != 0 {
 			return reject(reply, fmt.Errorf("collect carries %d fds, not 0: %w", len(fds), errdefs.ErrInvalidArgument))
 		}
-		return reject(reply, fmt.Errorf("collect: %w", errdefs.ErrNotImplemented))
+		c, ok := s.h.(ConnectionCollector)
+		if !ok {
+			return reject(reply, fmt.Errorf("collect: %w", errdefs.ErrNotImplemented))
+		}
+		s.collect(ctx, sess, msg.Seq, c)
+		return true
+	case MessageResend:
+		reply := ControlMessage{Type: MessageResend, MountID: msg.MountID}
+		if len(fds) != 0 {
+			return reject(reply, fmt.Errorf("resend carries %d fds, not 0: %w", len(fds), errdefs.ErrInvalidArgument))
+		}
+		if err := ValidateMountID(msg.MountID); err != nil {
+			return reject(reply, err)
+		}
+		r, ok := s.h.(Resender)
+		if !ok {
+			return reject(reply, fmt.Errorf("resend: %w", errdefs.ErrNotImplemented))
+		}
+		if err := r.Resend(ctx, msg.MountID); err != nil {
+			return reject(reply, err)
+		}
+		reply.Seq = msg.Seq
+		if err := s.send(ctx, sess.pc, reply); err != nil {
+			log.G(ctx).WithError(err).Warn("failed to send resend reply")
+		}
+		return true
 	default:
 		return reject(ControlMessage{Type: MessageError}, fmt.Errorf("message type %q is not handled: %w", msg.Type, errdefs.ErrNotImplemented))
 	}
 }
 
 // attach hands fd to the handler and reports the outcome to the controller.
-func (s *controlServer) attach(ctx context.Context, sess *controlSession, seq uint64, mountID string, fd int) {
+func (s *controlServer) attach(ctx context.Context, sess *controlSession, msg ControlMessage, fd int) {
+	seq, mountID := msg.Seq, msg.MountID
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("mount_id", mountID))
+	req := AttachRequest{MountID: mountID, DeferResend: msg.DeferResend, RecoverInit: msg.RecoverInit}
+	if msg.InitRequest != nil || msg.InitReply != nil {
+		req.Resume = &failover.InitState{Request: msg.InitRequest, Reply: msg.InitReply}
+	}
 	reply := ControlMessage{Type: MessageAttach, Seq: seq, MountID: mountID}
-	st, err := s.h.Attach(ctx, mountID, fd)
+	st, err := s.h.Attach(ctx, req, fd)
 	if err != nil {
 		// Closed before the reply goes out, so that the controller
 		// never sees an error while the worker still holds the fd.
@@ -295,11 +346,43 @@ func (s *controlServer) attach(ctx context.Context, sess *controlSession, seq ui
 	}
 }
 
+// collect sends the controller a copy of every connection the handler
+// serves, one message and fd each, then the closing message.
+func (s *controlServer) collect(ctx context.Context, sess *controlSession, seq uint64, c ConnectionCollector) {
+	conns, err := c.Collect(ctx)
+	defer func() {
+		for _, hc := range conns {
+			unix.Close(hc.FD)
+		}
+	}()
+	last := ControlMessage{Type: MessageCollect, Seq: seq, Last: true}
+	if err != nil {
+		last.Error = ptr(newErrorInfo(err))
+	}
+	for _, hc := range conns {
+		msg := ControlMessage{Type: MessageCollect, Seq: seq, MountID: hc.MountID, InitRequest: hc.Init.Request, InitReply: hc.Init.Reply}
+		if err := s.sendFDs(ctx, sess.pc, msg, hc.FD); err != nil {
+			log.G(ctx).WithError(err).WithField("mount_id", hc.MountID).Warn("failed to hand a connection to the controller")
+			last.Error = ptr(newErrorInfo(fmt.Errorf("mount %s: %w", hc.MountID, err)))
+			break
+		}
+	}
+	if err := s.send(ctx, sess.pc, last); err != nil {
+		log.G(ctx).WithError(err).Warn("failed to send collect reply")
+	}
+	log.G(ctx).WithField("mounts", len(conns)).Info("connections collected by controller")
+}
+
 // send writes one message with the write timeout.
 func (s *controlServer) send(ctx context.Context, pc *packetConn, msg ControlMessage) error {
+	return s.sendFDs(ctx, pc, msg)
+}
+
+// sendFDs writes one message carrying copies of fds, with the write timeout.
+func (s *controlServer) sendFDs(ctx context.Context, pc *packetConn, msg ControlMessage, fds ...int) error {
 	ctx, cancel := context.WithTimeout(ctx, controlWriteTimeout)
 	defer cancel()
-	return pc.write(ctx, msg)
+	return pc.write(ctx, msg, fds...)
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -11,6 +11,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/lazyfs/lazyfs/daemonapi"
+	"github.com/lazyfs/lazyfs/failover"
 )
 
 func TestOneControllerAtATime(t *testing.T) {
@@ -27,7 +28,7 @@ func TestOneControllerAtATime(t *testing.T) {
 	}
 	// The first one is unaffected.
 	r, _ := pipe(t)
-	if _, err := first.Attach(testContext(t), "m", r); err != nil {
+	if _, err := first.Attach(testContext(t), daemonapi.AttachRequest{MountID: "m"}, r); err != nil {
 		t.Fatal(err)
 	}
 
@@ -37,14 +38,14 @@ func TestOneControllerAtATime(t *testing.T) {
 	default:
 		t.Error("Done() is open after Close")
 	}
-	if _, err := first.Attach(testContext(t), "m", r); !errdefs.IsUnavailable(err) {
+	if _, err := first.Attach(testContext(t), daemonapi.AttachRequest{MountID: "m"}, r); !errdefs.IsUnavailable(err) {
 		t.Errorf("Attach after Close: %v, want unavailable", err)
 	}
 	// Right after the first closes, with no pause: the worker must not
 	// refuse a successor because it has not noticed the hang-up yet.
 	for range 20 {
 		c := dial(t, path)
-		if _, err := c.Attach(testContext(t), "m", r); err != nil {
+		if _, err := c.Attach(testContext(t), daemonapi.AttachRequest{MountID: "m"}, r); err != nil {
 			t.Fatal(err)
 		}
 		c.Close()
@@ -63,17 +64,17 @@ func TestServeControlStops(t *testing.T) {
 	attaching := make(chan struct{})
 	served := make(chan error, 1)
 	go func() {
-		served <- daemonapi.ServeControl(ctx, l, attachFunc(func(ctx context.Context, _ string, fd int) (daemonapi.InitState, error) {
+		served <- daemonapi.ServeControl(ctx, l, attachFunc(func(ctx context.Context, _ string, fd int) (failover.InitState, error) {
 			close(attaching)
 			<-ctx.Done()
-			return daemonapi.InitState{}, ctx.Err()
+			return failover.InitState{}, ctx.Err()
 		}))
 	}()
 	c := dial(t, path)
 	r, _ := pipe(t)
 	attached := make(chan error, 1)
 	go func() {
-		_, err := c.Attach(context.Background(), "m", r)
+		_, err := c.Attach(context.Background(), daemonapi.AttachRequest{MountID: "m"}, r)
 		attached <- err
 	}()
 	<-attaching

@@ -15,22 +15,23 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lazyfs/lazyfs/daemonapi"
+	"github.com/lazyfs/lazyfs/failover"
 )
 
 // attachFunc makes a function a ControlHandler.
-type attachFunc func(ctx context.Context, mountID string, fd int) (daemonapi.InitState, error)
+type attachFunc func(ctx context.Context, mountID string, fd int) (failover.InitState, error)
 
-func (f attachFunc) Attach(ctx context.Context, mountID string, fd int) (daemonapi.InitState, error) {
-	return f(ctx, mountID, fd)
+func (f attachFunc) Attach(ctx context.Context, req daemonapi.AttachRequest, fd int) (failover.InitState, error) {
+	return f(ctx, req.MountID, fd)
 }
 
 // stateFor is the INIT state the test handlers answer for a mount.
-func stateFor(mountID string) daemonapi.InitState {
-	return daemonapi.InitState{Request: []byte("req:" + mountID), Reply: []byte{0, 1, 2, 0xff, byte(len(mountID))}}
+func stateFor(mountID string) failover.InitState {
+	return failover.InitState{Request: []byte("req:" + mountID), Reply: []byte{0, 1, 2, 0xff, byte(len(mountID))}}
 }
 
 // closingHandler answers stateFor after closing the fd it now owns.
-var closingHandler = attachFunc(func(_ context.Context, mountID string, fd int) (daemonapi.InitState, error) {
+var closingHandler = attachFunc(func(_ context.Context, mountID string, fd int) (failover.InitState, error) {
 	unix.Close(fd)
 	return stateFor(mountID), nil
 })
@@ -99,12 +100,12 @@ func readersGone(t *testing.T, w int) bool {
 func TestAttachPassesFD(t *testing.T) {
 	checkLeaks(t)
 	received := make(chan string, 1)
-	path := startControl(t, attachFunc(func(_ context.Context, mountID string, fd int) (daemonapi.InitState, error) {
+	path := startControl(t, attachFunc(func(_ context.Context, mountID string, fd int) (failover.InitState, error) {
 		defer unix.Close(fd)
 		buf := make([]byte, 64)
 		n, err := unix.Read(fd, buf)
 		if err != nil {
-			return daemonapi.InitState{}, fmt.Errorf("read: %w", err)
+			return failover.InitState{}, fmt.Errorf("read: %w", err)
 		}
 		received <- string(buf[:n])
 		return stateFor(mountID), nil
@@ -118,7 +119,7 @@ func TestAttachPassesFD(t *testing.T) {
 	if _, err := unix.Write(w, []byte("through the socket")); err != nil {
 		t.Fatal(err)
 	}
-	st, err := c.Attach(testContext(t), "m1", r)
+	st, err := c.Attach(testContext(t), daemonapi.AttachRequest{MountID: "m1"}, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,13 +152,13 @@ func TestAttachErrors(t *testing.T) {
 		context.DeadlineExceeded,
 	} {
 		t.Run(class.Error(), func(t *testing.T) {
-			path := startControl(t, attachFunc(func(_ context.Context, mountID string, fd int) (daemonapi.InitState, error) {
-				return daemonapi.InitState{}, fmt.Errorf("mount %s refused by the test: %w", mountID, class)
+			path := startControl(t, attachFunc(func(_ context.Context, mountID string, fd int) (failover.InitState, error) {
+				return failover.InitState{}, fmt.Errorf("mount %s refused by the test: %w", mountID, class)
 			}))
 			c := dial(t, path)
 			r, w := rawPipe(t)
 			defer unix.Close(w)
-			_, err := c.Attach(testContext(t), "m-1", r)
+			_, err := c.Attach(testContext(t), daemonapi.AttachRequest{MountID: "m-1"}, r)
 			if !errors.Is(err, class) {
 				t.Fatalf("Attach() error = %v, want class %v", err, class)
 			}
@@ -177,7 +178,7 @@ func TestAttachErrors(t *testing.T) {
 
 func TestAttachConcurrent(t *testing.T) {
 	checkLeaks(t)
-	path := startControl(t, attachFunc(func(_ context.Context, mountID string, fd int) (daemonapi.InitState, error) {
+	path := startControl(t, attachFunc(func(_ context.Context, mountID string, fd int) (failover.InitState, error) {
 		// Answer out of order, so that replies must be matched.
 		time.Sleep(time.Duration(len(mountID)%3) * 5 * time.Millisecond)
 		unix.Close(fd)
@@ -192,7 +193,7 @@ func TestAttachConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			id := fmt.Sprintf("mount-%d%s", i, strings.Repeat("x", i))
-			st, err := c.Attach(context.Background(), id, r)
+			st, err := c.Attach(context.Background(), daemonapi.AttachRequest{MountID: id}, r)
 			if err == nil && !bytes.Equal(st.Request, stateFor(id).Request) {
 				err = fmt.Errorf("attach %s got the state of %q", id, st.Request)
 			}

@@ -35,7 +35,7 @@ type mount struct {
 	// served receives each Serve call's result.
 	served chan error
 	cancel context.CancelFunc
-	init   chan InitState
+	init   chan failover.InitState
 }
 
 // newMount opens /dev/fuse and mounts it at a fresh directory, without
@@ -57,7 +57,7 @@ func newMount(t *testing.T, tree *Tree, reader FileReader) *mount {
 		fs:     NewFS(ctx, tree, reader),
 		served: make(chan error, 4),
 		cancel: func() {},
-		init:   make(chan InitState, 1),
+		init:   make(chan failover.InitState, 1),
 	}
 	if err := failover.Mount(fd, m.dir, "lazyfs-test", "lazyfs"); err != nil {
 		unix.Close(fd)
@@ -72,7 +72,7 @@ func (m *mount) serve(opts ServeOptions) {
 	ctx, cancel := context.WithCancel(m.ctx)
 	m.cancel = cancel
 	if opts.OnInit == nil && opts.Resume == nil {
-		opts.OnInit = func(s InitState) { m.init <- s }
+		opts.OnInit = func(s failover.InitState) { m.init <- s }
 	}
 	go func() { m.served <- Serve(ctx, m.fd, m.fs, opts) }()
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/lazyfs/lazyfs/failover"
 )
 
 // Wire layout of the FUSE messages this package reads or writes itself.
@@ -18,65 +20,22 @@ const (
 	outHeaderSize = 16 // struct fuse_out_header
 	initInSize    = 64 // struct fuse_init_in (protocol 7.36 and later)
 	opcodeOffset  = 4  // fuse_in_header.opcode
-	initFlags     = inHeaderSize + 12
-	initFlags2    = inHeaderSize + 16
 
 	opInit       = 26 // FUSE_INIT
 	notifyResend = 7  // FUSE_NOTIFY_RESEND, sent in fuse_out_header.error
+
+	// resendBit marks, in fuse_in_header.unique, a request the kernel
+	// queued again after FUSE_NOTIFY_RESEND.
+	resendBit = 1 << 63
 )
-
-// InitState is the FUSE INIT exchange of a connection, byte for byte. The
-// kernel sends INIT once per mount and never says again what was
-// negotiated, so whoever keeps the connection alive (the supervisor) keeps
-// this too and gives it to the successor that takes the connection over.
-type InitState struct {
-	// Request is the INIT request as read from /dev/fuse:
-	// fuse_in_header followed by fuse_init_in.
-	Request []byte
-	// Reply is the reply written back: fuse_out_header followed by
-	// fuse_init_out.
-	Reply []byte
-}
-
-// KernelFlags returns the capabilities the kernel offered in INIT (the
-// CAP_* bits of go-fuse's fuse package).
-func (s InitState) KernelFlags() (uint64, error) {
-	if err := s.check(); err != nil {
-		return 0, err
-	}
-	flags := uint64(binary.NativeEndian.Uint32(s.Request[initFlags:]))
-	if flags&fuse.CAP_INIT_EXT != 0 && len(s.Request) >= initFlags2+4 {
-		flags |= uint64(binary.NativeEndian.Uint32(s.Request[initFlags2:])) << 32
-	}
-	return flags, nil
-}
-
-// SupportsResend reports whether the kernel offered FUSE_NOTIFY_RESEND
-// (Linux 6.9 and later): without it, requests a dead server read but did not
-// answer are never answered, and their callers hang.
-func (s InitState) SupportsResend() bool {
-	flags, err := s.KernelFlags()
-	return err == nil && flags&fuse.CAP_HAS_RESEND != 0
-}
-
-// check validates the shape of the saved request.
-func (s InitState) check() error {
-	if len(s.Request) < inHeaderSize+16 {
-		return fmt.Errorf("saved INIT request is %d bytes: %w", len(s.Request), errdefs.ErrInvalidArgument)
-	}
-	if op := binary.NativeEndian.Uint32(s.Request[opcodeOffset:]); op != opInit {
-		return fmt.Errorf("saved INIT request has opcode %d: %w", op, errdefs.ErrInvalidArgument)
-	}
-	return nil
-}
 
 // replayInit feeds a saved INIT request to ps, so that it negotiates what
 // the connection's first server negotiated, and refuses the takeover unless
 // its reply is byte-identical to the saved one: a different go-fuse version
 // or mount options could otherwise serve the kernel with settings (page
 // counts, flags) it never agreed to.
-func replayInit(ps *fuse.ProtocolServer, s InitState, outSize int) error {
-	if err := s.check(); err != nil {
+func replayInit(ps *fuse.ProtocolServer, s failover.InitState, outSize int) error {
+	if err := s.Check(); err != nil {
 		return err
 	}
 	out := make([]byte, outSize)

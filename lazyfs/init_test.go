@@ -8,6 +8,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/lazyfs/lazyfs/failover"
 )
 
 // syntheticInit builds an INIT request as a 6.18 kernel sends it.
@@ -19,8 +21,8 @@ func syntheticInit(flags uint64) []byte {
 	binary.NativeEndian.PutUint32(req[inHeaderSize:], 7)
 	binary.NativeEndian.PutUint32(req[inHeaderSize+4:], 45)
 	binary.NativeEndian.PutUint32(req[inHeaderSize+8:], 128<<10)
-	binary.NativeEndian.PutUint32(req[initFlags:], uint32(flags))
-	binary.NativeEndian.PutUint32(req[initFlags2:], uint32(flags>>32))
+	binary.NativeEndian.PutUint32(req[inHeaderSize+12:], uint32(flags))
+	binary.NativeEndian.PutUint32(req[inHeaderSize+16:], uint32(flags>>32))
 	return req
 }
 
@@ -56,42 +58,17 @@ func TestInitReplyIsDeterministic(t *testing.T) {
 	}
 }
 
-func TestInitStateFlags(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		flags  uint64
-		resend bool
-	}{
-		{"resend", fuse.CAP_INIT_EXT | fuse.CAP_HAS_RESEND, true},
-		{"no resend", fuse.CAP_INIT_EXT | fuse.CAP_ASYNC_READ, false},
-		// flags2 only counts when the kernel says it sent it.
-		{"flags2 without INIT_EXT", fuse.CAP_HAS_RESEND, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			s := InitState{Request: syntheticInit(tc.flags)}
-			if got := s.SupportsResend(); got != tc.resend {
-				t.Errorf("SupportsResend = %v, want %v", got, tc.resend)
-			}
-		})
-	}
-	for _, bad := range []InitState{{}, {Request: make([]byte, 100)}} {
-		if _, err := bad.KernelFlags(); !errdefs.IsInvalidArgument(err) {
-			t.Errorf("KernelFlags of %d bytes: %v", len(bad.Request), err)
-		}
-	}
-}
-
 func TestServeRefusesMismatchedResume(t *testing.T) {
 	req := syntheticInit(fuse.CAP_INIT_EXT | fuse.CAP_ASYNC_READ)
 	reply := initReply(t, req)
 	fs := NewFS(context.Background(), &Tree{nodes: make([]node, 2)}, nil)
 	for _, tc := range []struct {
 		name  string
-		state InitState
+		state failover.InitState
 	}{
-		{"other reply", InitState{Request: req, Reply: append(slices.Clone(reply[:len(reply)-1]), reply[len(reply)-1]^1)}},
-		{"truncated reply", InitState{Request: req, Reply: reply[:len(reply)-8]}},
-		{"not INIT", InitState{Request: make([]byte, inHeaderSize+initInSize), Reply: reply}},
+		{"other reply", failover.InitState{Request: req, Reply: append(slices.Clone(reply[:len(reply)-1]), reply[len(reply)-1]^1)}},
+		{"truncated reply", failover.InitState{Request: req, Reply: reply[:len(reply)-8]}},
+		{"not INIT", failover.InitState{Request: make([]byte, inHeaderSize+initInSize), Reply: reply}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// fd -1: a refused takeover must not touch the fd at all.

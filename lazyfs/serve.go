@@ -14,6 +14,9 @@ import (
 	"github.com/containerd/log"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/lazyfs/lazyfs/failover"
+	"github.com/lazyfs/lazyfs/metrics"
 )
 
 // Connection settings. They are part of the INIT reply, which a successor
@@ -44,17 +47,23 @@ type ServeOptions struct {
 	// one request at a time. 0 means 4; fewer than 2 are raised to 2,
 	// since an INTERRUPT only takes effect if a reader is free to read it.
 	Readers int
-	// OnInit, if set, is called once on a fresh mount, after the INIT
-	// reply was written and before any other request is read, with the
-	// raw INIT exchange to keep for a later takeover.
-	OnInit func(InitState)
+	// OnInit, if set, is called once the connection is being served,
+	// before any request other than INIT is read: on a fresh mount after
+	// the INIT reply was written, with the raw INIT exchange to keep for a
+	// later takeover; on a takeover (Resume) after the replay and the
+	// resend, with the resumed state.
+	OnInit func(failover.InitState)
 	// Resume takes over a connection another server initialised: its
 	// saved INIT is replayed locally (Serve fails with
 	// errdefs.ErrFailedPrecondition if the reply would differ), then
 	// FUSE_NOTIFY_RESEND is sent before the first read if the kernel
 	// supports it, so that requests the previous server read but did not
 	// answer are answered now.
-	Resume *InitState
+	Resume *failover.InitState
+	// DeferResend, with Resume, skips the resend: the previous server is
+	// still alive (a planned replacement) and answers what it read; the
+	// caller sends NotifyResend once it is gone.
+	DeferResend bool
 	// RecoverInit, on a fresh mount, sends FUSE_NOTIFY_RESEND before
 	// reading INIT: set it when a previous server may have read INIT and
 	// died before answering it, which would otherwise leave the mount
@@ -101,13 +110,18 @@ func Serve(ctx context.Context, fd int, fs fuse.RawFileSystem, opts ServeOptions
 	defer context.AfterFunc(ctx, w.signal)()
 
 	s := &server{fd: fd, ps: ps, w: w}
+	var st failover.InitState
 	switch {
 	case opts.Resume != nil:
-		if opts.Resume.SupportsResend() {
+		st = *opts.Resume
+		switch {
+		case opts.DeferResend:
+		case st.SupportsResend():
 			if err := NotifyResend(fd); err != nil {
 				return err
 			}
-		} else {
+		default:
+			metrics.TakeoversWithoutResend.Inc()
 			log.G(ctx).Warn("kernel lacks FUSE_NOTIFY_RESEND: requests read by the previous server stay unanswered")
 		}
 	default:
@@ -116,13 +130,12 @@ func Serve(ctx context.Context, fd int, fs fuse.RawFileSystem, opts ServeOptions
 				log.G(ctx).WithError(err).Warn("failed to recover an unanswered INIT")
 			}
 		}
-		st, err := s.serveInit(ctx)
-		if err != nil {
+		if st, err = s.serveInit(ctx); err != nil {
 			return s.result(ctx, err)
 		}
-		if opts.OnInit != nil {
-			opts.OnInit(st)
-		}
+	}
+	if opts.OnInit != nil {
+		opts.OnInit(st)
 	}
 
 	errs := make([]error, readers)
@@ -190,29 +203,29 @@ func (s *server) result(ctx context.Context, err error) error {
 }
 
 // serveInit reads and answers the INIT request of a fresh connection.
-func (s *server) serveInit(ctx context.Context) (InitState, error) {
+func (s *server) serveInit(ctx context.Context) (failover.InitState, error) {
 	in := make([]byte, inBufSize)
 	n, err := s.read(in)
 	if err != nil {
-		return InitState{}, err
+		return failover.InitState{}, err
 	}
 	req := in[:n]
 	if op := binary.NativeEndian.Uint32(req[opcodeOffset:]); op != opInit {
-		return InitState{}, fmt.Errorf("first request has opcode %d, not INIT: the connection was initialised before (resume it instead): %w", op, errdefs.ErrFailedPrecondition)
+		return failover.InitState{}, fmt.Errorf("first request has opcode %d, not INIT: the connection was initialised before (resume it instead): %w", op, errdefs.ErrFailedPrecondition)
 	}
 	out := make([]byte, outBufSize)
 	m, status := s.ps.HandleRequest([][]byte{req}, [][]byte{out})
 	if !status.Ok() || m < outHeaderSize {
-		return InitState{}, fmt.Errorf("failed to handle INIT: %v", status)
+		return failover.InitState{}, fmt.Errorf("failed to handle INIT: %v", status)
 	}
 	reply := out[:m]
 	if err := s.write(ctx, reply); err != nil {
-		return InitState{}, err
+		return failover.InitState{}, err
 	}
 	if errno := int32(binary.NativeEndian.Uint32(reply[4:])); errno != 0 {
-		return InitState{}, fmt.Errorf("INIT refused: %w", unix.Errno(-errno))
+		return failover.InitState{}, fmt.Errorf("INIT refused: %w", unix.Errno(-errno))
 	}
-	return InitState{Request: slices.Clone(req), Reply: slices.Clone(reply)}, nil
+	return failover.InitState{Request: slices.Clone(req), Reply: slices.Clone(reply)}, nil
 }
 
 // readLoop reads, handles and answers requests until the connection ends,
@@ -262,6 +275,9 @@ func (s *server) read(buf []byte) (int, error) {
 // an INTERRUPT of a request in flight here; any other INTERRUPT gets an
 // EAGAIN reply that must be written, so the kernel sends it again later.
 func (s *server) handle(ctx context.Context, req, out []byte) error {
+	if binary.NativeEndian.Uint64(req[8:])&resendBit != 0 {
+		metrics.FuseRequestsResent.Inc()
+	}
 	n, status := s.ps.HandleRequest([][]byte{req}, [][]byte{out})
 	if !status.Ok() {
 		// go-fuse could not parse the request: answer it anyway, or

@@ -18,6 +18,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
+	"github.com/lazyfs/lazyfs/failover"
 	"github.com/lazyfs/lazyfs/internal/fusetest"
 	"github.com/lazyfs/lazyfs/internal/testreq"
 )
@@ -25,9 +26,6 @@ import (
 // fuseOpRead is the opcode of FUSE_READ.
 const fuseOpRead = 15
 
-// resendBit marks a request the kernel queued again after
-// FUSE_NOTIFY_RESEND.
-const resendBit = 1 << 63
 
 // recordingFS notes which READ requests reached it.
 type recordingFS struct {
@@ -163,7 +161,7 @@ func TestTakeoverWhileReading(t *testing.T) {
 	tree := layer.tree(t)
 	m := newMount(t, tree, &blobReader{blob: layer.blob})
 	m.serve(ServeOptions{})
-	var st InitState
+	var st failover.InitState
 	select {
 	case st = <-m.init:
 	case <-time.After(testTimeout):
@@ -189,7 +187,7 @@ func TestTakeoverWhileReading(t *testing.T) {
 	before, before2 := r.reads.Load(), r2.reads.Load()
 
 	// A successor built differently is refused before it touches the fd.
-	bad := InitState{Request: st.Request, Reply: slices.Clone(st.Reply)}
+	bad := failover.InitState{Request: st.Request, Reply: slices.Clone(st.Reply)}
 	bad.Reply[len(bad.Reply)-1] ^= 0xff
 	if err := Serve(m.ctx, m.fd, m.fs, ServeOptions{Resume: &bad}); !errdefs.IsFailedPrecondition(err) {
 		t.Fatalf("takeover with a different INIT reply: %v, want FailedPrecondition", err)
@@ -242,8 +240,8 @@ func TestRecoverUnansweredInit(t *testing.T) {
 	m := newMount(t, layer.tree(t), &blobReader{blob: layer.blob})
 
 	// The first server read INIT and died.
-	lost := InitState{Request: stealRequest(t, m.fd)}
-	if err := lost.check(); err != nil {
+	lost := failover.InitState{Request: stealRequest(t, m.fd)}
+	if err := lost.Check(); err != nil {
 		t.Fatal(err)
 	}
 	if !lost.SupportsResend() {
@@ -251,7 +249,7 @@ func TestRecoverUnansweredInit(t *testing.T) {
 	}
 
 	m.serve(ServeOptions{RecoverInit: true})
-	var st InitState
+	var st failover.InitState
 	select {
 	case st = <-m.init:
 	case <-time.After(testTimeout):

@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -18,74 +20,118 @@ import (
 )
 
 // handleExit runs when a worker process is gone. An expected exit (shutdown,
-// idle) only forgets the worker. A crash must not leave readers hanging: the
-// supervisor drops its fd copies (the kernel then aborts the connections and
-// blocked readers get an error), detaches the dead mounts, and mounts the
-// layers again through a new worker so that new containers work.
-func (s *Supervisor) handleExit(ctx context.Context, w *worker, waitErr error) {
+// idle, replaced) only forgets the worker. A crash hands the worker's
+// connections to a successor (takeOver), so that its readers only wait.
+func (s *Supervisor) handleExit(ctx context.Context, w *worker) {
 	w.mu.Lock()
 	expected := w.stopping
-	mounts := make([]*mountState, 0, len(w.mounts))
-	for _, m := range w.mounts {
-		mounts = append(mounts, m)
-	}
-	w.mounts = map[string]*mountState{}
 	if w.control != nil {
 		w.control.Close()
 		w.control = nil
 	}
 	w.mu.Unlock()
+	mounts := w.mountList()
 
-	// Under spawnMu: a new worker of the same id may be spawned as soon as
-	// this one is seen to have exited, and its record and sockets (same
-	// paths) must not be removed with this one's.
-	s.spawnMu.Lock()
+	unlock := s.idLocks.lock(w.id)
+	defer unlock()
 	s.mu.Lock()
-	owner := s.workers[w.id]
-	if owner == w {
-		delete(s.workers, w.id)
-	}
+	ours := s.workers[w.id] == w
 	closing := s.closing
-	ours := owner == nil || owner == w
-	if ours {
-		if err := s.reg.delete(w.id); err != nil {
-			log.G(ctx).WithError(err).Warn("failed to remove worker from the registry")
-		}
-	}
 	s.mu.Unlock()
-	if ours {
-		os.RemoveAll(filepath.Dir(w.apiSock))
+	if !ours {
+		// Replaced already (a planned replacement, or a takeover that
+		// gave up on it): its successor owns the id, the record and the
+		// sockets.
+		log.G(ctx).WithField("pid", w.pid).Info("replaced worker exited")
+		return
 	}
-	s.spawnMu.Unlock()
-
 	if expected || len(mounts) == 0 {
+		s.forget(ctx, w)
 		log.G(ctx).WithField("pid", w.pid).Info("worker exited")
 		return
 	}
-	log.G(ctx).WithError(waitErr).WithField("pid", w.pid).WithField("mounts", len(mounts)).Error("worker died; its readers get errors, mounting its layers again through a new worker")
-	if !closing {
-		// Before detaching: a container prepared from now on waits for
-		// the new mount instead of getting an empty lower directory.
-		for _, m := range mounts {
-			s.pending.begin(m.id)
-		}
+	cause, detail := exitCause(w.waitErr)
+	ctx = log.WithLogger(ctx, log.G(ctx).WithField("pid", w.pid).WithField("cause", detail).WithField("mounts", len(mounts)))
+	if closing {
+		log.G(ctx).Error("worker died while the snapshotter stops; its mounts are detached")
+		s.forget(ctx, w)
+		s.detachDead(ctx, mounts)
+		return
 	}
+	if s.opts.RecoverPolicy == Remount {
+		log.G(ctx).Error("worker died; its readers get errors, mounting its layers again through a new worker (recover_policy remount)")
+		s.forget(ctx, w)
+		s.detachDead(ctx, mounts)
+		s.remountDead(ctx, mounts)
+		return
+	}
+	s.takeOver(ctx, w, mounts, cause)
+}
+
+// forget removes a worker that is gone from the table, the registry and the
+// run dir. The caller holds its id's lock and checked it is the current one.
+func (s *Supervisor) forget(ctx context.Context, w *worker) {
+	s.mu.Lock()
+	delete(s.workers, w.id)
+	err := s.reg.delete(w.id)
+	s.mu.Unlock()
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("failed to remove worker from the registry")
+	}
+	os.RemoveAll(filepath.Dir(w.apiSock))
+}
+
+// detachDead closes the connections of mounts nobody will serve again (their
+// readers get errors, never hang) and detaches the mounts.
+func (s *Supervisor) detachDead(ctx context.Context, mounts []*mountState) {
 	for _, m := range mounts {
-		m.closeFD()
+		s.dropFD(ctx, m)
 		if err := failover.Unmount(m.mountpoint, true); err != nil {
 			log.G(ctx).WithError(err).WithField("mountpoint", m.mountpoint).Warn("failed to detach a dead worker's mount")
 		}
 	}
-	if closing {
-		return
-	}
+}
+
+// remountDead mounts detached layers again in the background, for new
+// containers; until then Prepare waits for them.
+func (s *Supervisor) remountDead(ctx context.Context, mounts []*mountState) {
 	for _, m := range mounts {
-		err := s.Mount(s.ctx, m.id, m.mountpoint, m.labels)
-		if err != nil {
-			log.G(ctx).WithError(err).WithField("mountpoint", m.mountpoint).Error("failed to mount a layer again after its worker died")
-		}
-		s.pending.end(m.id, err)
+		s.pending.begin(m.id)
 	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for _, m := range mounts {
+			err := s.Mount(s.ctx, m.id, m.mountpoint, m.labels)
+			if err != nil {
+				log.G(ctx).WithError(err).WithField("mountpoint", m.mountpoint).Error("failed to mount a layer again after its worker died")
+			}
+			s.pending.end(m.id, err)
+		}
+	}()
+}
+
+// exitCause classifies how a worker ended, for the failover metric (cause)
+// and the log (detail).
+func exitCause(err error) (cause, detail string) {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok {
+			switch {
+			case ws.Signaled() && ws.Signal() == syscall.SIGKILL:
+				// The kernel's OOM killer looks the same.
+				return "killed", "killed by SIGKILL (or the OOM killer)"
+			case ws.Signaled():
+				return "signal", "killed by " + ws.Signal().String()
+			default:
+				return "exit", "exited with status " + strconv.Itoa(ws.ExitStatus())
+			}
+		}
+	}
+	if err == nil {
+		return "unknown", "exited (status unknown: not our child, or exited 0)"
+	}
+	return "unknown", err.Error()
 }
 
 // stopWorker unmounts a worker's layers and stops it: politely first, then
@@ -94,14 +140,10 @@ func (s *Supervisor) stopWorker(ctx context.Context, w *worker) error {
 	ctx = s.logger(ctx, w.id)
 	w.mu.Lock()
 	w.stopping = true
-	mounts := make([]*mountState, 0, len(w.mounts))
-	for _, m := range w.mounts {
-		mounts = append(mounts, m)
-	}
 	w.mu.Unlock()
 
 	var errs []error
-	for _, m := range mounts {
+	for _, m := range w.mountList() {
 		if err := s.Unmount(ctx, m.id, m.mountpoint); err != nil {
 			errs = append(errs, err)
 		}
@@ -133,30 +175,59 @@ func (s *Supervisor) stopWorker(ctx context.Context, w *worker) error {
 }
 
 // adoptAll reconnects to the workers of an earlier run that are still alive
-// and forgets the dead ones, whose mounts Restore will find stale.
+// and collects their connections. A dead one whose connections the systemd
+// fd store kept is taken over; the other dead ones are forgotten, and
+// Restore finds their mounts stale.
 func (s *Supervisor) adoptAll(ctx context.Context) error {
 	recs, err := s.reg.list()
 	if err != nil {
 		return err
 	}
+	stored := storedMountFDs(ctx, s.opts.StoredFDs)
 	for _, rec := range recs {
 		ctx := s.logger(ctx, rec.ID)
 		if !sameProcess(rec.PID, rec.StartTime) {
+			if s.takeOverStored(ctx, rec, stored) {
+				continue
+			}
 			log.G(ctx).WithField("pid", rec.PID).Warn("worker of the last run is gone; its layers will be mounted again")
 			s.reg.delete(rec.ID)
 			os.RemoveAll(filepath.Dir(rec.APISocket))
 			continue
 		}
-		if err := s.adopt(ctx, rec); err != nil {
+		if err := s.adopt(ctx, rec, stored); err != nil {
 			// Alive but unusable: it keeps serving what it serves, and
 			// Restore mounts its layers again elsewhere.
 			log.G(ctx).WithError(err).WithField("pid", rec.PID).Error("failed to re-adopt a worker of the last run")
 		}
 	}
+	// What the fd store kept of mounts no worker knows is stale.
+	for id, fd := range stored {
+		unix.Close(fd)
+		s.opts.FDStore.Remove(failover.MountFDName(id))
+	}
 	return nil
 }
 
-func (s *Supervisor) adopt(ctx context.Context, rec record) error {
+// storedMountFDs sorts the fds the fd store handed back by mount id, one
+// each (extra copies are closed).
+func storedMountFDs(ctx context.Context, fds map[string][]int) map[string]int {
+	out := map[string]int{}
+	for name, list := range fds {
+		id, ok := failover.MountIDFromFDName(name)
+		for i, fd := range list {
+			if !ok || i > 0 {
+				log.G(ctx).WithField("fd_name", name).Warn("closing an unexpected fd from the fd store")
+				unix.Close(fd)
+				continue
+			}
+			out[id] = fd
+		}
+	}
+	return out
+}
+
+func (s *Supervisor) adopt(ctx context.Context, rec record, stored map[string]int) error {
 	w := &worker{
 		id:        rec.ID,
 		pid:       rec.PID,
@@ -166,6 +237,7 @@ func (s *Supervisor) adopt(ctx context.Context, rec record) error {
 		api:       daemonapi.NewClient(rec.APISocket, rec.ID),
 		exited:    make(chan struct{}),
 		mounts:    map[string]*mountState{},
+		servedAt:  time.Now().UnixNano(),
 	}
 	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -182,16 +254,43 @@ func (s *Supervisor) adopt(ctx context.Context, rec record) error {
 	}
 	w.control = ctl
 	for id, m := range rec.Mounts {
-		w.mounts[id] = &mountState{id: id, mountpoint: m.Mountpoint, labels: m.Labels, fd: -1}
+		ms := &mountState{id: id, mountpoint: m.Mountpoint, labels: m.Labels, fd: -1, init: m.Init}
+		if fd, ok := stored[id]; ok {
+			ms.fd = fd
+			delete(stored, id)
+		}
+		w.mounts[id] = ms
+	}
+	// Copies of its connections, so that a later death of this worker is
+	// a takeover too.
+	conns, err := ctl.Collect(actx)
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("failed to collect the connections of a re-adopted worker; if it dies, its readers get errors")
+	}
+	for _, hc := range conns {
+		m, ok := w.mounts[hc.MountID]
+		if !ok || m.fd >= 0 {
+			// Unknown to the registry, or kept by the fd store already.
+			unix.Close(hc.FD)
+			continue
+		}
+		m.fd, m.init = hc.FD, hc.Init
+		s.storeFD(ctx, m)
 	}
 	pidfd, err := unix.PidfdOpen(rec.PID, 0)
 	if err != nil {
 		ctl.Close()
+		for _, m := range w.mounts {
+			m.closeFD()
+		}
 		return err
 	}
 	s.mu.Lock()
 	s.workers[w.id] = w
 	s.mu.Unlock()
+	if err := s.record(w); err != nil {
+		log.G(ctx).WithError(err).Warn("failed to update the worker registry")
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -200,9 +299,9 @@ func (s *Supervisor) adopt(ctx context.Context, rec record) error {
 			return // supervisor closing; the worker lives on
 		}
 		close(w.exited)
-		s.handleExit(s.logger(s.ctx, w.id), w, errors.New("adopted worker exited"))
+		s.handleExit(s.logger(s.ctx, w.id), w)
 	}()
-	log.G(ctx).WithField("pid", rec.PID).WithField("mounts", len(rec.Mounts)).Info("re-adopted worker of the last run")
+	log.G(ctx).WithField("pid", rec.PID).WithField("mounts", len(rec.Mounts)).WithField("connections_collected", len(conns)).Info("re-adopted worker of the last run")
 	return nil
 }
 

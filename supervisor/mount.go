@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
@@ -14,11 +15,18 @@ import (
 	"github.com/lazyfs/lazyfs/labels"
 )
 
+// errWorkerGone is returned by mountOnce when the worker died or was
+// replaced while the layer was being mounted through it: mounting through
+// its successor may work.
+var errWorkerGone = fmt.Errorf("worker gone while mounting: %w", errdefs.ErrUnavailable)
+
 // Mount mounts the layer the labels describe at mountpoint, in the order
 // DESIGN.md sets: the worker loads and verifies the TOC first (hostile input
 // is parsed there, never here); only then is /dev/fuse opened, mounted and
-// its fd attached to the worker, which answers once FUSE INIT is done.
-func (s *Supervisor) Mount(ctx context.Context, id, mountpoint string, lbls map[string]string) (err error) {
+// its fd attached to the worker, which answers once FUSE INIT is done. A
+// worker that dies meanwhile (even while answering INIT) leaves nothing
+// behind, and the layer is mounted once more through its successor.
+func (s *Supervisor) Mount(ctx context.Context, id, mountpoint string, lbls map[string]string) error {
 	layer, err := labels.ParseLayer(lbls)
 	if err != nil {
 		return err
@@ -29,28 +37,40 @@ func (s *Supervisor) Mount(ctx context.Context, id, mountpoint string, lbls map[
 	if w, _ := s.findMount(id); w != nil {
 		return fmt.Errorf("mount %s is served by worker %s already: %w", id, w.id, errdefs.ErrAlreadyExists)
 	}
+	err = s.mountOnce(ctx, id, mountpoint, lbls, layer)
+	if errors.Is(err, errWorkerGone) {
+		log.G(ctx).WithError(err).Warn("worker died while mounting a layer; mounting it through its successor")
+		err = s.mountOnce(ctx, id, mountpoint, lbls, layer)
+	}
+	return err
+}
+
+func (s *Supervisor) mountOnce(ctx context.Context, id, mountpoint string, lbls map[string]string, layer labels.Layer) (err error) {
 	w, err := s.workerFor(ctx, layer)
 	if err != nil {
 		return err
 	}
 	ctx = s.logger(ctx, w.id)
 
-	if _, err := w.api.LoadLayer(ctx, daemonapi.LoadLayerRequest{
-		MountID:     id,
-		ImageRef:    layer.ImageRef,
-		LayerDigest: layer.LayerDigest.String(),
-		TOCDigest:   layer.TOCDigest.String(),
-		Mountpoint:  mountpoint,
-	}); err != nil {
+	if _, err := w.api.LoadLayer(ctx, loadRequest(id, mountpoint, layer)); err != nil {
+		if w.isExited() {
+			return fmt.Errorf("%w: %w", errWorkerGone, err)
+		}
 		return err
 	}
+	unlock := s.idLocks.lock(w.id)
+	defer unlock()
 	defer func() {
-		if err != nil {
+		if err != nil && !w.isExited() {
 			if derr := w.api.Detach(context.WithoutCancel(ctx), id); derr != nil {
 				log.G(ctx).WithError(derr).Warn("failed to detach a failed mount from its worker")
 			}
 		}
 	}()
+	if s.current(w.id) != w {
+		// It died (and was taken over) after it loaded the layer.
+		return errWorkerGone
+	}
 
 	fd, err := failover.OpenFuse()
 	if err != nil {
@@ -68,20 +88,27 @@ func (s *Supervisor) Mount(ctx context.Context, id, mountpoint string, lbls map[
 		}
 	}()
 
-	w.mu.Lock()
-	ctl := w.control
-	w.mu.Unlock()
+	ctl := w.controlClient()
 	if ctl == nil {
-		return fmt.Errorf("worker %s: no control connection", w.id)
+		return fmt.Errorf("worker %s: no control connection: %w", w.id, errdefs.ErrUnavailable)
 	}
-	m.init, err = ctl.Attach(ctx, id, fd)
+	m.init, err = ctl.Attach(ctx, daemonapi.AttachRequest{MountID: id}, fd)
 	if err != nil {
+		if s.waitExited(w, time.Second) {
+			// Killed mid-INIT: the kernel's INIT went with it. This
+			// connection is dropped; the retry mounts a fresh one.
+			return fmt.Errorf("%w: %w", errWorkerGone, err)
+		}
 		return err
 	}
 
 	w.mu.Lock()
 	w.mounts[id] = m
 	w.mu.Unlock()
+	if !m.init.SupportsResend() {
+		log.G(ctx).Warn("kernel lacks FUSE_NOTIFY_RESEND (Linux < 6.9): if this worker dies, reads in flight may hang until the kernel's request timeout")
+	}
+	s.storeFD(ctx, m)
 	if err := s.record(w); err != nil {
 		// The mount works; only a restart would not find it in the registry
 		// and would mount it again through a new worker.
@@ -90,11 +117,35 @@ func (s *Supervisor) Mount(ctx context.Context, id, mountpoint string, lbls map[
 	return nil
 }
 
+// loadRequest is what a worker is asked to load for a mount.
+func loadRequest(id, mountpoint string, layer labels.Layer) daemonapi.LoadLayerRequest {
+	return daemonapi.LoadLayerRequest{
+		MountID:     id,
+		ImageRef:    layer.ImageRef,
+		LayerDigest: layer.LayerDigest.String(),
+		TOCDigest:   layer.TOCDigest.String(),
+		Mountpoint:  mountpoint,
+	}
+}
+
+// waitExited waits at most d for w's process to be gone: a control
+// connection that broke is usually the first sign of a death that the
+// process watcher reports a moment later.
+func (s *Supervisor) waitExited(w *worker, d time.Duration) bool {
+	select {
+	case <-w.exited:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
 // Unmount unmounts a layer and tells its worker to stop serving it.
 func (s *Supervisor) Unmount(ctx context.Context, id, mountpoint string) error {
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("mount_id", id).WithField("mountpoint", mountpoint))
 	s.pending.forget(id)
-	w, m := s.findMount(id)
+	w, m, unlock := s.lockMount(id)
+	defer unlock()
 	// Unmount first: the worker's read loop ends when the kernel reports
 	// the connection gone.
 	err := failover.Unmount(mountpoint, false)
@@ -108,13 +159,10 @@ func (s *Supervisor) Unmount(ctx context.Context, id, mountpoint string) error {
 	w.mu.Lock()
 	delete(w.mounts, id)
 	w.mu.Unlock()
-	m.closeFD()
-	if derr := w.api.Detach(ctx, id); derr != nil {
-		select {
-		case <-w.exited: // a worker that exits when idle may be gone already
-		default:
-			err = errors.Join(err, derr)
-		}
+	s.dropFD(ctx, m)
+	if derr := w.api.Detach(ctx, id); derr != nil && !w.isExited() {
+		// A worker that exits when idle may be gone already.
+		err = errors.Join(err, derr)
 	}
 	if perr := s.record(w); perr != nil {
 		log.G(ctx).WithError(perr).Warn("failed to update the worker registry")
@@ -122,11 +170,30 @@ func (s *Supervisor) Unmount(ctx context.Context, id, mountpoint string) error {
 	return err
 }
 
+// lockMount finds the worker serving mount id and takes that worker id's
+// lock, so that no takeover moves the mount meanwhile. w is nil (and
+// nothing locked) when no worker serves it.
+func (s *Supervisor) lockMount(id string) (w *worker, m *mountState, unlock func()) {
+	for {
+		w, _ := s.findMount(id)
+		if w == nil {
+			return nil, nil, func() {}
+		}
+		unlock := s.idLocks.lock(w.id)
+		// A takeover may have moved the mount while we waited.
+		if w2, m := s.findMount(id); w2 == w {
+			return w, m, unlock
+		}
+		unlock()
+	}
+}
+
 // Restore serves a remote snapshot of an earlier run again. A mount whose
-// worker survived is left as it is; a stale one (its worker is gone) is
-// detached and mounted again through a worker that loads the TOC kept on
-// disk, without the registry. Restore returns at once and does that in the
-// background; Wait tells when it is done.
+// worker survived (or is being taken over) is left as it is; a stale one
+// (its worker is gone with its connection) is detached and mounted again
+// through a worker that loads the TOC kept on disk, without the registry.
+// Restore returns at once and does that in the background; Wait tells when
+// it is done.
 func (s *Supervisor) Restore(ctx context.Context, id, mountpoint string, lbls map[string]string) error {
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("mount_id", id).WithField("mountpoint", mountpoint))
 	if w, _ := s.findMount(id); w != nil {
@@ -180,30 +247,23 @@ func (s *Supervisor) findMount(id string) (*worker, *mountState) {
 }
 
 // workerFor returns the worker that serves the layer's image, spawning it
-// when there is none.
+// when there is none. A worker being taken over is waited for: its id's
+// lock is held meanwhile.
 func (s *Supervisor) workerFor(ctx context.Context, layer labels.Layer) (*worker, error) {
 	id := s.workerID(layer)
-	s.spawnMu.Lock()
-	defer s.spawnMu.Unlock()
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		return nil, errors.New("supervisor is shutting down")
+	unlock := s.idLocks.lock(id)
+	defer unlock()
+	if s.isClosing() {
+		return nil, fmt.Errorf("supervisor is shutting down: %w", errdefs.ErrUnavailable)
 	}
-	w, ok := s.workers[id]
-	s.mu.Unlock()
-	if ok {
-		select {
-		case <-w.exited:
-			// Exiting when idle raced with this mount: start a new one.
-		default:
-			w.mu.Lock()
-			stopping := w.stopping
-			w.mu.Unlock()
-			if !stopping {
-				return w, nil
-			}
+	if w := s.current(id); w != nil && !w.isExited() {
+		w.mu.Lock()
+		stopping := w.stopping
+		w.mu.Unlock()
+		if !stopping {
+			return w, nil
 		}
+		// Exiting when idle raced with this mount: start a new one.
 	}
 	w, err := s.spawn(ctx, id)
 	if err != nil {
@@ -212,6 +272,9 @@ func (s *Supervisor) workerFor(ctx context.Context, layer labels.Layer) (*worker
 	s.mu.Lock()
 	s.workers[id] = w
 	s.mu.Unlock()
+	if err := s.record(w); err != nil {
+		log.G(ctx).WithError(err).Warn("failed to record a worker in the registry")
+	}
 	return w, nil
 }
 
@@ -226,6 +289,28 @@ func (s *Supervisor) workerID(layer labels.Layer) string {
 		return "img-" + layer.ManifestDigest.Encoded()[:16]
 	}
 	return "ref-" + digestOf(layer.ImageRef)[:16]
+}
+
+// storeFD puts a copy of the mount's fd in the systemd fd store.
+func (s *Supervisor) storeFD(ctx context.Context, m *mountState) {
+	if m.fd < 0 {
+		return
+	}
+	if err := s.opts.FDStore.Add(failover.MountFDName(m.id), m.fd); err != nil {
+		log.G(ctx).WithError(err).Warn("failed to keep a connection in the systemd fd store")
+	}
+}
+
+// dropFD closes the supervisor's copy of the mount's fd and removes it from
+// the fd store: the mount is gone.
+func (s *Supervisor) dropFD(ctx context.Context, m *mountState) {
+	if m == nil {
+		return
+	}
+	m.closeFD()
+	if err := s.opts.FDStore.Remove(failover.MountFDName(m.id)); err != nil {
+		log.G(ctx).WithError(err).Warn("failed to remove a connection from the systemd fd store")
+	}
 }
 
 func unmountQuietly(ctx context.Context, mountpoint string) {

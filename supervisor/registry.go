@@ -7,11 +7,16 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/lazyfs/lazyfs/failover"
 )
 
 // record is what workers.db keeps of a worker, enough for a restarted
 // snapshotter to find it, check it is the same process, and know its mounts.
 type record struct {
+	// Version is recordVersion when written; records of version 1 (no
+	// INIT state) are read as mounts that cannot be taken over.
+	Version       int                    `json:"version,omitempty"`
 	ID            string                 `json:"id"`
 	PID           int                    `json:"pid"`
 	StartTime     uint64                 `json:"start_time"` // /proc/<pid>/stat field 22: guards against pid reuse
@@ -23,7 +28,14 @@ type record struct {
 type mountRecord struct {
 	Mountpoint string            `json:"mountpoint"`
 	Labels     map[string]string `json:"labels"`
+	// Init is the connection's FUSE INIT exchange: with the fd from the
+	// systemd fd store, what a successor needs to take the connection over
+	// after the snapshotter and the worker died together.
+	Init failover.InitState `json:"init"`
 }
+
+// recordVersion is the version of the record format written.
+const recordVersion = 2
 
 var workersBucket = []byte("workers")
 

@@ -18,7 +18,10 @@ import (
 	"github.com/lazyfs/lazyfs/daemonapi"
 )
 
-// spawn starts a worker and waits until it answers on both channels.
+// spawn starts a worker and waits until it answers on both channels. The
+// caller, holding id's lock, registers and records it. A successor of a
+// live worker (a planned replacement) binds the same socket paths: the old
+// worker keeps the sockets it listens on, unlinked, until it is killed.
 func (s *Supervisor) spawn(ctx context.Context, id string) (_ *worker, err error) {
 	ctx = s.logger(ctx, id)
 	dir := filepath.Join(s.opts.RunDir, "workers", id)
@@ -88,12 +91,17 @@ func (s *Supervisor) spawn(ctx context.Context, id string) (_ *worker, err error
 		if !waitPidfd(s.ctx, pidfd) {
 			return // supervisor closing; the worker lives on
 		}
-		err := cmd.Wait()
+		w.waitErr = cmd.Wait()
 		close(w.exited)
-		s.handleExit(s.logger(s.ctx, id), w, err)
+		s.handleExit(s.logger(s.ctx, id), w)
 	}()
 	defer func() {
 		if err != nil {
+			// Marked stopping first, so that its watcher does not take
+			// this exit for a crash.
+			w.mu.Lock()
+			w.stopping = true
+			w.mu.Unlock()
 			cmd.Process.Kill()
 		}
 	}()
@@ -106,10 +114,6 @@ func (s *Supervisor) spawn(ctx context.Context, id string) (_ *worker, err error
 		return nil, fmt.Errorf("worker %s: %w", id, err)
 	}
 	w.control = ctl
-	if err := s.reg.put(w.record()); err != nil {
-		ctl.Close()
-		return nil, fmt.Errorf("worker %s: failed to record: %w", id, err)
-	}
 	return w, nil
 }
 

@@ -1,11 +1,15 @@
 // Package supervisor runs the lazyfsd workers that serve lazily loaded layers:
 // it spawns them, records them in workers.db, mounts layers through them,
-// watches them, mounts a dead worker's layers again through a new one, and
-// re-adopts the workers of an earlier run after a restart of the snapshotter.
+// watches them, hands a dead worker's FUSE connections to a successor
+// (failover: running containers see a stall, never an error), and re-adopts
+// the workers of an earlier run after a restart of the snapshotter.
 //
 // It owns every FUSE connection (DESIGN.md): it opens /dev/fuse, mounts, and
 // keeps its copy of each fd for the mount's life, never reading it, while the
 // worker serves a dup it received over its control socket.
+//
+// Every change to the worker of one id (spawn, mount, takeover, replacement)
+// happens under that id's lock; workers of other ids go on meanwhile.
 //
 // It implements snapshot.RemoteLayers without importing package snapshot.
 package supervisor
@@ -23,6 +27,7 @@ import (
 	"gopkg.in/natefinch/lumberjack.v2"
 
 	"github.com/lazyfs/lazyfs/daemonapi"
+	"github.com/lazyfs/lazyfs/failover"
 )
 
 // Mode says how layers are spread over workers.
@@ -33,6 +38,18 @@ const (
 	PerImage Mode = "per-image"
 	// Shared runs one worker for all layers.
 	Shared Mode = "shared"
+)
+
+// RecoverPolicy says what happens to the mounts of a worker that dies.
+type RecoverPolicy string
+
+const (
+	// Failover hands the dead worker's connections to a successor:
+	// running containers see a stall, never an error.
+	Failover RecoverPolicy = "failover"
+	// Remount closes the dead worker's connections (their readers get
+	// errors at once) and mounts the layers again for new containers.
+	Remount RecoverPolicy = "remount"
 )
 
 // Options configure a Supervisor; cmd/snapshotter fills them from the config.
@@ -47,6 +64,25 @@ type Options struct {
 	// WorkerArgs are passed to every worker as they are (limits, registry
 	// configuration, FUSE readers).
 	WorkerArgs []string
+
+	// RecoverPolicy is Failover unless set.
+	RecoverPolicy RecoverPolicy
+	// A worker that dies within CrashLoopWindow of starting to serve
+	// counts as a quick death; after CrashLoopCount quick deaths in a row
+	// its mounts are marked failed and their connections closed. Each
+	// quick death waits twice as long as the last before the next
+	// successor, from RestartBackoff up to a few seconds; the first
+	// takeover after a worker served well is immediate.
+	CrashLoopCount  int
+	CrashLoopWindow time.Duration
+	RestartBackoff  time.Duration
+	// FDStore, if set (under systemd), keeps a copy of every connection's
+	// fd, so that a connection outlives the snapshotter and its worker
+	// dying together.
+	FDStore *failover.FDStore
+	// StoredFDs are the fds the fd store handed this start, by name
+	// (failover.TakeListenFDs). The supervisor takes them over.
+	StoredFDs map[string][]int
 }
 
 // Supervisor manages the workers. Its methods are safe for concurrent use.
@@ -55,25 +91,44 @@ type Supervisor struct {
 	reg  *registry
 	ctx  context.Context // cancelled by Close: owns watchers and log copiers
 	stop context.CancelFunc
-	wg   sync.WaitGroup
+	// tctx owns takeovers; Close cancels it first, since a takeover holds
+	// its id's lock, which stopping that worker needs.
+	tctx  context.Context
+	tstop context.CancelFunc
+	wg    sync.WaitGroup
 
-	spawnMu sync.Mutex // serializes finding or spawning a worker
+	idLocks idLocks
 
 	mu      sync.Mutex
 	workers map[string]*worker
 	logs    map[string]*lumberjack.Logger // by worker id, kept across restarts
+	quick   map[string]int                // quick deaths in a row, by worker id
 	pending *pendingMounts
 	closing bool
 }
 
 // New opens the worker registry and re-adopts every worker of an earlier run
-// that is still alive: they keep serving their mounts untouched.
+// that is still alive: they keep serving their mounts untouched, and hand
+// this supervisor copies of their connections. A dead worker whose
+// connections the fd store kept is taken over in the background.
 func New(ctx context.Context, opts Options) (*Supervisor, error) {
 	if opts.ReadyTimeout <= 0 {
 		opts.ReadyTimeout = 10 * time.Second
 	}
 	if opts.Mode == "" {
 		opts.Mode = PerImage
+	}
+	if opts.RecoverPolicy == "" {
+		opts.RecoverPolicy = Failover
+	}
+	if opts.CrashLoopCount <= 0 {
+		opts.CrashLoopCount = 5
+	}
+	if opts.CrashLoopWindow <= 0 {
+		opts.CrashLoopWindow = 10 * time.Second
+	}
+	if opts.RestartBackoff <= 0 {
+		opts.RestartBackoff = 100 * time.Millisecond
 	}
 	for _, dir := range []string{opts.Root, filepath.Join(opts.RunDir, "workers"), filepath.Join(opts.LogDir, "daemons")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -85,13 +140,17 @@ func New(ctx context.Context, opts Options) (*Supervisor, error) {
 		return nil, err
 	}
 	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	tctx, tstop := context.WithCancel(sctx)
 	s := &Supervisor{
 		opts:    opts,
 		reg:     reg,
 		ctx:     sctx,
 		stop:    stop,
+		tctx:    tctx,
+		tstop:   tstop,
 		workers: map[string]*worker{},
 		logs:    map[string]*lumberjack.Logger{},
+		quick:   map[string]int{},
 		pending: newPendingMounts(),
 	}
 	if err := s.adoptAll(ctx); err != nil {
@@ -115,6 +174,8 @@ func (s *Supervisor) Close(ctx context.Context, keepWorkers bool) error {
 	}
 	s.mu.Unlock()
 
+	// Takeovers in flight end first: they hold the locks of their ids.
+	s.tstop()
 	var errs []error
 	for _, w := range workers {
 		if keepWorkers {
@@ -146,4 +207,40 @@ func (s *Supervisor) Workers() []daemonapi.DaemonInfo {
 
 func (s *Supervisor) logger(ctx context.Context, id string) context.Context {
 	return log.WithLogger(ctx, log.G(ctx).WithField("worker_id", id))
+}
+
+// current returns the worker registered under id, nil if there is none.
+func (s *Supervisor) current(id string) *worker {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.workers[id]
+}
+
+// isClosing tells whether Close has begun.
+func (s *Supervisor) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// idLocks serialises the changes to the worker of one id.
+type idLocks struct {
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex
+}
+
+// lock takes id's lock and returns its release.
+func (l *idLocks) lock(id string) (unlock func()) {
+	l.mu.Lock()
+	if l.locks == nil {
+		l.locks = map[string]*sync.Mutex{}
+	}
+	m, ok := l.locks[id]
+	if !ok {
+		m = &sync.Mutex{}
+		l.locks[id] = m
+	}
+	l.mu.Unlock()
+	m.Lock()
+	return m.Unlock
 }

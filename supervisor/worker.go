@@ -7,6 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lazyfs/lazyfs/daemonapi"
+	"github.com/lazyfs/lazyfs/failover"
 )
 
 // worker is a running lazyfsd, spawned by this supervisor or adopted from an
@@ -24,37 +25,71 @@ type worker struct {
 	mu       sync.Mutex
 	control  *daemonapi.ControlClient // one controller per worker: this supervisor
 	mounts   map[string]*mountState   // by mount id
-	stopping bool                     // exit expected: do not remount
+	stopping bool                     // exit expected: no takeover
+	servedAt int64                    // unix nanos when it began serving its mounts (crash-loop accounting)
+	// waitErr is how the process ended (cmd.Wait's error; nil for an
+	// adopted worker, which is not our child); set before exited is closed.
+	waitErr error
 }
 
-// mountState is one FUSE mount served by a worker.
+// mountState is one FUSE mount served by a worker. It moves from a dead
+// worker to its successor with its fd and INIT state.
 type mountState struct {
 	id         string
 	mountpoint string
 	labels     map[string]string
 	// fd is the supervisor's copy of the /dev/fuse fd, held for the
-	// mount's life and never read; -1 for a mount adopted from an earlier
-	// run (its fd died with that snapshotter until the failover work
-	// re-collects it).
+	// mount's life and never read (FAILOVER.md rule 1): as long as it is
+	// open, the kernel keeps the connection and its readers wait for a
+	// successor when the worker dies. -1 when no copy is held (a mount of
+	// an earlier run whose worker could not hand it over).
 	fd   int
-	init daemonapi.InitState
+	init failover.InitState
 }
 
 func (w *worker) record() record {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	rec := record{ID: w.id, PID: w.pid, StartTime: w.startTime, APISocket: w.apiSock, ControlSocket: w.ctlSock, Mounts: map[string]mountRecord{}}
+	rec := record{Version: recordVersion, ID: w.id, PID: w.pid, StartTime: w.startTime, APISocket: w.apiSock, ControlSocket: w.ctlSock, Mounts: map[string]mountRecord{}}
 	for id, m := range w.mounts {
-		rec.Mounts[id] = mountRecord{Mountpoint: m.mountpoint, Labels: m.labels}
+		rec.Mounts[id] = mountRecord{Mountpoint: m.mountpoint, Labels: m.labels, Init: m.init}
 	}
 	return rec
+}
+
+// mountList returns the worker's mounts.
+func (w *worker) mountList() []*mountState {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	mounts := make([]*mountState, 0, len(w.mounts))
+	for _, m := range w.mounts {
+		mounts = append(mounts, m)
+	}
+	return mounts
+}
+
+// controlClient returns the worker's control connection, nil if there is none.
+func (w *worker) controlClient() *daemonapi.ControlClient {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.control
+}
+
+// isExited tells whether the worker's process is gone.
+func (w *worker) isExited() bool {
+	select {
+	case <-w.exited:
+		return true
+	default:
+		return false
+	}
 }
 
 // closeClients lets go of a worker that outlives this supervisor (Close
 // with keepWorkers): its connections, its log pipe (which ends copyLog),
 // and the supervisor's fd copies of its mounts. The worker then holds the
-// only copies, as after a crash of the snapshotter: if it dies later, its
-// readers get errors instead of waiting on a connection kept alive here.
+// only copies (and the systemd fd store, under systemd): the next
+// snapshotter collects them again.
 func (w *worker) closeClients() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -79,4 +114,10 @@ func (m *mountState) closeFD() {
 		unix.Close(m.fd)
 		m.fd = -1
 	}
+}
+
+// canTakeOver tells whether a successor can be handed this mount's
+// connection: the supervisor holds its fd and knows its INIT.
+func (m *mountState) canTakeOver() bool {
+	return m.fd >= 0 && m.init.Check() == nil
 }

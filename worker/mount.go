@@ -14,6 +14,7 @@ import (
 
 	"github.com/lazyfs/lazyfs/chunks"
 	"github.com/lazyfs/lazyfs/daemonapi"
+	"github.com/lazyfs/lazyfs/failover"
 	"github.com/lazyfs/lazyfs/lazyfs"
 	"github.com/lazyfs/lazyfs/toc"
 )
@@ -32,6 +33,7 @@ type mount struct {
 	mu      sync.Mutex
 	state   daemonapi.MountState
 	fd      int                // the worker's copy of the /dev/fuse fd; -1 until attached
+	init    failover.InitState // the connection's INIT exchange, once served
 	cancel  context.CancelFunc // stops the read loop
 	stopped chan struct{}      // closed when the read loop has returned
 }
@@ -95,15 +97,16 @@ func (m *mount) info() daemonapi.MountInfo {
 	}
 }
 
-// serve starts the read loop on fd and waits until FUSE INIT is answered.
-// On success the mount owns fd. On error fd is the caller's again, as
-// daemonapi.ControlHandler requires (its server closes it): the read loop
-// has stopped and the mount can be attached again.
-func (m *mount) serve(ctx context.Context, fd int) (_ daemonapi.InitState, retErr error) {
+// serve starts the read loop on fd and waits until the connection is served:
+// FUSE INIT answered on a fresh connection, or the saved INIT replayed on a
+// takeover (req.Resume). On success the mount owns fd. On error fd is the
+// caller's again, as daemonapi.ControlHandler requires (its server closes
+// it): the read loop has stopped and the mount can be attached again.
+func (m *mount) serve(ctx context.Context, fd int, req daemonapi.AttachRequest) (_ failover.InitState, retErr error) {
 	m.mu.Lock()
 	if m.cancel != nil {
 		m.mu.Unlock()
-		return daemonapi.InitState{}, fmt.Errorf("mount %s is attached already: %w", m.req.MountID, errdefs.ErrAlreadyExists)
+		return failover.InitState{}, fmt.Errorf("mount %s is attached already: %w", m.req.MountID, errdefs.ErrAlreadyExists)
 	}
 	sctx, cancel := context.WithCancel(m.w.ctx)
 	stopped := make(chan struct{})
@@ -123,13 +126,16 @@ func (m *mount) serve(ctx context.Context, fd int) (_ daemonapi.InitState, retEr
 		m.mu.Unlock()
 	}()
 
-	inited := make(chan lazyfs.InitState, 1)
+	inited := make(chan failover.InitState, 1)
 	serveErr := make(chan error, 1)
 	go func() {
 		defer close(stopped)
 		err := lazyfs.Serve(sctx, fd, m.fs, lazyfs.ServeOptions{
-			Readers: m.w.opts.FuseReaders,
-			OnInit:  func(s lazyfs.InitState) { inited <- s },
+			Readers:     m.w.opts.FuseReaders,
+			OnInit:      func(s failover.InitState) { inited <- s },
+			Resume:      req.Resume,
+			DeferResend: req.DeferResend,
+			RecoverInit: req.RecoverInit,
 		})
 		serveErr <- err
 		m.mu.Lock()
@@ -140,25 +146,62 @@ func (m *mount) serve(ctx context.Context, fd int) (_ daemonapi.InitState, retEr
 		m.mu.Unlock()
 	}()
 
+	served := func(s failover.InitState) failover.InitState {
+		m.mu.Lock()
+		m.state, m.init = daemonapi.MountServing, s
+		m.mu.Unlock()
+		return s
+	}
 	select {
 	case s := <-inited:
-		m.mu.Lock()
-		m.state = daemonapi.MountServing
-		m.mu.Unlock()
-		return daemonapi.InitState{Request: s.Request, Reply: s.Reply}, nil
+		return served(s), nil
 	case err := <-serveErr:
 		select {
 		case s := <-inited: // answered INIT, then the connection ended
-			return daemonapi.InitState{Request: s.Request, Reply: s.Reply}, nil
+			return served(s), nil
 		default:
 		}
 		if err == nil {
 			err = errors.New("connection ended")
 		}
-		return daemonapi.InitState{}, fmt.Errorf("mount %s ended before FUSE INIT: %w: %w", m.req.MountID, err, errdefs.ErrUnavailable)
+		if errdefs.IsFailedPrecondition(err) {
+			// A refused takeover: this worker's INIT reply differs.
+			return failover.InitState{}, fmt.Errorf("mount %s: %w", m.req.MountID, err)
+		}
+		return failover.InitState{}, fmt.Errorf("mount %s ended before FUSE INIT: %w: %w", m.req.MountID, err, errdefs.ErrUnavailable)
 	case <-ctx.Done():
-		return daemonapi.InitState{}, fmt.Errorf("mount %s: no FUSE INIT: %w", m.req.MountID, ctx.Err())
+		return failover.InitState{}, fmt.Errorf("mount %s: no FUSE INIT: %w", m.req.MountID, ctx.Err())
 	}
+}
+
+// held returns a copy of the mount's connection and its INIT state, for a
+// controller that collects them; ok is false while it is not served.
+func (m *mount) held() (daemonapi.HeldConnection, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fd < 0 || m.state != daemonapi.MountServing {
+		return daemonapi.HeldConnection{}, false, nil
+	}
+	// Duplicated under the lock: stopServing cannot close m.fd meanwhile.
+	fd, err := unix.FcntlInt(uintptr(m.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return daemonapi.HeldConnection{}, false, fmt.Errorf("mount %s: failed to duplicate its FUSE fd: %w", m.req.MountID, err)
+	}
+	return daemonapi.HeldConnection{MountID: m.req.MountID, FD: fd, Init: m.init}, true, nil
+}
+
+// resend asks the kernel to send again what the mount's previous server
+// read without answering (a planned replacement, once it is gone).
+func (m *mount) resend() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fd < 0 || m.state != daemonapi.MountServing {
+		return fmt.Errorf("mount %s is not served: %w", m.req.MountID, errdefs.ErrFailedPrecondition)
+	}
+	if !m.init.SupportsResend() {
+		return fmt.Errorf("mount %s: kernel lacks FUSE_NOTIFY_RESEND: %w", m.req.MountID, errdefs.ErrNotImplemented)
+	}
+	return lazyfs.NotifyResend(m.fd)
 }
 
 // stopServing stops the read loop, waiting at most wait for it, and closes

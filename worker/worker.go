@@ -15,9 +15,11 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
 
 	"github.com/lazyfs/lazyfs/chunks"
 	"github.com/lazyfs/lazyfs/daemonapi"
+	"github.com/lazyfs/lazyfs/failover"
 	"github.com/lazyfs/lazyfs/remote"
 	"github.com/lazyfs/lazyfs/toc"
 )
@@ -35,8 +37,9 @@ type Options struct {
 	AttachWait   time.Duration // bound on waiting for FUSE INIT after attach
 }
 
-// Worker serves layers. It implements daemonapi.Backend and
-// daemonapi.ControlHandler.
+// Worker serves layers. It implements daemonapi.Backend,
+// daemonapi.ControlHandler, daemonapi.ConnectionCollector and
+// daemonapi.Resender.
 type Worker struct {
 	opts  Options
 	start time.Time
@@ -222,18 +225,64 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 
 func (w *Worker) exit() { w.once.Do(func() { close(w.done) }) }
 
-// Attach starts serving fd for a loaded layer and returns once the kernel's
-// FUSE INIT was answered, with the raw INIT request and reply.
-func (w *Worker) Attach(ctx context.Context, mountID string, fd int) (daemonapi.InitState, error) {
+// Attach starts serving fd for a loaded layer and returns once the
+// connection is served: a fresh one's FUSE INIT answered, or a taken-over
+// one's saved INIT replayed (see daemonapi.ControlHandler).
+func (w *Worker) Attach(ctx context.Context, req daemonapi.AttachRequest, fd int) (failover.InitState, error) {
+	w.mu.Lock()
+	m, ok := w.mounts[req.MountID]
+	w.mu.Unlock()
+	if !ok {
+		return failover.InitState{}, fmt.Errorf("mount %s not loaded: %w", req.MountID, errdefs.ErrNotFound)
+	}
+	ctx, cancel := context.WithTimeout(ctx, w.opts.AttachWait)
+	defer cancel()
+	st, err := m.serve(ctx, fd, req)
+	if err == nil && req.Resume != nil {
+		log.G(ctx).WithField("mount_id", req.MountID).WithField("resend_deferred", req.DeferResend).Info("connection taken over")
+	}
+	return st, err
+}
+
+// Collect hands the controller a copy of every served connection with its
+// INIT state (daemonapi.ConnectionCollector).
+func (w *Worker) Collect(ctx context.Context) ([]daemonapi.HeldConnection, error) {
+	w.mu.Lock()
+	mounts := make([]*mount, 0, len(w.mounts))
+	for _, m := range w.mounts {
+		mounts = append(mounts, m)
+	}
+	w.mu.Unlock()
+	var conns []daemonapi.HeldConnection
+	for _, m := range mounts {
+		hc, ok, err := m.held()
+		if err != nil {
+			for _, c := range conns {
+				unix.Close(c.FD)
+			}
+			return nil, err
+		}
+		if ok {
+			conns = append(conns, hc)
+		}
+	}
+	return conns, nil
+}
+
+// Resend sends FUSE_NOTIFY_RESEND on a mount taken over with DeferResend
+// (daemonapi.Resender).
+func (w *Worker) Resend(ctx context.Context, mountID string) error {
 	w.mu.Lock()
 	m, ok := w.mounts[mountID]
 	w.mu.Unlock()
 	if !ok {
-		return daemonapi.InitState{}, fmt.Errorf("mount %s not loaded: %w", mountID, errdefs.ErrNotFound)
+		return fmt.Errorf("mount %s: %w", mountID, errdefs.ErrNotFound)
 	}
-	ctx, cancel := context.WithTimeout(ctx, w.opts.AttachWait)
-	defer cancel()
-	return m.serve(ctx, fd)
+	if err := m.resend(); err != nil {
+		return err
+	}
+	log.G(ctx).WithField("mount_id", mountID).Info("kernel asked to resend what the previous worker held")
+	return nil
 }
 
 // lazyBlob resolves the registry only on the first read, so that loading a

@@ -65,12 +65,12 @@ func load(t *testing.T, w *worker.Worker, req daemonapi.LoadLayerRequest) daemon
 }
 
 // attach hands the worker a copy of m's fd and returns the INIT state.
-func attach(t *testing.T, w *worker.Worker, mountID string, m *fuseMount) daemonapi.InitState {
+func attach(t *testing.T, w *worker.Worker, mountID string, m *fuseMount) failover.InitState {
 	t.Helper()
 	fd := m.dup()
 	ctx, cancel := testContext(t)
 	defer cancel()
-	st, err := w.Attach(ctx, mountID, fd)
+	st, err := w.Attach(ctx, daemonapi.AttachRequest{MountID: mountID}, fd)
 	if err != nil {
 		unix.Close(fd) // an error leaves the fd with the caller
 		t.Fatalf("Attach %s: %v", mountID, err)
@@ -263,7 +263,7 @@ func TestAttachErrorLeavesFDToCaller(t *testing.T) {
 	defer cancel()
 	t.Run("unknown mount", func(t *testing.T) {
 		fd := m.dup()
-		if _, err := w.Attach(ctx, "nope", fd); !errdefs.IsNotFound(err) {
+		if _, err := w.Attach(ctx, daemonapi.AttachRequest{MountID: "nope"}, fd); !errdefs.IsNotFound(err) {
 			t.Errorf("Attach of an unknown mount: %v, want ErrNotFound", err)
 		}
 		if err := unix.Close(fd); err != nil {
@@ -275,7 +275,7 @@ func TestAttachErrorLeavesFDToCaller(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := w.Attach(ctx, "m1", fd); err == nil {
+		if _, err := w.Attach(ctx, daemonapi.AttachRequest{MountID: "m1"}, fd); err == nil {
 			t.Error("Attach of an unmounted /dev/fuse fd succeeded")
 		}
 		if err := unix.Close(fd); err != nil {
@@ -286,7 +286,7 @@ func TestAttachErrorLeavesFDToCaller(t *testing.T) {
 	attach(t, w, "m1", m)
 	t.Run("attached already", func(t *testing.T) {
 		fd := m.dup()
-		if _, err := w.Attach(ctx, "m1", fd); !errdefs.IsAlreadyExists(err) {
+		if _, err := w.Attach(ctx, daemonapi.AttachRequest{MountID: "m1"}, fd); !errdefs.IsAlreadyExists(err) {
 			t.Errorf("second Attach: %v, want ErrAlreadyExists", err)
 		}
 		if err := unix.Close(fd); err != nil {

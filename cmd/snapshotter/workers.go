@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lazyfs/lazyfs/config"
+	"github.com/lazyfs/lazyfs/failover"
 	"github.com/lazyfs/lazyfs/supervisor"
 )
 
@@ -29,6 +30,16 @@ func newSupervisor(ctx context.Context, cfg config.Config) (*supervisor.Supervis
 		Mode:         supervisor.Mode(cfg.Workers.Mode),
 		ReadyTimeout: time.Duration(cfg.Workers.ReadyTimeout),
 		LogLevel:     cfg.LogLevel,
+
+		RecoverPolicy:   supervisor.RecoverPolicy(cfg.Workers.RecoverPolicy),
+		CrashLoopCount:  cfg.Workers.CrashLoopCount,
+		CrashLoopWindow: time.Duration(cfg.Workers.CrashLoopWindow),
+		RestartBackoff:  time.Duration(cfg.Workers.RestartBackoff),
+		// Under systemd every connection's fd is kept in the fd store too,
+		// so that the snapshotter and a worker dying together lose none.
+		FDStore:   failover.NewFDStore(),
+		StoredFDs: failover.TakeListenFDs(),
+
 		WorkerArgs: []string{
 			"--hosts-dir", cfg.Registry.ConfigPath,
 			"--fuse-readers", strconv.Itoa(cfg.Workers.FuseReaders),

@@ -1,0 +1,144 @@
+package failover
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+)
+
+// listenFDsStart is the first fd systemd passes (SD_LISTEN_FDS_START).
+const listenFDsStart = 3
+
+// FDStore keeps copies of FUSE fds in systemd's file descriptor store
+// (FDSTORE=1 over $NOTIFY_SOCKET), so that a connection outlives the
+// snapshotter and its worker dying together: systemd hands the fds back to
+// the next start (LISTEN_FDS, LISTEN_FDNAMES). go-systemd's SdNotify sends no
+// fds, hence this small sender. The unit needs FileDescriptorStoreMax=.
+//
+// A nil *FDStore (no $NOTIFY_SOCKET: not under systemd) does nothing.
+type FDStore struct {
+	addr *net.UnixAddr
+	mu   sync.Mutex
+}
+
+// NewFDStore returns the fd store of the service manager that started this
+// process, or nil when there is none ($NOTIFY_SOCKET unset).
+func NewFDStore() *FDStore {
+	path := os.Getenv("NOTIFY_SOCKET")
+	if path == "" {
+		return nil
+	}
+	if path[0] == '@' {
+		path = "\x00" + path[1:] // abstract socket
+	}
+	return &FDStore{addr: &net.UnixAddr{Name: path, Net: "unixgram"}}
+}
+
+// Add stores a copy of fd under name (FDSTORE=1, FDNAME=name). Storing a
+// name again adds another copy: remove it first.
+func (s *FDStore) Add(name string, fd int) error {
+	if s == nil {
+		return nil
+	}
+	if err := checkFDName(name); err != nil {
+		return err
+	}
+	return s.send("FDSTORE=1\nFDNAME="+name+"\n", fd)
+}
+
+// Remove drops every fd stored under name (FDSTOREREMOVE=1).
+func (s *FDStore) Remove(name string) error {
+	if s == nil {
+		return nil
+	}
+	if err := checkFDName(name); err != nil {
+		return err
+	}
+	return s.send("FDSTOREREMOVE=1\nFDNAME="+name+"\n", -1)
+}
+
+func (s *FDStore) send(state string, fd int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	conn, err := net.DialUnix("unixgram", nil, s.addr)
+	if err != nil {
+		return fmt.Errorf("fd store: failed to reach %s: %w", strings.TrimPrefix(s.addr.Name, "\x00"), err)
+	}
+	defer conn.Close()
+	var oob []byte
+	if fd >= 0 {
+		oob = unix.UnixRights(fd)
+	}
+	if _, _, err := conn.WriteMsgUnix([]byte(state), oob, nil); err != nil {
+		return fmt.Errorf("fd store: failed to send %q: %w", strings.TrimSpace(state), err)
+	}
+	return nil
+}
+
+// checkFDName refuses names systemd would reject: printable ASCII without
+// ':' and at most 255 bytes.
+func checkFDName(name string) error {
+	if name == "" || len(name) > 255 {
+		return fmt.Errorf("fd name %q: length %d: %w", name, len(name), errdefs.ErrInvalidArgument)
+	}
+	for _, r := range name {
+		if r < 0x21 || r > 0x7e || r == ':' {
+			return fmt.Errorf("fd name %q: invalid character %q: %w", name, r, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+// TakeListenFDs returns the fds the service manager passed to this process
+// (LISTEN_FDS, for LISTEN_PID, named by LISTEN_FDNAMES), by name, as raw fds
+// marked close-on-exec, and unsets those variables so that no child sees
+// them. Several fds of one name are all returned. It returns nil when none
+// were passed to this process.
+//
+// The fds are raw ints, not *os.File (go-systemd's activation.Files): a
+// garbage-collected *os.File would close a FUSE connection's fd.
+func TakeListenFDs() map[string][]int {
+	defer func() {
+		os.Unsetenv("LISTEN_PID")
+		os.Unsetenv("LISTEN_FDS")
+		os.Unsetenv("LISTEN_FDNAMES")
+	}()
+	pid, err := strconv.Atoi(os.Getenv("LISTEN_PID"))
+	if err != nil || pid != os.Getpid() {
+		return nil
+	}
+	n, err := strconv.Atoi(os.Getenv("LISTEN_FDS"))
+	if err != nil || n <= 0 {
+		return nil
+	}
+	var names []string
+	if v := os.Getenv("LISTEN_FDNAMES"); v != "" {
+		names = strings.Split(v, ":")
+	}
+	fds := map[string][]int{}
+	for i := range n {
+		fd := listenFDsStart + i
+		unix.CloseOnExec(fd)
+		name := "unknown"
+		if i < len(names) {
+			name = names[i]
+		}
+		fds[name] = append(fds[name], fd)
+	}
+	return fds
+}
+
+// MountFDName is the fd store name of a mount's connection.
+func MountFDName(mountID string) string { return "lazyfs-mount-" + mountID }
+
+// MountIDFromFDName is the inverse of MountFDName; ok is false for names
+// that are not a mount's.
+func MountIDFromFDName(name string) (string, bool) {
+	return strings.CutPrefix(name, "lazyfs-mount-")
+}

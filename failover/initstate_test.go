@@ -1,0 +1,67 @@
+package failover
+
+import (
+	"encoding/binary"
+	"testing"
+
+	"github.com/containerd/errdefs"
+)
+
+// initRequest builds an INIT request as a 6.18 kernel sends it, offering
+// flags.
+func initRequest(flags uint64) []byte {
+	req := make([]byte, inHeaderSize+64)
+	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
+	binary.NativeEndian.PutUint32(req[opcodeOffset:], opInit)
+	binary.NativeEndian.PutUint32(req[initFlags:], uint32(flags))
+	binary.NativeEndian.PutUint32(req[initFlags2:], uint32(flags>>32))
+	return req
+}
+
+func TestInitStateFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		flags  uint64
+		resend bool
+	}{
+		{"resend", capInitExt | capHasResend, true},
+		{"no resend", capInitExt | 1, false},
+		// flags2 only counts when the kernel says it sent it.
+		{"flags2 without INIT_EXT", capHasResend, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := InitState{Request: initRequest(tc.flags)}
+			if got := s.SupportsResend(); got != tc.resend {
+				t.Errorf("SupportsResend = %v, want %v", got, tc.resend)
+			}
+			flags, err := s.KernelFlags()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := tc.flags
+			if tc.flags&capInitExt == 0 {
+				want &= 1<<32 - 1
+			}
+			if flags != want {
+				t.Errorf("KernelFlags = %#x, want %#x", flags, want)
+			}
+		})
+	}
+	notInit := initRequest(capInitExt | capHasResend)
+	binary.NativeEndian.PutUint32(notInit[opcodeOffset:], 15)
+	for name, bad := range map[string]InitState{
+		"empty":     {},
+		"truncated": {Request: initRequest(capInitExt | capHasResend)[:initFlags2+3]},
+		"not INIT":  {Request: notInit},
+	} {
+		if _, err := bad.KernelFlags(); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("KernelFlags of %s request: %v, want InvalidArgument", name, err)
+		}
+		if bad.SupportsResend() {
+			t.Errorf("SupportsResend of %s request = true", name)
+		}
+	}
+	if !(InitState{}).IsZero() || (InitState{Request: []byte{1}}).IsZero() {
+		t.Error("IsZero wrong")
+	}
+}
