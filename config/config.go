@@ -135,7 +135,7 @@ func Default() Config {
 		LogLevel: "info",
 		LogDir:   "/var/log/lazyfs",
 		Workers: WorkersConfig{
-			Mode:         WorkersPerImage,
+			Mode:            WorkersPerImage,
 			FuseReaders:     4,
 			ReadyTimeout:    Duration(10 * time.Second),
 			RecoverPolicy:   RecoverFailover,

@@ -48,6 +48,9 @@ func (c Config) Validate() error {
 		v.add("workers.fuse_readers", "%d is out of range: must be from %d (a reader must stay free for the kernel's INTERRUPT) to %d",
 			n, minFuseReaders, maxFuseReaders)
 	}
+	if c.Workers.ReadyTimeout <= 0 {
+		v.add("workers.ready_timeout", "%s is out of range: must be longer than 0s", c.Workers.ReadyTimeout)
+	}
 	v.oneOf("workers.recover_policy", c.Workers.RecoverPolicy, recoverPolicies)
 	if n := c.Workers.CrashLoopCount; n < 1 || n > 1000 {
 		v.add("workers.crash_loop_count", "%d is out of range: must be from 1 to 1000", n)
@@ -57,9 +60,6 @@ func (c Config) Validate() error {
 	}
 	if c.Workers.RestartBackoff <= 0 {
 		v.add("workers.restart_backoff", "%s is out of range: must be longer than 0s", c.Workers.RestartBackoff)
-	}
-	if c.Workers.ReadyTimeout <= 0 {
-		v.add("workers.ready_timeout", "%s is out of range: must be longer than 0s", c.Workers.ReadyTimeout)
 	}
 	v.positiveSize("layers.max_toc_compressed_size", c.Layers.MaxTOCCompressedSize)
 	v.positiveSize("layers.max_toc_size", c.Layers.MaxTOCSize)

@@ -2,7 +2,6 @@ package failover
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -23,7 +22,7 @@ const listenFDsStart = 3
 //
 // A nil *FDStore (no $NOTIFY_SOCKET: not under systemd) does nothing.
 type FDStore struct {
-	addr *net.UnixAddr
+	path string // of the notify socket; "@..." is an abstract one
 	mu   sync.Mutex
 }
 
@@ -34,10 +33,8 @@ func NewFDStore() *FDStore {
 	if path == "" {
 		return nil
 	}
-	if path[0] == '@' {
-		path = "\x00" + path[1:] // abstract socket
-	}
-	return &FDStore{addr: &net.UnixAddr{Name: path, Net: "unixgram"}}
+	// x/sys/unix maps a leading '@' to the abstract namespace itself.
+	return &FDStore{path: path}
 }
 
 // Add stores a copy of fd under name (FDSTORE=1, FDNAME=name). Storing a
@@ -66,17 +63,17 @@ func (s *FDStore) Remove(name string) error {
 func (s *FDStore) send(state string, fd int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	conn, err := net.DialUnix("unixgram", nil, s.addr)
+	sock, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("fd store: failed to reach %s: %w", strings.TrimPrefix(s.addr.Name, "\x00"), err)
+		return fmt.Errorf("fd store: %w", err)
 	}
-	defer conn.Close()
+	defer unix.Close(sock)
 	var oob []byte
 	if fd >= 0 {
 		oob = unix.UnixRights(fd)
 	}
-	if _, _, err := conn.WriteMsgUnix([]byte(state), oob, nil); err != nil {
-		return fmt.Errorf("fd store: failed to send %q: %w", strings.TrimSpace(state), err)
+	if err := unix.Sendmsg(sock, []byte(state), oob, &unix.SockaddrUnix{Name: s.path}, 0); err != nil {
+		return fmt.Errorf("fd store: failed to send %q to %s: %w", strings.TrimSpace(state), s.path, err)
 	}
 	return nil
 }

@@ -26,7 +26,6 @@ import (
 // fuseOpRead is the opcode of FUSE_READ.
 const fuseOpRead = 15
 
-
 // recordingFS notes which READ requests reached it.
 type recordingFS struct {
 	*FS

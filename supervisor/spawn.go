@@ -66,6 +66,7 @@ func (s *Supervisor) spawn(ctx context.Context, id string) (_ *worker, err error
 	}
 	logw.Close() // the worker has its own copy
 	w.pid = cmd.Process.Pid
+	w.servedAt = time.Now().UnixNano()
 	w.logr = logr
 	w.startTime, _ = processStartTime(w.pid)
 	w.api = daemonapi.NewClient(w.apiSock, id)
@@ -127,11 +128,13 @@ func (s *Supervisor) waitReady(ctx context.Context, w *worker) error {
 	defer tick.Stop()
 	for {
 		info, err := w.api.Info(ctx)
-		if err == nil {
-			if info.PID != w.pid {
-				return fmt.Errorf("worker %s: api socket answered by pid %d, not %d", w.id, info.PID, w.pid)
-			}
+		if err == nil && info.PID == w.pid {
 			return nil
+		}
+		if err == nil {
+			// The predecessor of a planned replacement answers until
+			// this worker has bound the same path.
+			err = fmt.Errorf("api socket answered by pid %d, not %d", info.PID, w.pid)
 		}
 		select {
 		case <-w.exited:

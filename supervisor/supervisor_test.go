@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
-	"golang.org/x/sys/unix"
 
 	"github.com/lazyfs/lazyfs/daemonapi"
 	"github.com/lazyfs/lazyfs/internal/fusetest"
@@ -93,90 +92,6 @@ func TestMountTwiceIsRefused(t *testing.T) {
 	}
 	if n := len(mountEntries(t, mp)); n != 1 {
 		t.Errorf("%d mounts at %s, want 1", n, mp)
-	}
-	testregistry.CheckFiles(t, testTimeout, mp, e.layers[0])
-}
-
-// replaceBound is how soon a dead worker's mount must be served again; it
-// leaves room for a loaded machine (it takes well under a second).
-const replaceBound = 10 * time.Second
-
-func TestKilledWorkerIsReplaced(t *testing.T) {
-	e := newEnv(t, PerImage)
-	s := e.supervisor()
-	mp := e.mountpoint("m1")
-	s.mount("m1", mp, e.labels(0, "v1"))
-	id := e.workerID("v1")
-	old := s.pids()[id]
-
-	// Two readers of the old mount: one blocked in a read the worker is
-	// fetching from the (held) registry, one with a file open.
-	blocked, idle := -1, -1
-	within(t, "open files", func() {
-		var err error
-		if blocked, err = unix.Open(filepath.Join(mp, "usr/bin/big.bin"), unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
-			t.Error(err)
-		}
-		if idle, err = unix.Open(filepath.Join(mp, "usr/share/a.conf"), unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
-			t.Error(err)
-		}
-	})
-	if t.Failed() {
-		t.FailNow()
-	}
-	e.reg.Hold()
-	readErr := make(chan error, 1)
-	go func() {
-		_, err := fusetest.ReadFD(blocked)
-		readErr <- err
-	}()
-	select {
-	case <-e.reg.Stalled():
-	case err := <-readErr:
-		t.Fatalf("read finished (%v) while the registry holds every request", err)
-	case <-time.After(testTimeout):
-		t.Fatal("the worker never asked the registry for the file")
-	}
-
-	killed := time.Now()
-	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-readErr:
-		if err == nil {
-			t.Error("blocked read on the dead worker's mount succeeded")
-		}
-		t.Logf("blocked reader got: %v", err)
-	case <-time.After(testTimeout):
-		t.Fatal("blocked reader still hangs after its worker died")
-	}
-	within(t, "read an open file of the dead worker's mount", func() {
-		if _, err := unix.Read(idle, make([]byte, 10)); err == nil {
-			t.Error("read on the dead worker's mount succeeded")
-		}
-	})
-	within(t, "close files of the dead worker's mount", func() {
-		unix.Close(blocked)
-		unix.Close(idle)
-	})
-	e.reg.Release()
-
-	// The layer is mounted again through a new worker: it is recorded
-	// once the new mount answered INIT.
-	eventually(t, "mount replaced by a new worker", func() bool {
-		rec, ok := s.records()[id]
-		_, hasMount := rec.Mounts["m1"]
-		return ok && rec.PID != old && hasMount
-	})
-	if d := time.Since(killed); d > replaceBound {
-		t.Errorf("mount replaced %v after its worker died, want within %v", d, replaceBound)
-	}
-	if pid := s.pids()[id]; pid == old || pid == 0 {
-		t.Errorf("worker %s has pid %d after the old one (%d) died", id, pid, old)
-	}
-	if n := len(mountEntries(t, mp)); n != 1 {
-		t.Errorf("%d mounts at %s, want 1 (the dead one detached)", n, mp)
 	}
 	testregistry.CheckFiles(t, testTimeout, mp, e.layers[0])
 }
