@@ -178,10 +178,13 @@ type Stats struct {
 	Stuck int64 `json:"stuck"`
 	// Unfinished counts goroutines still in an op when the reader gave up
 	// waiting for them at the stop.
-	Unfinished   int64         `json:"unfinished"`
-	MaxLatency   time.Duration `json:"max_latency_ns"`
-	FirstErrors  []string      `json:"first_errors"`
-	OpsLogErrors int64         `json:"ops_log_errors"`
+	Unfinished int64         `json:"unfinished"`
+	MaxLatency time.Duration `json:"max_latency_ns"`
+	// FirstErrors are the first failed ops (and stuck ones); FirstWrong
+	// the first ops that read wrong data.
+	FirstErrors  []string `json:"first_errors"`
+	FirstWrong   []string `json:"first_wrong"`
+	OpsLogErrors int64    `json:"ops_log_errors"`
 }
 
 // TotalOps sums Ops.

@@ -81,7 +81,8 @@ func ChaosImageLayers(reader []byte, names ...string) map[string][]Layer {
 	var baseMan chaos.Manifest
 	base.dir("/chaos", 0o755)
 	base.file(ChaosReaderPath, 0o755, reader)
-	baseMan.Files = append(baseMan.Files, chaosSum(ChaosReaderPath, reader, false))
+	// Read by blocks: the whole binary is bigger than a small file.
+	baseMan.Files = append(baseMan.Files, chaosSum(ChaosReaderPath, reader, true))
 	chaosData(&base, &baseMan, "/chaos/base", 4<<20, 4)
 
 	out := map[string][]Layer{}

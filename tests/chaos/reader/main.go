@@ -72,6 +72,7 @@ type reader struct {
 	errFile     *os.File
 	logged      int
 	firstErrors []string
+	firstWrong  []string
 	opsLog      *bufio.Writer
 	opsFile     *os.File
 	opsLogErrs  int64
@@ -152,7 +153,7 @@ func run(manifestPath, out string, goroutines int, pace time.Duration) error {
 	st := chaos.Stats{
 		Started: started, Stopped: time.Now(), Ops: map[string]int64{},
 		Errors: r.errs.Load(), Wrong: r.wrong.Load(), Stuck: r.stuck.Load(), Unfinished: unfinished,
-		MaxLatency: time.Duration(r.maxLat.Load()), FirstErrors: r.firstErrors, OpsLogErrors: r.opsLogErrs,
+		MaxLatency: time.Duration(r.maxLat.Load()), FirstErrors: r.firstErrors, FirstWrong: r.firstWrong, OpsLogErrors: r.opsLogErrs,
 	}
 	r.mu.Unlock()
 	for _, op := range []chaos.Op{chaos.OpPread, chaos.OpRead, chaos.OpStat, chaos.OpReaddir} {
@@ -175,7 +176,7 @@ func (r *reader) watch() {
 		if now-start > int64(chaos.StuckAfter) && r.flagged[i].Swap(start) != start {
 			r.stuck.Add(1)
 			r.logError(fmt.Sprintf("loop %d: op in flight for %v, started %s", i, time.Duration(now-start),
-				time.Unix(0, start).Format(time.RFC3339Nano)))
+				time.Unix(0, start).Format(time.RFC3339Nano)), false)
 		}
 	}
 	p := chaos.Progress{
@@ -245,7 +246,7 @@ func (r *reader) loop(i int) {
 			r.wrong.Add(1)
 		}
 		if res != chaos.ResultOK {
-			r.logError(fmt.Sprintf("%s %s", op, what))
+			r.logError(fmt.Sprintf("%s %s", op, what), res == chaos.ResultWrong)
 		}
 		r.record(chaos.OpRecord{Start: start, Duration: d, Op: op, Result: res})
 		if r.pace > 0 {
@@ -268,11 +269,13 @@ func (r *reader) record(rec chaos.OpRecord) {
 	}
 }
 
-func (r *reader) logError(msg string) {
+func (r *reader) logError(msg string, wrong bool) {
 	line := time.Now().Format(time.RFC3339Nano) + " " + msg
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.firstErrors) < 20 {
+	if wrong && len(r.firstWrong) < 20 {
+		r.firstWrong = append(r.firstWrong, line)
+	} else if !wrong && len(r.firstErrors) < 20 {
 		r.firstErrors = append(r.firstErrors, line)
 	}
 	if r.logged < maxLoggedErrors {
@@ -294,13 +297,19 @@ func (r *reader) pread(fp **os.File, f chaos.FileSum, block int, buf []byte) (ch
 	n := min(f.BlockSize, f.Size-off)
 	buf = buf[:n]
 	fd := int((*fp).Fd())
-	got, err := unix.Pread(fd, buf, off)
-	dropCache(fd, off, n)
-	if err != nil {
-		return chaos.ResultError, fmt.Sprintf("%s block %d: %v", f.Path, block, err)
-	}
-	if int64(got) != n {
-		return chaos.ResultWrong, fmt.Sprintf("%s block %d: read %d bytes, want %d", f.Path, block, got, n)
+	defer dropCache(fd, off, n)
+	// A short read is no failure by itself (pages in the cache come back
+	// first): read on until the block is complete, an error, or an
+	// end of file the manifest does not know.
+	for got := int64(0); got < n; {
+		m, err := unix.Pread(fd, buf[got:], off+got)
+		if err != nil {
+			return chaos.ResultError, fmt.Sprintf("%s block %d at +%d: %v", f.Path, block, got, err)
+		}
+		if m == 0 {
+			return chaos.ResultWrong, fmt.Sprintf("%s block %d: end of file after %d bytes, want %d", f.Path, block, off+got, f.Size)
+		}
+		got += int64(m)
 	}
 	if sum := sha256.Sum256(buf); hex.EncodeToString(sum[:]) != f.Blocks[block] {
 		return chaos.ResultWrong, fmt.Sprintf("%s block %d: sha256 %x, want %s", f.Path, block, sum, f.Blocks[block])
