@@ -128,6 +128,7 @@ func run(manifestPath, out string, goroutines int, pace time.Duration) error {
 	defer tick.Stop()
 	for range tick.C {
 		r.watch()
+		r.flushOps()
 		if _, err := os.Stat(filepath.Join(out, chaos.StopFile)); err == nil {
 			break
 		}
@@ -257,6 +258,16 @@ func (r *reader) loop(i int) {
 		if f != nil {
 			f.Close()
 		}
+	}
+}
+
+// flushOps writes the buffered op records out, so that a reader that dies
+// leaves its ops up to the last tick.
+func (r *reader) flushOps() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.opsLog.Flush(); err != nil {
+		r.opsLogErrs++
 	}
 }
 
