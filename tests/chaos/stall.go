@@ -68,6 +68,8 @@ type StallReport struct {
 	// DeathToServing is, per kill, the time from the signal to the test
 	// seeing the successor serve (bounded below by its polling interval).
 	DeathToServing Dist `json:"death_to_serving"`
+	// Stalls are the values PerKill summarises.
+	Stalls []time.Duration `json:"-"`
 	// Slowest lists the longest ops in kill windows, for the report.
 	Slowest []OpRecord `json:"-"`
 }
@@ -163,6 +165,7 @@ func Analyze(readers [][]OpRecord, kills []Kill, quiet [][2]time.Time, margin ti
 		Baseline:       NewDist(base),
 		InWindows:      NewDist(in),
 		PerKill:        NewDist(perKill),
+		Stalls:         perKill,
 		DeathToServing: NewDist(d2s),
 		Slowest:        inRecs,
 	}
