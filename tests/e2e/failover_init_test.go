@@ -27,7 +27,7 @@ if mkdir "$dir/first-run" 2>/dev/null; then
 	pid=$$
 	(strace -f -q -y -o "$dir/trace" -P /dev/fuse -e trace=read,write,writev \
 		-e inject=write,writev:error=EIO:signal=SIGKILL:when=1 -p $pid \
-		</dev/null >/dev/null 2>"$dir/strace.err"; echo $? >"$dir/strace-done") &
+		</dev/null >/dev/null 2>"$dir/strace.err"; echo $? >"$dir/strace-rc"; mv "$dir/strace-rc" "$dir/strace-done") &
 	# Bounded: 10 s for strace to attach.
 	i=0
 	until grep -q '^TracerPid:[[:space:]]*[1-9]' /proc/$$/status; do
@@ -111,8 +111,13 @@ func checkInitKillTrace(t *testing.T, trace, pid string) {
 	t.Helper()
 	// strace prints bytes as octal escapes: INIT is opcode 26, "\32".
 	read := regexp.MustCompile(`read\(\d+</dev/fuse>, "[^"]*?\\32\\0\\0\\0`).FindStringIndex(trace)
-	// The injected SIGKILL ends the process before the write returns: "= ?".
-	injected := regexp.MustCompile(`write[v]?\(\d+</dev/fuse>.*= \?`).FindStringIndex(trace)
+	// The injected SIGKILL ends the process inside its first write there
+	// (strace may print it split: "<unfinished ...>", "<... write
+	// resumed>) = ?"); no write to /dev/fuse may have returned.
+	injected := regexp.MustCompile(`write[v]?\(\d+</dev/fuse>`).FindStringIndex(trace)
+	if done := regexp.MustCompile(`write[v]?\(\d+</dev/fuse>.*\) += \d+`).FindString(trace); done != "" {
+		t.Fatalf("the first worker (pid %s) wrote to /dev/fuse before it was killed: %s\n%s", pid, done, trace)
+	}
 	killed := strings.Index(trace, "+++ killed by SIGKILL +++")
 	if read == nil || injected == nil || killed < 0 || read[0] > injected[0] || injected[0] > killed {
 		t.Fatalf("the first worker (pid %s) was not killed answering INIT; strace saw:\n%s", pid, trace)
