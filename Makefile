@@ -6,7 +6,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 # Packages with unit tests: everything but the end-to-end suites under tests/.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e '/tests/' -e '/zz_')
 
-.PHONY: all build deps test test-unit test-e2e demo bench bench-e2e clean
+.PHONY: all build deps test test-unit test-e2e demo bench bench-e2e bench-failover clean
 
 all: build
 
@@ -47,6 +47,14 @@ bench: deps build
 
 bench-e2e: deps build
 	$(GO) run ./tests/bench $(BENCH_ARGS)
+
+# bench-failover measures what a worker failover costs the readers of
+# running containers: death-to-serving time, the stall a reader sees across a
+# SIGKILL and the extra latency, median and p99 over
+# LAZYFS_FAILOVER_BENCH_KILLS kills (default 100), against the op latency
+# without kills measured in the same run (needs root; a few minutes).
+bench-failover: deps build
+	$(GO) test -count=1 -run '^$$' -bench '^BenchmarkFailover$$' -benchtime 1x -timeout 60m -v ./tests/e2e
 
 clean:
 	rm -rf bin

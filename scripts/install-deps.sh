@@ -14,7 +14,7 @@ CONTAINERD_VERSION=v2.3.7
 TOOLS=${LAZYFS_TOOLS:-/var/cache/lazyfs-tools}
 CONTAINERD_DIR=$TOOLS/containerd-${CONTAINERD_VERSION#v}
 STAMP=$CONTAINERD_DIR/VERSION
-PACKAGES=(containerd runc docker-registry skopeo fuse3 umoci busybox-static jq)
+PACKAGES=(containerd runc docker-registry skopeo fuse3 umoci busybox-static jq strace)
 CONTAINERD_BINARIES=(containerd containerd-shim-runc-v2 ctr)
 
 say() { echo "install-deps: $*"; }

@@ -204,7 +204,7 @@ func TestWorkerKilledUnderReader(t *testing.T) {
 // runQuickChecks is runChecksOf without the 2000 small files of
 // TestImageManyDir, whose first reads cost one registry request each: it
 // verifies every other file of the image, the 8 MiB one included.
-func (s *stack) runQuickChecks(t *testing.T, ref, id string) {
+func (s *stack) runQuickChecks(t testing.TB, ref, id string) {
 	t.Helper()
 	script := fmt.Sprintf(`grep -v '  %s/' %s >/tmp/list
 sha256sum -c /tmp/list >/tmp/sums 2>&1; echo "exit=$? ok=$(grep -c ': OK$' /tmp/sums) of $(wc -l </tmp/list)"; grep -v ': OK$' /tmp/sums || true`,

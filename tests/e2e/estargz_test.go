@@ -47,16 +47,23 @@ type estargzImage struct {
 // ctr image rm --sync of both, so that a following pull starts from nothing.
 // pullHost is the host:port the returned ref goes through (a proxy or gate in
 // front of the registry); "" means the registry itself.
-func (s *stack) convertToEStargz(t *testing.T, pullHost string) estargzImage {
+func (s *stack) convertToEStargz(t testing.TB, pullHost string) estargzImage {
+	t.Helper()
+	return s.convertImage(t, s.ref, estargzRepo, estargzTag, pullHost)
+}
+
+// convertImage is convertToEStargz for any image of the stack's registry:
+// srcRef is converted and pushed as repo:tag.
+func (s *stack) convertImage(t testing.TB, srcRef, repo, tag, pullHost string) estargzImage {
 	t.Helper()
 	ctx := context.Background()
 	start := time.Now()
-	pushRef := s.reg.Addr() + "/" + estargzRepo + ":" + estargzTag
-	if _, err := s.ctrd.Ctr(ctx, "image", "pull", "--plain-http", s.ref); err != nil {
+	pushRef := s.reg.Addr() + "/" + repo + ":" + tag
+	if _, err := s.ctrd.Ctr(ctx, "image", "pull", "--plain-http", srcRef); err != nil {
 		t.Fatal(err)
 	}
 	// The converter logs through ctx: into the test's output, not stderr.
-	img, err := convert.Image(logtest.WithT(ctx, t), s.cl, s.ref, pushRef, convert.Options{})
+	img, err := convert.Image(logtest.WithT(ctx, t), s.cl, srcRef, pushRef, convert.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,19 +86,19 @@ func (s *stack) convertToEStargz(t *testing.T, pullHost string) estargzImage {
 	if _, err := s.ctrd.Ctr(ctx, "image", "push", "--plain-http", pushRef); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.ctrd.Ctr(ctx, "image", "rm", "--sync", s.ref, pushRef); err != nil {
+	if _, err := s.ctrd.Ctr(ctx, "image", "rm", "--sync", srcRef, pushRef); err != nil {
 		t.Fatal(err)
 	}
 	ref := pushRef
 	if pullHost != "" {
-		ref = pullHost + "/" + estargzRepo + ":" + estargzTag
+		ref = pullHost + "/" + repo + ":" + tag
 	}
 	var chainIDs []string
 	for _, id := range identity.ChainIDs(diffIDs) {
 		chainIDs = append(chainIDs, id.String())
 	}
 	t.Logf("converted %s to eStargz (%d layers, %s) and pushed it as %s in %v",
-		s.ref, len(manifest.Layers), formatBytes(blobsSize(manifest.Layers)), pushRef, time.Since(start).Round(time.Millisecond))
+		srcRef, len(manifest.Layers), formatBytes(blobsSize(manifest.Layers)), pushRef, time.Since(start).Round(time.Millisecond))
 	return estargzImage{ref: ref, layers: manifest.Layers, chainIDs: chainIDs}
 }
 

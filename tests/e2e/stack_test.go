@@ -35,13 +35,13 @@ type stack struct {
 
 // startStack builds and pushes the test image and starts the processes; all
 // are torn down when t ends, with their logs printed if it failed.
-func startStack(t *testing.T, version harness.ContainerdVersion) *stack {
+func startStack(t testing.TB, version harness.ContainerdVersion) *stack {
 	t.Helper()
 	return startStackWith(t, version, harness.SnapshotterOptions{Env: env})
 }
 
 // startStackWith is startStack with the snapshotter started from snapOpts.
-func startStackWith(t *testing.T, version harness.ContainerdVersion, snapOpts harness.SnapshotterOptions) *stack {
+func startStackWith(t testing.TB, version harness.ContainerdVersion, snapOpts harness.SnapshotterOptions) *stack {
 	t.Helper()
 	ctx := context.Background()
 	busybox, err := env.Busybox()
@@ -109,7 +109,7 @@ func (s *stack) pull(t *testing.T, snapshotter string) {
 
 // pullRef is pull for any image reference (an eStargz copy of the test
 // image, or one behind a test proxy).
-func (s *stack) pullRef(t *testing.T, ref, snapshotter string) {
+func (s *stack) pullRef(t testing.TB, ref, snapshotter string) {
 	t.Helper()
 	ctx := context.Background()
 	if s.ctrd.Version() == harness.V1 && snapshotter == "lazyfs" {
@@ -142,7 +142,7 @@ func (s *stack) runChecks(t *testing.T, id string) {
 
 // runChecksOf is runChecks for any image reference holding the test image
 // (its eStargz copy has the same files).
-func (s *stack) runChecksOf(t *testing.T, ref, id string) {
+func (s *stack) runChecksOf(t testing.TB, ref, id string) {
 	t.Helper()
 	// Failures are printed after the summary line so that the output names
 	// the files that did not match.

@@ -35,7 +35,7 @@ func workerAPI(snap *harness.Snapshotter, id string) *daemonapi.Client {
 // liveWorkers asks every worker socket dir of snap for the worker's
 // description; a dir whose worker does not answer (it died, and no
 // snapshotter cleaned up after it) is left out.
-func liveWorkers(t *testing.T, snap *harness.Snapshotter) []daemonapi.DaemonInfo {
+func liveWorkers(t testing.TB, snap *harness.Snapshotter) []daemonapi.DaemonInfo {
 	t.Helper()
 	entries, err := os.ReadDir(filepath.Join(snap.RunDir(), "workers"))
 	if err != nil && !os.IsNotExist(err) {
@@ -58,7 +58,7 @@ func liveWorkers(t *testing.T, snap *harness.Snapshotter) []daemonapi.DaemonInfo
 
 // onlyWorker returns the one live worker of snap (the test image is one
 // image: one worker per image).
-func onlyWorker(t *testing.T, snap *harness.Snapshotter) daemonapi.DaemonInfo {
+func onlyWorker(t testing.TB, snap *harness.Snapshotter) daemonapi.DaemonInfo {
 	t.Helper()
 	ws := liveWorkers(t, snap)
 	if len(ws) != 1 {
@@ -83,7 +83,7 @@ func servingMounts(info daemonapi.DaemonInfo) int {
 // mount whose worker is gone can block), as mountpoint → number of mounts
 // stacked there. Mount ids cannot tell a mount from its replacement: the
 // kernel hands the lowest free id out again.
-func fuseMounts(t *testing.T, snap *harness.Snapshotter) map[string]int {
+func fuseMounts(t testing.TB, snap *harness.Snapshotter) map[string]int {
 	t.Helper()
 	infos, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
 		return m.FSType != lazyfsFSType || !strings.HasPrefix(m.Mountpoint, snap.Root()+"/"), false
@@ -100,7 +100,7 @@ func fuseMounts(t *testing.T, snap *harness.Snapshotter) map[string]int {
 
 // waitFor polls cond every 50 ms until it holds or timeout passes; then it
 // fails the test with what cond last said. It returns how long it waited.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) time.Duration {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for {
@@ -117,7 +117,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool
 
 // killProcess SIGKILLs pid (not a child of the test: workers belong to the
 // snapshotter) and waits until it has stopped running.
-func killProcess(t *testing.T, pid int) {
+func killProcess(t testing.TB, pid int) {
 	t.Helper()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill %d: %v", pid, err)
@@ -179,7 +179,7 @@ func metricValue(t *testing.T, page []byte, name string, lbls map[string]string)
 
 // checkRemoteLabels asserts that every layer of img has a committed lazyfs
 // snapshot labelled as a remote (lazily mounted) layer.
-func (s *stack) checkRemoteLabels(t *testing.T, img estargzImage) {
+func (s *stack) checkRemoteLabels(t testing.TB, img estargzImage) {
 	t.Helper()
 	sn := s.cl.SnapshotService("lazyfs")
 	for i, chainID := range img.chainIDs {
