@@ -65,3 +65,14 @@ func TestInitStateFlags(t *testing.T) {
 		t.Error("IsZero wrong")
 	}
 }
+
+func TestKernelRelease(t *testing.T) {
+	release, resend, err := KernelRelease()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if release == "" {
+		t.Fatal("empty kernel release")
+	}
+	t.Logf("kernel %s, FUSE_NOTIFY_RESEND by version: %v", release, resend)
+}

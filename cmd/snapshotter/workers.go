@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/containerd/log"
+
 	"github.com/lazyfs/lazyfs/config"
 	"github.com/lazyfs/lazyfs/failover"
 	"github.com/lazyfs/lazyfs/supervisor"
@@ -21,6 +23,7 @@ func newSupervisor(ctx context.Context, cfg config.Config) (*supervisor.Supervis
 	if err != nil {
 		return nil, err
 	}
+	warnWithoutResend(ctx, cfg)
 	l := cfg.Layers
 	return supervisor.New(ctx, supervisor.Options{
 		Root:         cfg.Root,
@@ -68,4 +71,19 @@ func workerBinary(configured string) (string, error) {
 		return "", fmt.Errorf("lazyfsd not found next to the snapshotter nor on $PATH; set workers.binary: %w", err)
 	}
 	return p, nil
+}
+
+// warnWithoutResend says at start-up what a kernel without
+// FUSE_NOTIFY_RESEND (before Linux 6.9) costs: failover replaces a dead
+// worker, but the reads it held hang.
+func warnWithoutResend(ctx context.Context, cfg config.Config) {
+	release, resend, err := failover.KernelRelease()
+	switch {
+	case err != nil:
+		log.G(ctx).WithError(err).Warn("cannot tell whether the kernel supports FUSE_NOTIFY_RESEND")
+	case !resend && cfg.Workers.RecoverPolicy == config.RecoverFailover:
+		log.G(ctx).WithField("kernel", release).Warn("kernel lacks FUSE_NOTIFY_RESEND (Linux < 6.9): when a worker dies, reads it held hang until the kernel's FUSE request timeout; see docs/failover.md")
+	default:
+		log.G(ctx).WithField("kernel", release).WithField("fuse_notify_resend", resend).Debug("kernel checked for failover")
+	}
 }

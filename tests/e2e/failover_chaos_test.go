@@ -92,7 +92,14 @@ func startChaos(t testing.TB, mode string, pace time.Duration) *chaosRun {
 	}
 	s := startStackWith(t, harness.V2, harness.SnapshotterOptions{
 		Env:    env,
-		Config: map[string]any{"workers": map[string]any{"mode": mode}},
+		Config: map[string]any{"workers": map[string]any{
+			"mode": mode,
+			// The test kills each worker again within a second of its
+			// takeover, on purpose: faster than any crash loop. A window
+			// of 1ms keeps the crash-loop guard (and its backoff) out of
+			// the way; the supervisor's tests cover the guard.
+			"crash_loop_window": "1ms",
+		}},
 	})
 	r := &chaosRun{s: s, mode: mode}
 
