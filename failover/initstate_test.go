@@ -66,13 +66,20 @@ func TestInitStateFlags(t *testing.T) {
 	}
 }
 
-func TestKernelRelease(t *testing.T) {
-	release, resend, err := KernelRelease()
-	if err != nil {
-		t.Fatal(err)
+func TestReleaseHasResend(t *testing.T) {
+	for release, want := range map[string]bool{
+		"6.18.0-1-amd64": true, "6.9.0": true, "6.10.3-arch1": true, "7.0.1": true,
+		"6.8.12-generic": false, "6.1.0-28-amd64": false, "5.15.0": false,
+	} {
+		got, err := releaseHasResend(release)
+		if err != nil || got != want {
+			t.Errorf("releaseHasResend(%q) = %v, %v; want %v", release, got, err, want)
+		}
 	}
-	if release == "" {
-		t.Fatal("empty kernel release")
+	if _, err := releaseHasResend("weird"); err == nil {
+		t.Error("an unparsable release was accepted")
 	}
-	t.Logf("kernel %s, FUSE_NOTIFY_RESEND by version: %v", release, resend)
+	if _, _, err := KernelRelease(); err != nil {
+		t.Errorf("KernelRelease: %v", err)
+	}
 }

@@ -16,9 +16,16 @@ func KernelRelease() (release string, resend bool, err error) {
 		return "", false, fmt.Errorf("uname: %w", err)
 	}
 	release = unix.ByteSliceToString(u.Release[:])
+	resend, err = releaseHasResend(release)
+	return release, resend, err
+}
+
+// releaseHasResend tells whether a kernel release (6.18.0-1-amd64) is 6.9
+// or later.
+func releaseHasResend(release string) (bool, error) {
 	var major, minor int
 	if _, err := fmt.Sscanf(release, "%d.%d", &major, &minor); err != nil {
-		return release, false, fmt.Errorf("kernel release %q: %w", release, err)
+		return false, fmt.Errorf("kernel release %q: %w", release, err)
 	}
-	return release, major > 6 || (major == 6 && minor >= 9), nil
+	return major > 6 || (major == 6 && minor >= 9), nil
 }
