@@ -254,9 +254,9 @@ func (s *Supervisor) adopt(ctx context.Context, rec record, stored map[string]in
 	}
 	w.control = ctl
 	for id, m := range rec.Mounts {
-		ms := &mountState{id: id, mountpoint: m.Mountpoint, labels: m.Labels, fd: -1, init: m.Init}
+		ms := &mountState{id: id, mountpoint: m.Mountpoint, labels: m.Labels, conn: failover.NewConn(-1, m.Init)}
 		if fd, ok := stored[id]; ok {
-			ms.fd = fd
+			ms.conn.Hold(fd, m.Init)
 			delete(stored, id)
 		}
 		w.mounts[id] = ms
@@ -269,19 +269,25 @@ func (s *Supervisor) adopt(ctx context.Context, rec record, stored map[string]in
 	}
 	for _, hc := range conns {
 		m, ok := w.mounts[hc.MountID]
-		if !ok || m.fd >= 0 {
-			// Unknown to the registry, or kept by the fd store already.
-			unix.Close(hc.FD)
+		if !ok {
+			unix.Close(hc.FD) // unknown to the registry
 			continue
 		}
-		m.fd, m.init = hc.FD, hc.Init
+		// The worker's INIT state is the authority; an fd the fd store
+		// handed back already is the same connection.
+		if m.conn.Held() {
+			unix.Close(hc.FD)
+			m.conn.SetInit(hc.Init)
+			continue
+		}
+		m.conn.Hold(hc.FD, hc.Init)
 		s.storeFD(ctx, m)
 	}
 	pidfd, err := unix.PidfdOpen(rec.PID, 0)
 	if err != nil {
 		ctl.Close()
 		for _, m := range w.mounts {
-			m.closeFD()
+			m.conn.Close()
 		}
 		return err
 	}

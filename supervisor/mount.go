@@ -72,19 +72,15 @@ func (s *Supervisor) mountOnce(ctx context.Context, id, mountpoint string, lbls 
 		return errWorkerGone
 	}
 
-	fd, err := failover.OpenFuse()
+	conn, err := failover.Open(mountpoint, "lazyfs", "lazyfs")
 	if err != nil {
 		return err
 	}
-	m := &mountState{id: id, mountpoint: mountpoint, labels: lbls, fd: fd}
-	if err := failover.Mount(fd, mountpoint, "lazyfs", "lazyfs"); err != nil {
-		m.closeFD()
-		return err
-	}
+	m := &mountState{id: id, mountpoint: mountpoint, labels: lbls, conn: conn}
 	defer func() {
 		if err != nil {
 			unmountQuietly(ctx, mountpoint)
-			m.closeFD()
+			conn.Close()
 		}
 	}()
 
@@ -92,7 +88,7 @@ func (s *Supervisor) mountOnce(ctx context.Context, id, mountpoint string, lbls 
 	if ctl == nil {
 		return fmt.Errorf("worker %s: no control connection: %w", w.id, errdefs.ErrUnavailable)
 	}
-	m.init, err = ctl.Attach(ctx, daemonapi.AttachRequest{MountID: id}, fd)
+	init, err := ctl.Attach(ctx, daemonapi.AttachRequest{MountID: id}, conn.FD())
 	if err != nil {
 		if s.waitExited(w, time.Second) {
 			// Killed mid-INIT: the kernel's INIT went with it. This
@@ -102,10 +98,11 @@ func (s *Supervisor) mountOnce(ctx context.Context, id, mountpoint string, lbls 
 		return err
 	}
 
+	conn.SetInit(init)
 	w.mu.Lock()
 	w.mounts[id] = m
 	w.mu.Unlock()
-	if !m.init.SupportsResend() {
+	if !init.SupportsResend() {
 		log.G(ctx).Warn("kernel lacks FUSE_NOTIFY_RESEND (Linux < 6.9): if this worker dies, reads in flight may hang until the kernel's request timeout")
 	}
 	s.storeFD(ctx, m)
@@ -293,10 +290,11 @@ func (s *Supervisor) workerID(layer labels.Layer) string {
 
 // storeFD puts a copy of the mount's fd in the systemd fd store.
 func (s *Supervisor) storeFD(ctx context.Context, m *mountState) {
-	if m.fd < 0 {
+	fd := m.conn.FD()
+	if fd < 0 {
 		return
 	}
-	if err := s.opts.FDStore.Add(failover.MountFDName(m.id), m.fd); err != nil {
+	if err := s.opts.FDStore.Add(failover.MountFDName(m.id), fd); err != nil {
 		log.G(ctx).WithError(err).Warn("failed to keep a connection in the systemd fd store")
 	}
 }
@@ -307,7 +305,7 @@ func (s *Supervisor) dropFD(ctx context.Context, m *mountState) {
 	if m == nil {
 		return
 	}
-	m.closeFD()
+	m.conn.Close()
 	if err := s.opts.FDStore.Remove(failover.MountFDName(m.id)); err != nil {
 		log.G(ctx).WithError(err).Warn("failed to remove a connection from the systemd fd store")
 	}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/lazyfs/lazyfs/daemonapi"
+	"github.com/lazyfs/lazyfs/failover"
 	"github.com/lazyfs/lazyfs/labels"
 	"github.com/lazyfs/lazyfs/metrics"
 )
@@ -37,7 +38,7 @@ func (s *Supervisor) takeOver(ctx context.Context, dead *worker, mounts []*mount
 	// could not hand them over) cannot be taken over: mounted again.
 	var held, lost []*mountState
 	for _, m := range mounts {
-		if m.canTakeOver() {
+		if m.conn.CanTakeOver() {
 			held = append(held, m)
 		} else {
 			lost = append(lost, m)
@@ -128,8 +129,8 @@ func (s *Supervisor) hand(ctx context.Context, succ *worker, mounts []*mountStat
 				metrics.TakeoversRefused.WithLabelValues("load").Inc()
 				return fmt.Errorf("mount %s: %w", m.id, err)
 			}
-			init := m.init
-			st, err := ctl.Attach(gctx, daemonapi.AttachRequest{MountID: m.id, Resume: &init, DeferResend: deferResend}, m.fd)
+			init := m.conn.Init()
+			st, err := ctl.Attach(gctx, daemonapi.AttachRequest{MountID: m.id, Resume: &init, DeferResend: deferResend}, m.conn.FD())
 			if err != nil {
 				reason := "attach"
 				if errdefs.IsFailedPrecondition(err) {
@@ -238,7 +239,7 @@ func (s *Supervisor) takeOverStored(ctx context.Context, rec record, stored map[
 			continue
 		}
 		delete(stored, id)
-		dead.mounts[id] = &mountState{id: id, mountpoint: m.Mountpoint, labels: m.Labels, fd: fd, init: m.Init}
+		dead.mounts[id] = &mountState{id: id, mountpoint: m.Mountpoint, labels: m.Labels, conn: failover.NewConn(fd, m.Init)}
 	}
 	if len(dead.mounts) == 0 {
 		return false
@@ -278,7 +279,7 @@ func (s *Supervisor) Replace(ctx context.Context, id string) (int, error) {
 	}
 	mounts := old.mountList()
 	for _, m := range mounts {
-		if !m.canTakeOver() {
+		if !m.conn.CanTakeOver() {
 			return 0, fmt.Errorf("worker %s: mount %s has no connection held by the snapshotter: %w", id, m.id, errdefs.ErrFailedPrecondition)
 		}
 	}
@@ -296,7 +297,7 @@ func (s *Supervisor) Replace(ctx context.Context, id string) (int, error) {
 	}
 	var errs []error
 	for _, m := range mounts {
-		if !m.init.SupportsResend() {
+		if !m.conn.Init().SupportsResend() {
 			continue
 		}
 		if err := succ.controlClient().Resend(ctx, m.id); err != nil {

@@ -4,8 +4,6 @@ import (
 	"os"
 	"sync"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/lazyfs/lazyfs/daemonapi"
 	"github.com/lazyfs/lazyfs/failover"
 )
@@ -38,13 +36,12 @@ type mountState struct {
 	id         string
 	mountpoint string
 	labels     map[string]string
-	// fd is the supervisor's copy of the /dev/fuse fd, held for the
-	// mount's life and never read (FAILOVER.md rule 1): as long as it is
-	// open, the kernel keeps the connection and its readers wait for a
-	// successor when the worker dies. -1 when no copy is held (a mount of
-	// an earlier run whose worker could not hand it over).
-	fd   int
-	init failover.InitState
+	// conn holds the supervisor's copy of the /dev/fuse fd and the INIT
+	// state: as long as the fd is open, the kernel keeps the connection
+	// and its readers wait for a successor when the worker dies. No copy
+	// is held for a mount of an earlier run whose worker could not hand it
+	// over.
+	conn *failover.Conn
 }
 
 func (w *worker) record() record {
@@ -52,7 +49,7 @@ func (w *worker) record() record {
 	defer w.mu.Unlock()
 	rec := record{Version: recordVersion, ID: w.id, PID: w.pid, StartTime: w.startTime, APISocket: w.apiSock, ControlSocket: w.ctlSock, Mounts: map[string]mountRecord{}}
 	for id, m := range w.mounts {
-		rec.Mounts[id] = mountRecord{Mountpoint: m.mountpoint, Labels: m.labels, Init: m.init}
+		rec.Mounts[id] = mountRecord{Mountpoint: m.mountpoint, Labels: m.labels, Init: m.conn.Init()}
 	}
 	return rec
 }
@@ -101,23 +98,7 @@ func (w *worker) closeClients() {
 		w.logr.Close()
 	}
 	for _, m := range w.mounts {
-		m.closeFD()
+		m.conn.Close()
 	}
 	w.api.Close()
-}
-
-// closeFD drops the supervisor's copy of a mount's fd. Once the worker's
-// copy is gone too, the kernel aborts the connection and readers get an
-// error instead of waiting for a successor.
-func (m *mountState) closeFD() {
-	if m.fd >= 0 {
-		unix.Close(m.fd)
-		m.fd = -1
-	}
-}
-
-// canTakeOver tells whether a successor can be handed this mount's
-// connection: the supervisor holds its fd and knows its INIT.
-func (m *mountState) canTakeOver() bool {
-	return m.fd >= 0 && m.init.Check() == nil
 }
