@@ -32,6 +32,8 @@ type RemoteLayers interface {
 	// again (after a restart or a worker's death), or an error if one could
 	// not be. Ids that are not remote mounts return at once.
 	Wait(ctx context.Context, ids []string) error
+	// Prover proves a mounted layer against its chain ID.
+	Prover
 }
 
 // parentWait bounds how long Prepare, View and Mounts wait for lower layers
@@ -80,8 +82,20 @@ func (s *Snapshotter) prepareRemote(ctx context.Context, key, parent string, opt
 		WithField("layer_digest", layer.LayerDigest).
 		WithField("image_ref", layer.ImageRef))
 
-	if _, err := s.Stat(ctx, target); err == nil {
-		return true, fmt.Errorf("snapshot %s: %w", target, errdefs.ErrAlreadyExists)
+	stored, found, err := s.findRemote(ctx, target, parent)
+	if err != nil {
+		return true, err
+	}
+	if found {
+		reuse, err := s.mayReuse(ctx, stored, layer)
+		if err != nil {
+			return true, err
+		}
+		if reuse {
+			return true, fmt.Errorf("snapshot %s: %w", target, errdefs.ErrAlreadyExists)
+		}
+		// The stored layer was found forged and quarantined: this image
+		// gets its own blob, which is what its manifest names.
 	}
 
 	start := time.Now()
@@ -95,13 +109,7 @@ func (s *Snapshotter) prepareRemote(ctx context.Context, key, parent string, opt
 		s.fallback(ctx, "mount_failed", err)
 		return false, nil
 	}
-	commitOpts := append(opts, snapshots.WithLabels(map[string]string{labels.Remote: "lazyfs"}))
-	err = s.ms.WithTransaction(ctx, true, func(ctx context.Context) error {
-		// The usage of a lazily loaded layer is what it has cached, not a
-		// walk of its FUSE tree (that would download the whole layer).
-		_, err := storage.CommitActive(ctx, key, target, snapshots.Usage{}, commitOpts...)
-		return err
-	})
+	name, err := s.commitRemote(ctx, key, target, snap.ID, opts)
 	if err != nil {
 		s.abandon(ctx, key, mountpoint)
 		if errdefs.IsAlreadyExists(err) {
@@ -112,7 +120,7 @@ func (s *Snapshotter) prepareRemote(ctx context.Context, key, parent string, opt
 		return false, nil
 	}
 	metrics.MountDuration.Observe(time.Since(start).Seconds())
-	log.G(ctx).WithField("snapshot_id", snap.ID).WithField("duration", time.Since(start)).Info("layer mounted lazily")
+	log.G(ctx).WithField("snapshot_id", snap.ID).WithField("snapshot", name).WithField("duration", time.Since(start)).Info("layer mounted lazily")
 	return true, fmt.Errorf("layer %s mounted lazily as %s: %w", layer.LayerDigest, target, errdefs.ErrAlreadyExists)
 }
 

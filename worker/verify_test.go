@@ -2,8 +2,8 @@ package worker_test
 
 import (
 	"bytes"
-	"context"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"io"
 	"testing"
