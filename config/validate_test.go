@@ -37,7 +37,7 @@ func TestValidateZeroConfig(t *testing.T) {
 	want := []string{
 		"root", "address", "run_dir", "log_level", "log_dir", "workers.mode", "workers.fuse_readers",
 		"workers.ready_timeout", "layers.max_toc_compressed_size", "layers.max_toc_size", "layers.max_entries",
-		"layers.memory_cache_size", "registry.config_path",
+		"layers.memory_cache_size", "layers.proof_wait", "registry.config_path",
 	}
 	if len(keys) != len(want) {
 		t.Fatalf("problems for %q, want %q", keys, want)
