@@ -204,8 +204,11 @@ func recordedProof(info snapshots.Info) (proof, bool) {
 	if d := info.Labels[labels.Verified]; d != "" {
 		return proof{diffID: digest.Digest(d)}, true
 	}
-	if _, ok := info.Labels[labels.Forged]; ok {
-		return proof{forged: true, diffID: digest.Digest(info.Labels[labels.Forged])}, true
+	if d, ok := info.Labels[labels.Forged]; ok {
+		if d == labels.ForgedUndecompressable {
+			d = ""
+		}
+		return proof{forged: true, diffID: digest.Digest(d)}, true
 	}
 	return proof{}, false
 }
@@ -239,4 +242,26 @@ func (s *Snapshotter) recordProof(ctx context.Context, name string, p proof) err
 		return fmt.Errorf("failed to record the proof of snapshot %s: %w", name, err)
 	}
 	return nil
+}
+
+// restoreVerdicts tells the workers that serve restored snapshots what their
+// proofs found, once each is mounted again: a new worker knows nothing of
+// a proof made before the restart, and would report the layer unverified.
+func (s *Snapshotter) restoreVerdicts(ctx context.Context, verdicts map[string]proof) {
+	if len(verdicts) == 0 {
+		return
+	}
+	ctx = log.WithLogger(s.ctx, log.G(ctx))
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for id, p := range verdicts {
+			if err := s.remote.Wait(ctx, []string{id}); err != nil {
+				continue // not served again: its restore failure is logged
+			}
+			if err := s.remote.SetVerdict(ctx, id, p.forged, p.diffID); err != nil {
+				log.G(ctx).WithError(err).WithField("snapshot_id", id).Warn("failed to tell a worker the verdict on a restored layer")
+			}
+		}
+	}()
 }

@@ -312,3 +312,30 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// TestRestoreResendsVerdicts: after a restart the layers are mounted again
+// by workers that know nothing of earlier proofs; the kept verdicts are
+// sent to them, so that snapshotterctl keeps showing them.
+func TestRestoreResendsVerdicts(t *testing.T) {
+	e := newProofEnv(t)
+	chainID := realDiffID
+	stored := e.mountLazily(t, "extract-1", "", layerLabels(chainID, honestBlob, "reg/a:1"), realDiffID)
+	close(e.release)
+	if _, err := e.s.Prepare(testContext(t), "extract-2", "", snapshots.WithLabels(layerLabels(chainID, attackBlob, "reg/b:1"))); !errdefs.IsAlreadyExists(err) {
+		t.Fatalf("Prepare: %v", err)
+	}
+	e.fr.mu.Lock()
+	e.fr.verdicts = map[string]verdict{}
+	e.fr.verdictSet = make(chan string, 1)
+	e.fr.mu.Unlock()
+
+	if err := e.s.Restore(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	if id := <-e.fr.verdictSet; id != stored {
+		t.Fatalf("verdict resent for %s, want %s", id, stored)
+	}
+	if v := e.fr.verdicts[stored]; v.forged || v.diffID != realDiffID {
+		t.Errorf("resent verdict %+v, want verified %s", v, realDiffID)
+	}
+}

@@ -193,6 +193,13 @@ func (s *Snapshotter) Restore(ctx context.Context) error {
 			log.G(ctx).WithError(err).WithField("mountpoint", r.mountpoint).Error("failed to restore a lazily loaded layer")
 		}
 	}
+	verdicts := map[string]proof{}
+	for _, r := range found {
+		if p, ok := recordedProof(snapshots.Info{Labels: r.labels}); ok {
+			verdicts[r.id] = p
+		}
+	}
+	s.restoreVerdicts(ctx, verdicts)
 	log.G(ctx).WithField("count", len(found)).Info("restoring lazily loaded layers in the background")
 	return nil
 }

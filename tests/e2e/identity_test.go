@@ -109,6 +109,46 @@ func TestForgedLayerNeverReachesAnotherNamespace(t *testing.T) {
 	}
 }
 
+// TestForgedLayerAfterHonestChangesNothing is the same attack the other
+// way round: the honest image H is pulled first, then the attacker's E in
+// another namespace. E's Prepare meets H's blob at the chain ID its config
+// claims; the stored layer is proven (its blob has that DiffID), so E gets
+// H's real layer: H's containers see what they saw, E's get no /POISONED
+// either, and there is no incident.
+func TestForgedLayerAfterHonestChangesNothing(t *testing.T) {
+	s := startStack(t, harness.V2)
+	honest, attacker := s.pushForgery(t)
+
+	s.ctrIn(t, "honest", "image", "pull", "--plain-http", "--snapshotter", "lazyfs", honest.ref)
+	start := time.Now()
+	s.ctrIn(t, "attacker", "image", "pull", "--plain-http", "--snapshotter", "lazyfs", attacker.ref)
+	t.Logf("attacker's image pulled in namespace attacker in %v (includes the proof of the stored layer)", time.Since(start).Round(time.Millisecond))
+
+	for _, c := range []struct{ ns, ref, id string }{
+		{"honest", honest.ref, "honest-check"},
+		{"attacker", attacker.ref, "attacker-check"},
+	} {
+		if out := s.runIn(t, c.ns, c.ref, c.id); out != "clean\n" {
+			t.Errorf("container of %s in namespace %s printed %q, want \"clean\"", c.ref, c.ns, out)
+		}
+	}
+	page := httpGet(t, "http://"+s.snap.DebugAddr()+"/metrics")
+	for result, want := range map[string]float64{"verified": 1, "forged": 0, "error": 0} {
+		if got, _ := metricValue(t, page, "lazyfs_layer_proofs_total", map[string]string{"result": result}); got != want {
+			t.Errorf(`lazyfs_layer_proofs_total{result=%q} = %v, want %v`, result, got, want)
+		}
+	}
+	var served []string
+	for _, w := range liveWorkers(t, s.snap) {
+		for _, m := range w.Mounts {
+			served = append(served, fmt.Sprintf("%s %s %s", m.LayerDigest, m.Verification, m.DiffID))
+		}
+	}
+	if want := []string{fmt.Sprintf("%s %s %s", honest.layer, daemonapi.Verified, honest.diffID)}; !slices.Equal(served, want) {
+		t.Errorf("workers serve %q, want only the honest layer, verified: %q", served, want)
+	}
+}
+
 // forgeryImage is one single-layer eStargz image of the forgery test.
 type forgeryImage struct {
 	ref    string
