@@ -339,3 +339,31 @@ func TestRestoreResendsVerdicts(t *testing.T) {
 		t.Errorf("resent verdict %+v, want verified %s", v, realDiffID)
 	}
 }
+
+// TestPrepareRaceWithAnotherBlob: while one Prepare mounts its blob, another
+// commits a different blob at the same chain ID. The first must not take
+// the other's snapshot as its own: it fails with a retryable error (a
+// retry proves the stored blob first) and leaves nothing mounted.
+func TestPrepareRaceWithAnotherBlob(t *testing.T) {
+	e := newProofEnv(t)
+	chainID := realDiffID
+	var nested error
+	e.fr.onMount = func(string) {
+		e.fr.onMount = nil // only the outer Prepare's mount runs the other
+		_, nested = e.s.Prepare(testContext(t), "extract-other", "", snapshots.WithLabels(layerLabels(chainID, attackBlob, "reg/b:1")))
+	}
+	_, err := e.s.Prepare(testContext(t), "extract-1", "", snapshots.WithLabels(layerLabels(chainID, honestBlob, "reg/a:1")))
+	if !errdefs.IsAlreadyExists(nested) {
+		t.Fatalf("the other Prepare: %v, want already exists", nested)
+	}
+	if !errdefs.IsUnavailable(err) {
+		t.Fatalf("Prepare that lost the race to another blob: %v, want unavailable", err)
+	}
+	t.Logf("error: %v", err)
+	if len(e.fr.mounted) != 1 || len(e.fr.unmounted) != 1 {
+		t.Errorf("mounted %v, unmounted %v: want only the winner's mount left", e.fr.mounted, e.fr.unmounted)
+	}
+	if got := e.containerdLookup(t, chainID, ""); got.Labels[labels.LayerDigest] != attackBlob.String() {
+		t.Errorf("containerd would find %v", got.Labels)
+	}
+}

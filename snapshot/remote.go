@@ -116,6 +116,9 @@ func (s *Snapshotter) prepareRemote(ctx context.Context, key, parent string, opt
 			// Another pull of the same layer won the race: use its snapshot.
 			return true, fmt.Errorf("snapshot %s: %w", target, errdefs.ErrAlreadyExists)
 		}
+		if errdefs.IsUnavailable(err) {
+			return true, err // another blob won the race: prove it first
+		}
 		s.fallback(ctx, "commit_failed", err)
 		return false, nil
 	}

@@ -29,6 +29,9 @@ type fakeRemote struct {
 	verify   func(ctx context.Context, id string) (labels.BlobDigests, error)
 	verifies int
 	verdicts map[string]verdict
+	// onMount, if set, runs at the start of every Mount (without the
+	// lock): a way to make another Prepare run in the middle of one.
+	onMount func(id string)
 	// verdictSet, if set, receives the id of each SetVerdict: the proof
 	// has then recorded its outcome.
 	verdictSet chan string
@@ -65,6 +68,9 @@ func (f *fakeRemote) SetVerdict(_ context.Context, id string, forged bool, diffI
 }
 
 func (f *fakeRemote) Mount(_ context.Context, id, mountpoint string, _ map[string]string) error {
+	if f.onMount != nil {
+		f.onMount(id)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failMount != nil {

@@ -109,9 +109,25 @@ func (s *Snapshotter) commitRemote(ctx context.Context, key, target, id string, 
 	}); err != nil {
 		return name, err
 	}
-	if _, found, ferr := s.findRemote(ctx, target, parent); ferr != nil || found {
-		// Another pull of the chain ID won the race.
-		return name, fmt.Errorf("snapshot %s: %w", target, errdefs.ErrAlreadyExists)
+	other, found, err := s.findRemote(ctx, target, parent)
+	if err != nil {
+		return name, err
+	}
+	if found {
+		// Another pull of the chain ID won the race. Its snapshot is
+		// this layer only if it is the same blob; another blob must be
+		// proven first, which a retried Prepare does.
+		var base snapshots.Info
+		for _, opt := range opts {
+			if err := opt(&base); err != nil {
+				return name, err
+			}
+		}
+		if other.Labels[labels.LayerDigest] == base.Labels[labels.LayerDigest] && other.Labels[labels.TOCDigest] == base.Labels[labels.TOCDigest] {
+			return name, fmt.Errorf("snapshot %s: %w", target, errdefs.ErrAlreadyExists)
+		}
+		return name, fmt.Errorf("chain ID %s was just mounted from another blob, %s; retry to have it proven: %w",
+			target, other.Labels[labels.LayerDigest], errdefs.ErrUnavailable)
 	}
 	name = target + "@" + id
 	return name, commit(name)
