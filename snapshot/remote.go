@@ -61,6 +61,13 @@ func WithRemoteLayers(r RemoteLayers) Opt {
 // to unpack lazily. It returns ok=false when the layer must be unpacked as
 // usual; otherwise the snapshot is committed under its chain ID and err
 // wraps ErrAlreadyExists, which tells containerd to skip download and unpack.
+//
+// A chain ID already mounted lazily is reused only for the same blob, or
+// for another blob once the stored one is proven to have the DiffID the
+// chain ID implies (mayReuse); a stored blob found forged is quarantined and
+// the requester gets its own. ok=true with another error is the clear error
+// of a Prepare that must neither reuse nor unpack (a proof that did not
+// finish in time or could not be made).
 func (s *Snapshotter) prepareRemote(ctx context.Context, key, parent string, opts []snapshots.Opt) (ok bool, err error) {
 	var base snapshots.Info
 	for _, opt := range opts {
