@@ -111,6 +111,10 @@ type LayersConfig struct {
 	// MemoryCacheSize is each worker's in-memory cache of decompressed
 	// chunks.
 	MemoryCacheSize ByteSize `toml:"memory_cache_size"`
+	// ProofWait bounds how long a pull that brings another blob for a
+	// chain ID already mounted lazily waits for the stored layer's proof
+	// (a download of its whole blob) before it fails with a clear error.
+	ProofWait Duration `toml:"proof_wait"`
 }
 
 // RegistryConfig is the [registry] table.
@@ -148,6 +152,7 @@ func Default() Config {
 			MaxTOCSize:           256 * MiB,
 			MaxEntries:           2_000_000,
 			MemoryCacheSize:      64 * MiB,
+			ProofWait:            Duration(3 * time.Minute),
 		},
 		Registry: RegistryConfig{
 			ConfigPath: "/etc/containerd/certs.d",

@@ -67,6 +67,9 @@ func (c Config) Validate() error {
 		v.add("layers.max_entries", "%d is out of range: must be at least 1", c.Layers.MaxEntries)
 	}
 	v.positiveSize("layers.memory_cache_size", c.Layers.MemoryCacheSize)
+	if c.Layers.ProofWait <= 0 {
+		v.add("layers.proof_wait", "%s is out of range: must be longer than 0s", c.Layers.ProofWait)
+	}
 	v.absPath("registry.config_path", c.Registry.ConfigPath)
 	if c.Registry.DockerConfig != "" {
 		v.absPath("registry.docker_config", c.Registry.DockerConfig)

@@ -56,6 +56,11 @@ type MountInfo struct {
 	TOCDigest   string     `json:"toc_digest"`
 	Mountpoint  string     `json:"mountpoint"`
 	State       MountState `json:"state"`
+	// Verification says whether the blob served was proven to have the
+	// DiffID its chain ID implies; DiffID is the one it really has, once
+	// known.
+	Verification Verification `json:"verification,omitempty"`
+	DiffID       string       `json:"diff_id,omitempty"`
 }
 
 // LoadLayerRequest asks a worker to load a layer's table of contents for a

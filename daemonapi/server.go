@@ -48,6 +48,8 @@ func NewServer(b Backend, metrics http.Handler, opts ...ServerOption) http.Handl
 		{http.MethodPost, PathShutdown, s.shutdown},
 		{http.MethodPost, PathLayers, s.loadLayer},
 		{http.MethodDelete, PathMounts + "{id}", s.detach},
+		{http.MethodPost, PathMounts + "{id}" + PathVerifySuffix, s.verify},
+		{http.MethodPost, PathMounts + "{id}" + PathVerdictSuffix, s.verdict},
 		{http.MethodGet, PathHealth, s.health},
 		{http.MethodGet, PathMetrics, s.serveMetrics},
 	}

@@ -32,7 +32,24 @@ const (
 	// Remote marks a committed snapshot whose contents are a FUSE mount
 	// served by a worker; its value is the mount's worker id at commit.
 	Remote = "containerd.io/snapshot/remote"
+
+	// Verified marks a remote snapshot whose whole blob was proven to have
+	// the DiffID its chain ID implies; its value is that DiffID. A proof is
+	// made once: a snapshot carrying it is never fetched in full again.
+	Verified = "containerd.io/snapshot/lazyfs.verified"
+	// Forged marks a remote snapshot whose blob does not have the DiffID
+	// its chain ID implies; its value is the DiffID the blob really has
+	// (ForgedUndecompressable when it does not decompress). A forged
+	// snapshot loses TargetSnapshotRef, so that neither lazyfs nor
+	// containerd ever hands it to another image, and keeps the chain ID it
+	// claimed in ClaimedRef for the record.
+	Forged     = "containerd.io/snapshot/lazyfs.forged"
+	ClaimedRef = "containerd.io/snapshot/lazyfs.claimed-ref"
 )
+
+// ForgedUndecompressable is the value of Forged for a blob that is not a
+// gzip stream at all, hence has no DiffID.
+const ForgedUndecompressable = "undecompressable"
 
 // Layer describes a layer that can be mounted lazily.
 type Layer struct {
@@ -46,12 +63,14 @@ type Layer struct {
 // lazily loadable layer (e.g. an image that is not eStargz).
 var ErrNotRemote = fmt.Errorf("not a lazily loadable layer: %w", errdefs.ErrNotImplemented)
 
-// ParseLayer reads a lazily loadable layer from Prepare's labels. It returns
-// an error wrapping ErrNotRemote when a label the lazy path needs is missing
-// (the reason names it), and ErrInvalidArgument when one is malformed.
+// ParseLayer reads a lazily loadable layer from Prepare's labels, or from a
+// remote snapshot's. It returns an error wrapping ErrNotRemote when a label
+// the lazy path needs is missing (the reason names it), and
+// ErrInvalidArgument when one is malformed. The chain ID is not part of the
+// layer: a forged snapshot keeps serving its own image without it.
 func ParseLayer(l map[string]string) (Layer, error) {
 	var layer Layer
-	for _, key := range []string{TargetSnapshotRef, ImageRef, LayerDigest, TOCDigest} {
+	for _, key := range []string{ImageRef, LayerDigest, TOCDigest} {
 		if l[key] == "" {
 			return layer, fmt.Errorf("label %s missing: %w", key, ErrNotRemote)
 		}

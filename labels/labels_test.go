@@ -30,7 +30,7 @@ func TestParseLayer(t *testing.T) {
 		{"complete", func(map[string]string) {}, nil},
 		{"no manifest digest is fine", func(l map[string]string) { delete(l, ManifestDigest) }, nil},
 		{"not estargz", func(l map[string]string) { delete(l, TOCDigest) }, ErrNotRemote},
-		{"no target ref", func(l map[string]string) { delete(l, TargetSnapshotRef) }, ErrNotRemote},
+		{"no target ref is fine (a forged snapshot's labels)", func(l map[string]string) { delete(l, TargetSnapshotRef) }, nil},
 		{"no image ref", func(l map[string]string) { delete(l, ImageRef) }, ErrNotRemote},
 		{"bad toc digest", func(l map[string]string) { l[TOCDigest] = "sha256:zz" }, errdefs.ErrInvalidArgument},
 		{"bad layer digest", func(l map[string]string) { l[LayerDigest] = "nope" }, errdefs.ErrInvalidArgument},

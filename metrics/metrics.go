@@ -33,6 +33,15 @@ var (
 		Help: "Layers that were not mounted lazily and fell back to an ordinary unpack, by reason.",
 	}, []string{"reason"})
 
+	LayerProofs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "layer_proofs_total",
+		Help: "Proofs of a lazily mounted layer's identity (its whole blob's DiffID against its chain ID), by result: verified, forged, error (no proof could be made).",
+	}, []string{"result"})
+	ForgedLayers = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "forged_layers_total",
+		Help: "Lazily mounted layers whose blob does not have the DiffID their image claims: each is an incident, logged at error level, and quarantined.",
+	})
+
 	// Worker side: table of contents.
 
 	TOCFetchDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -99,7 +108,7 @@ func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		MountDuration, Fallbacks,
+		MountDuration, Fallbacks, LayerProofs, ForgedLayers,
 		TOCFetchDuration, TOCParseDuration,
 		FuseOpDuration, FuseOpFailures, ReadsServed, BytesServed,
 		ChunkFetches, ChunkFetchBytes, VerificationFailures, ReadAheadBytes,

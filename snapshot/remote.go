@@ -32,6 +32,8 @@ type RemoteLayers interface {
 	// again (after a restart or a worker's death), or an error if one could
 	// not be. Ids that are not remote mounts return at once.
 	Wait(ctx context.Context, ids []string) error
+	// Prover proves a mounted layer against its chain ID.
+	Prover
 }
 
 // parentWait bounds how long Prepare, View and Mounts wait for lower layers
@@ -59,6 +61,13 @@ func WithRemoteLayers(r RemoteLayers) Opt {
 // to unpack lazily. It returns ok=false when the layer must be unpacked as
 // usual; otherwise the snapshot is committed under its chain ID and err
 // wraps ErrAlreadyExists, which tells containerd to skip download and unpack.
+//
+// A chain ID already mounted lazily is reused only for the same blob, or
+// for another blob once the stored one is proven to have the DiffID the
+// chain ID implies (mayReuse); a stored blob found forged is quarantined and
+// the requester gets its own. ok=true with another error is the clear error
+// of a Prepare that must neither reuse nor unpack (a proof that did not
+// finish in time or could not be made).
 func (s *Snapshotter) prepareRemote(ctx context.Context, key, parent string, opts []snapshots.Opt) (ok bool, err error) {
 	var base snapshots.Info
 	for _, opt := range opts {
@@ -80,8 +89,20 @@ func (s *Snapshotter) prepareRemote(ctx context.Context, key, parent string, opt
 		WithField("layer_digest", layer.LayerDigest).
 		WithField("image_ref", layer.ImageRef))
 
-	if _, err := s.Stat(ctx, target); err == nil {
-		return true, fmt.Errorf("snapshot %s: %w", target, errdefs.ErrAlreadyExists)
+	stored, found, err := s.findRemote(ctx, target, parent)
+	if err != nil {
+		return true, err
+	}
+	if found {
+		reuse, err := s.mayReuse(ctx, stored, layer)
+		if err != nil {
+			return true, err
+		}
+		if reuse {
+			return true, fmt.Errorf("snapshot %s: %w", target, errdefs.ErrAlreadyExists)
+		}
+		// The stored layer was found forged and quarantined: this image
+		// gets its own blob, which is what its manifest names.
 	}
 
 	start := time.Now()
@@ -95,24 +116,21 @@ func (s *Snapshotter) prepareRemote(ctx context.Context, key, parent string, opt
 		s.fallback(ctx, "mount_failed", err)
 		return false, nil
 	}
-	commitOpts := append(opts, snapshots.WithLabels(map[string]string{labels.Remote: "lazyfs"}))
-	err = s.ms.WithTransaction(ctx, true, func(ctx context.Context) error {
-		// The usage of a lazily loaded layer is what it has cached, not a
-		// walk of its FUSE tree (that would download the whole layer).
-		_, err := storage.CommitActive(ctx, key, target, snapshots.Usage{}, commitOpts...)
-		return err
-	})
+	name, err := s.commitRemote(ctx, key, target, snap.ID, opts)
 	if err != nil {
 		s.abandon(ctx, key, mountpoint)
 		if errdefs.IsAlreadyExists(err) {
 			// Another pull of the same layer won the race: use its snapshot.
 			return true, fmt.Errorf("snapshot %s: %w", target, errdefs.ErrAlreadyExists)
 		}
+		if errdefs.IsUnavailable(err) {
+			return true, err // another blob won the race: prove it first
+		}
 		s.fallback(ctx, "commit_failed", err)
 		return false, nil
 	}
 	metrics.MountDuration.Observe(time.Since(start).Seconds())
-	log.G(ctx).WithField("snapshot_id", snap.ID).WithField("duration", time.Since(start)).Info("layer mounted lazily")
+	log.G(ctx).WithField("snapshot_id", snap.ID).WithField("snapshot", name).WithField("duration", time.Since(start)).Info("layer mounted lazily")
 	return true, fmt.Errorf("layer %s mounted lazily as %s: %w", layer.LayerDigest, target, errdefs.ErrAlreadyExists)
 }
 
@@ -185,6 +203,13 @@ func (s *Snapshotter) Restore(ctx context.Context) error {
 			log.G(ctx).WithError(err).WithField("mountpoint", r.mountpoint).Error("failed to restore a lazily loaded layer")
 		}
 	}
+	verdicts := map[string]proof{}
+	for _, r := range found {
+		if p, ok := recordedProof(snapshots.Info{Labels: r.labels}); ok {
+			verdicts[r.id] = p
+		}
+	}
+	s.restoreVerdicts(ctx, verdicts)
 	log.G(ctx).WithField("count", len(found)).Info("restoring lazily loaded layers in the background")
 	return nil
 }

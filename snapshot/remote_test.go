@@ -10,6 +10,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/lazyfs/lazyfs/labels"
 )
@@ -22,13 +23,54 @@ type fakeRemote struct {
 	unmounted []string
 	restored  chan string
 	pending   map[string]bool // ids Wait reports as not mounted yet
+
+	// verify answers Verify (nil: the test expects no proof); verifies
+	// counts the calls; verdicts records SetVerdict by id.
+	verify   func(ctx context.Context, id string) (labels.BlobDigests, error)
+	verifies int
+	verdicts map[string]verdict
+	// onMount, if set, runs at the start of every Mount (without the
+	// lock): a way to make another Prepare run in the middle of one.
+	onMount func(id string)
+	// verdictSet, if set, receives the id of each SetVerdict: the proof
+	// has then recorded its outcome.
+	verdictSet chan string
+}
+
+type verdict struct {
+	forged bool
+	diffID digest.Digest
 }
 
 func newFakeRemote() *fakeRemote {
-	return &fakeRemote{mounted: map[string]string{}, restored: make(chan string, 10)}
+	return &fakeRemote{mounted: map[string]string{}, restored: make(chan string, 10), verdicts: map[string]verdict{}}
+}
+
+func (f *fakeRemote) Verify(ctx context.Context, id string) (labels.BlobDigests, error) {
+	f.mu.Lock()
+	f.verifies++
+	verify := f.verify
+	f.mu.Unlock()
+	if verify == nil {
+		return labels.BlobDigests{}, fmt.Errorf("unexpected proof of %s: %w", id, errdefs.ErrNotImplemented)
+	}
+	return verify(ctx, id)
+}
+
+func (f *fakeRemote) SetVerdict(_ context.Context, id string, forged bool, diffID digest.Digest) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.verdicts[id] = verdict{forged, diffID}
+	if f.verdictSet != nil {
+		f.verdictSet <- id
+	}
+	return nil
 }
 
 func (f *fakeRemote) Mount(_ context.Context, id, mountpoint string, _ map[string]string) error {
+	if f.onMount != nil {
+		f.onMount(id)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failMount != nil {
@@ -103,8 +145,8 @@ func TestPrepareRemote(t *testing.T) {
 	if _, err := s.Prepare(ctx, "extract-2 chain1", "", snapshots.WithLabels(lazyLabels("chain1"))); !errdefs.IsAlreadyExists(err) {
 		t.Fatalf("second Prepare: %v", err)
 	}
-	if len(fr.mounted) != 1 {
-		t.Fatalf("second Prepare mounted again: %v", fr.mounted)
+	if len(fr.mounted) != 1 || fr.verifies != 0 {
+		t.Fatalf("second Prepare of the same blob mounted again (%v) or proved it (%d times)", fr.mounted, fr.verifies)
 	}
 
 	// A container on top of it gets an overlay with the mount as lower dir.

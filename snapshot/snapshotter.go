@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/snapshots"
@@ -40,6 +41,14 @@ type Snapshotter struct {
 	ms           metaStore
 	mountOptions []string
 	remote       RemoteLayers // nil: every layer is unpacked as usual
+
+	// Proofs of stored layers run in the background under ctx, which
+	// Close cancels before it waits for them (wg).
+	ctx       context.Context
+	stop      context.CancelFunc
+	wg        sync.WaitGroup
+	proofs    proofs
+	proofWait time.Duration
 }
 
 var (
@@ -53,6 +62,7 @@ type Opt func(*options)
 type options struct {
 	dbTimeout time.Duration
 	remote    RemoteLayers
+	proofWait time.Duration
 }
 
 // WithDBTimeout bounds how long New waits for the metadata database's file
@@ -64,7 +74,7 @@ func WithDBTimeout(d time.Duration) Opt {
 
 // New opens (or creates) a snapshotter rooted at root.
 func New(ctx context.Context, root string, opts ...Opt) (_ *Snapshotter, err error) {
-	o := options{dbTimeout: 10 * time.Second}
+	o := options{dbTimeout: 10 * time.Second, proofWait: DefaultProofWait}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -104,7 +114,9 @@ func New(ctx context.Context, root string, opts ...Opt) (_ *Snapshotter, err err
 		return nil, fmt.Errorf("failed to open metadata store %s: %w", dbPath, err)
 	}
 
-	s := &Snapshotter{root: root, ms: ms, mountOptions: overlayOptions(), remote: o.remote}
+	s := &Snapshotter{root: root, ms: ms, mountOptions: overlayOptions(), remote: o.remote, proofWait: o.proofWait}
+	s.ctx, s.stop = context.WithCancel(context.WithoutCancel(ctx))
+	s.proofs.running = map[string]*proofCall{}
 	// No call is in flight yet, so every directory the metadata does not
 	// name is a leftover of a crash between two steps.
 	if err := s.Cleanup(ctx); err != nil {
@@ -165,8 +177,11 @@ func (s *Snapshotter) Walk(ctx context.Context, fn snapshots.WalkFunc, filters .
 	})
 }
 
-// Close closes the metadata store. Calls still running when Close is called
-// fail; the gRPC server is stopped before Close.
+// Close stops the proofs in flight and closes the metadata store. Calls
+// still running when Close is called fail; the gRPC server is stopped
+// before Close.
 func (s *Snapshotter) Close() error {
+	s.stop()
+	s.wg.Wait()
 	return s.ms.Close()
 }

@@ -169,6 +169,18 @@ func (s *Supervisor) install(ctx context.Context, old, succ *worker, mounts []*m
 	if err := s.record(succ); err != nil {
 		log.G(ctx).WithError(err).Warn("failed to record the successor in the worker registry")
 	}
+	// What the old worker was told about its layers' identity.
+	for _, m := range mounts {
+		old.mu.Lock()
+		v := m.verdict
+		old.mu.Unlock()
+		if v == nil {
+			continue
+		}
+		if err := succ.api.SetVerdict(ctx, m.id, *v); err != nil {
+			log.G(ctx).WithError(err).WithField("mount_id", m.id).Warn("failed to tell the successor a layer's verdict")
+		}
+	}
 }
 
 // giveUp ends a failed takeover: the connections are closed (readers get

@@ -42,6 +42,9 @@ type mountState struct {
 	// is held for a mount of an earlier run whose worker could not hand it
 	// over.
 	conn *failover.Conn
+	// verdict is the snapshotter's last word on the layer's identity,
+	// told again to a successor; nil while unverified. Under the worker's mu.
+	verdict *daemonapi.VerdictRequest
 }
 
 func (w *worker) record() record {

@@ -30,12 +30,16 @@ type mount struct {
 	layerInfo daemonapi.LayerInfo
 	fs        *lazyfs.FS
 
-	mu      sync.Mutex
-	state   daemonapi.MountState
-	fd      int                // the worker's copy of the /dev/fuse fd; -1 until attached
-	init    failover.InitState // the connection's INIT exchange, once served
-	cancel  context.CancelFunc // stops the read loop
-	stopped chan struct{}      // closed when the read loop has returned
+	mu    sync.Mutex
+	state daemonapi.MountState
+	// verification and diffID are the snapshotter's verdict on the
+	// layer's identity, reported by Info.
+	verification daemonapi.Verification
+	diffID       string
+	fd           int                // the worker's copy of the /dev/fuse fd; -1 until attached
+	init         failover.InitState // the connection's INIT exchange, once served
+	cancel       context.CancelFunc // stops the read loop
+	stopped      chan struct{}      // closed when the read loop has returned
 }
 
 func newMount(w *Worker, req daemonapi.LoadLayerRequest, layer *toc.Layer, src chunks.Source) (*mount, error) {
@@ -78,9 +82,10 @@ func newMount(w *Worker, req daemonapi.LoadLayerRequest, layer *toc.Layer, src c
 			BlobSize:    layer.BlobSize,
 			Entries:     entries,
 		},
-		fs:    lazyfs.NewFS(fctx, tree, reader),
-		state: daemonapi.MountLoaded,
-		fd:    -1,
+		fs:           lazyfs.NewFS(fctx, tree, reader),
+		state:        daemonapi.MountLoaded,
+		verification: daemonapi.Unverified,
+		fd:           -1,
 	}, nil
 }
 
@@ -94,6 +99,9 @@ func (m *mount) info() daemonapi.MountInfo {
 		TOCDigest:   m.req.TOCDigest,
 		Mountpoint:  m.req.Mountpoint,
 		State:       m.state,
+
+		Verification: m.verification,
+		DiffID:       m.diffID,
 	}
 }
 

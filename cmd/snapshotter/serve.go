@@ -43,7 +43,8 @@ func serve(ctx context.Context, cfg config.Config) error {
 			log.G(ctx).WithError(err).Error("failed to stop workers cleanly")
 		}
 	}()
-	sn, err := snapshot.New(ctx, cfg.Root, snapshot.WithRemoteLayers(sup))
+	sn, err := snapshot.New(ctx, cfg.Root, snapshot.WithRemoteLayers(sup),
+		snapshot.WithProofWait(time.Duration(cfg.Layers.ProofWait)))
 	if err != nil {
 		return err
 	}

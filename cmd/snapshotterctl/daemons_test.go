@@ -36,7 +36,7 @@ func newWorkerFixture(t *testing.T) workerFixture {
 		State:     daemonapi.DaemonRunning,
 		StartTime: time.Now().Add(-90*time.Minute - 10*time.Second),
 		Mounts: []daemonapi.MountInfo{
-			{ID: "m1", LayerDigest: testLayer1, ImageRef: "127.0.0.1:5000/app:v1", TOCDigest: testTOC, Mountpoint: "/var/lib/lazyfs/snapshots/1/fs", State: daemonapi.MountServing},
+			{ID: "m1", LayerDigest: testLayer1, ImageRef: "127.0.0.1:5000/app:v1", TOCDigest: testTOC, Mountpoint: "/var/lib/lazyfs/snapshots/1/fs", State: daemonapi.MountServing, Verification: daemonapi.Forged, DiffID: testLayer2},
 			{ID: "m2", LayerDigest: testLayer2, ImageRef: "127.0.0.1:5000/app:v1", TOCDigest: testTOC, Mountpoint: "/var/lib/lazyfs/snapshots/2/fs", State: daemonapi.MountFailed},
 		},
 	}
@@ -217,9 +217,9 @@ func TestDaemonsInspect(t *testing.T) {
 	}
 	_, mounts, _ := strings.Cut(stdout, "\n\n")
 	want := [][]string{
-		{"MOUNT", "ID", "STATE", "LAYER", "DIGEST", "IMAGE", "REF", "MOUNTPOINT"},
-		{"m1", "serving", testLayer1, "127.0.0.1:5000/app:v1", "/var/lib/lazyfs/snapshots/1/fs"},
-		{"m2", "failed", testLayer2, "127.0.0.1:5000/app:v1", "/var/lib/lazyfs/snapshots/2/fs"},
+		{"MOUNT", "ID", "STATE", "LAYER", "DIGEST", "IDENTITY", "IMAGE", "REF", "MOUNTPOINT"},
+		{"m1", "serving", testLayer1, "forged:sha256:222222222222…", "127.0.0.1:5000/app:v1", "/var/lib/lazyfs/snapshots/1/fs"},
+		{"m2", "failed", testLayer2, "-", "127.0.0.1:5000/app:v1", "/var/lib/lazyfs/snapshots/2/fs"},
 	}
 	if got := tableRows(mounts); !slices.EqualFunc(got, want, slices.Equal) {
 		t.Errorf("mounts table:\n%s\nwant rows %q", mounts, want)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/lazyfs/lazyfs/daemonapi"
 )
 
 // writeWorkerTable prints one line per worker: ID, PID, STATE, MOUNTS,
@@ -56,11 +58,26 @@ func writeWorkerDetail(w io.Writer, st workerStatus, now time.Time) error {
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "MOUNT ID\tSTATE\tLAYER DIGEST\tIMAGE REF\tMOUNTPOINT")
+	fmt.Fprintln(tw, "MOUNT ID\tSTATE\tLAYER DIGEST\tIDENTITY\tIMAGE REF\tMOUNTPOINT")
 	for _, m := range st.Mounts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.ID, m.State, m.LayerDigest, m.ImageRef, m.Mountpoint)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.State, m.LayerDigest, formatVerification(m), m.ImageRef, m.Mountpoint)
 	}
 	return tw.Flush()
+}
+
+// formatVerification says whether the blob a mount serves (LAYER DIGEST)
+// was proven to have the DiffID its chain ID implies: "unverified",
+// "verified", or "forged:<the DiffID it really has>"; "-" from a worker
+// that does not report it.
+func formatVerification(m daemonapi.MountInfo) string {
+	switch {
+	case m.Verification == "":
+		return "-"
+	case m.Verification == daemonapi.Forged && m.DiffID != "":
+		return string(m.Verification) + ":" + shortDigest(digest.Digest(m.DiffID))
+	default:
+		return string(m.Verification)
+	}
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -1,0 +1,303 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/log/logtest"
+	"github.com/containerd/platforms"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/lazyfs/lazyfs/convert"
+	"github.com/lazyfs/lazyfs/daemonapi"
+	"github.com/lazyfs/lazyfs/tests/harness"
+)
+
+// poisonPath is the file only the attacker's layer has.
+const poisonPath = "/POISONED"
+
+// TestForgedLayerNeverReachesAnotherNamespace is point 0 of issue 14, as an
+// attacker would try it: image E (one eStargz layer: busybox and
+// /POISONED, with a correct TOC digest) whose config claims the DiffID of
+// the real base layer of image H is pulled lazily in one namespace, then H
+// in another. lazyfs meets another blob at H's chain ID, proves the stored
+// one, finds it forged: the incident is in the snapshotter's log, its
+// metric and the worker's report of the mount, and H's container runs on
+// H's own blob, never seeing /POISONED. The control: H again in a third
+// namespace (the same blob at the chain ID) is answered "already exists"
+// with no new mount and no new proof.
+func TestForgedLayerNeverReachesAnotherNamespace(t *testing.T) {
+	s := startStack(t, harness.V2)
+	honest, attacker := s.pushForgery(t)
+
+	start := time.Now()
+	s.ctrIn(t, "attacker", "image", "pull", "--plain-http", "--snapshotter", "lazyfs", attacker.ref)
+	t.Logf("attacker's image pulled lazily in namespace attacker in %v", time.Since(start).Round(time.Millisecond))
+	// What the attack relies on: the forged layer is mounted lazily at the
+	// real base layer's chain ID.
+	if m := fuseMounts(t, s.snap); len(m) != 1 {
+		t.Fatalf("FUSE mounts after the attacker's pull: %v, want one", m)
+	}
+
+	start = time.Now()
+	s.ctrIn(t, "honest", "image", "pull", "--plain-http", "--snapshotter", "lazyfs", honest.ref)
+	t.Logf("honest image pulled lazily in namespace honest in %v (includes the proof of the stored layer)", time.Since(start).Round(time.Millisecond))
+	if out := s.runIn(t, "honest", honest.ref, "honest-check"); out != "clean\n" {
+		t.Errorf("container of the honest image printed %q, want \"clean\" (it must never see %s)", out, poisonPath)
+	}
+
+	page := httpGet(t, "http://"+s.snap.DebugAddr()+"/metrics")
+	if got, ok := metricValue(t, page, "lazyfs_forged_layers_total", nil); !ok || got != 1 {
+		t.Errorf("lazyfs_forged_layers_total = %v (present: %v), want 1", got, ok)
+	}
+	incident := s.snapshotterLogLines(t, "forged layer", attacker.layer.String())
+	if len(incident) == 0 {
+		t.Errorf("no snapshotter log line reports the forged layer %s", attacker.layer)
+	} else {
+		t.Logf("incident logged:\n%s", strings.Join(incident, "\n"))
+		for _, want := range []string{honest.diffID.String(), attacker.diffID.String(), attacker.ref} {
+			if !strings.Contains(incident[0], want) {
+				t.Errorf("the incident does not name %s", want)
+			}
+		}
+	}
+	// What an operator sees with snapshotterctl daemons inspect: the blob
+	// each mount serves and its verdict.
+	var served []string
+	for _, w := range liveWorkers(t, s.snap) {
+		for _, m := range w.Mounts {
+			served = append(served, fmt.Sprintf("%s %s %s", m.LayerDigest, m.Verification, m.DiffID))
+		}
+	}
+	want := []string{
+		fmt.Sprintf("%s %s %s", attacker.layer, daemonapi.Forged, attacker.diffID),
+		fmt.Sprintf("%s %s ", honest.layer, daemonapi.Unverified),
+	}
+	slices.Sort(served)
+	slices.Sort(want)
+	if !slices.Equal(served, want) {
+		t.Errorf("workers serve %q, want %q", served, want)
+	}
+
+	// Control: the same honest image in another namespace finds its own
+	// blob at the chain ID: already exists, no new mount, no new proof.
+	mounts := len(fuseMounts(t, s.snap))
+	s.ctrIn(t, "again", "image", "pull", "--plain-http", "--snapshotter", "lazyfs", honest.ref)
+	if got := len(fuseMounts(t, s.snap)); got != mounts {
+		t.Errorf("FUSE mounts after the same image in another namespace: %d, want %d (reused)", got, mounts)
+	}
+	page = httpGet(t, "http://"+s.snap.DebugAddr()+"/metrics")
+	for _, result := range []string{"verified", "forged", "error"} {
+		got, _ := metricValue(t, page, "lazyfs_layer_proofs_total", map[string]string{"result": result})
+		if want := map[string]float64{"forged": 1}[result]; got != want {
+			t.Errorf(`lazyfs_layer_proofs_total{result=%q} = %v, want %v`, result, got, want)
+		}
+	}
+	if out := s.runIn(t, "again", honest.ref, "again-check"); out != "clean\n" {
+		t.Errorf("container of the honest image in namespace again printed %q, want \"clean\"", out)
+	}
+}
+
+// TestForgedLayerAfterHonestChangesNothing is the same attack the other
+// way round: the honest image H is pulled first, then the attacker's E in
+// another namespace. E's Prepare meets H's blob at the chain ID its config
+// claims; the stored layer is proven (its blob has that DiffID), so E gets
+// H's real layer: H's containers see what they saw, E's get no /POISONED
+// either, and there is no incident.
+func TestForgedLayerAfterHonestChangesNothing(t *testing.T) {
+	s := startStack(t, harness.V2)
+	honest, attacker := s.pushForgery(t)
+
+	s.ctrIn(t, "honest", "image", "pull", "--plain-http", "--snapshotter", "lazyfs", honest.ref)
+	start := time.Now()
+	s.ctrIn(t, "attacker", "image", "pull", "--plain-http", "--snapshotter", "lazyfs", attacker.ref)
+	t.Logf("attacker's image pulled in namespace attacker in %v (includes the proof of the stored layer)", time.Since(start).Round(time.Millisecond))
+
+	for _, c := range []struct{ ns, ref, id string }{
+		{"honest", honest.ref, "honest-check"},
+		{"attacker", attacker.ref, "attacker-check"},
+	} {
+		if out := s.runIn(t, c.ns, c.ref, c.id); out != "clean\n" {
+			t.Errorf("container of %s in namespace %s printed %q, want \"clean\"", c.ref, c.ns, out)
+		}
+	}
+	page := httpGet(t, "http://"+s.snap.DebugAddr()+"/metrics")
+	for result, want := range map[string]float64{"verified": 1, "forged": 0, "error": 0} {
+		if got, _ := metricValue(t, page, "lazyfs_layer_proofs_total", map[string]string{"result": result}); got != want {
+			t.Errorf(`lazyfs_layer_proofs_total{result=%q} = %v, want %v`, result, got, want)
+		}
+	}
+	var served []string
+	for _, w := range liveWorkers(t, s.snap) {
+		for _, m := range w.Mounts {
+			served = append(served, fmt.Sprintf("%s %s %s", m.LayerDigest, m.Verification, m.DiffID))
+		}
+	}
+	if want := []string{fmt.Sprintf("%s %s %s", honest.layer, daemonapi.Verified, honest.diffID)}; !slices.Equal(served, want) {
+		t.Errorf("workers serve %q, want only the honest layer, verified: %q", served, want)
+	}
+}
+
+// forgeryImage is one single-layer eStargz image of the forgery test.
+type forgeryImage struct {
+	ref    string
+	layer  digest.Digest // the eStargz blob
+	diffID digest.Digest // what the blob decompresses to
+}
+
+// pushForgery builds the honest image H (busybox) and the attacker's image
+// E (busybox and /POISONED), converts both to eStargz inside containerd,
+// rewrites E's config to claim H's DiffID, pushes both and removes every
+// local copy, so that the pulls start from nothing.
+func (s *stack) pushForgery(t *testing.T) (honest, attacker forgeryImage) {
+	t.Helper()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	busybox, err := env.Busybox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := harness.TestImageLayers(busybox)[0]
+	poisoned := append(slices.Clone(base), harness.File{Path: poisonPath, Mode: 0o644, Content: []byte("forged bytes\n")})
+	layout := t.TempDir()
+	repo := s.reg.Addr() + "/lazyfs/forgery"
+	var converted [2]images.Image
+	for i, v := range []struct {
+		tag   string
+		layer harness.Layer
+	}{{"honest", base}, {"attacker", poisoned}} {
+		if _, err := harness.WriteOCILayout(layout, v.tag, []harness.Layer{v.layer}); err != nil {
+			t.Fatal(err)
+		}
+		src := repo + ":" + v.tag + "-gzip"
+		if err := harness.Push(ctx, layout, v.tag, src); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.ctrd.Ctr(ctx, "image", "pull", "--plain-http", src); err != nil {
+			t.Fatal(err)
+		}
+		if converted[i], err = convert.Image(logtest.WithT(ctx, t), s.cl, src, repo+":"+v.tag, convert.Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	cs := s.cl.ContentStore()
+	manifests, configs := [2]ocispec.Manifest{}, [2]ocispec.Image{}
+	for i, img := range converted {
+		if manifests[i], err = images.Manifest(ctx, cs, img.Target, platforms.Default()); err != nil {
+			t.Fatal(err)
+		}
+		raw, err := content.ReadBlob(ctx, cs, manifests[i].Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(raw, &configs[i]); err != nil {
+			t.Fatal(err)
+		}
+		if len(manifests[i].Layers) != 1 || len(configs[i].RootFS.DiffIDs) != 1 {
+			t.Fatalf("converted image %s has %d layers", img.Name, len(manifests[i].Layers))
+		}
+	}
+	honest = forgeryImage{ref: repo + ":honest", layer: manifests[0].Layers[0].Digest, diffID: configs[0].RootFS.DiffIDs[0]}
+	attacker = forgeryImage{ref: repo + ":forged", layer: manifests[1].Layers[0].Digest, diffID: configs[1].RootFS.DiffIDs[0]}
+
+	// The forgery: E's config claims H's DiffID; its manifest, layer and
+	// TOC digest annotation stay E's own, all self-consistent.
+	forged := configs[1]
+	forged.RootFS.DiffIDs = []digest.Digest{honest.diffID}
+	configDesc := writeJSONBlob(ctx, t, cs, manifests[1].Config.MediaType, forged, nil)
+	manifest := manifests[1]
+	manifest.Config = configDesc
+	manifestDesc := writeJSONBlob(ctx, t, cs, manifest.MediaType, manifest, map[string]string{
+		"containerd.io/gc.ref.content.config": configDesc.Digest.String(),
+		"containerd.io/gc.ref.content.l.0":    attacker.layer.String(),
+	})
+	if _, err := s.cl.ImageService().Create(ctx, images.Image{Name: attacker.ref, Target: manifestDesc}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range []string{honest.ref, attacker.ref} {
+		if _, err := s.ctrd.Ctr(ctx, "image", "push", "--plain-http", ref); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rm := []string{"image", "rm", "--sync", honest.ref, attacker.ref, repo + ":attacker", repo + ":honest-gzip", repo + ":attacker-gzip"}
+	if _, err := s.ctrd.Ctr(ctx, rm...); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("pushed honest image %s (layer %s, DiffID %s) and the forgery %s (layer %s, DiffID %s, claiming %s) in %v",
+		honest.ref, honest.layer, honest.diffID, attacker.ref, attacker.layer, attacker.diffID, honest.diffID, time.Since(start).Round(time.Millisecond))
+	return honest, attacker
+}
+
+// writeJSONBlob stores v as a blob of mediaType with the given labels.
+func writeJSONBlob(ctx context.Context, t *testing.T, cs content.Store, mediaType string, v any, lbls map[string]string) ocispec.Descriptor {
+	t.Helper()
+	raw, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(raw), Size: int64(len(raw))}
+	if err := content.WriteBlob(ctx, cs, "forgery-"+desc.Digest.Encoded(), bytes.NewReader(raw), desc, content.WithLabels(lbls)); err != nil {
+		t.Fatal(err)
+	}
+	return desc
+}
+
+// ctrIn runs ctr in containerd namespace ns (the later --namespace wins
+// over the harness's own).
+func (s *stack) ctrIn(t *testing.T, ns string, args ...string) string {
+	t.Helper()
+	out, err := s.ctrd.Ctr(context.Background(), append([]string{"--namespace", ns}, args...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// runIn runs a container of ref in namespace ns that says whether it sees
+// the attacker's file. Its cgroup goes below the harness's namespace
+// cgroup, which the harness removes at teardown.
+func (s *stack) runIn(t *testing.T, ns, ref, id string) string {
+	t.Helper()
+	base := s.ctrd.BaseDir()
+	return s.ctrIn(t, ns, "run",
+		"--runc-root", filepath.Join(base, "runc"),
+		"--fifo-dir", filepath.Join(base, "fifo"),
+		"--cgroup", "/"+s.ctrd.Namespace()+"/"+id,
+		"--snapshotter", "lazyfs", "--rm", ref, id,
+		"sh", "-c", "if [ -e "+poisonPath+" ]; then echo poisoned; else echo clean; fi")
+}
+
+// snapshotterLogLines returns the lines of the snapshotter's own log that
+// contain every one of words.
+func (s *stack) snapshotterLogLines(t *testing.T, words ...string) []string {
+	t.Helper()
+	var found []string
+	for _, path := range s.snap.Logs() {
+		if strings.Contains(path, "daemons") {
+			continue // a worker's log
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if !slices.ContainsFunc(words, func(w string) bool { return !strings.Contains(line, w) }) {
+				found = append(found, line)
+			}
+		}
+	}
+	return found
+}

@@ -1,0 +1,129 @@
+package worker
+
+import (
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/lazyfs/lazyfs/daemonapi"
+)
+
+// Verify fetches the whole blob of a mount's layer from the registry and
+// returns its compressed and uncompressed digests, for the snapshotter to
+// judge against the chain ID (DESIGN.md: a chain ID's bytes are proven, not
+// trusted). The blob is hostile input until then, which is why it is read
+// here and never in the snapshotter; it is streamed, never held whole.
+func (w *Worker) Verify(ctx context.Context, mountID string) (daemonapi.VerifyInfo, error) {
+	w.mu.Lock()
+	m, ok := w.mounts[mountID]
+	w.mu.Unlock()
+	if !ok {
+		return daemonapi.VerifyInfo{}, fmt.Errorf("mount %s: %w", mountID, errdefs.ErrNotFound)
+	}
+	ctx = log.WithLogger(ctx, log.G(ctx).
+		WithField("layer_digest", m.req.LayerDigest).
+		WithField("image_ref", m.req.ImageRef))
+	dgst, err := digest.Parse(m.req.LayerDigest)
+	if err != nil {
+		return daemonapi.VerifyInfo{}, fmt.Errorf("mount %s: layer digest: %w: %w", mountID, errdefs.ErrInternal, err)
+	}
+	start := time.Now()
+	blob, err := w.opts.Resolver.Blob(ctx, m.req.ImageRef, dgst)
+	if err != nil {
+		return daemonapi.VerifyInfo{}, fmt.Errorf("mount %s: %w", mountID, err)
+	}
+	info, err := digestBlob(blob.Stream(ctx))
+	if err != nil {
+		return daemonapi.VerifyInfo{}, fmt.Errorf("mount %s: failed to read blob %s: %w", mountID, dgst, err)
+	}
+	info.MountID, info.LayerDigest = mountID, m.req.LayerDigest
+	log.G(ctx).WithFields(log.Fields{
+		"digest":            info.Digest,
+		"diff_id":           info.DiffID,
+		"size":              info.Size,
+		"uncompressed_size": info.UncompressedSize,
+		"duration":          time.Since(start),
+	}).Info("layer blob digested")
+	return info, nil
+}
+
+// SetVerdict records the snapshotter's verdict on a mount, which Info then
+// reports.
+func (w *Worker) SetVerdict(ctx context.Context, mountID string, v daemonapi.VerdictRequest) error {
+	w.mu.Lock()
+	m, ok := w.mounts[mountID]
+	w.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("mount %s: %w", mountID, errdefs.ErrNotFound)
+	}
+	m.mu.Lock()
+	m.verification, m.diffID = v.State, v.DiffID
+	m.mu.Unlock()
+	log.G(ctx).WithField("verification", v.State).WithField("diff_id", v.DiffID).Info("verdict on the layer recorded")
+	return nil
+}
+
+// digestBlob reads a gzip layer blob to its end and returns the digest and
+// size of its bytes and of their decompressed stream (every gzip member in
+// turn: an eStargz blob is many). A blob that does not decompress is not an
+// error: its DiffID is left empty and DecompressError says why, since that
+// too is a finding about the blob. Only a failure to read it is an error.
+func digestBlob(r io.Reader) (daemonapi.VerifyInfo, error) {
+	compressed := sha256.New()
+	counted := &countingReader{r: io.TeeReader(r, compressed)}
+	var info daemonapi.VerifyInfo
+
+	uncompressed := sha256.New()
+	n, derr := decompress(uncompressed, counted)
+	if counted.err != nil {
+		// The reader failed, not the decompression: nothing is known.
+		return info, counted.err
+	}
+	// The compressed digest covers every byte, also those after where
+	// decompression stopped.
+	if _, err := io.Copy(io.Discard, counted); err != nil {
+		return info, err
+	}
+	info.Digest = digest.NewDigest(digest.SHA256, compressed).String()
+	info.Size = counted.n
+	if derr != nil {
+		info.DecompressError = derr.Error()
+		return info, nil
+	}
+	info.DiffID = digest.NewDigest(digest.SHA256, uncompressed).String()
+	info.UncompressedSize = n
+	return info, nil
+}
+
+func decompress(dst io.Writer, src io.Reader) (int64, error) {
+	zr, err := gzip.NewReader(src)
+	if err != nil {
+		return 0, err
+	}
+	// Multistream is the default: the members are read as one stream.
+	return io.Copy(dst, zr)
+}
+
+// countingReader counts the bytes read and remembers a read error, so that
+// one of the source can be told from one of the decompressor.
+type countingReader struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if err != nil && err != io.EOF {
+		c.err = err
+	}
+	return n, err
+}
