@@ -92,9 +92,9 @@ type WorkersConfig struct {
 	// serving counts towards CrashLoopCount; one that served longer
 	// resets the count.
 	CrashLoopWindow Duration `toml:"crash_loop_window"`
-	// RestartBackoff is the first wait before a successor of a worker that
-	// died quickly again; it doubles up to 5s. The first takeover after a
-	// worker served well is immediate.
+	// RestartBackoff is the wait before the successor of a worker that
+	// died quickly for the second time in a row; it doubles with each
+	// further quick death, up to 5s. The first successor starts at once.
 	RestartBackoff Duration `toml:"restart_backoff"`
 }
 

@@ -32,10 +32,23 @@ const (
 // and returns nil. Requests' contexts carry ctx's values (its logger) but
 // not its cancellation.
 func ListenAndServe(ctx context.Context, path string, h http.Handler) error {
-	l, err := listenUnix(ctx, "unix", path)
+	l, err := ListenAPI(ctx, path)
 	if err != nil {
 		return err
 	}
+	return Serve(ctx, l, h)
+}
+
+// ListenAPI binds the API socket at path as ListenAndServe does, for a
+// worker that tells its supervisor it is ready once both its sockets are
+// bound, before it serves them.
+func ListenAPI(ctx context.Context, path string) (net.Listener, error) {
+	return listenUnix(ctx, "unix", path)
+}
+
+// Serve serves h on l (from ListenAPI) as ListenAndServe does, and closes l.
+func Serve(ctx context.Context, l net.Listener, h http.Handler) error {
+	path := l.Addr().String()
 	base, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRequests()
 	var handlers handlerGroup

@@ -59,12 +59,26 @@ func (s *Supervisor) spawn(ctx context.Context, id string) (_ *worker, err error
 	}
 	cmd.Stdout = logw
 	cmd.Stderr = logw
+	// The worker writes a byte to this pipe once its sockets are bound
+	// (and closes it, or dies): no polling, so a successor serves sooner.
+	readyr, readyw, err := os.Pipe()
+	if err != nil {
+		logw.Close()
+		logr.Close()
+		return nil, fmt.Errorf("worker %s: failed to create ready pipe: %w", id, err)
+	}
+	cmd.ExtraFiles = []*os.File{readyw}
+	cmd.Args = append(cmd.Args, "--ready-fd", "3")
 	if err := cmd.Start(); err != nil {
 		logw.Close()
 		logr.Close()
+		readyr.Close()
+		readyw.Close()
 		return nil, fmt.Errorf("worker %s: failed to start %s: %w", id, s.opts.Binary, err)
 	}
-	logw.Close() // the worker has its own copy
+	logw.Close() // the worker has its own copies
+	readyw.Close()
+	defer readyr.Close()
 	w.pid = cmd.Process.Pid
 	w.servedAt = time.Now().UnixNano()
 	w.logr = logr
@@ -107,7 +121,7 @@ func (s *Supervisor) spawn(ctx context.Context, id string) (_ *worker, err error
 		}
 	}()
 
-	if err := s.waitReady(ctx, w); err != nil {
+	if err := s.waitReady(ctx, w, readyr); err != nil {
 		return nil, err
 	}
 	ctl, err := daemonapi.DialControl(ctx, w.ctlSock)
@@ -118,12 +132,28 @@ func (s *Supervisor) spawn(ctx context.Context, id string) (_ *worker, err error
 	return w, nil
 }
 
-// waitReady polls the worker's API until it answers, the worker exits, or
+// waitReady waits until the worker says on the ready pipe that its sockets
+// are bound, then checks that its API answers, until the worker exits or
 // the ready timeout passes: one deadline for the whole wait, so a worker that
 // never answers cannot stall a pull.
-func (s *Supervisor) waitReady(ctx context.Context, w *worker) error {
+func (s *Supervisor) waitReady(ctx context.Context, w *worker, ready *os.File) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ReadyTimeout)
 	defer cancel()
+	readyc := make(chan struct{})
+	go func() {
+		// One byte, or EOF when the worker died first (or an older
+		// lazyfsd closed it unused): either way, polling decides.
+		ready.Read(make([]byte, 1))
+		close(readyc)
+	}()
+	defer ready.SetReadDeadline(aLongTimeAgo)
+	select {
+	case <-readyc:
+	case <-w.exited:
+		return fmt.Errorf("worker %s exited before it was ready; see %s", w.id, s.logPath(w.id))
+	case <-ctx.Done():
+		return fmt.Errorf("worker %s not ready after %s: %w", w.id, s.opts.ReadyTimeout, ctx.Err())
+	}
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -145,6 +175,9 @@ func (s *Supervisor) waitReady(ctx context.Context, w *worker) error {
 		}
 	}
 }
+
+// aLongTimeAgo is a deadline that has passed: it wakes a blocked read.
+var aLongTimeAgo = time.Unix(1, 0)
 
 func (s *Supervisor) logPath(id string) string {
 	return filepath.Join(s.opts.LogDir, "daemons", id+".log")

@@ -69,10 +69,10 @@ type Options struct {
 	RecoverPolicy RecoverPolicy
 	// A worker that dies within CrashLoopWindow of starting to serve
 	// counts as a quick death; after CrashLoopCount quick deaths in a row
-	// its mounts are marked failed and their connections closed. Each
-	// quick death waits twice as long as the last before the next
-	// successor, from RestartBackoff up to a few seconds; the first
-	// takeover after a worker served well is immediate.
+	// its mounts are marked failed and their connections closed. The
+	// first successor after a death starts at once; from the second quick
+	// death in a row on, the next one waits RestartBackoff, doubling up
+	// to a few seconds.
 	CrashLoopCount  int
 	CrashLoopWindow time.Duration
 	RestartBackoff  time.Duration

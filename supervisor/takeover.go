@@ -55,7 +55,9 @@ func (s *Supervisor) takeOver(ctx context.Context, dead *worker, mounts []*mount
 			s.giveUp(ctx, dead, mounts, fmt.Errorf("worker %s died %d times in a row within %v of serving", dead.id, quick, s.opts.CrashLoopWindow))
 			return
 		}
-		if d := s.backoff(quick + attempt); d > 0 {
+		// The first successor after a death starts at once: readers wait
+		// meanwhile. Only a worker that keeps dying quickly is slowed.
+		if d := s.backoff(quick - 1 + attempt); d > 0 {
 			log.G(ctx).WithField("backoff", d).Warn("waiting before the next successor")
 			select {
 			case <-time.After(d):

@@ -46,6 +46,7 @@ func run() error {
 		hostsDir    = flag.String("hosts-dir", "/etc/containerd/certs.d", "hosts.toml directory (containerd's layout)")
 		fuseReaders = flag.Int("fuse-readers", 4, "goroutines reading each FUSE connection (at least 2)")
 		memCache    = flag.Int64("memory-cache-size", chunks.DefaultMemoryCacheSize, "bytes of decompressed chunks cached in memory")
+		readyFD     = flag.Int("ready-fd", -1, "fd to write one byte to, then close, once both sockets are bound (set by the snapshotter)")
 		showVersion = flag.Bool("version", false, "print the version and exit")
 	)
 	flag.Int64Var(&limits.MaxCompressedSize, "max-toc-compressed-size", limits.MaxCompressedSize, "largest compressed TOC accepted, in bytes")
@@ -90,13 +91,26 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	apiListener, err := daemonapi.ListenAPI(ctx, *apiSocket)
+	if err != nil {
+		ctl.Close()
+		return err
+	}
 	api := daemonapi.NewServer(w, promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}), daemonapi.WithWorkerID(*id))
+	if *readyFD >= 0 {
+		// The snapshotter waits on this instead of polling our sockets:
+		// a successor taking over a dead worker's mounts starts serving
+		// sooner.
+		ready := os.NewFile(uintptr(*readyFD), "ready")
+		ready.Write([]byte{1})
+		ready.Close()
+	}
 
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return daemonapi.ServeControl(gctx, ctl, w) })
-	g.Go(func() error { return daemonapi.ListenAndServe(gctx, *apiSocket, api) })
+	g.Go(func() error { return daemonapi.Serve(gctx, apiListener, api) })
 	g.Go(func() error {
 		select {
 		case sig := <-signals:
