@@ -11,18 +11,6 @@ import (
 	"github.com/containerd/log/logtest"
 )
 
-// requireRoot fails (under CI=true) or skips a test that needs root.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root, and CI=true requires it to run")
-	}
-	t.Skip("this test needs root")
-}
-
 // shortDir returns a fresh directory whose socket paths stay well within
 // the 108 bytes of sun_path (t.TempDir's paths grow with the test's name).
 func shortDir(t *testing.T) string {

@@ -14,19 +14,9 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	_ "github.com/containerd/containerd/v2/pkg/testutil" // registers -test.root
 	"github.com/containerd/errdefs"
-)
 
-// requireRoot fails under CI (where root is a given) and skips elsewhere.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("this test needs root (CI runs as root)")
-	}
-	t.Skip("this test needs root")
-}
+	"github.com/lazyfs/lazyfs/internal/testreq"
+)
 
 // TestMain turns on containerd's root-only tests (-test.root) when running as
 // root, so that a plain `go test ./...` as root runs the whole conformance suite.
@@ -52,7 +42,7 @@ func newTestSnapshotter(ctx context.Context, root string) (snapshots.Snapshotter
 // "overlayfs" selects the suite's expectations for overlay-based
 // snapshotters (E2E-NOTES.md); the suite needs -test.root to mount.
 func TestConformance(t *testing.T) {
-	requireRoot(t)
+	testreq.RequireRoot(t)
 	if f := flag.Lookup("test.root"); f == nil || f.Value.String() != "true" {
 		t.Fatal("-test.root is off: containerd's suite would skip its mounting tests")
 	}
