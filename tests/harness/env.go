@@ -13,7 +13,7 @@ package harness
 
 import (
 	"bufio"
-		"fmt"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
