@@ -106,6 +106,9 @@ func (s *Supervisor) stopWorker(ctx context.Context, w *worker) error {
 			errs = append(errs, err)
 		}
 	}
+	if len(mounts) == 0 {
+		s.scrapeWorker(ctx, w) // else Unmount of the last mount did
+	}
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := w.api.Shutdown(sctx); err != nil {

@@ -107,8 +107,12 @@ func (s *Supervisor) Unmount(ctx context.Context, id, mountpoint string) error {
 	}
 	w.mu.Lock()
 	delete(w.mounts, id)
+	last := len(w.mounts) == 0
 	w.mu.Unlock()
 	m.closeFD()
+	if last {
+		s.scrapeWorker(ctx, w) // a per-image worker exits on this detach
+	}
 	if derr := w.api.Detach(ctx, id); derr != nil {
 		select {
 		case <-w.exited: // a worker that exits when idle may be gone already

@@ -64,6 +64,7 @@ type Supervisor struct {
 	logs    map[string]*lumberjack.Logger // by worker id, kept across restarts
 	pending *pendingMounts
 	closing bool
+	metrics *metricsStore // workers' series, kept past their exit
 }
 
 // New opens the worker registry and re-adopts every worker of an earlier run
@@ -93,6 +94,7 @@ func New(ctx context.Context, opts Options) (*Supervisor, error) {
 		workers: map[string]*worker{},
 		logs:    map[string]*lumberjack.Logger{},
 		pending: newPendingMounts(),
+		metrics: newMetricsStore(),
 	}
 	if err := s.adoptAll(ctx); err != nil {
 		stop()
