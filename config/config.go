@@ -25,8 +25,8 @@ var workerModes = []string{string(WorkersPerImage), string(WorkersShared)}
 
 // Config is the snapshotter's configuration. The toml tags are the key names.
 type Config struct {
-	// Root holds the metadata databases, the snapshots, the chunk cache and
-	// the kept TOCs.
+	// Root holds the metadata databases, the snapshots and the kept TOCs
+	// (the on-disk chunk cache of issue #11 will live there too).
 	Root string `toml:"root"`
 	// Address is the unix socket of the gRPC snapshots service that
 	// containerd's proxy plugin dials (at most 107 bytes, bind(2)'s limit).
@@ -80,8 +80,9 @@ type LayersConfig struct {
 	MaxTOCSize ByteSize `toml:"max_toc_size"`
 	// MaxEntries bounds the number of entries of a TOC.
 	MaxEntries int `toml:"max_entries"`
-	// MemoryCacheSize is each worker's in-memory cache of decompressed
-	// chunks.
+	// MemoryCacheSize bounds the in-memory cache of decompressed chunks of
+	// each mounted layer, not of a whole worker: a worker serving N layers
+	// may hold N times it. Issue #11 makes it one budget per worker.
 	MemoryCacheSize ByteSize `toml:"memory_cache_size"`
 }
 
@@ -92,8 +93,8 @@ type RegistryConfig struct {
 	// for containerd apply to lazy pulls as well.
 	ConfigPath string `toml:"config_path"`
 	// DockerConfig is the path of a docker config.json with registry
-	// credentials. Empty means $DOCKER_CONFIG/config.json, then
-	// /root/.docker/config.json.
+	// credentials. It is validated but not used yet: no credentials reach
+	// the workers until issue #12 wires it.
 	DockerConfig string `toml:"docker_config"`
 }
 
