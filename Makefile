@@ -6,7 +6,11 @@ LDFLAGS  := -X main.version=$(VERSION)
 # Packages with unit tests: everything but the end-to-end suites under tests/.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e '/tests/' -e '/zz_')
 
-.PHONY: all build deps test test-unit test-e2e demo bench bench-e2e bench-failover clean
+# staticcheck runs at a pinned version, one that understands Go 1.26; bump it
+# together with the Go version in go.mod.
+STATICCHECK_VERSION = v0.8.2
+
+.PHONY: all build deps lint check-tree test test-unit test-e2e demo bench bench-e2e bench-failover clean
 
 all: build
 
@@ -21,10 +25,28 @@ build:
 deps:
 	bash scripts/install-deps.sh
 
-# test runs every test: unit tests, containerd's snapshotter conformance suite
-# (package snapshot), and the end-to-end suites against real containerd, runc,
-# a registry and FUSE. Needs root and /dev/fuse.
-test: deps build test-unit test-e2e
+# lint: formatting, go vet and staticcheck; part of `make test`.
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt: not formatted:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+# check-tree fails when git tracks a binary or a file over 1 MiB.
+check-tree:
+	@bash scripts/check-tree.sh
+
+# test runs every check and test: the tree check, lint, unit tests,
+# containerd's snapshotter conformance suite (package snapshot), and the
+# end-to-end suites against real containerd, runc, a registry and FUSE.
+# Needs root and /dev/fuse: a missing requirement fails the test that needs
+# it, unless LAZYFS_ALLOW_SKIP=1; skips and the kernel facts the tests
+# checked are printed at the end (scripts/test-summary.sh). -k: every part
+# runs and reports even when an earlier one failed.
+test: deps build
+	@dir=$$(mktemp -d /tmp/lazyfs-test.XXXXXX); status=0; \
+	LAZYFS_SKIP_LOG=$$dir/skips $(MAKE) --no-print-directory -k check-tree lint test-unit test-e2e || status=$$?; \
+	bash scripts/test-summary.sh $$dir/skips; rm -rf "$$dir"; exit $$status
 
 test-unit:
 	$(GO) test -count=1 -timeout 15m $(UNIT_PKGS)

@@ -38,8 +38,8 @@ var recoverPolicies = []string{RecoverFailover, RecoverRemount}
 
 // Config is the snapshotter's configuration. The toml tags are the key names.
 type Config struct {
-	// Root holds the metadata databases, the snapshots, the chunk cache and
-	// the kept TOCs.
+	// Root holds the metadata databases, the snapshots and the kept TOCs
+	// (the on-disk chunk cache of issue #11 will live there too).
 	Root string `toml:"root"`
 	// Address is the unix socket of the gRPC snapshots service that
 	// containerd's proxy plugin dials (at most 107 bytes, bind(2)'s limit).
@@ -108,8 +108,9 @@ type LayersConfig struct {
 	MaxTOCSize ByteSize `toml:"max_toc_size"`
 	// MaxEntries bounds the number of entries of a TOC.
 	MaxEntries int `toml:"max_entries"`
-	// MemoryCacheSize is each worker's in-memory cache of decompressed
-	// chunks.
+	// MemoryCacheSize bounds the in-memory cache of decompressed chunks of
+	// each mounted layer, not of a whole worker: a worker serving N layers
+	// may hold N times it. Issue #11 makes it one budget per worker.
 	MemoryCacheSize ByteSize `toml:"memory_cache_size"`
 	// ProofWait bounds how long a pull that brings another blob for a
 	// chain ID already mounted lazily waits for the stored layer's proof
@@ -124,8 +125,8 @@ type RegistryConfig struct {
 	// for containerd apply to lazy pulls as well.
 	ConfigPath string `toml:"config_path"`
 	// DockerConfig is the path of a docker config.json with registry
-	// credentials. Empty means $DOCKER_CONFIG/config.json, then
-	// /root/.docker/config.json.
+	// credentials. It is validated but not used yet: no credentials reach
+	// the workers until issue #12 wires it.
 	DockerConfig string `toml:"docker_config"`
 }
 

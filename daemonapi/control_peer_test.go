@@ -11,14 +11,15 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lazyfs/lazyfs/daemonapi"
+	"github.com/lazyfs/lazyfs/internal/testreq"
 )
 
 func TestPeerCredentials(t *testing.T) {
+	testreq.RequireRoot(t) // both cases: root's own peer, and setresuid away from it
 	checkLeaks(t)
 	path := startControl(t, closingHandler)
 
 	t.Run("root is admitted", func(t *testing.T) {
-		requireRoot(t)
 		c := dial(t, path)
 		r, _ := pipe(t)
 		if _, err := c.Attach(testContext(t), daemonapi.AttachRequest{MountID: "m"}, r); err != nil {
@@ -28,7 +29,6 @@ func TestPeerCredentials(t *testing.T) {
 	})
 
 	t.Run("another uid is refused", func(t *testing.T) {
-		requireRoot(t)
 		// Let the file system pass uid 65534, so that SO_PEERCRED is
 		// what refuses it.
 		for _, dir := range []string{filepath.Dir(filepath.Dir(path)), filepath.Dir(path)} {

@@ -21,14 +21,13 @@ func TestListenAndServe(t *testing.T) {
 	defer cancel()
 	path := socketPath(t, "api.sock")
 	// A stale socket from an earlier run is replaced.
-	stale, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	if err == nil {
+	if _, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"}); err == nil {
 		t.Fatal("listening in a missing directory succeeded")
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	stale, err = net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	stale, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +55,20 @@ func TestListenAndServe(t *testing.T) {
 	}()
 	<-b.entered
 	cancel()
-	time.Sleep(50 * time.Millisecond)
+	// Shutdown has begun once the listener is closed, which removes the
+	// socket file; from then on no new connection is accepted while the
+	// request in flight still holds the server.
+	waitSocketGone(t, path)
+	fresh := daemonapi.NewClient(path, testWorker)
+	defer fresh.Close()
+	if err := fresh.Health(context.Background()); !errdefs.IsUnavailable(err) {
+		t.Errorf("Health() on a new connection during shutdown = %v, want unavailable", err)
+	}
+	select {
+	case err := <-served:
+		t.Fatalf("ListenAndServe returned (%v) while a request was in flight", err)
+	default:
+	}
 	close(b.block)
 	if err := <-loaded; err != nil {
 		t.Errorf("LoadLayer in flight during shutdown: %v", err)
@@ -80,5 +92,21 @@ func TestListenAndServeRefusesOtherFiles(t *testing.T) {
 	err := daemonapi.ListenAndServe(testContext(t), path, daemonapi.NewServer(&fakeBackend{}, nil))
 	if !errdefs.IsAlreadyExists(err) {
 		t.Errorf("ListenAndServe() over a directory = %v, want already exists", err)
+	}
+}
+
+// waitSocketGone waits until the socket file at path is removed, which a
+// closing listener does.
+func waitSocketGone(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("socket %s still there 5s after serving was stopped", path)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -30,7 +30,9 @@ const (
 	TOCDigest = "containerd.io/snapshot/stargz/toc.digest"
 
 	// Remote marks a committed snapshot whose contents are a FUSE mount
-	// served by a worker; its value is the mount's worker id at commit.
+	// served by a worker. Its value is always "lazyfs": which worker
+	// serves the mount is in workers.db (snapshotterctl daemons list),
+	// since it changes when a worker is replaced.
 	Remote = "containerd.io/snapshot/remote"
 
 	// Verified marks a remote snapshot whose whole blob was proven to have

@@ -5,6 +5,17 @@
 # does not package. Idempotent: when everything is there it only checks and
 # returns in well under a second.
 #
+# What it changes on the host, and only when something is missing:
+#   - apt-get update, then apt-get install --no-install-recommends of the
+#     missing packages only (nothing already installed is upgraded);
+#   - no service of those packages is started: a temporary
+#     /usr/sbin/policy-rc.d that forbids starts is in place during the
+#     install (an existing one is put back afterwards), and the units the
+#     newly installed packages enable at boot (containerd, docker-registry)
+#     are disabled again. The tests start their own instances in temp dirs.
+#   - containerd 2.3.7 is built with `go install` into $LAZYFS_TOOLS.
+# It needs the Debian mirror of /etc/apt/sources.list* and the Go module proxy.
+#
 # Environment:
 #   LAZYFS_TOOLS  where built tools are cached (default /var/cache/lazyfs-tools);
 #                 containerd goes to $LAZYFS_TOOLS/containerd-2.3.7/.
@@ -16,6 +27,10 @@ CONTAINERD_DIR=$TOOLS/containerd-${CONTAINERD_VERSION#v}
 STAMP=$CONTAINERD_DIR/VERSION
 PACKAGES=(containerd runc docker-registry skopeo fuse3 umoci busybox-static jq strace)
 CONTAINERD_BINARIES=(containerd containerd-shim-runc-v2 ctr)
+# The systemd units of PACKAGES that Debian enables and starts on install.
+declare -A PACKAGE_UNITS=([containerd]=containerd.service [docker-registry]=docker-registry.service)
+POLICY=/usr/sbin/policy-rc.d
+POLICY_SAVED=$POLICY.lazyfs-saved
 
 say() { echo "install-deps: $*"; }
 die() { echo "install-deps: error: $*" >&2; exit 1; }
@@ -43,11 +58,72 @@ install_packages() {
 	done
 	if [ "${#missing[@]}" -eq 0 ]; then
 		say "Debian packages present: ${PACKAGES[*]}"
+		note_enabled_units
 		return
 	fi
-	say "installing missing Debian packages: ${missing[*]}"
+	say "installing missing Debian packages: ${missing[*]} (no recommends, no service started)"
 	as_root apt-get update
-	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${PACKAGES[@]}"
+	forbid_service_starts
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+	allow_service_starts
+	for p in "${missing[@]}"; do
+		if [ -n "${PACKAGE_UNITS[$p]:-}" ]; then
+			disable_unit "${PACKAGE_UNITS[$p]}"
+		fi
+	done
+}
+
+# forbid_service_starts puts a policy-rc.d in place that answers 101
+# ("action forbidden") to every start a package's maintainer script asks
+# for; allow_service_starts (also run on exit) removes it and puts back one
+# that was there before.
+forbid_service_starts() {
+	if [ -e "$POLICY" ] && [ ! -e "$POLICY_SAVED" ]; then
+		as_root mv "$POLICY" "$POLICY_SAVED"
+	fi
+	printf '#!/bin/sh\n# Put here by lazyfs scripts/install-deps.sh while it installs packages.\nexit 101\n' |
+		as_root tee "$POLICY" >/dev/null
+	as_root chmod 0755 "$POLICY"
+	POLICY_PLACED=1
+}
+
+allow_service_starts() {
+	[ "${POLICY_PLACED:-0}" = 1 ] || return 0
+	as_root rm -f "$POLICY"
+	if [ -e "$POLICY_SAVED" ]; then
+		as_root mv "$POLICY_SAVED" "$POLICY"
+	fi
+	POLICY_PLACED=0
+}
+
+# disable_unit undoes what a package's install did for unit: enabled at
+# boot (the symlinks in /etc/systemd/system/*.wants, which is all that
+# "enabled" is, with or without systemd running) and, where systemd runs,
+# started despite policy-rc.d.
+disable_unit() {
+	local unit=$1
+	if command -v deb-systemd-helper >/dev/null 2>&1; then
+		# Also records the choice, so that a package upgrade keeps it disabled.
+		as_root deb-systemd-helper disable "$unit" >/dev/null 2>&1 || true
+	fi
+	as_root find /etc/systemd/system -path '*.wants/*' -name "$unit" -type l -delete
+	if [ -d /run/systemd/system ]; then
+		as_root systemctl stop "$unit" >/dev/null 2>&1 || true
+		as_root systemctl daemon-reload >/dev/null 2>&1 || true
+	fi
+	say "disabled $unit (installed as a dependency; the tests start their own)"
+}
+
+# note_enabled_units points at units of PACKAGES that are enabled at boot
+# on this host. They were enabled before this script ran (by an operator or
+# an older version of it), so they are left as they are.
+note_enabled_units() {
+	local unit
+	for unit in "${PACKAGE_UNITS[@]}"; do
+		if compgen -G "/etc/systemd/system/*.wants/$unit" >/dev/null; then
+			say "note: $unit is enabled at boot on this host; not changed (to disable: deb-systemd-helper disable $unit, or remove /etc/systemd/system/*.wants/$unit)"
+		fi
+	done
 }
 
 containerd_present() {
@@ -70,7 +146,7 @@ build_containerd() {
 	# Build into a fresh directory and rename it into place, so an interrupted
 	# build never leaves a half-filled directory that looks complete.
 	tmp=$(as_root mktemp -d "$TOOLS/.containerd-build.XXXXXX")
-	trap 'as_root rm -rf "$tmp"' EXIT
+	BUILD_TMP=$tmp
 	for b in "${CONTAINERD_BINARIES[@]}"; do
 		pkgs+=("github.com/containerd/containerd/v2/cmd/$b@$CONTAINERD_VERSION")
 	done
@@ -81,9 +157,19 @@ build_containerd() {
 	as_root chmod 0755 "$tmp"
 	as_root rm -rf "$CONTAINERD_DIR"
 	as_root mv "$tmp" "$CONTAINERD_DIR"
-	trap - EXIT
+	BUILD_TMP=
 	say "built: $("$CONTAINERD_DIR/containerd" --version)"
 }
+
+# cleanup runs however the script ends: an interrupted install must not
+# leave starts forbidden on the host, nor a half-built tools directory.
+cleanup() {
+	allow_service_starts
+	if [ -n "${BUILD_TMP:-}" ]; then
+		as_root rm -rf "$BUILD_TMP"
+	fi
+}
+trap cleanup EXIT
 
 install_packages
 build_containerd

@@ -23,6 +23,7 @@ type fakeRemote struct {
 	unmounted []string
 	restored  chan string
 	pending   map[string]bool // ids Wait reports as not mounted yet
+	waits     int             // calls of Wait with parents to check
 
 	// verify answers Verify (nil: the test expects no proof); verifies
 	// counts the calls; verdicts records SetVerdict by id.
@@ -96,6 +97,7 @@ func (f *fakeRemote) Restore(_ context.Context, id, _ string, _ map[string]strin
 func (f *fakeRemote) Wait(_ context.Context, ids []string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.waits++
 	for _, id := range ids {
 		if f.pending[id] {
 			return fmt.Errorf("layer %s still being mounted again: %w", id, errdefs.ErrUnavailable)

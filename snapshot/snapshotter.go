@@ -27,6 +27,7 @@ import (
 	"github.com/containerd/continuity/fs"
 	"github.com/containerd/log"
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // metaStore is the part of containerd's storage.MetaStore this package uses.
@@ -108,7 +109,7 @@ func New(ctx context.Context, root string, opts ...Opt) (_ *Snapshotter, err err
 	// NewMetaStore opens the file lazily, on the first transaction: open it
 	// now so that a locked or corrupt database fails start-up, not a pull.
 	if err := ms.WithTransaction(ctx, false, func(context.Context) error { return nil }); err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("metadata store %s is locked by another process (is another lazyfs-snapshotter running on this root?): %w", dbPath, err)
 		}
 		return nil, fmt.Errorf("failed to open metadata store %s: %w", dbPath, err)

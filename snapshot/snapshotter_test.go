@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,19 +15,9 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	_ "github.com/containerd/containerd/v2/pkg/testutil" // registers -test.root
 	"github.com/containerd/errdefs"
-)
 
-// requireRoot fails under CI (where root is a given) and skips elsewhere.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("this test needs root (CI runs as root)")
-	}
-	t.Skip("this test needs root")
-}
+	"github.com/lazyfs/lazyfs/internal/testreq"
+)
 
 // TestMain turns on containerd's root-only tests (-test.root) when running as
 // root, so that a plain `go test ./...` as root runs the whole conformance suite.
@@ -40,23 +31,64 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func newTestSnapshotter(ctx context.Context, root string) (snapshots.Snapshotter, func() error, error) {
-	s, err := New(ctx, root)
-	if err != nil {
-		return nil, nil, err
-	}
-	return s, s.Close, nil
-}
-
-// TestConformance runs containerd's own snapshotter suite. The name
-// "overlayfs" selects the suite's expectations for overlay-based
-// snapshotters (E2E-NOTES.md); the suite needs -test.root to mount.
+// TestConformance runs containerd's own snapshotter suite twice: on the
+// plain snapshotter, and with a fake remote-layer backend plugged in (as
+// the snapshotter runs in production), so that wiring the lazy path in
+// changes nothing containerd relies on. The name "overlayfs" selects the
+// suite's expectations for overlay-based snapshotters (E2E-NOTES.md); the
+// suite needs -test.root to mount.
 func TestConformance(t *testing.T) {
-	requireRoot(t)
+	testreq.RequireRoot(t)
 	if f := flag.Lookup("test.root"); f == nil || f.Value.String() != "true" {
 		t.Fatal("-test.root is off: containerd's suite would skip its mounting tests")
 	}
-	testsuite.SnapshotterSuite(t, "overlayfs", newTestSnapshotter)
+	t.Run("plain", func(t *testing.T) {
+		testsuite.SnapshotterSuite(t, "overlayfs", func(ctx context.Context, root string) (snapshots.Snapshotter, func() error, error) {
+			s, err := New(ctx, root)
+			if err != nil {
+				return nil, nil, err
+			}
+			return s, s.Close, nil
+		})
+	})
+	t.Run("remote", func(t *testing.T) {
+		var (
+			mu    sync.Mutex
+			fakes []*fakeRemote
+		)
+		// The suite sends no remote-snapshot labels, so nothing is
+		// mounted lazily; but Prepare and View of a child must have asked
+		// the backend whether its parents are being mounted again. Checked
+		// in Cleanup: the suite's subtests run in parallel, after this
+		// function returns.
+		t.Cleanup(func() {
+			mu.Lock()
+			defer mu.Unlock()
+			var waits int
+			for _, fr := range fakes {
+				fr.mu.Lock()
+				waits += fr.waits
+				if len(fr.mounted) != 0 {
+					t.Errorf("the suite mounted layers lazily: %v", fr.mounted)
+				}
+				fr.mu.Unlock()
+			}
+			if waits == 0 {
+				t.Error("the remote backend was never consulted: the suite ran without the lazy path")
+			}
+		})
+		testsuite.SnapshotterSuite(t, "overlayfs", func(ctx context.Context, root string) (snapshots.Snapshotter, func() error, error) {
+			fr := newFakeRemote()
+			mu.Lock()
+			fakes = append(fakes, fr)
+			mu.Unlock()
+			s, err := New(ctx, root, WithRemoteLayers(fr))
+			if err != nil {
+				return nil, nil, err
+			}
+			return s, s.Close, nil
+		})
+	})
 }
 
 func testContext(t *testing.T) context.Context {

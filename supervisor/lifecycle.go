@@ -143,10 +143,14 @@ func (s *Supervisor) stopWorker(ctx context.Context, w *worker) error {
 	w.mu.Unlock()
 
 	var errs []error
-	for _, m := range w.mountList() {
+	mounts := w.mountList()
+	for _, m := range mounts {
 		if err := s.Unmount(ctx, m.id, m.mountpoint); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if len(mounts) == 0 {
+		s.scrapeWorker(ctx, w) // else Unmount of the last mount did
 	}
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

@@ -155,8 +155,12 @@ func (s *Supervisor) Unmount(ctx context.Context, id, mountpoint string) error {
 	}
 	w.mu.Lock()
 	delete(w.mounts, id)
+	last := len(w.mounts) == 0
 	w.mu.Unlock()
 	s.dropFD(ctx, m)
+	if last {
+		s.scrapeWorker(ctx, w) // a per-image worker exits on this detach
+	}
 	if derr := w.api.Detach(ctx, id); derr != nil && !w.isExited() {
 		// A worker that exits when idle may be gone already.
 		err = errors.Join(err, derr)

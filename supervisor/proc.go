@@ -23,7 +23,9 @@ func procStat(pid int) (state string, start uint64, err error) {
 		return "", 0, fmt.Errorf("malformed /proc/%d/stat", pid)
 	}
 	fields := strings.Fields(s[i+1:])
-	const stateField, startTimeField = 3 - 3, 22 - 3 // fields 3.. follow the name
+	// Fields after the name are numbered from 3 in proc(5): field N is at
+	// index N-3.
+	const stateField, startTimeField = 0, 22 - 3
 	if len(fields) <= startTimeField {
 		return "", 0, fmt.Errorf("malformed /proc/%d/stat", pid)
 	}

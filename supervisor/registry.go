@@ -7,6 +7,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/lazyfs/lazyfs/failover"
 )
@@ -49,7 +50,7 @@ func openRegistry(path string) (*registry, error) {
 	// snapshotter holds the file.
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 10 * time.Second})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("worker registry %s is locked by another process: %w", path, err)
 		}
 		return nil, fmt.Errorf("failed to open worker registry %s: %w", path, err)

@@ -105,6 +105,7 @@ type Supervisor struct {
 	quick   map[string]int                // quick deaths in a row, by worker id
 	pending *pendingMounts
 	closing bool
+	metrics *metricsStore // workers' series, kept past their exit
 }
 
 // New opens the worker registry and re-adopts every worker of an earlier run
@@ -152,6 +153,7 @@ func New(ctx context.Context, opts Options) (*Supervisor, error) {
 		logs:    map[string]*lumberjack.Logger{},
 		quick:   map[string]int{},
 		pending: newPendingMounts(),
+		metrics: newMetricsStore(),
 	}
 	if err := s.adoptAll(ctx); err != nil {
 		stop()

@@ -249,12 +249,22 @@ func TestSharedModeUsesOneWorker(t *testing.T) {
 		t.Errorf("workers.db has mounts %v for the shared worker, want m1 and m2", m)
 	}
 
-	// The shared worker outlives its last mount.
+	// The shared worker outlives its last mount. A worker decides to exit
+	// when idle inside the detach, before it answers it, so once the
+	// unmounts returned its own state tells whether it is leaving.
 	s.unmount("m1", mp1)
 	s.unmount("m2", mp2)
-	time.Sleep(300 * time.Millisecond)
-	if processGone(pid) || s.pids()["shared"] != pid {
-		t.Fatal("the shared worker exited when idle")
+	s.mu.Lock()
+	w := s.workers["shared"]
+	s.mu.Unlock()
+	if w == nil || w.pid != pid {
+		t.Fatalf("after the last unmount the shared worker is %+v, want pid %d", w, pid)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	info, err := w.api.Info(ctx)
+	if err != nil || info.PID != pid || info.State != daemonapi.DaemonRunning {
+		t.Fatalf("the shared worker answers %+v, %v after its last unmount; want pid %d %s", info, err, pid, daemonapi.DaemonRunning)
 	}
 	s.close(false)
 	waitGone(t, pid)

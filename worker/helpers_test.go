@@ -125,12 +125,6 @@ func (m *fuseMount) cleanup() {
 	}
 }
 
-// closeFD drops the test's copy of the fd.
-func (m *fuseMount) closeFD() {
-	unix.Close(m.fd)
-	m.fd = -1
-}
-
 // tocEntries counts the entries of l's TOC as the TOC itself does. The toc
 // package is the worker's source too, but here it reads the blob straight
 // from memory.

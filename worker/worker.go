@@ -102,8 +102,15 @@ func (w *Worker) Info(ctx context.Context) (daemonapi.DaemonInfo, error) {
 		ID:        w.opts.ID,
 		PID:       os.Getpid(),
 		Version:   w.opts.Version,
-		State:     "running",
+		State:     daemonapi.DaemonRunning,
 		StartTime: w.start,
+	}
+	// Asked to exit or idle with ExitWhenIdle: the process is on its way
+	// out even though the API still answers.
+	select {
+	case <-w.done:
+		info.State = daemonapi.DaemonStopping
+	default:
 	}
 	for _, m := range w.mounts {
 		info.Mounts = append(info.Mounts, m.info())
@@ -312,5 +319,3 @@ func (b *lazyBlob) ReadAt(ctx context.Context, p []byte, off int64) (int, error)
 	}
 	return blob.ReadAt(ctx, p, off)
 }
-
-var errNotServing = errors.New("mount is not being served")

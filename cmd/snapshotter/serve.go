@@ -64,7 +64,7 @@ func serve(ctx context.Context, cfg config.Config) error {
 	srv := grpc.NewServer()
 	snapshotsapi.RegisterSnapshotsServer(srv, snapshotservice.FromSnapshotter(sn))
 
-	stopDebug, err := startDebugServer(ctx, cfg.Debug.Address)
+	stopDebug, err := startDebugServer(ctx, cfg.Debug.Address, sup.WorkerMetrics())
 	if err != nil {
 		l.Close()
 		return err

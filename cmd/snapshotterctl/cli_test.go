@@ -175,11 +175,13 @@ func TestGlobalsConfig(t *testing.T) {
 }
 
 // TestGlobalsDefaultConfigOptional guards the snapshotter's own rule: no
-// file at the default path means the defaults, not an error.
+// file at the default path means the defaults, not an error. The default
+// path points into the test's temp dir: the machine's own
+// /etc/lazyfs/config.toml, if any, must not decide the result.
 func TestGlobalsDefaultConfigOptional(t *testing.T) {
-	if _, err := os.Stat(config.DefaultPath); err == nil {
-		t.Skipf("%s exists on this machine", config.DefaultPath)
-	}
+	old := defaultConfigPath
+	defaultConfigPath = filepath.Join(t.TempDir(), "config.toml")
+	t.Cleanup(func() { defaultConfigPath = old })
 	g := defaultGlobals()
 	runDir, err := g.resolvedRunDir()
 	if err != nil {

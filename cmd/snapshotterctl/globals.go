@@ -34,9 +34,13 @@ var globalFlagNames = []string{"config", "run-dir", "log-dir", "address", "names
 
 func isGlobalFlag(name string) bool { return slices.Contains(globalFlagNames, name) }
 
+// defaultConfigPath is where the configuration is read from when --config
+// is not given; a variable so that tests never read the machine's own file.
+var defaultConfigPath = config.DefaultPath
+
 func defaultGlobals() globals {
 	return globals{
-		configPath:  config.DefaultPath,
+		configPath:  defaultConfigPath,
 		address:     defaultAddress,
 		namespace:   defaultNamespace,
 		snapshotter: defaultSnapshotter,
@@ -63,7 +67,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 func (g *globals) config() (config.Config, error) {
 	if g.cfg == nil && g.cfgErr == nil {
 		cfg, err := config.Load(g.configPath)
-		if errors.Is(err, fs.ErrNotExist) && g.configPath == config.DefaultPath {
+		if errors.Is(err, fs.ErrNotExist) && g.configPath == defaultConfigPath {
 			cfg, err = config.Default(), nil
 		}
 		// Load's errors name the file (and the line of each problem).

@@ -29,7 +29,7 @@ func (r *registryFlags) register(fs *flag.FlagSet) {
 
 // resolve fills in the hosts dir from the config when the flag is not set.
 func (r registryFlags) resolve(g *globals) (resolverOptions, error) {
-	opts := resolverOptions{plainHTTP: r.plainHTTP, hostsDir: r.hostsDir}
+	opts := resolverOptions(r)
 	if opts.hostsDir == "" {
 		cfg, err := g.config()
 		if err != nil {

@@ -13,13 +13,14 @@ package harness
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lazyfs/lazyfs/internal/testreq"
 )
 
 // modulePath identifies the repository's go.mod when searching for the root.
@@ -109,23 +110,12 @@ func (e Env) Busybox() (string, error) {
 	return p, nil
 }
 
-// CheckRoot reports whether the process runs as root, which mounting,
-// containerd and runc need.
-func CheckRoot() error {
-	if os.Geteuid() != 0 {
-		return errors.New("not running as root")
-	}
-	return nil
-}
+// CheckRoot reports an error unless the process runs as root, which
+// mounting, containerd and runc need.
+func CheckRoot() error { return testreq.CheckRoot() }
 
-// CheckFUSE reports whether /dev/fuse is usable.
-func CheckFUSE() error {
-	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
-	if err != nil {
-		return fmt.Errorf("/dev/fuse is not usable: %w", err)
-	}
-	return f.Close()
-}
+// CheckFUSE reports an error unless /dev/fuse is usable.
+func CheckFUSE() error { return testreq.CheckFUSE() }
 
 // CheckTools reports the external tools that are missing, naming the script
 // that installs them.
@@ -168,33 +158,23 @@ func isExecutable(path string) bool {
 	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
 }
 
-// InCI reports whether CI=true, where a missing requirement is a failure, not
-// a reason to skip: a CI machine that cannot run the tests must not pass.
-func InCI() bool { return os.Getenv("CI") == "true" }
-
-// Require skips t when err is not nil, or fails it under CI=true.
+// Require fails t when err is not nil, or skips it when a person allowed
+// skips (testreq: LAZYFS_ALLOW_SKIP=1).
 func Require(t testing.TB, err error) {
 	t.Helper()
-	if err == nil {
-		return
-	}
-	if InCI() {
-		t.Fatalf("requirement not met (CI=true): %v", err)
-	}
-	t.Skipf("requirement not met: %v", err)
+	testreq.Require(t, err)
 }
 
 // RequireRoot needs root (mount, containerd, runc).
 func RequireRoot(t testing.TB) {
 	t.Helper()
-	Require(t, CheckRoot())
+	testreq.RequireRoot(t)
 }
 
 // RequireFUSE needs root and a usable /dev/fuse.
 func RequireFUSE(t testing.TB) {
 	t.Helper()
-	RequireRoot(t)
-	Require(t, CheckFUSE())
+	testreq.RequireFUSE(t)
 }
 
 // RequireTools needs root and every external tool the harness runs.

@@ -27,8 +27,8 @@ import (
 // hostBusybox is where Debian's busybox-static installs the binary.
 const hostBusybox = "/bin/busybox"
 
-// requireTool skips a test that needs a program or file missing on the
-// host, or fails it under CI=true (Require).
+// requireTool fails a test that needs a program or file missing on the
+// host, naming it, or skips it under LAZYFS_ALLOW_SKIP=1 (Require).
 func requireTool(t *testing.T, path string) {
 	t.Helper()
 	_, err := exec.LookPath(path)
