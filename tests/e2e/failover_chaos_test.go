@@ -91,7 +91,7 @@ func startChaos(t testing.TB, mode string, pace time.Duration) *chaosRun {
 		t.Fatal(err)
 	}
 	s := startStackWith(t, harness.V2, harness.SnapshotterOptions{
-		Env:    env,
+		Env: env,
 		Config: map[string]any{"workers": map[string]any{
 			"mode": mode,
 			// The test kills each worker again within a second of its
