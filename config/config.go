@@ -96,6 +96,30 @@ type WorkersConfig struct {
 	// died quickly for the second time in a row; it doubles with each
 	// further quick death, up to 5s. The first successor starts at once.
 	RestartBackoff Duration `toml:"restart_backoff"`
+	// HealthInterval is how often each worker's API is asked whether it
+	// is healthy.
+	HealthInterval Duration `toml:"health_interval"`
+	// HungTimeout: a worker whose health check is not answered within it
+	// (twice in a row) is hung: it is sent SIGQUIT (its goroutine dump
+	// lands in its log), then SIGKILL, and its mounts fail over.
+	HungTimeout Duration `toml:"hung_timeout"`
+
+	Logs WorkerLogsConfig `toml:"logs"`
+}
+
+// WorkerLogsConfig is the [workers.logs] table: how each worker's log file
+// (<log_dir>/daemons/<worker id>.log) is rotated.
+type WorkerLogsConfig struct {
+	// MaxSize rotates the file past this size (at least 1 MiB; rounded
+	// to whole MiB).
+	MaxSize ByteSize `toml:"max_size"`
+	// MaxBackups is how many rotated files are kept; 0 keeps them all.
+	MaxBackups int `toml:"max_backups"`
+	// MaxAge removes rotated files older than this (whole days); 0 keeps
+	// them.
+	MaxAge Duration `toml:"max_age"`
+	// Compress gzips rotated files.
+	Compress bool `toml:"compress"`
 }
 
 // LayersConfig is the [layers] table: limits that protect the workers from
@@ -147,6 +171,13 @@ func Default() Config {
 			CrashLoopCount:  5,
 			CrashLoopWindow: Duration(10 * time.Second),
 			RestartBackoff:  Duration(100 * time.Millisecond),
+			HealthInterval:  Duration(10 * time.Second),
+			HungTimeout:     Duration(10 * time.Second),
+			Logs: WorkerLogsConfig{
+				MaxSize:    100 * MiB,
+				MaxBackups: 5,
+				Compress:   true,
+			},
 		},
 		Layers: LayersConfig{
 			MaxTOCCompressedSize: 64 * MiB,

@@ -105,7 +105,7 @@ func TestParseProblems(t *testing.T) {
 		{
 			name: "unknown key in a table",
 			doc:  "[workers]\nfuse_reader = 4\n",
-			want: []string{"config.toml:2: workers.fuse_reader: unknown key; the keys of [workers] are mode, binary, fuse_readers, ready_timeout, recover_policy, crash_loop_count, crash_loop_window, restart_backoff"},
+			want: []string{"config.toml:2: workers.fuse_reader: unknown key; the keys of [workers] are mode, binary, fuse_readers, ready_timeout, recover_policy, crash_loop_count, crash_loop_window, restart_backoff, health_interval, hung_timeout, logs"},
 		},
 		{
 			name: "unknown dotted key",

@@ -61,6 +61,21 @@ func (c Config) Validate() error {
 	if c.Workers.RestartBackoff <= 0 {
 		v.add("workers.restart_backoff", "%s is out of range: must be longer than 0s", c.Workers.RestartBackoff)
 	}
+	if c.Workers.HealthInterval <= 0 {
+		v.add("workers.health_interval", "%s is out of range: must be longer than 0s", c.Workers.HealthInterval)
+	}
+	if c.Workers.HungTimeout <= 0 {
+		v.add("workers.hung_timeout", "%s is out of range: must be longer than 0s", c.Workers.HungTimeout)
+	}
+	if c.Workers.Logs.MaxSize < MiB {
+		v.add("workers.logs.max_size", "%s is out of range: must be at least 1MiB", c.Workers.Logs.MaxSize)
+	}
+	if n := c.Workers.Logs.MaxBackups; n < 0 || n > 1000 {
+		v.add("workers.logs.max_backups", "%d is out of range: must be from 0 to 1000", n)
+	}
+	if c.Workers.Logs.MaxAge < 0 {
+		v.add("workers.logs.max_age", "%s is out of range: must not be negative", c.Workers.Logs.MaxAge)
+	}
 	v.positiveSize("layers.max_toc_compressed_size", c.Layers.MaxTOCCompressedSize)
 	v.positiveSize("layers.max_toc_size", c.Layers.MaxTOCSize)
 	if c.Layers.MaxEntries < 1 {

@@ -37,7 +37,8 @@ func TestValidateZeroConfig(t *testing.T) {
 	want := []string{
 		"root", "address", "run_dir", "log_level", "log_dir", "workers.mode", "workers.fuse_readers",
 		"workers.ready_timeout", "workers.recover_policy", "workers.crash_loop_count", "workers.crash_loop_window",
-		"workers.restart_backoff", "layers.max_toc_compressed_size", "layers.max_toc_size", "layers.max_entries",
+		"workers.restart_backoff", "workers.health_interval", "workers.hung_timeout", "workers.logs.max_size",
+		"layers.max_toc_compressed_size", "layers.max_toc_size", "layers.max_entries",
 		"layers.memory_cache_size", "layers.proof_wait", "registry.config_path",
 	}
 	if len(keys) != len(want) {

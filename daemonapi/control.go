@@ -17,6 +17,7 @@ import "github.com/lazyfs/lazyfs/failover"
 //	collect {seq}                               collect {seq, mount_id, init_request, init_reply} + 1 fd, once per mount
 //	                                            collect {seq, last: true} (or with error)
 //	resend {seq, mount_id}                      resend {seq, mount_id} (or with error)
+//	stderr {seq} + 1 fd                         stderr {seq} (or with error)
 //	                                            error {seq or 0, error}: a packet the worker could not take
 //
 // An attach that carries INIT state takes over a connection another worker
@@ -26,7 +27,9 @@ import "github.com/lazyfs/lazyfs/failover"
 // answers what it read; resend is sent once it is gone). recover_init marks
 // a fresh connection whose INIT a dead worker may have read unanswered.
 // collect hands a re-adopting controller a copy of every connection the
-// worker serves, with its INIT state.
+// worker serves, with its INIT state. stderr gives the worker a new fd 2 (and
+// 1): the write end of a re-adopting controller's log pipe, since the pipe of
+// the controller that spawned it died with it.
 //
 // Unknown fields are ignored, so that a snapshotter and a worker of
 // neighbouring versions (during a live upgrade of either) still understand
@@ -63,6 +66,9 @@ const (
 	// mount it took over with defer_resend, now that its predecessor is
 	// gone.
 	MessageResend MessageType = "resend"
+	// MessageStderr hands the worker a new stderr (and stdout): the write
+	// end of the controller's pipe into the worker's log file.
+	MessageStderr MessageType = "stderr"
 	// MessageError reports a packet the worker could not take, or why a
 	// controller was refused.
 	MessageError MessageType = "error"

@@ -240,6 +240,25 @@ func (c *ControlClient) Resend(ctx context.Context, mountID string) error {
 	return nil
 }
 
+// ReplaceStderr hands the worker fd (a copy: the caller keeps its own) as
+// its new stderr and stdout: a re-adopting controller's log pipe.
+func (c *ControlClient) ReplaceStderr(ctx context.Context, fd int) error {
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
+		return fmt.Errorf("control %s: stderr: fd %d is not open: %w", c.path, fd, errdefs.ErrInvalidArgument)
+	}
+	reply, err := c.call(ctx, ControlMessage{Type: MessageStderr}, fd)
+	if err == nil && reply.Error != nil {
+		err = reply.Error.Err(0)
+	}
+	if err == nil && reply.Type != MessageStderr {
+		err = fmt.Errorf("worker answered %s: %w", reply.Type, errdefs.ErrInternal)
+	}
+	if err != nil {
+		return fmt.Errorf("control %s: stderr: %w", c.path, err)
+	}
+	return nil
+}
+
 // packet is one received message with the fds that came with it.
 type packet struct {
 	msg ControlMessage

@@ -38,6 +38,12 @@ type ConnectionCollector interface {
 	Collect(ctx context.Context) ([]HeldConnection, error)
 }
 
+// StderrReplacer is implemented by a handler that can make fd a new stderr
+// and stdout of its process (stderr). On success the handler owns fd.
+type StderrReplacer interface {
+	ReplaceStderr(ctx context.Context, fd int) error
+}
+
 // Resender is implemented by a handler that can send FUSE_NOTIFY_RESEND
 // on a mount it took over with DeferResend (resend).
 type Resender interface {
@@ -289,6 +295,23 @@ func (s *controlServer) dispatch(ctx context.Context, sess *controlSession, msg 
 			return reject(reply, fmt.Errorf("collect: %w", errdefs.ErrNotImplemented))
 		}
 		s.collect(ctx, sess, msg.Seq, c)
+		return true
+	case MessageStderr:
+		reply := ControlMessage{Type: MessageStderr}
+		if len(fds) != 1 {
+			return reject(reply, fmt.Errorf("stderr carries %d fds, not 1: %w", len(fds), errdefs.ErrInvalidArgument))
+		}
+		r, ok := s.h.(StderrReplacer)
+		if !ok {
+			return reject(reply, fmt.Errorf("stderr: %w", errdefs.ErrNotImplemented))
+		}
+		if err := r.ReplaceStderr(ctx, fds[0]); err != nil {
+			return reject(reply, err)
+		}
+		reply.Seq = msg.Seq
+		if err := s.send(ctx, sess.pc, reply); err != nil {
+			log.G(ctx).WithError(err).Warn("failed to send stderr reply")
+		}
 		return true
 	case MessageResend:
 		reply := ControlMessage{Type: MessageResend, MountID: msg.MountID}

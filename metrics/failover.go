@@ -35,3 +35,28 @@ var (
 func init() {
 	Registry.MustRegister(Failovers, FailoverDuration, TakeoversRefused, FailoversGivenUp, TakeoversWithoutResend, FuseRequestsResent)
 }
+
+// Worker lifecycle, on the snapshotter's side.
+var (
+	HungWorkers = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "workers_hung_total",
+		Help: "Workers that stopped answering their health checks and were killed (SIGQUIT, then SIGKILL), by worker.",
+	}, []string{"worker_id"})
+	WorkerStarts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "worker_starts_total",
+		Help: "Worker processes started, by reason (new, successor).",
+	}, []string{"reason"})
+	WorkerExits = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "worker_exits_total",
+		Help: "Worker processes that ended, by cause (expected, killed, signal, exit, hung, unknown).",
+	}, []string{"cause"})
+	WorkerReadyDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "worker_ready_duration_seconds",
+		Help:    "Time from starting a worker process until both its sockets answer.",
+		Buckets: latencyBuckets,
+	})
+)
+
+func init() {
+	Registry.MustRegister(HungWorkers, WorkerStarts, WorkerExits, WorkerReadyDuration)
+}

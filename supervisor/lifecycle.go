@@ -17,6 +17,7 @@ import (
 
 	"github.com/lazyfs/lazyfs/daemonapi"
 	"github.com/lazyfs/lazyfs/failover"
+	"github.com/lazyfs/lazyfs/metrics"
 )
 
 // handleExit runs when a worker process is gone. An expected exit (shutdown,
@@ -46,11 +47,18 @@ func (s *Supervisor) handleExit(ctx context.Context, w *worker) {
 		return
 	}
 	if expected || len(mounts) == 0 {
+		metrics.WorkerExits.WithLabelValues("expected").Inc()
 		s.forget(ctx, w)
 		log.G(ctx).WithField("pid", w.pid).Info("worker exited")
 		return
 	}
 	cause, detail := exitCause(w.waitErr)
+	w.mu.Lock()
+	if w.hung {
+		cause, detail = "hung", "killed after missing its health checks ("+detail+")"
+	}
+	w.mu.Unlock()
+	metrics.WorkerExits.WithLabelValues(cause).Inc()
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("pid", w.pid).WithField("cause", detail).WithField("mounts", len(mounts)))
 	if closing {
 		log.G(ctx).Error("worker died while the snapshotter stops; its mounts are detached")
@@ -295,13 +303,18 @@ func (s *Supervisor) adopt(ctx context.Context, rec record, stored map[string]in
 		}
 		return err
 	}
+	// Its stderr is the dead snapshotter's pipe: a new one, or its later
+	// output (a panic, a SIGQUIT dump) would be lost.
+	if err := s.newLogPipe(actx, w, ctl); err != nil {
+		log.G(ctx).WithError(err).Warn("failed to hand a re-adopted worker a new log pipe; its later output is lost")
+	}
 	s.mu.Lock()
 	s.workers[w.id] = w
 	s.mu.Unlock()
 	if err := s.record(w); err != nil {
 		log.G(ctx).WithError(err).Warn("failed to update the worker registry")
 	}
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
 		defer unix.Close(pidfd)
@@ -310,6 +323,10 @@ func (s *Supervisor) adopt(ctx context.Context, rec record, stored map[string]in
 		}
 		close(w.exited)
 		s.handleExit(s.logger(s.ctx, w.id), w)
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.watchHealth(w)
 	}()
 	log.G(ctx).WithField("pid", rec.PID).WithField("mounts", len(rec.Mounts)).WithField("connections_collected", len(conns)).Info("re-adopted worker of the last run")
 	return nil

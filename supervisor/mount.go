@@ -13,6 +13,7 @@ import (
 	"github.com/lazyfs/lazyfs/daemonapi"
 	"github.com/lazyfs/lazyfs/failover"
 	"github.com/lazyfs/lazyfs/labels"
+	"github.com/lazyfs/lazyfs/metrics"
 )
 
 // errWorkerGone is returned by mountOnce when the worker died or was
@@ -270,6 +271,7 @@ func (s *Supervisor) workerFor(ctx context.Context, layer labels.Layer) (*worker
 	if err != nil {
 		return nil, err
 	}
+	metrics.WorkerStarts.WithLabelValues("new").Inc()
 	s.mu.Lock()
 	s.workers[id] = w
 	s.mu.Unlock()

@@ -16,6 +16,7 @@ import (
 	"gopkg.in/natefinch/lumberjack.v2"
 
 	"github.com/lazyfs/lazyfs/daemonapi"
+	"github.com/lazyfs/lazyfs/metrics"
 )
 
 // spawn starts a worker and waits until it answers on both channels. The
@@ -121,14 +122,21 @@ func (s *Supervisor) spawn(ctx context.Context, id string) (_ *worker, err error
 		}
 	}()
 
+	started := time.Now()
 	if err := s.waitReady(ctx, w, readyr); err != nil {
 		return nil, err
 	}
+	metrics.WorkerReadyDuration.Observe(time.Since(started).Seconds())
 	ctl, err := daemonapi.DialControl(ctx, w.ctlSock)
 	if err != nil {
 		return nil, fmt.Errorf("worker %s: %w", id, err)
 	}
 	w.control = ctl
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.watchHealth(w)
+	}()
 	return w, nil
 }
 
@@ -183,6 +191,28 @@ func (s *Supervisor) logPath(id string) string {
 	return filepath.Join(s.opts.LogDir, "daemons", id+".log")
 }
 
+// newLogPipe hands a re-adopted worker a new stderr: the write end of a
+// pipe whose read end copyLog drains into the worker's log file.
+func (s *Supervisor) newLogPipe(ctx context.Context, w *worker, ctl *daemonapi.ControlClient) error {
+	r, wr, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	err = ctl.ReplaceStderr(ctx, int(wr.Fd()))
+	wr.Close() // the worker has its own copy now, or none
+	if err != nil {
+		r.Close()
+		return err
+	}
+	w.logr = r
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.copyLog(w.id, r)
+	}()
+	return nil
+}
+
 // copyLog copies a worker's output into <log_dir>/daemons/<id>.log until the
 // worker closes it. One lumberjack.Logger per worker id serves all of that
 // id's restarts: its background goroutine is never stopped.
@@ -191,7 +221,13 @@ func (s *Supervisor) copyLog(id string, r io.ReadCloser) {
 	s.mu.Lock()
 	l, ok := s.logs[id]
 	if !ok {
-		l = &lumberjack.Logger{Filename: s.logPath(id), MaxSize: 100, MaxBackups: 5, Compress: true}
+		l = &lumberjack.Logger{
+			Filename:   s.logPath(id),
+			MaxSize:    s.opts.Logs.MaxSizeMB,
+			MaxBackups: s.opts.Logs.MaxBackups,
+			MaxAge:     s.opts.Logs.MaxAgeDays,
+			Compress:   s.opts.Logs.Compress,
+		}
 		s.logs[id] = l
 	}
 	s.mu.Unlock()

@@ -76,6 +76,12 @@ type Options struct {
 	CrashLoopCount  int
 	CrashLoopWindow time.Duration
 	RestartBackoff  time.Duration
+	// Every HealthInterval each worker's API is asked for its health; a
+	// worker that does not answer within HungTimeout twice in a row is
+	// hung: SIGQUIT (a goroutine dump in its log), then SIGKILL, then its
+	// mounts fail over like a crash.
+	HealthInterval time.Duration
+	HungTimeout    time.Duration
 	// FDStore, if set (under systemd), keeps a copy of every connection's
 	// fd, so that a connection outlives the snapshotter and its worker
 	// dying together.
@@ -83,6 +89,17 @@ type Options struct {
 	// StoredFDs are the fds the fd store handed this start, by name
 	// (failover.TakeListenFDs). The supervisor takes them over.
 	StoredFDs map[string][]int
+	// Logs rotate each worker's log file; zero values are lumberjack's
+	// defaults (100 MB, every backup kept, forever, uncompressed).
+	Logs LogRotation
+}
+
+// LogRotation says how a worker's log file is rotated.
+type LogRotation struct {
+	MaxSizeMB  int  // rotate past this size
+	MaxBackups int  // rotated files kept; 0 keeps all
+	MaxAgeDays int  // rotated files older than this are removed; 0 keeps them
+	Compress   bool // gzip rotated files
 }
 
 // Supervisor manages the workers. Its methods are safe for concurrent use.
@@ -130,6 +147,12 @@ func New(ctx context.Context, opts Options) (*Supervisor, error) {
 	}
 	if opts.RestartBackoff <= 0 {
 		opts.RestartBackoff = 100 * time.Millisecond
+	}
+	if opts.HealthInterval <= 0 {
+		opts.HealthInterval = 10 * time.Second
+	}
+	if opts.HungTimeout <= 0 {
+		opts.HungTimeout = 10 * time.Second
 	}
 	for _, dir := range []string{opts.Root, filepath.Join(opts.RunDir, "workers"), filepath.Join(opts.LogDir, "daemons")} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {

@@ -102,6 +102,7 @@ func (s *Supervisor) startSuccessor(ctx context.Context, id string, mounts []*mo
 		metrics.TakeoversRefused.WithLabelValues("spawn").Inc()
 		return nil, err
 	}
+	metrics.WorkerStarts.WithLabelValues("successor").Inc()
 	if err := s.hand(ctx, succ, mounts, deferResend); err != nil {
 		succ.mu.Lock()
 		succ.stopping = true

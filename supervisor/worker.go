@@ -24,6 +24,7 @@ type worker struct {
 	control  *daemonapi.ControlClient // one controller per worker: this supervisor
 	mounts   map[string]*mountState   // by mount id
 	stopping bool                     // exit expected: no takeover
+	hung     bool                     // killed for missing its health checks
 	servedAt int64                    // unix nanos when it began serving its mounts (crash-loop accounting)
 	// waitErr is how the process ended (cmd.Wait's error; nil for an
 	// adopted worker, which is not our child); set before exited is closed.

@@ -38,6 +38,14 @@ func newSupervisor(ctx context.Context, cfg config.Config) (*supervisor.Supervis
 		CrashLoopCount:  cfg.Workers.CrashLoopCount,
 		CrashLoopWindow: time.Duration(cfg.Workers.CrashLoopWindow),
 		RestartBackoff:  time.Duration(cfg.Workers.RestartBackoff),
+		HealthInterval:  time.Duration(cfg.Workers.HealthInterval),
+		HungTimeout:     time.Duration(cfg.Workers.HungTimeout),
+		Logs: supervisor.LogRotation{
+			MaxSizeMB:  int(cfg.Workers.Logs.MaxSize / config.MiB),
+			MaxBackups: cfg.Workers.Logs.MaxBackups,
+			MaxAgeDays: int((time.Duration(cfg.Workers.Logs.MaxAge) + 24*time.Hour - 1) / (24 * time.Hour)),
+			Compress:   cfg.Workers.Logs.Compress,
+		},
 		// Under systemd every connection's fd is kept in the fd store too,
 		// so that the snapshotter and a worker dying together lose none.
 		FDStore:   failover.NewFDStore(),

@@ -1,0 +1,80 @@
+package supervisor
+
+import (
+	"context"
+	"syscall"
+	"time"
+
+	"github.com/containerd/log"
+
+	"github.com/lazyfs/lazyfs/metrics"
+)
+
+const (
+	// hungMisses is how many health checks in a row a worker may miss
+	// before it counts as hung: one slow answer on a loaded node is not.
+	hungMisses = 2
+	// quitGrace is how long a hung worker has to write its goroutine dump
+	// and exit after SIGQUIT before it is killed.
+	quitGrace = 3 * time.Second
+)
+
+// watchHealth asks w's API for its health every HealthInterval until w exits
+// or the supervisor closes. A worker that misses hungMisses checks in a row
+// (no answer within HungTimeout) is hung: killHung ends it, and its death
+// takes the failover path like any crash. A death itself is seen at once
+// by the process watcher, not here.
+func (s *Supervisor) watchHealth(w *worker) {
+	ctx := s.logger(s.ctx, w.id)
+	tick := time.NewTicker(s.opts.HealthInterval)
+	defer tick.Stop()
+	misses := 0
+	for {
+		select {
+		case <-w.exited:
+			return
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		w.mu.Lock()
+		stopping := w.stopping
+		w.mu.Unlock()
+		if stopping {
+			continue
+		}
+		hctx, cancel := context.WithTimeout(ctx, s.opts.HungTimeout)
+		err := w.api.Health(hctx)
+		cancel()
+		if err == nil || w.isExited() {
+			misses = 0
+			continue
+		}
+		misses++
+		log.G(ctx).WithError(err).WithField("pid", w.pid).WithField("misses", misses).Warn("worker missed a health check")
+		if misses >= hungMisses {
+			s.killHung(ctx, w)
+			return
+		}
+	}
+}
+
+// killHung ends a hung worker: SIGQUIT first, so that the Go runtime writes
+// every goroutine's stack to its log (SIGCONT as well: a stopped process
+// handles no signal but SIGKILL), then SIGKILL if it has not exited.
+func (s *Supervisor) killHung(ctx context.Context, w *worker) {
+	log.G(ctx).WithField("pid", w.pid).WithField("hung_timeout", s.opts.HungTimeout).Error("worker hung: sending SIGQUIT for a goroutine dump, then SIGKILL; its mounts fail over")
+	metrics.HungWorkers.WithLabelValues(w.id).Inc()
+	w.mu.Lock()
+	w.hung = true
+	w.mu.Unlock()
+	syscall.Kill(w.pid, syscall.SIGQUIT)
+	syscall.Kill(w.pid, syscall.SIGCONT)
+	select {
+	case <-w.exited:
+	case <-time.After(quitGrace):
+		log.G(ctx).WithField("pid", w.pid).Warn("hung worker did not exit on SIGQUIT; killing it")
+		syscall.Kill(w.pid, syscall.SIGKILL)
+	case <-s.ctx.Done():
+	}
+}
