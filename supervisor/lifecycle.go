@@ -59,6 +59,7 @@ func (s *Supervisor) handleExit(ctx context.Context, w *worker) {
 	}
 	w.mu.Unlock()
 	metrics.WorkerExits.WithLabelValues(cause).Inc()
+	s.noteExit(w.id, cause, detail, !closing && s.opts.RecoverPolicy == Failover)
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("pid", w.pid).WithField("cause", detail).WithField("mounts", len(mounts)))
 	if closing {
 		log.G(ctx).Error("worker died while the snapshotter stops; its mounts are detached")
@@ -81,9 +82,10 @@ func (s *Supervisor) handleExit(ctx context.Context, w *worker) {
 func (s *Supervisor) forget(ctx context.Context, w *worker) {
 	s.mu.Lock()
 	delete(s.workers, w.id)
-	err := s.reg.delete(w.id)
 	s.mu.Unlock()
-	if err != nil {
+	// Outside s.mu (an fsync); the caller's id lock keeps a successor's
+	// record from being written meanwhile.
+	if err := s.reg.delete(w.id); err != nil {
 		log.G(ctx).WithError(err).Warn("failed to remove worker from the registry")
 	}
 	os.RemoveAll(filepath.Dir(w.apiSock))
@@ -250,6 +252,7 @@ func (s *Supervisor) adopt(ctx context.Context, rec record, stored map[string]in
 		exited:    make(chan struct{}),
 		mounts:    map[string]*mountState{},
 		servedAt:  time.Now().UnixNano(),
+		startedAt: time.Now(),
 	}
 	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

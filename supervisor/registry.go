@@ -102,10 +102,12 @@ func (r *registry) close() error { return r.db.Close() }
 // save racing with the worker's exit (an idle worker exits right after its
 // last detach) must neither bring back the record handleExit removed nor
 // overwrite the record of a successor with the same id.
+//
+// The caller holds w.id's lock, so the worker of the id cannot change
+// between the check and the write; the write (an fsync) runs outside s.mu,
+// which every reader of the worker table needs.
 func (s *Supervisor) record(w *worker) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.workers[w.id] != w {
+	if s.current(w.id) != w {
 		return nil
 	}
 	return s.reg.put(w.record())

@@ -82,6 +82,7 @@ func (s *Supervisor) spawn(ctx context.Context, id string) (_ *worker, err error
 	defer readyr.Close()
 	w.pid = cmd.Process.Pid
 	w.servedAt = time.Now().UnixNano()
+	w.startedAt = time.Now()
 	w.logr = logr
 	w.startTime, _ = processStartTime(w.pid)
 	w.api = daemonapi.NewClient(w.apiSock, id)

@@ -120,6 +120,7 @@ type Supervisor struct {
 	workers map[string]*worker
 	logs    map[string]*lumberjack.Logger // by worker id, kept across restarts
 	quick   map[string]int                // quick deaths in a row, by worker id
+	history map[string]*history           // by worker id, across its processes
 	pending *pendingMounts
 	closing bool
 	metrics *metricsStore // workers' series, kept past their exit
@@ -175,6 +176,7 @@ func New(ctx context.Context, opts Options) (*Supervisor, error) {
 		workers: map[string]*worker{},
 		logs:    map[string]*lumberjack.Logger{},
 		quick:   map[string]int{},
+		history: map[string]*history{},
 		pending: newPendingMounts(),
 		metrics: newMetricsStore(),
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -44,6 +45,14 @@ func (s *Supervisor) takeOver(ctx context.Context, dead *worker, mounts []*mount
 			lost = append(lost, m)
 		}
 	}
+	dead.mu.Lock()
+	dead.takingOver = true
+	dead.mu.Unlock()
+	defer func() {
+		dead.mu.Lock()
+		dead.takingOver = false
+		dead.mu.Unlock()
+	}()
 	log.G(ctx).WithField("quick_deaths", quick).WithField("held", len(held)).WithField("lost", len(lost)).Error("worker died; handing its connections to a successor")
 	for _, m := range mounts {
 		s.pending.begin(m.id)
@@ -192,6 +201,7 @@ func (s *Supervisor) install(ctx context.Context, old, succ *worker, mounts []*m
 func (s *Supervisor) giveUp(ctx context.Context, dead *worker, mounts []*mountState, cause error) {
 	log.G(ctx).WithError(cause).WithField("mounts", len(mounts)).Error("failover given up: the worker's mounts are failed and their readers get errors; restart the snapshotter or the worker to mount them again")
 	metrics.FailoversGivenUp.WithLabelValues(dead.id).Inc()
+	s.noteFailed(dead.id)
 	s.mu.Lock()
 	if s.workers[dead.id] == dead {
 		s.mu.Unlock()
@@ -320,6 +330,7 @@ func (s *Supervisor) Replace(ctx context.Context, id string) (int, error) {
 		}
 	}
 	metrics.Failovers.WithLabelValues(id, "planned").Inc()
+	s.noteExit(id, "planned", "replaced by pid "+strconv.Itoa(succ.pid), true)
 	metrics.FailoverDuration.Observe(time.Since(start).Seconds())
 	log.G(ctx).WithField("old_pid", old.pid).WithField("successor_pid", succ.pid).WithField("mounts", len(mounts)).WithField("duration", time.Since(start)).Info("worker replaced")
 	if err := errors.Join(errs...); err != nil {

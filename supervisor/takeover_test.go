@@ -191,6 +191,10 @@ func TestKilledWorkerIsTakenOver(t *testing.T) {
 			if pid == old {
 				t.Errorf("worker %s still has pid %d", id, pid)
 			}
+			wantCause := map[syscall.Signal]string{syscall.SIGKILL: "killed", syscall.SIGQUIT: "exit"}[sig]
+			if st := s.stateOf(t, id); st.State != StateServing || st.PID != pid || st.Restarts != 1 || st.LastExitCause != wantCause || st.Mounts != 1 {
+				t.Errorf("state of %s after the takeover: %+v; want serving pid %d, 1 restart, last exit %q, 1 mount", id, st, pid, wantCause)
+			}
 			testregistry.CheckFiles(t, testTimeout, mp, e.layers[0])
 		})
 	}
@@ -307,6 +311,9 @@ func TestCrashLoopGivesUp(t *testing.T) {
 		}
 	}
 	eventually(t, "mount given up and detached", func() bool { return !mounted(t, mp) })
+	if st := s.stateOf(t, id); st.State != StateFailed || st.Restarts != 2 {
+		t.Errorf("state of a given-up worker: %+v, want failed after 2 restarts", st)
+	}
 	ctx, cancel := context.WithTimeout(e.ctx, testTimeout)
 	defer cancel()
 	if err := s.Wait(ctx, []string{"m1"}); err == nil {
@@ -448,4 +455,16 @@ func TestFDStoreKeepsConnectionsWhenSnapshotterAndWorkerDie(t *testing.T) {
 	if errors.Is(r.error(), os.ErrNotExist) {
 		t.Fatal(r.error())
 	}
+}
+
+// stateOf returns worker id's entry of WorkerStates.
+func (s *testSupervisor) stateOf(t *testing.T, id string) WorkerState {
+	t.Helper()
+	for _, st := range s.WorkerStates() {
+		if st.ID == id {
+			return st
+		}
+	}
+	t.Fatalf("no state for worker %s in %+v", id, s.WorkerStates())
+	return WorkerState{}
 }

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"os"
 	"sync"
+	"time"
 
 	"github.com/lazyfs/lazyfs/daemonapi"
 	"github.com/lazyfs/lazyfs/failover"
@@ -25,6 +26,9 @@ type worker struct {
 	mounts   map[string]*mountState   // by mount id
 	stopping bool                     // exit expected: no takeover
 	hung     bool                     // killed for missing its health checks
+	// takingOver: dead, its connections being handed to a successor.
+	takingOver bool
+	startedAt  time.Time // when this process was started (or adopted)
 	servedAt int64                    // unix nanos when it began serving its mounts (crash-loop accounting)
 	// waitErr is how the process ended (cmd.Wait's error; nil for an
 	// adopted worker, which is not our child); set before exited is closed.
