@@ -29,7 +29,7 @@ type worker struct {
 	// takingOver: dead, its connections being handed to a successor.
 	takingOver bool
 	startedAt  time.Time // when this process was started (or adopted)
-	servedAt int64                    // unix nanos when it began serving its mounts (crash-loop accounting)
+	servedAt   int64     // unix nanos when it began serving its mounts (crash-loop accounting)
 	// waitErr is how the process ended (cmd.Wait's error; nil for an
 	// adopted worker, which is not our child); set before exited is closed.
 	waitErr error
