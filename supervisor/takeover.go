@@ -106,13 +106,17 @@ func (s *Supervisor) takeOver(ctx context.Context, dead *worker, mounts []*mount
 // connections. On error nothing is left running. deferResend is for a
 // planned replacement: the predecessor still answers what it read.
 func (s *Supervisor) startSuccessor(ctx context.Context, id string, mounts []*mountState, deferResend bool) (*worker, error) {
+	start := time.Now()
 	succ, err := s.spawn(ctx, id)
 	if err != nil {
 		metrics.TakeoversRefused.WithLabelValues("spawn").Inc()
 		return nil, err
 	}
 	metrics.WorkerStarts.WithLabelValues("successor").Inc()
-	if err := s.hand(ctx, succ, mounts, deferResend); err != nil {
+	spawned := time.Now()
+	err = s.hand(ctx, succ, mounts, deferResend)
+	log.G(ctx).WithField("spawn", spawned.Sub(start)).WithField("hand", time.Since(spawned)).Debug("successor started and handed the connections")
+	if err != nil {
 		succ.mu.Lock()
 		succ.stopping = true
 		succ.mu.Unlock()
