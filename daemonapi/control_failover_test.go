@@ -2,6 +2,7 @@ package daemonapi_test
 
 import (
 	"context"
+	"encoding/json"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -187,5 +188,105 @@ func TestResend(t *testing.T) {
 	c2 := dial(t, startControl(t, closingHandler))
 	if err := c2.Resend(testContext(t), "m1"); !errdefs.IsNotImplemented(err) {
 		t.Errorf("resend to a handler without Resend: %v, want not implemented", err)
+	}
+}
+
+func (h *failoverHandler) ReplaceStderr(_ context.Context, fd int) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.fds["stderr"] = fd
+	return nil
+}
+
+// TestFailoverPacketsRefused: a request of the failover messages that does
+// not carry what it must is refused with invalid argument, and its fds are
+// closed, never handed to the worker.
+func TestFailoverPacketsRefused(t *testing.T) {
+	h := newFailoverHandler(t)
+	conn := rawControl(t, startControl(t, h))
+	st := validInit(3)
+	for _, tc := range []struct {
+		name string
+		msg  daemonapi.ControlMessage
+		fds  int
+	}{
+		{"defer_resend without INIT state", daemonapi.ControlMessage{Type: daemonapi.MessageAttach, MountID: "m1", DeferResend: true}, 1},
+		{"collect with an fd", daemonapi.ControlMessage{Type: daemonapi.MessageCollect}, 1},
+		{"resend with an fd", daemonapi.ControlMessage{Type: daemonapi.MessageResend, MountID: "m1"}, 1},
+		{"resend of a bad mount id", daemonapi.ControlMessage{Type: daemonapi.MessageResend, MountID: "a/b"}, 0},
+		{"stderr without an fd", daemonapi.ControlMessage{Type: daemonapi.MessageStderr}, 0},
+		{"stderr with two fds", daemonapi.ControlMessage{Type: daemonapi.MessageStderr}, 2},
+		{"resume of a bad mount id", daemonapi.ControlMessage{Type: daemonapi.MessageAttach, MountID: "../x", InitRequest: st.Request, InitReply: st.Reply}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.msg.Seq = 77
+			// The worker is sent read ends; the test keeps the write
+			// ends, which tell whether any copy of a read end is open.
+			var fds, writeEnds []int
+			for range tc.fds {
+				r, w := rawPipe(t)
+				fds = append(fds, r)
+				writeEnds = append(writeEnds, w)
+			}
+			b, err := json.Marshal(tc.msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var oob []byte
+			if len(fds) > 0 {
+				oob = unix.UnixRights(fds...)
+			}
+			if _, _, err := conn.WriteMsgUnix(b, oob, nil); err != nil {
+				t.Fatal(err)
+			}
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+			reply := readMessage(t, conn)
+			if reply.Seq != 77 || reply.Error == nil || reply.Error.Code != daemonapi.CodeInvalidArgument {
+				t.Errorf("reply = %+v, want an invalid argument error for seq 77", reply)
+			}
+			// The worker kept no copy of what it refused.
+			for _, w := range writeEnds {
+				if !readersGone(t, w) {
+					t.Error("the refused packet's fd is still open in the worker")
+				}
+				unix.Close(w)
+			}
+		})
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.attached) != 0 || len(h.resent) != 0 || len(h.fds) != 0 {
+		t.Errorf("refused requests reached the worker: attached %v, resent %v, fds %v", h.attached, h.resent, h.fds)
+	}
+}
+
+func TestReplaceStderr(t *testing.T) {
+	h := newFailoverHandler(t)
+	c := dial(t, startControl(t, h))
+	r, w := pipe(t)
+	if err := c.ReplaceStderr(testContext(t), w); err != nil {
+		t.Fatal(err)
+	}
+	h.mu.Lock()
+	fd, ok := h.fds["stderr"]
+	h.mu.Unlock()
+	if !ok {
+		t.Fatal("the worker got no fd")
+	}
+	if _, err := unix.Write(fd, []byte("dump")); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 8)
+	if n, err := unix.Read(r, got); err != nil || string(got[:n]) != "dump" {
+		t.Errorf("the worker's new stderr is not the pipe: read %q, %v", got[:n], err)
+	}
+	if err := c.ReplaceStderr(testContext(t), -1); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("ReplaceStderr of a closed fd: %v, want invalid argument", err)
+	}
+	c2 := dial(t, startControl(t, closingHandler))
+	if err := c2.ReplaceStderr(testContext(t), w); !errdefs.IsNotImplemented(err) {
+		t.Errorf("stderr to a handler without ReplaceStderr: %v, want not implemented", err)
 	}
 }
