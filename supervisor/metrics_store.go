@@ -113,7 +113,10 @@ func (st *metricsStore) gather(live map[string]bool) []*dto.MetricFamily {
 	sort.Strings(names)
 	fams := make([]*dto.MetricFamily, 0, len(names))
 	for _, name := range names {
-		fams = append(fams, out[name])
+		fam := out[name]
+		// Workers come from a map: sorted, the page is the same each time.
+		sort.Slice(fam.Metric, func(i, j int) bool { return labelKey(fam.Metric[i].Label) < labelKey(fam.Metric[j].Label) })
+		fams = append(fams, fam)
 	}
 	return fams
 }

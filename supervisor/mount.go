@@ -267,7 +267,7 @@ func (s *Supervisor) workerFor(ctx context.Context, layer labels.Layer) (*worker
 		}
 		// Exiting when idle raced with this mount: start a new one.
 	}
-	w, err := s.spawn(ctx, id)
+	w, err := s.spawn(ctx, id, false)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -19,11 +20,14 @@ import (
 	"github.com/lazyfs/lazyfs/metrics"
 )
 
-// spawn starts a worker and waits until it answers on both channels. The
-// caller, holding id's lock, registers and records it. A successor of a
-// live worker (a planned replacement) binds the same socket paths: the old
-// worker keeps the sockets it listens on, unlinked, until it is killed.
-func (s *Supervisor) spawn(ctx context.Context, id string) (_ *worker, err error) {
+// spawn starts a worker for id and waits until it answers on both
+// channels. The caller, holding id's lock, registers and records it. The
+// standby process is used when there is one (it has done its start-up work
+// already), unless fresh is set: a planned replacement may be an upgrade,
+// which must run the binary as it is now. A successor of a live worker (a
+// planned replacement) binds the same socket paths: the old worker keeps the
+// sockets it listens on, unlinked, until it is killed.
+func (s *Supervisor) spawn(ctx context.Context, id string, fresh bool) (_ *worker, err error) {
 	ctx = s.logger(ctx, id)
 	dir := filepath.Join(s.opts.RunDir, "workers", id)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -33,84 +37,28 @@ func (s *Supervisor) spawn(ctx context.Context, id string) (_ *worker, err error
 		id:      id,
 		apiSock: filepath.Join(dir, "api.sock"),
 		ctlSock: filepath.Join(dir, "control.sock"),
-		exited:  make(chan struct{}),
 		mounts:  map[string]*mountState{},
 	}
-	args := append([]string{
-		"--id", id,
-		"--api-socket", w.apiSock,
-		"--control-socket", w.ctlSock,
-		"--root", s.opts.Root,
-		"--log-level", s.opts.LogLevel,
-	}, s.opts.WorkerArgs...)
-	if s.opts.Mode == PerImage {
-		// A per-image worker has nothing to do once its image's last layer
-		// is unmounted.
-		args = append(args, "--exit-when-idle")
+	w.api = daemonapi.NewClient(w.apiSock, id)
+	var p *process
+	if !fresh {
+		p = s.takeStandby(ctx, w)
 	}
-	cmd := exec.Command(s.opts.Binary, args...)
-	// Setsid and no parent-death signal: a worker outlives a crash or an
-	// upgrade of the snapshotter, so running containers keep reading.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	// stdout and stderr go through a pipe that copyLog drains into the
-	// worker's rotated log.
-	logr, logw, err := os.Pipe()
-	if err != nil {
-		return nil, fmt.Errorf("worker %s: failed to create log pipe: %w", id, err)
+	if p == nil {
+		if p, err = s.startProcess(w); err != nil {
+			return nil, err
+		}
 	}
-	cmd.Stdout = logw
-	cmd.Stderr = logw
-	// The worker writes a byte to this pipe once its sockets are bound
-	// (and closes it, or dies): no polling, so a successor serves sooner.
-	readyr, readyw, err := os.Pipe()
-	if err != nil {
-		logw.Close()
-		logr.Close()
-		return nil, fmt.Errorf("worker %s: failed to create ready pipe: %w", id, err)
-	}
-	cmd.ExtraFiles = []*os.File{readyw}
-	cmd.Args = append(cmd.Args, "--ready-fd", "3")
-	if err := cmd.Start(); err != nil {
-		logw.Close()
-		logr.Close()
-		readyr.Close()
-		readyw.Close()
-		return nil, fmt.Errorf("worker %s: failed to start %s: %w", id, s.opts.Binary, err)
-	}
-	logw.Close() // the worker has its own copies
-	readyw.Close()
-	defer readyr.Close()
-	w.pid = cmd.Process.Pid
+	defer p.readyr.Close()
+	w.pid, w.logr, w.exited = p.pid, p.logr, p.exited
+	w.startTime, _ = processStartTime(w.pid)
 	w.servedAt = time.Now().UnixNano()
 	w.startedAt = time.Now()
-	w.logr = logr
-	w.startTime, _ = processStartTime(w.pid)
-	w.api = daemonapi.NewClient(w.apiSock, id)
-	log.G(ctx).WithField("pid", w.pid).Info("worker started")
-	// A pidfd, not a bare cmd.Wait, watches the worker: Close with
-	// keepWorkers must be able to stop watching a worker that lives on.
-	pidfd, err := unix.PidfdOpen(w.pid, 0)
-	if err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
-		logr.Close()
-		return nil, fmt.Errorf("worker %s: failed to watch pid %d: %w", id, w.pid, err)
-	}
-
-	s.wg.Add(2)
+	log.G(ctx).WithField("pid", w.pid).WithField("standby", p.standby).Info("worker started")
+	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.copyLog(id, logr)
-	}()
-	go func() {
-		defer s.wg.Done()
-		defer unix.Close(pidfd)
-		if !waitPidfd(s.ctx, pidfd) {
-			return // supervisor closing; the worker lives on
-		}
-		w.waitErr = cmd.Wait()
-		close(w.exited)
-		s.handleExit(s.logger(s.ctx, id), w)
+		s.copyLog(id, w.logr)
 	}()
 	defer func() {
 		if err != nil {
@@ -119,12 +67,12 @@ func (s *Supervisor) spawn(ctx context.Context, id string) (_ *worker, err error
 			w.mu.Lock()
 			w.stopping = true
 			w.mu.Unlock()
-			cmd.Process.Kill()
+			syscall.Kill(w.pid, syscall.SIGKILL)
 		}
 	}()
 
 	started := time.Now()
-	if err := s.waitReady(ctx, w, readyr); err != nil {
+	if err := s.waitReady(ctx, w, p.readyr); err != nil {
 		return nil, err
 	}
 	metrics.WorkerReadyDuration.Observe(time.Since(started).Seconds())
@@ -139,6 +87,122 @@ func (s *Supervisor) spawn(ctx context.Context, id string) (_ *worker, err error
 		s.watchHealth(w)
 	}()
 	return w, nil
+}
+
+// process is a started lazyfsd: a worker with its identity, or the standby
+// waiting for one.
+type process struct {
+	pid     int
+	standby bool
+	logr    *os.File      // read end of its stdout and stderr pipe
+	readyr  *os.File      // read end of its ready pipe
+	idw     *os.File      // write end of its identity pipe; standby only
+	exited  chan struct{} // closed once it is gone (and reaped)
+
+	mu   sync.Mutex
+	w    *worker // the worker it became; nil while a standby
+	dead bool
+}
+
+// startProcess starts lazyfsd for w, or, with w nil, the standby: a process
+// that does its start-up work now and waits for an identity (worker id and
+// sockets) on a pipe, so that a successor takes over without paying for
+// exec and runtime initialisation.
+func (s *Supervisor) startProcess(w *worker) (_ *process, err error) {
+	args := []string{"--root", s.opts.Root, "--log-level", s.opts.LogLevel}
+	if w != nil {
+		args = append(args, "--id", w.id, "--api-socket", w.apiSock, "--control-socket", w.ctlSock)
+	}
+	args = append(args, s.opts.WorkerArgs...)
+	if s.opts.Mode == PerImage {
+		// A per-image worker has nothing to do once its image's last layer
+		// is unmounted.
+		args = append(args, "--exit-when-idle")
+	}
+	cmd := exec.Command(s.opts.Binary, args...)
+	// Setsid and no parent-death signal: a worker outlives a crash or an
+	// upgrade of the snapshotter, so running containers keep reading.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	var files []*os.File
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	pipe := func() (r, w *os.File) {
+		if err != nil {
+			return nil, nil
+		}
+		r, w, err = os.Pipe()
+		files = append(files, r, w)
+		return r, w
+	}
+	// stdout and stderr go through a pipe that copyLog drains into the
+	// worker's rotated log.
+	logr, logw := pipe()
+	// The worker writes a byte to this pipe once its sockets are bound
+	// (and closes it, or dies): no polling, so a successor serves sooner.
+	readyr, readyw := pipe()
+	idr, idw := pipe()
+	if err != nil {
+		return nil, fmt.Errorf("failed to create a worker's pipes: %w", err)
+	}
+	cmd.Stdout, cmd.Stderr = logw, logw
+	cmd.ExtraFiles = []*os.File{readyw}
+	cmd.Args = append(cmd.Args, "--ready-fd", "3")
+	p := &process{standby: w == nil, w: w, logr: logr, readyr: readyr, exited: make(chan struct{})}
+	if p.standby {
+		// It reads its identity here; EOF (this snapshotter died) ends it.
+		cmd.ExtraFiles = append(cmd.ExtraFiles, idr)
+		cmd.Args = append(cmd.Args, "--standby-fd", "4")
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("failed to start %s: %w", s.opts.Binary, err)
+	}
+	p.pid = cmd.Process.Pid
+	// A pidfd, not a bare cmd.Wait, watches the process: Close with
+	// keepWorkers must be able to stop watching a worker that lives on.
+	pidfd, err := unix.PidfdOpen(p.pid, 0)
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, fmt.Errorf("failed to watch pid %d: %w", p.pid, err)
+	}
+	// Kept: the read ends, and the identity pipe's write end.
+	files = []*os.File{logw, readyw, idr}
+	if p.standby {
+		p.idw = idw
+	} else {
+		files = append(files, idw)
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer unix.Close(pidfd)
+		if !waitPidfd(s.ctx, pidfd) {
+			return // supervisor closing; the worker lives on
+		}
+		s.reap(p, cmd)
+	}()
+	return p, nil
+}
+
+// reap collects p's exit, and hands it to handleExit if p became a worker.
+func (s *Supervisor) reap(p *process, cmd *exec.Cmd) {
+	err := cmd.Wait()
+	p.mu.Lock()
+	w := p.w
+	p.dead = true
+	p.mu.Unlock()
+	if w != nil {
+		w.waitErr = err // before exited is closed
+	}
+	close(p.exited)
+	if w != nil {
+		s.handleExit(s.logger(s.ctx, w.id), w)
+		return
+	}
+	s.standbyGone(p, err)
 }
 
 // waitReady waits until the worker says on the ready pipe that its sockets

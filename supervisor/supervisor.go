@@ -124,6 +124,11 @@ type Supervisor struct {
 	pending *pendingMounts
 	closing bool
 	metrics *metricsStore // workers' series, kept past their exit
+	// standby is a started lazyfsd waiting for an identity: the next
+	// successor (or new worker) skips exec and runtime start-up.
+	standby     *process
+	refilling   bool
+	standbyDied time.Time // when a standby last exited unused
 }
 
 // New opens the worker registry and re-adopts every worker of an earlier run
@@ -185,6 +190,7 @@ func New(ctx context.Context, opts Options) (*Supervisor, error) {
 		reg.close()
 		return nil, err
 	}
+	s.refillStandby()
 	return s, nil
 }
 
@@ -203,6 +209,7 @@ func (s *Supervisor) Close(ctx context.Context, keepWorkers bool) error {
 
 	// Takeovers in flight end first: they hold the locks of their ids.
 	s.tstop()
+	s.stopStandby()
 	var errs []error
 	for _, w := range workers {
 		if keepWorkers {

@@ -107,7 +107,9 @@ func (s *Supervisor) takeOver(ctx context.Context, dead *worker, mounts []*mount
 // planned replacement: the predecessor still answers what it read.
 func (s *Supervisor) startSuccessor(ctx context.Context, id string, mounts []*mountState, deferResend bool) (*worker, error) {
 	start := time.Now()
-	succ, err := s.spawn(ctx, id)
+	// A planned replacement (deferResend) may be an upgrade of lazyfsd:
+	// never the standby, which runs the binary as it was.
+	succ, err := s.spawn(ctx, id, deferResend)
 	if err != nil {
 		metrics.TakeoversRefused.WithLabelValues("spawn").Inc()
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -47,6 +48,7 @@ func run() error {
 		fuseReaders = flag.Int("fuse-readers", 4, "goroutines reading each FUSE connection (at least 2)")
 		memCache    = flag.Int64("memory-cache-size", chunks.DefaultMemoryCacheSize, "bytes of decompressed chunks cached in memory")
 		readyFD     = flag.Int("ready-fd", -1, "fd to write one byte to, then close, once both sockets are bound (set by the snapshotter)")
+		standbyFD   = flag.Int("standby-fd", -1, "start as the snapshotter's standby: read the worker's identity (id and sockets, one JSON line) from this fd before serving")
 		showVersion = flag.Bool("version", false, "print the version and exit")
 	)
 	flag.Int64Var(&limits.MaxCompressedSize, "max-toc-compressed-size", limits.MaxCompressedSize, "largest compressed TOC accepted, in bytes")
@@ -57,6 +59,23 @@ func run() error {
 		fmt.Println("lazyfsd", version)
 		return nil
 	}
+	// The snapshotter reads our stderr through a pipe; a snapshotter that
+	// died must not take us down with SIGPIPE on the next log line.
+	signal.Ignore(syscall.SIGPIPE)
+	if *standbyFD >= 0 {
+		// Start-up (exec, the runtime, every package's init) is done;
+		// what is left is quick once the identity comes.
+		f := os.NewFile(uintptr(*standbyFD), "identity")
+		ident, err := daemonapi.ReadIdentity(f)
+		f.Close()
+		if errors.Is(err, io.EOF) {
+			return nil // the snapshotter needs this standby no more
+		}
+		if err != nil {
+			return err
+		}
+		*id, *apiSocket, *ctlSocket = ident.ID, ident.APISocket, ident.ControlSocket
+	}
 	if *id == "" || *apiSocket == "" || *ctlSocket == "" {
 		return errors.New("--id, --api-socket and --control-socket are required")
 	}
@@ -66,10 +85,6 @@ func run() error {
 	if err := log.SetLevel(*logLevel); err != nil {
 		return err
 	}
-	// The snapshotter reads our stderr through a pipe; a snapshotter that
-	// died must not take us down with SIGPIPE on the next log line.
-	signal.Ignore(syscall.SIGPIPE)
-
 	ctx := log.WithLogger(context.Background(), log.L.WithField("worker_id", *id).WithField("pid", os.Getpid()))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
