@@ -100,12 +100,12 @@ func TestParseProblems(t *testing.T) {
 		{
 			name: "unknown top-level key",
 			doc:  "root = \"/srv\"\nkeep_workers = true\n",
-			want: []string{"config.toml:2: keep_workers: unknown key; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry"},
+			want: []string{"config.toml:2: keep_workers: unknown key; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown"},
 		},
 		{
 			name: "unknown key in a table",
 			doc:  "[workers]\nfuse_reader = 4\n",
-			want: []string{"config.toml:2: workers.fuse_reader: unknown key; the keys of [workers] are mode, binary, fuse_readers, ready_timeout, recover_policy, crash_loop_count, crash_loop_window, restart_backoff"},
+			want: []string{"config.toml:2: workers.fuse_reader: unknown key; the keys of [workers] are mode, binary, fuse_readers, ready_timeout, recover_policy, crash_loop_count, crash_loop_window, restart_backoff, idle_timeout"},
 		},
 		{
 			name: "unknown dotted key",
@@ -120,7 +120,7 @@ func TestParseProblems(t *testing.T) {
 		{
 			name: "unknown table and the keys below it",
 			doc:  "[cache]\nsize = 1\nmore = 2\n",
-			want: []string{"config.toml:1: cache: unknown table; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry"},
+			want: []string{"config.toml:1: cache: unknown table; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown"},
 		},
 		{
 			name: "unknown sub-table",
@@ -346,13 +346,13 @@ config_path = "rel"
 `,
 			want: []string{
 				"config.toml:1: root: must be a string, got an integer",
-				"config.toml:2: foo: unknown key; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry",
+				"config.toml:2: foo: unknown key; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown",
 				`config.toml:4: workers.mode: "per-node" is not one of "per-image", "shared"`,
 				"config.toml:5: workers.fuse_readers: 1 is out of range: must be from 2 (a reader must stay free for the kernel's INTERRUPT) to 1024",
 				`config.toml:6: workers.ready_timeout: must be a duration string such as "10s", "500ms" or "1m30s", got an integer`,
 				`config.toml:8: layers.max_toc_size: "64 megs" has an unknown unit "megs": want one of B, KB, MB, GB, TB, KiB, MiB, GiB, TiB`,
 				"config.toml:9: layers.max_entries: 0 is out of range: must be at least 1",
-				"config.toml:10: bogus: unknown table; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry",
+				"config.toml:10: bogus: unknown table; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown",
 				`config.toml:13: registry.config_path: "rel" is not an absolute path`,
 			},
 		},
