@@ -38,6 +38,11 @@ func TestParseOverlaysDefaults(t *testing.T) {
 			},
 		},
 		{
+			name: "drain on stop, idle workers exit at once",
+			doc:  "[shutdown]\nunmount_all = true\n[workers]\nidle_timeout = \"0s\"\n",
+			want: func(c *config.Config) { c.Shutdown.UnmountAll, c.Workers.IdleTimeout = true, 0 },
+		},
+		{
 			name: "dotted keys",
 			doc:  "workers.mode = \"shared\"\ndebug.address = \":9100\"\n",
 			want: func(c *config.Config) { c.Workers.Mode, c.Debug.Address = config.WorkersShared, ":9100" },
@@ -267,6 +272,16 @@ func TestParseProblems(t *testing.T) {
 			name: "negative duration",
 			doc:  "workers.ready_timeout = \"-1s\"\n",
 			want: []string{"config.toml:1: workers.ready_timeout: -1s is out of range: must be longer than 0s"},
+		},
+		{
+			name: "negative idle timeout",
+			doc:  "workers.idle_timeout = \"-1s\"\n",
+			want: []string{"config.toml:1: workers.idle_timeout: -1s is out of range: must be 0s (exit at once) or longer"},
+		},
+		{
+			name: "shutdown table",
+			doc:  "[shutdown]\nunmount_all = \"yes\"\n",
+			want: []string{"config.toml:2: shutdown.unmount_all: must be true or false, got a string"},
 		},
 		{
 			name: "sizes that are not positive",
