@@ -133,30 +133,43 @@ func (s *Supervisor) release(ctx context.Context, w *worker, m *mountState, user
 		log.G(ctx).Debug("layer in use by a container; keeping it")
 		return false, nil
 	}
+	// The record goes first: a snapshotter killed from here on (a second
+	// signal, systemd's SIGKILL) must not leave workers.db naming a mount
+	// that is gone, which the next start would take as served. A mount
+	// still there but not recorded is found stale and mounted again.
+	s.setMount(ctx, w, m, false)
 	err := failover.Unmount(m.mountpoint, false)
 	if errors.Is(err, unix.EBUSY) {
 		if mode == KeepBusy {
 			log.G(ctx).Debug("layer busy; keeping it")
+			s.setMount(ctx, w, m, true)
 			return false, nil
 		}
 		log.G(ctx).Warn("draining: detaching a layer in use; its readers get errors")
 		err = failover.Unmount(m.mountpoint, true)
 	}
 	if err != nil {
+		s.setMount(ctx, w, m, true)
 		return false, fmt.Errorf("mount %s: %w", m.id, err)
 	}
-	w.mu.Lock()
-	delete(w.mounts, m.id)
-	w.mu.Unlock()
 	s.dropFD(ctx, m)
 	if err := w.api.Detach(ctx, m.id); err != nil && !w.isExited() && !errdefs.IsNotFound(err) {
 		log.G(ctx).WithError(err).Warn("failed to detach an unmounted layer from its worker")
 	}
-	// The record is what the next snapshotter re-adopts: it must not list
-	// a mount that is gone (Restore mounts that layer again instead).
+	log.G(ctx).Debug("layer unmounted")
+	return true, nil
+}
+
+// setMount adds m to w's mounts or removes it, and records w.
+func (s *Supervisor) setMount(ctx context.Context, w *worker, m *mountState, served bool) {
+	w.mu.Lock()
+	if served {
+		w.mounts[m.id] = m
+	} else {
+		delete(w.mounts, m.id)
+	}
+	w.mu.Unlock()
 	if err := s.record(w); err != nil {
 		log.G(ctx).WithError(err).Warn("failed to update the worker registry")
 	}
-	log.G(ctx).Debug("layer unmounted")
-	return true, nil
 }

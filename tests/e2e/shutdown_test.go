@@ -3,8 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -200,4 +202,71 @@ func rewriteConfig(t *testing.T, snap *harness.Snapshotter, edit func(map[string
 		t.Fatal(err)
 	}
 	t.Logf("snapshotter config now:\n%s", strings.TrimSpace(string(data)))
+}
+
+// TestSecondSignalForcesExit stops the snapshotter while its worker hangs
+// (SIGSTOP), which stalls the clean path: a second SIGTERM makes it exit at
+// once, with a non-zero code, leaving the worker and its mounts as they
+// are. The next start serves every layer again and new containers run.
+func TestSecondSignalForcesExit(t *testing.T) {
+	s := startStackWith(t, harness.V2, harness.SnapshotterOptions{Env: env, StopTimeout: stopDeadline})
+	img := s.convertToEStargz(t, "")
+	s.pullLazily(t, img)
+	ctx := context.Background()
+	worker := onlyWorker(t, s.snap)
+	pid := s.snap.Pid()
+
+	if err := syscall.Kill(worker.PID, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(worker.PID, syscall.SIGCONT)
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// Handled once the gRPC socket stops accepting; two signals pending
+	// together would be delivered as one.
+	waitFor(t, 5*time.Second, "the snapshotter stops accepting after the first SIGTERM", func() (bool, string) {
+		c, err := net.Dial("unix", s.snap.Address())
+		if err != nil {
+			return true, ""
+		}
+		c.Close()
+		return false, "still accepting"
+	})
+	second := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "the snapshotter exits on the second SIGTERM", func() (bool, string) {
+		return !running(pid), "still running"
+	})
+	t.Logf("exited %v after the second SIGTERM", time.Since(second).Round(time.Millisecond))
+	if code, _ := s.snap.Stop(); code == 0 {
+		t.Errorf("exit code %d after a forced exit, want non-zero", code)
+	}
+	if !running(worker.PID) {
+		t.Errorf("worker %d did not outlive the forced exit", worker.PID)
+	}
+
+	if err := syscall.Kill(worker.PID, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.snap.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, remountDeadline, "every layer served once again", func() (bool, string) {
+		ws := liveWorkers(t, s.snap)
+		served := 0
+		for _, w := range ws {
+			served += servingMounts(w)
+		}
+		mounts := fuseMounts(t, s.snap)
+		for _, n := range mounts {
+			if n != 1 {
+				return false, fmt.Sprintf("FUSE mounts %v", mounts)
+			}
+		}
+		return served == len(img.layers) && len(mounts) == len(img.layers), fmt.Sprintf("workers %+v, FUSE mounts %v", ws, mounts)
+	})
+	s.runQuickChecks(t, img.ref, "after-forced-exit")
 }
