@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,21 +16,34 @@ import (
 )
 
 // A layer under a container's overlay keeps its worker serving through a
-// shutdown, and the next supervisor re-adopts it; an unused layer is
+// shutdown, and the next supervisor re-adopts it; so does a layer whose
+// unmount fails with EBUSY (a process holds it open). An unused layer is
 // unmounted and its worker stopped. Then a drain leaves nothing.
 func TestShutdownKeepsBusyLayersThenDrains(t *testing.T) {
 	e := newEnv(t, PerImage)
 	s := e.supervisor()
-	busy, idle := e.mountpoint("busy"), e.mountpoint("idle")
+	busy, idle, held := e.mountpoint("busy"), e.mountpoint("idle"), e.mountpoint("held")
 	s.mount("busy", busy, e.labels(0, "v1"))
 	s.mount("idle", idle, e.labels(1, "v2"))
+	s.mount("held", held, e.labels(1, "v3"))
 	pids := s.pids()
 	rootfs := overlayOn(t, e, busy)
+	f, err := os.Open(held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
 
 	kept := s.shutdown(KeepBusy)
-	busyID, idleID := e.workerID("v1"), e.workerID("v2")
-	if len(kept) != 1 || kept[0].ID != busyID || kept[0].PID != pids[busyID] || kept[0].Mounts != 1 {
-		t.Errorf("kept %+v, want only %s (pid %d) with 1 mount", kept, busyID, pids[busyID])
+	busyID, idleID, heldID := e.workerID("v1"), e.workerID("v2"), e.workerID("v3")
+	slices.SortFunc(kept, func(a, b KeptWorker) int { return strings.Compare(a.ID, b.ID) })
+	want := []KeptWorker{{busyID, pids[busyID], 1}, {heldID, pids[heldID], 1}}
+	slices.SortFunc(want, func(a, b KeptWorker) int { return strings.Compare(a.ID, b.ID) })
+	if !slices.Equal(kept, want) {
+		t.Errorf("kept %+v, want %+v", kept, want)
+	}
+	if !mounted(t, held) {
+		t.Error("the layer held open was unmounted")
 	}
 	if mounted(t, idle) {
 		t.Error("the unused layer is still mounted")
@@ -41,13 +56,15 @@ func TestShutdownKeepsBusyLayersThenDrains(t *testing.T) {
 	testregistry.CheckFiles(t, testTimeout, rootfs, e.layers[0])
 
 	s2 := e.supervisor()
-	if got := s2.pids(); len(got) != 1 || got[busyID] != pids[busyID] {
-		t.Fatalf("re-adopted workers %v, want %s with pid %d", got, busyID, pids[busyID])
+	if got := s2.pids(); len(got) != 2 || got[busyID] != pids[busyID] || got[heldID] != pids[heldID] {
+		t.Fatalf("re-adopted workers %v, want %s with pid %d and %s with pid %d", got, busyID, pids[busyID], heldID, pids[heldID])
 	}
 	recs := s2.records()
-	if m := recs[busyID].Mounts; len(recs) != 1 || len(m) != 1 || m["busy"].Mountpoint != busy {
-		t.Errorf("workers.db after the shutdown: %+v, want %s serving only the busy layer", recs, busyID)
+	if len(recs) != 2 || len(recs[busyID].Mounts) != 1 || recs[busyID].Mounts["busy"].Mountpoint != busy ||
+		len(recs[heldID].Mounts) != 1 || recs[heldID].Mounts["held"].Mountpoint != held {
+		t.Errorf("workers.db after the shutdown: %+v, want %s serving the busy layer and %s the held one", recs, busyID, heldID)
 	}
+	f.Close()
 
 	if kept := s2.shutdown(UnmountAll); len(kept) != 0 {
 		t.Errorf("a drain kept %+v", kept)
@@ -56,6 +73,7 @@ func TestShutdownKeepsBusyLayersThenDrains(t *testing.T) {
 		t.Error("a drain left the busy layer mounted")
 	}
 	waitGone(t, pids[busyID])
+	waitGone(t, pids[heldID])
 }
 
 // overlayOn mounts an overlay with lower as its lower dir, as containerd
