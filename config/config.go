@@ -51,14 +51,27 @@ type Config struct {
 	LogLevel string `toml:"log_level"`
 	// LogDir holds each worker's rotated log under daemons/.
 	LogDir string `toml:"log_dir"`
-	// KeepWorkersOnExit leaves workers and their mounts running when the
-	// snapshotter stops, for a live upgrade of the snapshotter itself.
+	// KeepWorkersOnExit is deprecated and ignored: every stop keeps the
+	// workers of the layers running containers use (see ShutdownConfig).
+	// Still accepted so that configs written for earlier versions load.
 	KeepWorkersOnExit bool `toml:"keep_workers_on_exit"`
 
 	Debug    DebugConfig    `toml:"debug"`
 	Workers  WorkersConfig  `toml:"workers"`
 	Layers   LayersConfig   `toml:"layers"`
 	Registry RegistryConfig `toml:"registry"`
+	Shutdown ShutdownConfig `toml:"shutdown"`
+}
+
+// ShutdownConfig is the [shutdown] table. On SIGINT or SIGTERM the
+// snapshotter unmounts the layers no container uses, stops the workers left
+// with nothing to serve, and keeps the others serving for the next start.
+type ShutdownConfig struct {
+	// UnmountAll drains the node on every stop: layers that running
+	// containers use are detached too and every worker stops, so those
+	// containers get errors on their next read. For decommissioning lazyfs
+	// on a node whose containers cannot be stopped first.
+	UnmountAll bool `toml:"unmount_all"`
 }
 
 // DebugConfig is the [debug] table.
@@ -96,6 +109,10 @@ type WorkersConfig struct {
 	// died quickly for the second time in a row; it doubles with each
 	// further quick death, up to 5s. The first successor starts at once.
 	RestartBackoff Duration `toml:"restart_backoff"`
+	// IdleTimeout is how long a worker with no mount waits for a new one
+	// before it exits, in both modes; 0s exits at once. A grace saves a
+	// respawn when an image is removed and pulled again.
+	IdleTimeout Duration `toml:"idle_timeout"`
 	// HealthInterval is how often each worker's API is asked whether it
 	// is healthy.
 	HealthInterval Duration `toml:"health_interval"`
@@ -171,6 +188,7 @@ func Default() Config {
 			CrashLoopCount:  5,
 			CrashLoopWindow: Duration(10 * time.Second),
 			RestartBackoff:  Duration(100 * time.Millisecond),
+			IdleTimeout:     Duration(30 * time.Second),
 			HealthInterval:  Duration(10 * time.Second),
 			HungTimeout:     Duration(10 * time.Second),
 			Logs: WorkerLogsConfig{

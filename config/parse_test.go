@@ -38,6 +38,11 @@ func TestParseOverlaysDefaults(t *testing.T) {
 			},
 		},
 		{
+			name: "drain on stop, idle workers exit at once",
+			doc:  "[shutdown]\nunmount_all = true\n[workers]\nidle_timeout = \"0s\"\n",
+			want: func(c *config.Config) { c.Shutdown.UnmountAll, c.Workers.IdleTimeout = true, 0 },
+		},
+		{
 			name: "dotted keys",
 			doc:  "workers.mode = \"shared\"\ndebug.address = \":9100\"\n",
 			want: func(c *config.Config) { c.Workers.Mode, c.Debug.Address = config.WorkersShared, ":9100" },
@@ -100,12 +105,12 @@ func TestParseProblems(t *testing.T) {
 		{
 			name: "unknown top-level key",
 			doc:  "root = \"/srv\"\nkeep_workers = true\n",
-			want: []string{"config.toml:2: keep_workers: unknown key; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry"},
+			want: []string{"config.toml:2: keep_workers: unknown key; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown"},
 		},
 		{
 			name: "unknown key in a table",
 			doc:  "[workers]\nfuse_reader = 4\n",
-			want: []string{"config.toml:2: workers.fuse_reader: unknown key; the keys of [workers] are mode, binary, fuse_readers, ready_timeout, recover_policy, crash_loop_count, crash_loop_window, restart_backoff, health_interval, hung_timeout, logs"},
+			want: []string{"config.toml:2: workers.fuse_reader: unknown key; the keys of [workers] are mode, binary, fuse_readers, ready_timeout, recover_policy, crash_loop_count, crash_loop_window, restart_backoff, idle_timeout, health_interval, hung_timeout, logs"},
 		},
 		{
 			name: "unknown dotted key",
@@ -120,7 +125,7 @@ func TestParseProblems(t *testing.T) {
 		{
 			name: "unknown table and the keys below it",
 			doc:  "[cache]\nsize = 1\nmore = 2\n",
-			want: []string{"config.toml:1: cache: unknown table; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry"},
+			want: []string{"config.toml:1: cache: unknown table; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown"},
 		},
 		{
 			name: "unknown sub-table",
@@ -269,6 +274,16 @@ func TestParseProblems(t *testing.T) {
 			want: []string{"config.toml:1: workers.ready_timeout: -1s is out of range: must be longer than 0s"},
 		},
 		{
+			name: "negative idle timeout",
+			doc:  "workers.idle_timeout = \"-1s\"\n",
+			want: []string{"config.toml:1: workers.idle_timeout: -1s is out of range: must be 0s (exit at once) or longer"},
+		},
+		{
+			name: "shutdown table",
+			doc:  "[shutdown]\nunmount_all = \"yes\"\n",
+			want: []string{"config.toml:2: shutdown.unmount_all: must be true or false, got a string"},
+		},
+		{
 			name: "sizes that are not positive",
 			doc:  "[layers]\nmax_toc_compressed_size = 0\nmax_toc_size = \"0MiB\"\nmemory_cache_size = -1\nmax_entries = -5\n",
 			want: []string{
@@ -346,13 +361,13 @@ config_path = "rel"
 `,
 			want: []string{
 				"config.toml:1: root: must be a string, got an integer",
-				"config.toml:2: foo: unknown key; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry",
+				"config.toml:2: foo: unknown key; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown",
 				`config.toml:4: workers.mode: "per-node" is not one of "per-image", "shared"`,
 				"config.toml:5: workers.fuse_readers: 1 is out of range: must be from 2 (a reader must stay free for the kernel's INTERRUPT) to 1024",
 				`config.toml:6: workers.ready_timeout: must be a duration string such as "10s", "500ms" or "1m30s", got an integer`,
 				`config.toml:8: layers.max_toc_size: "64 megs" has an unknown unit "megs": want one of B, KB, MB, GB, TB, KiB, MiB, GiB, TiB`,
 				"config.toml:9: layers.max_entries: 0 is out of range: must be at least 1",
-				"config.toml:10: bogus: unknown table; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry",
+				"config.toml:10: bogus: unknown table; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown",
 				`config.toml:13: registry.config_path: "rel" is not an absolute path`,
 			},
 		},

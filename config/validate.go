@@ -61,6 +61,9 @@ func (c Config) Validate() error {
 	if c.Workers.RestartBackoff <= 0 {
 		v.add("workers.restart_backoff", "%s is out of range: must be longer than 0s", c.Workers.RestartBackoff)
 	}
+	if c.Workers.IdleTimeout < 0 {
+		v.add("workers.idle_timeout", "%s is out of range: must be 0s (exit at once) or longer", c.Workers.IdleTimeout)
+	}
 	if c.Workers.HealthInterval <= 0 {
 		v.add("workers.health_interval", "%s is out of range: must be longer than 0s", c.Workers.HealthInterval)
 	}

@@ -39,6 +39,12 @@ func testContext(t *testing.T) (context.Context, context.CancelFunc) {
 // with default options (127.0.0.1 is plain http). Cleanup closes it.
 func newWorker(t *testing.T, root string, exitWhenIdle bool) *worker.Worker {
 	t.Helper()
+	return newWorkerIdle(t, root, exitWhenIdle, 0)
+}
+
+// newWorkerIdle is newWorker with an idle grace.
+func newWorkerIdle(t *testing.T, root string, exitWhenIdle bool, idleTimeout time.Duration) *worker.Worker {
+	t.Helper()
 	ctx := logtest.WithT(context.Background(), t)
 	w, err := worker.New(ctx, worker.Options{
 		ID:           "test",
@@ -48,6 +54,7 @@ func newWorker(t *testing.T, root string, exitWhenIdle bool) *worker.Worker {
 		Limits:       toc.DefaultLimits(),
 		FuseReaders:  2,
 		ExitWhenIdle: exitWhenIdle,
+		IdleTimeout:  idleTimeout,
 		AttachWait:   testTimeout,
 	})
 	if err != nil {

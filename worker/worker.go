@@ -33,7 +33,8 @@ type Options struct {
 	Limits       toc.Limits
 	Chunks       chunks.Options
 	FuseReaders  int
-	ExitWhenIdle bool          // exit once the last mount is detached
+	ExitWhenIdle bool          // exit once no mount is left (after IdleTimeout)
+	IdleTimeout  time.Duration // with ExitWhenIdle: how long to stay idle first; 0 exits on the last detach
 	AttachWait   time.Duration // bound on waiting for FUSE INIT after attach
 }
 
@@ -51,6 +52,7 @@ type Worker struct {
 
 	mu     sync.Mutex
 	mounts map[string]*mount
+	idle   idleState // under mu
 }
 
 // New creates a worker; ctx carries its logger and bounds its life.
@@ -66,7 +68,7 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 		return nil, err
 	}
 	wctx, stop := context.WithCancel(ctx)
-	return &Worker{
+	w := &Worker{
 		opts:   opts,
 		start:  time.Now(),
 		store:  store,
@@ -74,7 +76,13 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 		stop:   stop,
 		done:   make(chan struct{}),
 		mounts: map[string]*mount{},
-	}, nil
+	}
+	if opts.ExitWhenIdle && opts.IdleTimeout > 0 {
+		// A worker whose first layer never comes (its load failed in the
+		// snapshotter, or the snapshotter died) must not live forever.
+		w.idleFrom(ctx)
+	}
+	return w, nil
 }
 
 // Done is closed when the worker was asked to exit or became idle.
@@ -144,7 +152,9 @@ func (w *Worker) LoadLayer(ctx context.Context, req daemonapi.LoadLayerRequest) 
 		}
 		return daemonapi.LayerInfo{}, fmt.Errorf("mount %s: %w", req.MountID, errdefs.ErrAlreadyExists)
 	}
+	w.idle.loading++
 	w.mu.Unlock()
+	defer w.loaded()
 
 	layer, src, err := w.loadTOC(ctx, req.ImageRef, layerDigest, tocDigest)
 	if err == nil {
@@ -217,8 +227,7 @@ func (w *Worker) Detach(ctx context.Context, mountID string) error {
 	m.stopServing(5 * time.Second)
 	log.G(ctx).WithField("mount_id", mountID).Info("mount detached")
 	if idle && w.opts.ExitWhenIdle {
-		log.G(ctx).Info("last mount detached; exiting")
-		w.exit()
+		w.idleFrom(ctx)
 	}
 	return nil
 }

@@ -43,7 +43,8 @@ func run() error {
 		ctlSocket   = flag.String("control-socket", "", "unix SOCK_SEQPACKET socket of the control channel (required)")
 		root        = flag.String("root", "/var/lib/lazyfs", "snapshotter root; TOCs are kept in <root>/tocs")
 		logLevel    = flag.String("log-level", "info", "trace, debug, info, warn or error")
-		exitIdle    = flag.Bool("exit-when-idle", false, "exit once the last mount is detached")
+		exitIdle    = flag.Bool("exit-when-idle", false, "exit once no mount is left (after --idle-timeout)")
+		idleTimeout = flag.Duration("idle-timeout", 0, "with --exit-when-idle: how long to stay without a mount before exiting (0: on the last detach)")
 		hostsDir    = flag.String("hosts-dir", "/etc/containerd/certs.d", "hosts.toml directory (containerd's layout)")
 		fuseReaders = flag.Int("fuse-readers", 4, "goroutines reading each FUSE connection (at least 2)")
 		memCache    = flag.Int64("memory-cache-size", chunks.DefaultMemoryCacheSize, "bytes of decompressed chunks cached in memory")
@@ -98,6 +99,7 @@ func run() error {
 		Chunks:       chunks.Options{MemoryCacheSize: *memCache},
 		FuseReaders:  *fuseReaders,
 		ExitWhenIdle: *exitIdle,
+		IdleTimeout:  *idleTimeout,
 	})
 	if err != nil {
 		return err

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -21,9 +20,13 @@ import (
 	"github.com/lazyfs/lazyfs/snapshot"
 )
 
+// grpcStopGrace bounds the wait for in-flight gRPC calls at shutdown.
+const grpcStopGrace = 5 * time.Second
+
 // serve runs the snapshotter until SIGINT or SIGTERM, then stops in order:
-// stop accepting, let in-flight calls finish, close the store. A second
-// signal exits at once.
+// stop accepting, let in-flight calls finish, close the store, unmount the
+// layers no container uses and keep the workers of the others serving
+// (shutdownSupervisor). A second signal exits at once.
 func serve(ctx context.Context, cfg config.Config) error {
 	// Before anything can connect: a signal that arrives once containerd
 	// can reach us must take the clean path.
@@ -35,14 +38,7 @@ func serve(ctx context.Context, cfg config.Config) error {
 		return err
 	}
 	// Runs after the gRPC server has stopped: no call can mount anything.
-	defer func() {
-		if cfg.KeepWorkersOnExit {
-			log.G(ctx).Info("keeping workers and their mounts for the next snapshotter")
-		}
-		if err := sup.Close(ctx, cfg.KeepWorkersOnExit); err != nil {
-			log.G(ctx).WithError(err).Error("failed to stop workers cleanly")
-		}
-	}()
+	defer shutdownSupervisor(ctx, sup, cfg)
 	sn, err := snapshot.New(ctx, cfg.Root, snapshot.WithRemoteLayers(sup),
 		snapshot.WithProofWait(time.Duration(cfg.Layers.ProofWait)))
 	if err != nil {
@@ -74,7 +70,9 @@ func serve(ctx context.Context, cfg config.Config) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()
 
-	notify(ctx, daemon.SdNotifyReady)
+	notify(ctx, daemon.SdNotifyReady+"\nSTATUS="+statusLine(sup))
+	stopWatch := watchSystemd(ctx, func() string { return statusLine(sup) })
+	defer stopWatch()
 	log.G(ctx).Info("serving containerd snapshots API")
 
 	select {
@@ -83,7 +81,8 @@ func serve(ctx context.Context, cfg config.Config) error {
 	case sig := <-signals:
 		log.G(ctx).WithField("signal", sig.String()).Info("shutting down; send the signal again to exit at once")
 	}
-	notify(ctx, daemon.SdNotifyStopping)
+	stopWatch()
+	notify(ctx, daemon.SdNotifyStopping+"\nSTATUS=stopping: unmounting the layers no container uses")
 	go func() {
 		sig := <-signals
 		log.G(ctx).WithField("signal", sig.String()).Warn("second signal: exiting without a clean shutdown")
@@ -96,11 +95,12 @@ func serve(ctx context.Context, cfg config.Config) error {
 		close(stopped)
 	}()
 	// A client holding a stream open must not keep the snapshotter up
-	// forever: after a grace period in-flight calls are cut.
+	// forever: after a grace period in-flight calls are cut, so that the
+	// whole stop fits in 10s.
 	select {
 	case <-stopped:
-	case <-time.After(30 * time.Second):
-		log.G(ctx).Warn("in-flight calls did not finish in 30s; stopping them")
+	case <-time.After(grpcStopGrace):
+		log.G(ctx).WithField("grace", grpcStopGrace).Warn("in-flight calls did not finish; stopping them")
 		srv.Stop()
 	}
 	log.G(ctx).Info("snapshotter stopped")
@@ -134,11 +134,4 @@ func listenUnix(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("failed to listen on %s: %w", path, err)
 	}
 	return l, nil
-}
-
-// notify tells systemd about a state change; outside systemd it does nothing.
-func notify(ctx context.Context, state string) {
-	if _, err := daemon.SdNotify(false, state); err != nil && !errors.Is(err, os.ErrNotExist) {
-		log.G(ctx).WithError(err).WithField("state", state).Warn("failed to notify systemd")
-	}
 }

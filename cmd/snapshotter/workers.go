@@ -9,7 +9,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	"golang.org/x/sys/unix"
 
 	"github.com/lazyfs/lazyfs/config"
 	"github.com/lazyfs/lazyfs/failover"
@@ -58,6 +60,10 @@ func newSupervisor(ctx context.Context, cfg config.Config) (*supervisor.Supervis
 			"--max-toc-compressed-size", strconv.FormatInt(int64(l.MaxTOCCompressedSize), 10),
 			"--max-toc-size", strconv.FormatInt(int64(l.MaxTOCSize), 10),
 			"--max-entries", strconv.Itoa(l.MaxEntries),
+			// In both modes an idle worker goes after a grace; spawn adds
+			// --exit-when-idle again for per-image, which is harmless.
+			"--exit-when-idle",
+			"--idle-timeout", time.Duration(cfg.Workers.IdleTimeout).String(),
 		},
 	})
 }
@@ -66,11 +72,14 @@ func newSupervisor(ctx context.Context, cfg config.Config) (*supervisor.Supervis
 // executable (so that a build directory works as it is), else $PATH.
 func workerBinary(configured string) (string, error) {
 	if configured != "" {
+		if err := checkExecutable(configured); err != nil {
+			return "", fmt.Errorf("workers.binary: %w", err)
+		}
 		return configured, nil
 	}
 	if self, err := os.Executable(); err == nil {
 		next := filepath.Join(filepath.Dir(self), "lazyfsd")
-		if _, err := os.Stat(next); err == nil {
+		if checkExecutable(next) == nil {
 			return next, nil
 		}
 	}
@@ -94,4 +103,20 @@ func warnWithoutResend(ctx context.Context, cfg config.Config) {
 	default:
 		log.G(ctx).WithField("kernel", release).WithField("fuse_notify_resend", resend).Debug("kernel checked for failover")
 	}
+}
+
+// checkExecutable fails at start-up, naming the file, rather than at the
+// first lazy pull, when the worker binary cannot be run.
+func checkExecutable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file: %w", path, errdefs.ErrInvalidArgument)
+	}
+	if err := unix.Access(path, unix.X_OK); err != nil {
+		return fmt.Errorf("%s is not executable: %w: %w", path, errdefs.ErrInvalidArgument, err)
+	}
+	return nil
 }

@@ -19,7 +19,10 @@ const chunkFetches = "lazyfs_chunk_fetches_total"
 // a worker's chunk-fetch counter shows there with the worker's own value,
 // and still does once that worker has exited.
 func TestWorkerMetricsOnSnapshotter(t *testing.T) {
-	s := startStack(t, harness.V2)
+	// A short idle grace: the worker must exit within the wait below.
+	s := startStackWith(t, harness.V2, harness.SnapshotterOptions{Env: env, Config: map[string]any{
+		"workers": map[string]any{"idle_timeout": "1s"},
+	}})
 	img := s.convertToEStargz(t, "")
 	s.pullLazily(t, img)
 	s.runChecksOf(t, img.ref, "metrics-read") // reads every file: chunks are fetched
@@ -50,7 +53,8 @@ func TestWorkerMetricsOnSnapshotter(t *testing.T) {
 	t.Logf("worker %s fetched %v chunks; the snapshotter shows the same", w.ID, own)
 
 	// Deleting the image lets containerd remove its snapshots; the
-	// per-image worker exits once its last layer is unmounted.
+	// per-image worker exits once its last layer is unmounted and its idle
+	// grace passed.
 	ctx := context.Background()
 	if err := s.cl.ImageService().Delete(ctx, img.ref, images.SynchronousDelete()); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,130 @@
+package supervisor
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lazyfs/lazyfs/failover"
+	"github.com/lazyfs/lazyfs/internal/testregistry"
+)
+
+// A layer under a container's overlay keeps its worker serving through a
+// shutdown, and the next supervisor re-adopts it; so does a layer whose
+// unmount fails with EBUSY (a process holds it open). An unused layer is
+// unmounted and its worker stopped. Then a drain leaves nothing.
+func TestShutdownKeepsBusyLayersThenDrains(t *testing.T) {
+	e := newEnv(t, PerImage)
+	s := e.supervisor()
+	busy, idle, held := e.mountpoint("busy"), e.mountpoint("idle"), e.mountpoint("held")
+	s.mount("busy", busy, e.labels(0, "v1"))
+	s.mount("idle", idle, e.labels(1, "v2"))
+	s.mount("held", held, e.labels(1, "v3"))
+	pids := s.pids()
+	rootfs := overlayOn(t, e, busy)
+	f, err := os.Open(held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+
+	kept := s.shutdown(KeepBusy)
+	busyID, idleID, heldID := e.workerID("v1"), e.workerID("v2"), e.workerID("v3")
+	slices.SortFunc(kept, func(a, b KeptWorker) int { return strings.Compare(a.ID, b.ID) })
+	want := []KeptWorker{{busyID, pids[busyID], 1}, {heldID, pids[heldID], 1}}
+	slices.SortFunc(want, func(a, b KeptWorker) int { return strings.Compare(a.ID, b.ID) })
+	if !slices.Equal(kept, want) {
+		t.Errorf("kept %+v, want %+v", kept, want)
+	}
+	if !mounted(t, held) {
+		t.Error("the layer held open was unmounted")
+	}
+	if mounted(t, idle) {
+		t.Error("the unused layer is still mounted")
+	}
+	waitGone(t, pids[idleID])
+	if processGone(pids[busyID]) || !mounted(t, busy) {
+		t.Fatal("the busy layer's worker or mount is gone")
+	}
+	// The container reads on through its overlay.
+	testregistry.CheckFiles(t, testTimeout, rootfs, e.layers[0])
+
+	s2 := e.supervisor()
+	if got := s2.pids(); len(got) != 2 || got[busyID] != pids[busyID] || got[heldID] != pids[heldID] {
+		t.Fatalf("re-adopted workers %v, want %s with pid %d and %s with pid %d", got, busyID, pids[busyID], heldID, pids[heldID])
+	}
+	recs := s2.records()
+	if len(recs) != 2 || len(recs[busyID].Mounts) != 1 || recs[busyID].Mounts["busy"].Mountpoint != busy ||
+		len(recs[heldID].Mounts) != 1 || recs[heldID].Mounts["held"].Mountpoint != held {
+		t.Errorf("workers.db after the shutdown: %+v, want %s serving the busy layer and %s the held one", recs, busyID, heldID)
+	}
+	f.Close()
+
+	if kept := s2.shutdown(UnmountAll); len(kept) != 0 {
+		t.Errorf("a drain kept %+v", kept)
+	}
+	if mounted(t, busy) {
+		t.Error("a drain left the busy layer mounted")
+	}
+	waitGone(t, pids[busyID])
+	waitGone(t, pids[heldID])
+}
+
+// overlayOn mounts an overlay with lower as its lower dir, as containerd
+// mounts a container's rootfs, and unmounts it at cleanup.
+func overlayOn(t *testing.T, e *env, lower string) string {
+	t.Helper()
+	dir := t.TempDir()
+	rootfs, upper, work := filepath.Join(dir, "rootfs"), filepath.Join(dir, "upper"), filepath.Join(dir, "work")
+	for _, d := range []string{rootfs, upper, work} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unix.Mount("overlay", rootfs, "overlay", 0, "lowerdir="+lower+",upperdir="+upper+",workdir="+work); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if e.t.Failed() {
+			e.abortAll()
+		}
+		if err := failover.Unmount(rootfs, true); err != nil {
+			t.Error(err)
+		}
+	})
+	return rootfs
+}
+
+// shutdown shuts the supervisor down, failing the test if that takes too long.
+func (s *testSupervisor) shutdown(mode ShutdownMode) []KeptWorker {
+	t := s.e.t
+	t.Helper()
+	s.closed = true
+	ctx, cancel := context.WithTimeout(s.e.ctx, testTimeout)
+	defer cancel()
+	type result struct {
+		kept []KeptWorker
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		kept, err := s.Shutdown(ctx, mode)
+		done <- result{kept, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Errorf("Shutdown(%d): %v", mode, r.err)
+		}
+		return r.kept
+	case <-time.After(testTimeout + 5*time.Second):
+		t.Fatalf("Shutdown(%d) did not return", mode)
+		return nil
+	}
+}

@@ -1,0 +1,45 @@
+package supervisor
+
+import (
+	"testing"
+
+	"github.com/moby/sys/mountinfo"
+)
+
+func TestMountUsers(t *testing.T) {
+	const mp = "/var/lib/lazyfs/snapshots/12/fs"
+	for _, tc := range []struct {
+		name  string
+		infos []*mountinfo.Info
+		want  bool
+	}{
+		{"alone", []*mountinfo.Info{fuse(mp, 40)}, false},
+		{"lower dir of an overlay", []*mountinfo.Info{fuse(mp, 40),
+			overlay("lowerdir=/var/lib/lazyfs/snapshots/13/fs:" + mp + ",upperdir=/u,workdir=/w")}, true},
+		// containerd shortens long options by changing directory first.
+		{"relative lower dir", []*mountinfo.Info{fuse(mp, 40),
+			overlay("lowerdir=13/fs:12/fs,upperdir=/u,workdir=/w")}, true},
+		{"lowerdir+ of the new mount API", []*mountinfo.Info{fuse(mp, 40),
+			overlay("lowerdir+=" + mp + ",upperdir=/u,workdir=/w")}, true},
+		{"another layer's overlay", []*mountinfo.Info{fuse(mp, 40),
+			overlay("lowerdir=/var/lib/lazyfs/snapshots/112/fsx:/x/2/fs,upperdir=/u,workdir=/w")}, false},
+		{"escaped colon in another path", []*mountinfo.Info{fuse(mp, 40),
+			overlay(`lowerdir=/a\:12/fs,upperdir=/u,workdir=/w`)}, false},
+		{"bind mount of the layer (a one-layer view)", []*mountinfo.Info{fuse(mp, 40), fuse("/run/c/rootfs", 40)}, true},
+		{"another FUSE mount", []*mountinfo.Info{fuse(mp, 40), fuse("/run/c/rootfs", 41)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := newMountUsers(tc.infos).uses(mp); got != tc.want {
+				t.Errorf("uses(%s) = %v, want %v", mp, got, tc.want)
+			}
+		})
+	}
+}
+
+func fuse(mp string, minor int) *mountinfo.Info {
+	return &mountinfo.Info{Mountpoint: mp, FSType: "fuse.lazyfs", Minor: minor}
+}
+
+func overlay(opts string) *mountinfo.Info {
+	return &mountinfo.Info{Mountpoint: "/run/c/rootfs", FSType: "overlay", Major: 0, Minor: 99, VFSOptions: "rw," + opts}
+}
