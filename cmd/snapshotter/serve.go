@@ -30,6 +30,11 @@ func serve(ctx context.Context, cfg config.Config) error {
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
 
+	stopEvictor, err := startCacheEvictor(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer stopEvictor()
 	sup, err := newSupervisor(ctx, cfg)
 	if err != nil {
 		return err
