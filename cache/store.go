@@ -24,6 +24,10 @@ const touchEvery = time.Minute
 // DefaultMaxQueued bounds the bytes waiting to be written (see Options).
 const DefaultMaxQueued = 64 << 20
 
+// testHookOpened, set by tests only, runs when Get has opened a file and
+// not yet read it.
+var testHookOpened func(path string)
+
 // Options configure a Store.
 type Options struct {
 	// MaxQueued bounds the decompressed bytes Put holds while they wait to
@@ -93,6 +97,9 @@ func (s *Store) get(ctx context.Context, d digest.Digest, size int64) ([]byte, e
 		return nil, err
 	}
 	defer f.Close()
+	if testHookOpened != nil {
+		testHookOpened(path)
+	}
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return nil, fmt.Errorf("failed to stat cached chunk: %w", err)
