@@ -10,9 +10,11 @@
 //	<dir>/chunks/<algorithm>/<first two hex digits>/<hex digest>   one chunk
 //	<dir>/tmp/<hex digest>.<random>                                a write in progress
 //
-// Writes are atomic: a chunk is written to tmp/, fsynced, then renamed to
-// its name, so a name never points at a partial file, even after a crash.
-// The directory is not fsynced: a rename lost to a crash is only a miss.
+// Writes are atomic: a chunk is written to tmp/, made durable (one
+// syncfs(2) per batch of chunks), then renamed to its name, so a name never
+// points at a partial file, even after a crash. The directory is not
+// synced: a rename lost to a crash is only a miss. Writes run in the
+// background, off the read path, through a bounded queue.
 // Reads verify size and digest again, because disks and operators can
 // damage files: a file that does not match its name is deleted, counted
 // (lazyfs_cache_corrupt_total) and reported as a miss, never served.

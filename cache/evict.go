@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/containerd/log"
+	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
 	"github.com/lazyfs/lazyfs/metrics"
@@ -27,12 +29,18 @@ const staleTemp = time.Hour
 type Evictor struct {
 	dir    string
 	budget int64
+
+	// indexes are the layer indexes read so far; only passes use them.
+	indexes map[digest.Digest][]ChunkRef
+
+	mu    sync.Mutex
+	usage map[digest.Digest]layerUsage // by layer, as of the last pass
 }
 
 // NewEvictor returns an Evictor keeping dir at or under budget bytes (the
 // sum of the chunk files' sizes).
 func NewEvictor(dir string, budget int64) *Evictor {
-	return &Evictor{dir: dir, budget: budget}
+	return &Evictor{dir: dir, budget: budget, indexes: map[digest.Digest][]ChunkRef{}}
 }
 
 // PassResult is what one eviction pass found and did.
@@ -43,15 +51,17 @@ type PassResult struct {
 }
 
 type cachedFile struct {
-	path  string
-	size  int64
-	atime time.Time
+	path    string
+	size    int64
+	atime   time.Time
+	evicted bool
 }
 
 // Pass walks the cache once and removes the least recently used chunks
 // until what remains fits the budget, and temporary files left by writers
-// that died. A chunk being read when it is removed is still read whole
-// (see the package documentation).
+// that died, then recomputes each recorded layer's usage (CachedBytes). A
+// chunk being read when it is removed is still read whole (see the package
+// documentation). Passes must not run concurrently.
 func (e *Evictor) Pass(ctx context.Context) (PassResult, error) {
 	var res PassResult
 	files, total, err := e.scan(ctx)
@@ -66,7 +76,8 @@ func (e *Evictor) Pass(ctx context.Context) (PassResult, error) {
 			}
 			return strings.Compare(a.path, b.path)
 		})
-		for _, f := range files {
+		for i := range files {
+			f := &files[i]
 			if total <= e.budget {
 				break
 			}
@@ -76,6 +87,7 @@ func (e *Evictor) Pass(ctx context.Context) (PassResult, error) {
 				}
 				continue
 			}
+			f.evicted = true
 			total -= f.size
 			res.Evicted++
 			res.EvictedBytes += f.size
@@ -86,6 +98,7 @@ func (e *Evictor) Pass(ctx context.Context) (PassResult, error) {
 	res.Files, res.Bytes = int64(len(files))-res.Evicted, total
 	metrics.CacheSize.Set(float64(total))
 	res.StaleTemps = e.removeStaleTemps(ctx)
+	e.updateUsage(ctx, files)
 	return res, nil
 }
 

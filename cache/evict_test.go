@@ -161,3 +161,6 @@ func TestStaleTempsRemoved(t *testing.T) {
 		t.Error("a write in progress was removed")
 	}
 }
+
+// testTime is hours from now.
+func testTime(hours int) time.Time { return time.Now().Add(time.Duration(hours) * time.Hour) }

@@ -30,6 +30,10 @@ var (
 		Namespace: namespace, Name: "cache_write_failures_total",
 		Help: "Chunks not written to the disk cache, by reason: error (I/O, disk full), dropped (the write queue was full; the chunk is fetched again when next needed).",
 	}, []string{"reason"})
+	CacheWriteQueueBytes = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "cache_write_queue_bytes",
+		Help: "Bytes of verified chunks waiting to be written to the disk cache (bounded per worker; 0 when the cache has caught up).",
+	})
 	CacheCorrupt = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: namespace, Name: "cache_corrupt_total",
 		Help: "Cache files whose size or digest did not match their name when read back: each was deleted, never served, and the chunk fetched again.",
@@ -50,5 +54,5 @@ var (
 
 func init() {
 	Registry.MustRegister(CacheHits, CacheMisses, CacheReadBytes, CacheWrites, CacheWriteBytes, CacheWriteFailures,
-		CacheCorrupt, CacheSize, CacheEvictions, CacheEvictedBytes)
+		CacheWriteQueueBytes, CacheCorrupt, CacheSize, CacheEvictions, CacheEvictedBytes)
 }

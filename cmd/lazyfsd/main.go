@@ -77,9 +77,10 @@ func run() error {
 	defer cancel()
 
 	chunkOpts := chunks.Options{MemoryCacheSize: *memCache}
+	var disk *cache.Store
 	if *cacheDir != "" {
-		disk, err := cache.Open(ctx, *cacheDir, cache.Options{})
-		if err != nil {
+		var err error
+		if disk, err = cache.Open(ctx, *cacheDir, cache.Options{}); err != nil {
 			return err
 		}
 		// Closed after the worker: what its last reads fetched is written.
@@ -93,6 +94,7 @@ func run() error {
 		Resolver:     remote.NewResolver(remote.Options{HostsDir: *hostsDir, UserAgent: "lazyfsd/" + version}),
 		Limits:       limits,
 		Chunks:       chunkOpts,
+		Cache:        disk,
 		FuseReaders:  *fuseReaders,
 		ExitWhenIdle: *exitIdle,
 	})

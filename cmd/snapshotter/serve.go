@@ -30,7 +30,7 @@ func serve(ctx context.Context, cfg config.Config) error {
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
 
-	stopEvictor, err := startCacheEvictor(ctx, cfg)
+	evictor, stopEvictor, err := startCacheEvictor(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -48,8 +48,11 @@ func serve(ctx context.Context, cfg config.Config) error {
 			log.G(ctx).WithError(err).Error("failed to stop workers cleanly")
 		}
 	}()
-	sn, err := snapshot.New(ctx, cfg.Root, snapshot.WithRemoteLayers(sup),
-		snapshot.WithProofWait(time.Duration(cfg.Layers.ProofWait)))
+	opts := []snapshot.Opt{snapshot.WithRemoteLayers(sup), snapshot.WithProofWait(time.Duration(cfg.Layers.ProofWait))}
+	if evictor != nil {
+		opts = append(opts, snapshot.WithCachedLayers(evictor))
+	}
+	sn, err := snapshot.New(ctx, cfg.Root, opts...)
 	if err != nil {
 		return err
 	}

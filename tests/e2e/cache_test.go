@@ -29,6 +29,16 @@ func TestCacheServesAfterRestartWithoutRegistry(t *testing.T) {
 	cold := time.Since(start)
 	old := onlyWorker(t, s.snap)
 	mounts := fuseMounts(t, s.snap)
+	// Chunks reach the disk in the background: wait until the worker has
+	// written what the container read.
+	waitFor(t, 30*time.Second, "the worker's disk cache writes catch up", func() (bool, string) {
+		page, err := workerAPI(s.snap, old.ID).Metrics(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		queued, _ := metricValue(t, page, "lazyfs_cache_write_queue_bytes", nil)
+		return queued == 0, fmt.Sprintf("%v bytes queued", queued)
+	})
 
 	// A clean stop: the container is gone, so the snapshotter unmounts the
 	// layers and stops the worker, which writes what it still had queued.
@@ -73,6 +83,28 @@ func TestCacheServesAfterRestartWithoutRegistry(t *testing.T) {
 		t.Errorf("new worker: %v hits, %v misses, %v chunk fetches, %v failed registry requests; want hits only: the registry must not be asked",
 			hits, misses, fetches, failures)
 	}
+
+	// Usage of each remote snapshot is its layer's cached bytes: together
+	// at least what the cache holds (a chunk two layers share counts for
+	// both), each layer some. The snapshotter learns them on its eviction
+	// passes, the first one at start-up.
+	sn := s.cl.SnapshotService("lazyfs")
+	waitFor(t, 30*time.Second, "Usage of the remote snapshots reports the cached bytes", func() (bool, string) {
+		var sum int64
+		var sizes []int64
+		for _, chainID := range img.chainIDs {
+			u, err := sn.Usage(ctx, chainID)
+			if err != nil {
+				t.Fatalf("Usage(%s): %v", chainID, err)
+			}
+			sizes = append(sizes, u.Size)
+			sum += u.Size
+			if u.Size == 0 {
+				return false, fmt.Sprintf("usage by layer %v, cache %d bytes", sizes, bytes)
+			}
+		}
+		return sum >= bytes, fmt.Sprintf("usage by layer %v, cache %d bytes", sizes, bytes)
+	})
 }
 
 // cacheFiles counts the chunk files under a cache directory and their bytes.
