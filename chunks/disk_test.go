@@ -130,3 +130,43 @@ func TestCorruptDiskChunkRefetched(t *testing.T) {
 		t.Errorf("cache file after the refetch: %v, still corrupt: %v", err, bytes.Equal(got, bad))
 	}
 }
+
+// TestReadAheadTakesNeighboursFromDisk: read-ahead does not fetch from the
+// registry a neighbour the disk cache holds; it serves it from disk.
+func TestReadAheadTakesNeighboursFromDisk(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	l := buildLayer(t, []testFile{
+		{"a", fileData(3000, 1)},
+		{"b", fileData(3000, 2)},
+	}, estargz.WithChunkSize(8000))
+	var all []Chunk
+	for _, f := range l.files {
+		all = append(all, f...)
+	}
+	layout := NewLayout(all)
+	a, b := l.files["a"], l.files["b"]
+	if a[0].BlobOffset+a[0].BlobSize != b[0].BlobOffset {
+		t.Fatalf("a (%d+%d) and b (%d) are not neighbours in the blob", a[0].BlobOffset, a[0].BlobSize, b[0].BlobOffset)
+	}
+	dir := t.TempDir()
+	disk := openDisk(t, dir)
+	// b alone reaches the disk.
+	readAll(ctx, t, NewReader(&memSource{blob: l.blob}, Options{LayerDigest: testLayerDigest, Disk: disk, ReadAhead: -1}), b, 4096)
+	disk.Flush()
+
+	src := &memSource{blob: l.blob}
+	r := NewReader(src, Options{LayerDigest: testLayerDigest, Disk: disk, Layout: layout, ReadAhead: 1 << 20})
+	if got := readAll(ctx, t, r, a, 4096); !bytes.Equal(got, l.data["a"]) {
+		t.Fatal("a read wrong")
+	}
+	for _, sp := range src.spans() {
+		if sp.off+sp.len > b[0].BlobOffset {
+			t.Errorf("request [%d, %d) reaches b at %d, which is on disk", sp.off, sp.off+sp.len, b[0].BlobOffset)
+		}
+	}
+	// b was taken from disk into memory along the way: no request for it.
+	calls := len(src.spans())
+	if got := readAll(ctx, t, r, b, 4096); !bytes.Equal(got, l.data["b"]) || len(src.spans()) != calls {
+		t.Errorf("b: equal %v, %d more requests", bytes.Equal(got, l.data["b"]), len(src.spans())-calls)
+	}
+}

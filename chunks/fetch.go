@@ -24,7 +24,7 @@ func (r *Reader) fetch(ctx context.Context, mine []claim) {
 		eg.Go(func() error {
 			// Extended only now, when the request is about to go out,
 			// so that it skips what other reads fetched meanwhile.
-			r.fetchWithRetry(ctx, r.readAhead(g))
+			r.fetchWithRetry(ctx, r.readAhead(ctx, g))
 			return nil // outcomes travel in the claims
 		})
 	}
