@@ -30,7 +30,7 @@ func diskLayer(t *testing.T) *testLayer {
 	}, estargz.WithChunkSize(8000))
 }
 
-func openDisk(t *testing.T, dir string) *cache.Store {
+func openDisk(t testing.TB, dir string) *cache.Store {
 	t.Helper()
 	s, err := cache.Open(logtest.WithT(context.Background(), t), dir, cache.Options{})
 	if err != nil {
