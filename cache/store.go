@@ -105,6 +105,14 @@ func (s *Store) get(ctx context.Context, d digest.Digest, size int64) ([]byte, e
 		return nil, fmt.Errorf("failed to stat cached chunk: %w", err)
 	}
 	if st.Size != size {
+		// Either the file or the caller's chunk list is wrong (a hostile
+		// TOC may give a shared digest another size): only a file that
+		// fails its digest is deleted, so no layer can make another lose
+		// a good chunk. Hashed as a stream: a damaged file may be huge.
+		dg := d.Algorithm().Digester()
+		if _, err := io.Copy(dg.Hash(), f); err == nil && dg.Digest() == d {
+			return nil, fmt.Errorf("cached chunk has %d bytes, the chunk list says %d: %w", st.Size, size, fs.ErrNotExist)
+		}
 		s.discard(ctx, path, &st, fmt.Sprintf("file has %d bytes, the chunk %d", st.Size, size))
 		return nil, fs.ErrNotExist
 	}

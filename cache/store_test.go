@@ -81,9 +81,14 @@ func TestPutGet(t *testing.T) {
 	if got, ok := other.Get(ctx, d, int64(len(data))); !ok || !bytes.Equal(got, data) {
 		t.Errorf("Get through another Store: ok=%v", ok)
 	}
-	// A chunk list that lies about the size gets no bytes.
+	// A chunk list that lies about the size gets no bytes, and costs the
+	// good file nothing.
+	corrupt := testutil.ToFloat64(metrics.CacheCorrupt)
 	if _, ok := other.Get(ctx, d, int64(len(data))+1); ok {
 		t.Error("Get with another size: hit")
+	}
+	if _, err := os.Stat(path); err != nil || testutil.ToFloat64(metrics.CacheCorrupt) != corrupt {
+		t.Errorf("a good file after a Get with another size: %v, counted corrupt %v", err, testutil.ToFloat64(metrics.CacheCorrupt) != corrupt)
 	}
 }
 
