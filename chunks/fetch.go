@@ -11,18 +11,20 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// fetch fetches, verifies and completes every claim of mine: chunks
+// fetch completes every claim of mine from the disk cache, or else fetches
+// and verifies it from the source, and keeps it on disk: chunks
 // adjacent in the blob share one range request up to MaxRequestSize, which
 // read-ahead may widen, and up to Parallel requests run at once. A chunk
 // that fails is fetched once more before its error is final.
 func (r *Reader) fetch(ctx context.Context, mine []claim) {
+	mine = r.fromDisk(ctx, mine)
 	var eg errgroup.Group
 	eg.SetLimit(r.opts.Parallel)
 	for _, g := range r.groups(mine) {
 		eg.Go(func() error {
 			// Extended only now, when the request is about to go out,
 			// so that it skips what other reads fetched meanwhile.
-			r.fetchWithRetry(ctx, r.readAhead(g))
+			r.fetchWithRetry(ctx, r.readAhead(ctx, g))
 			return nil // outcomes travel in the claims
 		})
 	}
@@ -72,7 +74,7 @@ func (r *Reader) fetchWithRetry(ctx context.Context, g []claim) {
 	for i, cl := range g {
 		switch {
 		case errs[i] == nil:
-			r.complete(ctx, cl, datas[i], nil)
+			r.fetched(ctx, cl, datas[i])
 		case cl.speculative:
 			if errors.Is(errs[i], ErrVerification) {
 				if badSpec == nil {
@@ -108,7 +110,7 @@ func (r *Reader) fetchWithRetry(ctx context.Context, g []claim) {
 		failed := 0
 		for i, cl := range rg {
 			if errs[i] == nil {
-				r.complete(ctx, cl, datas[i], nil)
+				r.fetched(ctx, cl, datas[i])
 				continue
 			}
 			if failed++; failed == 1 && ctx.Err() == nil {

@@ -2,6 +2,7 @@ package chunks
 
 import (
 	"cmp"
+	"context"
 	"slices"
 )
 
@@ -20,8 +21,12 @@ import (
 // ends). The decompressed size of the chunks added is bounded by a quarter
 // of the memory cache, so one window cannot flush it. Claiming under the
 // same lock as claimMissing makes concurrent readers wait for these chunks
-// rather than fetch them again.
-func (r *Reader) readAhead(g []claim) []claim {
+// rather than fetch them again. Chunks of the window found in the disk
+// cache are taken from there: one at an edge of the window shrinks the
+// request, one inside it is only not decoded again (without this, a read
+// after a restart would fetch from the registry every cached neighbour of
+// the chunk it misses).
+func (r *Reader) readAhead(ctx context.Context, g []claim) []claim {
 	l := r.opts.Layout
 	if r.opts.ReadAhead <= 0 || l == nil {
 		return g
@@ -46,6 +51,7 @@ func (r *Reader) readAhead(g []claim) []claim {
 	}
 	r.mu.Unlock()
 
+	w.spec = r.fromDisk(ctx, w.spec)
 	if len(w.spec) == 0 {
 		return g
 	}

@@ -66,6 +66,9 @@ type Options struct {
 	// dropped and fails no read. Zero means DefaultSequentialPrefetch; a
 	// negative value disables it, and so does having no memory cache.
 	SequentialPrefetch int
+	// Disk, if set, is looked up before the source, and every chunk
+	// fetched and verified from the source is put there.
+	Disk DiskCache
 	// Context bounds the Reader's background work (sequential prefetch):
 	// cancel it when the layer is no longer served. Nil means
 	// context.Background(), which nothing cancels.

@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"path/filepath"
+	"time"
+)
 
 // DefaultPath is where the snapshotter looks for its configuration.
 const DefaultPath = "/etc/lazyfs/config.toml"
@@ -38,8 +41,8 @@ var recoverPolicies = []string{RecoverFailover, RecoverRemount}
 
 // Config is the snapshotter's configuration. The toml tags are the key names.
 type Config struct {
-	// Root holds the metadata databases, the snapshots and the kept TOCs
-	// (the on-disk chunk cache of issue #11 will live there too).
+	// Root holds the metadata databases, the snapshots, the kept TOCs and,
+	// unless [cache] dir says otherwise, the on-disk chunk cache.
 	Root string `toml:"root"`
 	// Address is the unix socket of the gRPC snapshots service that
 	// containerd's proxy plugin dials (at most 107 bytes, bind(2)'s limit).
@@ -61,6 +64,7 @@ type Config struct {
 	Layers   LayersConfig   `toml:"layers"`
 	Registry RegistryConfig `toml:"registry"`
 	Shutdown ShutdownConfig `toml:"shutdown"`
+	Cache    CacheConfig    `toml:"cache"`
 }
 
 // ShutdownConfig is the [shutdown] table. On SIGINT or SIGTERM the
@@ -171,6 +175,27 @@ type RegistryConfig struct {
 	DockerConfig string `toml:"docker_config"`
 }
 
+// CacheConfig is the [cache] table: the on-disk chunk cache every worker
+// of the node shares.
+type CacheConfig struct {
+	// Size is the cache's budget: the snapshotter evicts the least recently
+	// used chunks when the cache holds more (checked every few seconds, so
+	// it may exceed it briefly by what was fetched meanwhile). Zero turns
+	// the disk cache off: chunks are then kept in memory only.
+	Size ByteSize `toml:"size"`
+	// Dir is where the cache lives; empty means <root>/cache. It must be
+	// local: workers rename files into it and the evictor relies on atimes.
+	Dir string `toml:"dir"`
+}
+
+// CacheDir returns the chunk cache's directory: Cache.Dir, else <root>/cache.
+func (c Config) CacheDir() string {
+	if c.Cache.Dir != "" {
+		return c.Cache.Dir
+	}
+	return filepath.Join(c.Root, "cache")
+}
+
 // Default returns the configuration used when no file exists, and the base
 // that a document overrides key by key.
 func Default() Config {
@@ -206,6 +231,9 @@ func Default() Config {
 		},
 		Registry: RegistryConfig{
 			ConfigPath: "/etc/containerd/certs.d",
+		},
+		Cache: CacheConfig{
+			Size: 10 * GiB,
 		},
 	}
 }

@@ -67,6 +67,16 @@ func TestParseOverlaysDefaults(t *testing.T) {
 			},
 		},
 		{
+			name: "cache table",
+			doc:  "[cache]\nsize = \"2GiB\"\ndir = \"/srv/lazyfs-cache\"\n",
+			want: func(c *config.Config) { c.Cache.Size, c.Cache.Dir = 2*config.GiB, "/srv/lazyfs-cache" },
+		},
+		{
+			name: "cache off",
+			doc:  "cache.size = 0\n",
+			want: func(c *config.Config) { c.Cache.Size = 0 },
+		},
+		{
 			name: "duration",
 			doc:  "[workers]\nready_timeout = \"1m30s\"\n",
 			want: func(c *config.Config) { c.Workers.ReadyTimeout = config.Duration(90 * time.Second) },
@@ -105,7 +115,7 @@ func TestParseProblems(t *testing.T) {
 		{
 			name: "unknown top-level key",
 			doc:  "root = \"/srv\"\nkeep_workers = true\n",
-			want: []string{"config.toml:2: keep_workers: unknown key; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown"},
+			want: []string{"config.toml:2: keep_workers: unknown key; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown, cache"},
 		},
 		{
 			name: "unknown key in a table",
@@ -124,8 +134,13 @@ func TestParseProblems(t *testing.T) {
 		},
 		{
 			name: "unknown table and the keys below it",
-			doc:  "[cache]\nsize = 1\nmore = 2\n",
-			want: []string{"config.toml:1: cache: unknown table; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown"},
+			doc:  "[prefetch]\nsize = 1\nmore = 2\n",
+			want: []string{"config.toml:1: prefetch: unknown table; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown, cache"},
+		},
+		{
+			name: "unknown key in [cache]",
+			doc:  "[cache]\nsize = \"1GiB\"\nbudget = \"1GiB\"\n",
+			want: []string{"config.toml:3: cache.budget: unknown key; the keys of [cache] are size, dir"},
 		},
 		{
 			name: "unknown sub-table",
@@ -294,6 +309,19 @@ func TestParseProblems(t *testing.T) {
 			},
 		},
 		{
+			name: "cache size negative and dir relative",
+			doc:  "[cache]\nsize = -1\ndir = \"cache\"\n",
+			want: []string{
+				"config.toml:2: cache.size: -1 is out of range: must be 0 (no disk cache) or more",
+				`config.toml:3: cache.dir: "cache" is not an absolute path`,
+			},
+		},
+		{
+			name: "cache size with an unknown unit",
+			doc:  "cache.size = \"10 gigs\"\n",
+			want: []string{`config.toml:1: cache.size: "10 gigs" has an unknown unit "gigs": want one of B, KB, MB, GB, TB, KiB, MiB, GiB, TiB`},
+		},
+		{
 			name: "debug address without a port",
 			doc:  "[debug]\naddress = \"localhost\"\n",
 			want: []string{`config.toml:2: debug.address: "localhost" is not host:port with a port from 1 to 65535 (e.g. "127.0.0.1:9100"; "" turns it off)`},
@@ -361,13 +389,13 @@ config_path = "rel"
 `,
 			want: []string{
 				"config.toml:1: root: must be a string, got an integer",
-				"config.toml:2: foo: unknown key; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown",
+				"config.toml:2: foo: unknown key; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown, cache",
 				`config.toml:4: workers.mode: "per-node" is not one of "per-image", "shared"`,
 				"config.toml:5: workers.fuse_readers: 1 is out of range: must be from 2 (a reader must stay free for the kernel's INTERRUPT) to 1024",
 				`config.toml:6: workers.ready_timeout: must be a duration string such as "10s", "500ms" or "1m30s", got an integer`,
 				`config.toml:8: layers.max_toc_size: "64 megs" has an unknown unit "megs": want one of B, KB, MB, GB, TB, KiB, MiB, GiB, TiB`,
 				"config.toml:9: layers.max_entries: 0 is out of range: must be at least 1",
-				"config.toml:10: bogus: unknown table; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown",
+				"config.toml:10: bogus: unknown table; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown, cache",
 				`config.toml:13: registry.config_path: "rel" is not an absolute path`,
 			},
 		},

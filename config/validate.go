@@ -92,6 +92,12 @@ func (c Config) Validate() error {
 	if c.Registry.DockerConfig != "" {
 		v.absPath("registry.docker_config", c.Registry.DockerConfig)
 	}
+	if c.Cache.Size < 0 {
+		v.add("cache.size", "%s is out of range: must be 0 (no disk cache) or more", c.Cache.Size)
+	}
+	if c.Cache.Dir != "" {
+		v.absPath("cache.dir", c.Cache.Dir)
+	}
 	if len(v.problems) == 0 {
 		return nil
 	}

@@ -68,3 +68,17 @@ func TestRunDirLeavesRoomForWorkerSockets(t *testing.T) {
 		t.Fatalf("Validate() = %v, want a run_dir problem about worker sockets", err)
 	}
 }
+
+// TestCacheDir guards that the cache follows root unless placed elsewhere,
+// so that --root moves it too.
+func TestCacheDir(t *testing.T) {
+	c := config.Default()
+	c.Root = "/srv/lazyfs"
+	if got, want := c.CacheDir(), "/srv/lazyfs/cache"; got != want {
+		t.Errorf("CacheDir() = %q, want %q", got, want)
+	}
+	c.Cache.Dir = "/mnt/fast/lazyfs-cache"
+	if got, want := c.CacheDir(), "/mnt/fast/lazyfs-cache"; got != want {
+		t.Errorf("CacheDir() with cache.dir = %q, want %q", got, want)
+	}
+}

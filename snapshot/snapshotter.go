@@ -42,6 +42,7 @@ type Snapshotter struct {
 	ms           metaStore
 	mountOptions []string
 	remote       RemoteLayers // nil: every layer is unpacked as usual
+	cached       CachedLayers // nil: Usage of a remote snapshot is 0
 
 	// Proofs of stored layers run in the background under ctx, which
 	// Close cancels before it waits for them (wg).
@@ -64,6 +65,7 @@ type options struct {
 	dbTimeout time.Duration
 	remote    RemoteLayers
 	proofWait time.Duration
+	cached    CachedLayers
 }
 
 // WithDBTimeout bounds how long New waits for the metadata database's file
@@ -115,7 +117,8 @@ func New(ctx context.Context, root string, opts ...Opt) (_ *Snapshotter, err err
 		return nil, fmt.Errorf("failed to open metadata store %s: %w", dbPath, err)
 	}
 
-	s := &Snapshotter{root: root, ms: ms, mountOptions: overlayOptions(), remote: o.remote, proofWait: o.proofWait}
+	s := &Snapshotter{root: root, ms: ms, mountOptions: overlayOptions(), remote: o.remote, proofWait: o.proofWait,
+		cached: o.cached}
 	s.ctx, s.stop = context.WithCancel(context.WithoutCancel(ctx))
 	s.proofs.running = map[string]*proofCall{}
 	// No call is in flight yet, so every directory the metadata does not
@@ -148,7 +151,8 @@ func (s *Snapshotter) Update(ctx context.Context, info snapshots.Info, fieldpath
 }
 
 // Usage returns the disk space a snapshot takes. Committed snapshots report
-// what was measured at commit; active ones are measured now.
+// what was measured at commit; active ones are measured now; remote ones
+// report what the chunk cache holds of their layer (see WithCachedLayers).
 func (s *Snapshotter) Usage(ctx context.Context, key string) (usage snapshots.Usage, err error) {
 	var (
 		id   string
@@ -167,7 +171,7 @@ func (s *Snapshotter) Usage(ctx context.Context, key string) (usage snapshots.Us
 		}
 		usage = snapshots.Usage(du)
 	}
-	return usage, nil
+	return s.remoteUsage(info, usage), nil
 }
 
 // Walk calls fn for every snapshot matching the filters (containerd's

@@ -10,8 +10,10 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
+	"github.com/lazyfs/lazyfs/cache"
 	"github.com/lazyfs/lazyfs/chunks"
 	"github.com/lazyfs/lazyfs/daemonapi"
 	"github.com/lazyfs/lazyfs/failover"
@@ -57,6 +59,7 @@ func newMount(w *Worker, req daemonapi.LoadLayerRequest, layer *toc.Layer, src c
 		debug.FreeOSMemory()
 	}
 
+	w.recordLayer(layer.BlobDigest, tree.Chunks())
 	opts := w.opts.Chunks
 	opts.LayerDigest = layer.BlobDigest
 	// The layer-wide layout lets a read of a small file fetch its
@@ -87,6 +90,21 @@ func newMount(w *Worker, req daemonapi.LoadLayerRequest, layer *toc.Layer, src c
 		verification: daemonapi.Unverified,
 		fd:           -1,
 	}, nil
+}
+
+// recordLayer keeps the layer's chunk list in the chunk cache (once per
+// layer). Serving works without it: only the snapshot's Usage misses it.
+func (w *Worker) recordLayer(layer digest.Digest, cs []chunks.Chunk) {
+	if w.opts.Cache == nil {
+		return
+	}
+	refs := make([]cache.ChunkRef, len(cs))
+	for i, c := range cs {
+		refs[i] = cache.ChunkRef{Digest: c.Digest, Size: c.Size}
+	}
+	if err := w.opts.Cache.PutLayer(w.ctx, layer, refs); err != nil {
+		log.G(w.ctx).WithError(err).WithField("layer_digest", layer).Warn("failed to record the layer's chunks in the cache")
+	}
 }
 
 func (m *mount) info() daemonapi.MountInfo {

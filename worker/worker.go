@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
+	"github.com/lazyfs/lazyfs/cache"
 	"github.com/lazyfs/lazyfs/chunks"
 	"github.com/lazyfs/lazyfs/daemonapi"
 	"github.com/lazyfs/lazyfs/failover"
@@ -26,12 +27,16 @@ import (
 
 // Options configure a worker; cmd/lazyfsd fills them from its flags.
 type Options struct {
-	ID           string
-	Version      string
-	Root         string // the snapshotter root: TOCs are kept in <root>/tocs
-	Resolver     *remote.Resolver
-	Limits       toc.Limits
-	Chunks       chunks.Options
+	ID       string
+	Version  string
+	Root     string // the snapshotter root: TOCs are kept in <root>/tocs
+	Resolver *remote.Resolver
+	Limits   toc.Limits
+	Chunks   chunks.Options
+	// Cache, if set, is the node's chunk cache (also Chunks.Disk): each
+	// loaded layer's chunk list is recorded there, so that the snapshotter
+	// can report the layer's cached bytes.
+	Cache        *cache.Store
 	FuseReaders  int
 	ExitWhenIdle bool          // exit once no mount is left (after IdleTimeout)
 	IdleTimeout  time.Duration // with ExitWhenIdle: how long to stay idle first; 0 exits on the last detach

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/lazyfs/lazyfs/cache"
 	"github.com/lazyfs/lazyfs/chunks"
 	"github.com/lazyfs/lazyfs/daemonapi"
 	"github.com/lazyfs/lazyfs/metrics"
@@ -48,6 +49,7 @@ func run() error {
 		hostsDir    = flag.String("hosts-dir", "/etc/containerd/certs.d", "hosts.toml directory (containerd's layout)")
 		fuseReaders = flag.Int("fuse-readers", 4, "goroutines reading each FUSE connection (at least 2)")
 		memCache    = flag.Int64("memory-cache-size", chunks.DefaultMemoryCacheSize, "bytes of decompressed chunks cached in memory")
+		cacheDir    = flag.String("cache-dir", "", "on-disk chunk cache shared with the node's other workers; empty for none")
 		readyFD     = flag.Int("ready-fd", -1, "fd to write one byte to, then close, once both sockets are bound (set by the snapshotter)")
 		standbyFD   = flag.Int("standby-fd", -1, "start as the snapshotter's standby: read the worker's identity (id and sockets, one JSON line) from this fd before serving")
 		showVersion = flag.Bool("version", false, "print the version and exit")
@@ -90,13 +92,25 @@ func run() error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
+	chunkOpts := chunks.Options{MemoryCacheSize: *memCache}
+	var disk *cache.Store
+	if *cacheDir != "" {
+		var err error
+		if disk, err = cache.Open(ctx, *cacheDir, cache.Options{}); err != nil {
+			return err
+		}
+		// Closed after the worker: what its last reads fetched is written.
+		defer disk.Close()
+		chunkOpts.Disk = disk
+	}
 	w, err := worker.New(ctx, worker.Options{
 		ID:           *id,
 		Version:      version,
 		Root:         *root,
 		Resolver:     remote.NewResolver(remote.Options{HostsDir: *hostsDir, UserAgent: "lazyfsd/" + version}),
 		Limits:       limits,
-		Chunks:       chunks.Options{MemoryCacheSize: *memCache},
+		Chunks:       chunkOpts,
+		Cache:        disk,
 		FuseReaders:  *fuseReaders,
 		ExitWhenIdle: *exitIdle,
 		IdleTimeout:  *idleTimeout,

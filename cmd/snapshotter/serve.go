@@ -33,14 +33,22 @@ func serve(ctx context.Context, cfg config.Config) error {
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
 
+	evictor, stopEvictor, err := startCacheEvictor(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer stopEvictor()
 	sup, err := newSupervisor(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	// Runs after the gRPC server has stopped: no call can mount anything.
 	defer shutdownSupervisor(ctx, sup, cfg)
-	sn, err := snapshot.New(ctx, cfg.Root, snapshot.WithRemoteLayers(sup),
-		snapshot.WithProofWait(time.Duration(cfg.Layers.ProofWait)))
+	opts := []snapshot.Opt{snapshot.WithRemoteLayers(sup), snapshot.WithProofWait(time.Duration(cfg.Layers.ProofWait))}
+	if evictor != nil {
+		opts = append(opts, snapshot.WithCachedLayers(evictor))
+	}
+	sn, err := snapshot.New(ctx, cfg.Root, opts...)
 	if err != nil {
 		return err
 	}

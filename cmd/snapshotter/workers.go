@@ -27,6 +27,21 @@ func newSupervisor(ctx context.Context, cfg config.Config) (*supervisor.Supervis
 	}
 	warnWithoutResend(ctx, cfg)
 	l := cfg.Layers
+	args := []string{
+		"--hosts-dir", cfg.Registry.ConfigPath,
+		"--fuse-readers", strconv.Itoa(cfg.Workers.FuseReaders),
+		"--memory-cache-size", strconv.FormatInt(int64(l.MemoryCacheSize), 10),
+		"--max-toc-compressed-size", strconv.FormatInt(int64(l.MaxTOCCompressedSize), 10),
+		"--max-toc-size", strconv.FormatInt(int64(l.MaxTOCSize), 10),
+		"--max-entries", strconv.Itoa(l.MaxEntries),
+		// In both modes an idle worker goes after a grace; spawn adds
+		// --exit-when-idle again for per-image, which is harmless.
+		"--exit-when-idle",
+		"--idle-timeout", time.Duration(cfg.Workers.IdleTimeout).String(),
+	}
+	if cfg.Cache.Size > 0 {
+		args = append(args, "--cache-dir", cfg.CacheDir())
+	}
 	return supervisor.New(ctx, supervisor.Options{
 		Root:         cfg.Root,
 		RunDir:       cfg.RunDir,
@@ -53,18 +68,7 @@ func newSupervisor(ctx context.Context, cfg config.Config) (*supervisor.Supervis
 		FDStore:   failover.NewFDStore(),
 		StoredFDs: failover.TakeListenFDs(),
 
-		WorkerArgs: []string{
-			"--hosts-dir", cfg.Registry.ConfigPath,
-			"--fuse-readers", strconv.Itoa(cfg.Workers.FuseReaders),
-			"--memory-cache-size", strconv.FormatInt(int64(l.MemoryCacheSize), 10),
-			"--max-toc-compressed-size", strconv.FormatInt(int64(l.MaxTOCCompressedSize), 10),
-			"--max-toc-size", strconv.FormatInt(int64(l.MaxTOCSize), 10),
-			"--max-entries", strconv.Itoa(l.MaxEntries),
-			// In both modes an idle worker goes after a grace; spawn adds
-			// --exit-when-idle again for per-image, which is harmless.
-			"--exit-when-idle",
-			"--idle-timeout", time.Duration(cfg.Workers.IdleTimeout).String(),
-		},
+		WorkerArgs: args,
 	})
 }
 

@@ -1,0 +1,80 @@
+package cache
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
+)
+
+// layersDir holds one index per layer: the chunks its files use, which is
+// what lets the snapshotter report a layer's cached bytes without parsing
+// its TOC (parsing layer metadata is the workers' job).
+const layersDir = "layers"
+
+// ChunkRef is one chunk a layer's files use.
+type ChunkRef struct {
+	Digest digest.Digest
+	Size   int64
+}
+
+// PutLayer records the chunks the files of layer use (refs may repeat a
+// chunk), once per layer: an index is immutable, like the layer. The
+// worker that loads a layer calls it; the Evictor reads it.
+func (s *Store) PutLayer(ctx context.Context, layer digest.Digest, refs []ChunkRef) error {
+	path, err := layerPath(s.dir, layer)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Lstat(path); err == nil {
+		return nil
+	}
+	var b bytes.Buffer
+	seen := make(map[digest.Digest]bool, len(refs))
+	for _, r := range refs {
+		if seen[r.Digest] || r.Digest.Validate() != nil || r.Size < 0 {
+			continue
+		}
+		seen[r.Digest] = true
+		fmt.Fprintf(&b, "%s %d\n", r.Digest, r.Size)
+	}
+	return s.writeFile(path, "layer-"+layer.Encoded(), b.Bytes())
+}
+
+func layerPath(dir string, layer digest.Digest) (string, error) {
+	if err := layer.Validate(); err != nil {
+		return "", fmt.Errorf("layer digest %q: %w: %w", layer, errdefs.ErrInvalidArgument, err)
+	}
+	return filepath.Join(dir, layersDir, layer.Algorithm().String(), layer.Encoded()), nil
+}
+
+// readLayer parses a layer index, refusing any line it did not write.
+func readLayer(path string) ([]ChunkRef, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var refs []ChunkRef
+	sc := bufio.NewScanner(f)
+	for line := 1; sc.Scan(); line++ {
+		ds, ss, ok := strings.Cut(sc.Text(), " ")
+		d, derr := digest.Parse(ds)
+		size, serr := strconv.ParseInt(ss, 10, 64)
+		if !ok || derr != nil || serr != nil || size < 0 {
+			return nil, fmt.Errorf("layer index %s:%d: malformed line: %w", path, line, errdefs.ErrDataLoss)
+		}
+		refs = append(refs, ChunkRef{Digest: d, Size: size})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("failed to read layer index %s: %w", path, err)
+	}
+	return refs, nil
+}

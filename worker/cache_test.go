@@ -1,0 +1,73 @@
+package worker_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/containerd/log/logtest"
+
+	"github.com/lazyfs/lazyfs/cache"
+	"github.com/lazyfs/lazyfs/chunks"
+	"github.com/lazyfs/lazyfs/internal/testregistry"
+	"github.com/lazyfs/lazyfs/remote"
+	"github.com/lazyfs/lazyfs/toc"
+	"github.com/lazyfs/lazyfs/worker"
+)
+
+// newCachingWorker is newWorker with the node's chunk cache under root.
+func newCachingWorker(t *testing.T, root string) (*worker.Worker, *cache.Store) {
+	t.Helper()
+	ctx := logtest.WithT(context.Background(), t)
+	disk, err := cache.Open(ctx, filepath.Join(root, "cache"), cache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := worker.New(ctx, worker.Options{
+		ID:          "test",
+		Version:     "test-version",
+		Root:        root,
+		Resolver:    remote.NewResolver(remote.Options{}),
+		Limits:      toc.DefaultLimits(),
+		Chunks:      chunks.Options{Disk: disk},
+		Cache:       disk,
+		FuseReaders: 2,
+		AttachWait:  testTimeout,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		w.Close()
+		disk.Close()
+	})
+	return w, disk
+}
+
+// TestWorkerServesFromDiskCache: what one worker read is served by its
+// successor (empty memory) from the disk cache with the registry down, and
+// the layer's cached bytes are known to the evictor.
+func TestWorkerServesFromDiskCache(t *testing.T) {
+	e := newEnv(t)
+	first, disk := newCachingWorker(t, e.root)
+	m1 := mountFuse(t)
+	load(t, first, e.request("m1", m1.dir))
+	attach(t, first, "m1", m1)
+	testregistry.CheckFiles(t, testTimeout, m1.dir, e.layer)
+	disk.Flush()
+
+	ev := cache.NewEvictor(filepath.Join(e.root, "cache"), 1<<30)
+	if _, err := ev.Pass(logtest.WithT(context.Background(), t)); err != nil {
+		t.Fatal(err)
+	}
+	if size, chunks, ok := ev.CachedBytes(e.layer.Digest); !ok || size == 0 {
+		t.Errorf("cached bytes of the layer: %d in %d chunks (known %v), want some", size, chunks, ok)
+	}
+
+	e.reg.Stop()
+	second, _ := newCachingWorker(t, e.root)
+	m2 := mountFuse(t)
+	load(t, second, e.request("m2", m2.dir))
+	attach(t, second, "m2", m2)
+	testregistry.CheckFiles(t, testTimeout, m2.dir, e.layer)
+}
