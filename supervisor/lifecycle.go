@@ -23,6 +23,7 @@ import (
 // idle, replaced) only forgets the worker. A crash hands the worker's
 // connections to a successor (takeOver), so that its readers only wait.
 func (s *Supervisor) handleExit(ctx context.Context, w *worker) {
+	s.history.exited(w) // mgmt API: last exit (status.go)
 	w.mu.Lock()
 	expected := w.stopping
 	if w.control != nil {

@@ -106,6 +106,7 @@ type Supervisor struct {
 	pending *pendingMounts
 	closing bool
 	metrics *metricsStore // workers' series, kept past their exit
+	history workerHistory // mgmt API: restarts and last exit by worker id (status.go)
 }
 
 // New opens the worker registry and re-adopts every worker of an earlier run

@@ -168,6 +168,7 @@ func (s *Supervisor) install(ctx context.Context, old, succ *worker, mounts []*m
 	s.mu.Lock()
 	s.workers[succ.id] = succ
 	s.mu.Unlock()
+	s.history.restarted(succ.id) // mgmt API: restart count (status.go)
 	if err := s.record(succ); err != nil {
 		log.G(ctx).WithError(err).Warn("failed to record the successor in the worker registry")
 	}
