@@ -162,7 +162,7 @@ func TestUnreachable(t *testing.T) {
 	l.Close()
 	for _, path := range []string{filepath.Join(dir, "missing.sock"), stale} {
 		_, err := NewClient(path).Status(context.Background())
-		if !errors.Is(err, errdefs.ErrUnavailable) || !strings.Contains(err.Error(), path) {
+		if !errors.Is(err, ErrUnreachable) || !errors.Is(err, errdefs.ErrUnavailable) || !strings.Contains(err.Error(), path) {
 			t.Errorf("%s: error %v, want unavailable naming the socket", path, err)
 		}
 	}

@@ -22,10 +22,13 @@ const (
 	maxErrorBody    = 64 << 10
 )
 
+// ErrUnreachable is returned when no snapshotter answers at the socket (it
+// is missing, or nobody listens on it): nothing was sent.
+var ErrUnreachable = fmt.Errorf("snapshotter not running or not listening: %w", errdefs.ErrUnavailable)
+
 // Client talks to the snapshotter's management API. Every error names the
 // operation and the socket and keeps the errdefs class the server gave it;
-// errdefs.ErrUnavailable means the snapshotter could not be reached (no
-// socket, or nobody listening). Calls are bounded by their ctx only.
+// ErrUnreachable means the snapshotter could not be reached. Calls are bounded by their ctx only.
 type Client struct {
 	socket string
 	hc     *http.Client
@@ -39,7 +42,7 @@ func NewClient(socketPath string) *Client {
 			var d net.Dialer
 			conn, err := d.DialContext(ctx, "unix", socketPath)
 			if err != nil && ctx.Err() == nil {
-				return nil, fmt.Errorf("%w: %w", errdefs.ErrUnavailable, err)
+				return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
 			}
 			return conn, err
 		},
