@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/containerd/log/logtest"
-
 )
 
 // shortDir returns a fresh directory whose socket paths stay well within the
