@@ -87,8 +87,8 @@ func newSnapshotterFixture(t *testing.T) snapshotterFixture {
 	dir := shortDir(t)
 	now := time.Now()
 	busyMounts := []mgmtapi.Mount{
-		{ID: "10", LayerDigest: testLayer2, ImageRef: "127.0.0.1:5000/app:v1", WorkerID: "img-busy", State: "serving", Mountpoint: "/var/lib/lazyfs/snapshots/10/fs", FUSENotifyResend: true},
-		{ID: "2", LayerDigest: testLayer1, ImageRef: "127.0.0.1:5000/app:v1", WorkerID: "img-busy", State: "serving", Mountpoint: "/var/lib/lazyfs/snapshots/2/fs", FUSENotifyResend: true},
+		{ID: "10", LayerDigest: testLayer2, ImageRef: "127.0.0.1:5000/app:v1", WorkerID: "img-busy", State: "serving", Mountpoint: "/var/lib/lazyfs/snapshots/10/fs", FUSENotifyResend: true, Verification: "forged", DiffID: testLayer1},
+		{ID: "2", LayerDigest: testLayer1, ImageRef: "127.0.0.1:5000/app:v1", WorkerID: "img-busy", State: "serving", Mountpoint: "/var/lib/lazyfs/snapshots/2/fs", FUSENotifyResend: true, Verification: "verified"},
 	}
 	f := snapshotterFixture{runDir: filepath.Join(dir, "run"), fake: &fakeSnapshotter{
 		workers: []mgmtapi.Worker{
@@ -173,7 +173,8 @@ func TestDaemonsInspect(t *testing.T) {
 		"FUSE_NOTIFY_RESEND: yes\n",
 		"Log:                /var/log/lazyfs/daemons/img-busy.log\n",
 		"MOUNT ID  STATE    LAYER DIGEST",
-		"2         serving  " + testLayer1 + "  127.0.0.1:5000/app:v1  /var/lib/lazyfs/snapshots/2/fs\n",
+		"2         serving  " + testLayer1 + "  verified                     127.0.0.1:5000/app:v1  /var/lib/lazyfs/snapshots/2/fs\n",
+		"10        serving  " + testLayer2 + "  forged:sha256:111111111111…  127.0.0.1:5000/app:v1",
 	} {
 		if !strings.Contains(stdout, w) {
 			t.Errorf("output lacks %q:\n%s", w, stdout)
@@ -213,9 +214,9 @@ func TestMountsList(t *testing.T) {
 		t.Fatalf("exit status %d: %s", code, stderr)
 	}
 	want := [][]string{
-		{"MOUNT", "ID", "WORKER", "STATE", "LAYER", "DIGEST", "IMAGE", "REF", "MOUNTPOINT"},
-		{"2", "img-busy", "serving", testLayer1, "127.0.0.1:5000/app:v1", "/var/lib/lazyfs/snapshots/2/fs"},
-		{"10", "img-busy", "serving", testLayer2, "127.0.0.1:5000/app:v1", "/var/lib/lazyfs/snapshots/10/fs"},
+		{"MOUNT", "ID", "WORKER", "STATE", "LAYER", "DIGEST", "IDENTITY", "IMAGE", "REF", "MOUNTPOINT"},
+		{"2", "img-busy", "serving", testLayer1, "verified", "127.0.0.1:5000/app:v1", "/var/lib/lazyfs/snapshots/2/fs"},
+		{"10", "img-busy", "serving", testLayer2, "forged:sha256:111111111111…", "127.0.0.1:5000/app:v1", "/var/lib/lazyfs/snapshots/10/fs"},
 	}
 	if got := tableRows(stdout); !slices.EqualFunc(got, want, slices.Equal) {
 		t.Errorf("table:\n%s\nwant rows %q", stdout, want)

@@ -73,16 +73,16 @@ func writeWorkerDetail(w io.Writer, wk mgmtapi.Worker, now time.Time) error {
 // withWorker (a list across workers).
 func writeMountTable(w io.Writer, ms []mgmtapi.Mount, withWorker bool) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	header := "MOUNT ID\tSTATE\tLAYER DIGEST\tIMAGE REF\tMOUNTPOINT"
+	header := "MOUNT ID\tSTATE\tLAYER DIGEST\tIDENTITY\tIMAGE REF\tMOUNTPOINT"
 	if withWorker {
-		header = "MOUNT ID\tWORKER\tSTATE\tLAYER DIGEST\tIMAGE REF\tMOUNTPOINT"
+		header = "MOUNT ID\tWORKER\tSTATE\tLAYER DIGEST\tIDENTITY\tIMAGE REF\tMOUNTPOINT"
 	}
 	fmt.Fprintln(tw, header)
 	for _, m := range ms {
 		if withWorker {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.WorkerID, m.State, m.LayerDigest, m.ImageRef, m.Mountpoint)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.WorkerID, m.State, m.LayerDigest, formatVerification(m), m.ImageRef, m.Mountpoint)
 		} else {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.ID, m.State, m.LayerDigest, m.ImageRef, m.Mountpoint)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.State, m.LayerDigest, formatVerification(m), m.ImageRef, m.Mountpoint)
 		}
 	}
 	return tw.Flush()
@@ -126,6 +126,20 @@ func writeStatus(w io.Writer, st mgmtapi.Status) error {
 		fmt.Fprintf(w, "problem: %s\n", p)
 	}
 	return nil
+}
+
+// formatVerification says whether the blob a mount serves was proven to
+// have the DiffID its chain ID implies: "unverified", "verified", or
+// "forged:<the DiffID it really has>"; "-" when not reported.
+func formatVerification(m mgmtapi.Mount) string {
+	switch {
+	case m.Verification == "":
+		return "-"
+	case m.DiffID != "" && m.Verification == "forged":
+		return m.Verification + ":" + shortDigest(digest.Digest(m.DiffID))
+	default:
+		return m.Verification
+	}
 }
 
 func formatRSS(n int64) string {

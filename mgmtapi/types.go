@@ -48,6 +48,11 @@ type Mount struct {
 	State            string `json:"state"` // serving, unheld
 	Mountpoint       string `json:"mountpoint"`
 	FUSENotifyResend bool   `json:"fuse_notify_resend"`
+	// Verification says whether the blob was proven to have the DiffID
+	// its chain ID implies: unverified, verified or forged (then DiffID
+	// is the one it really has).
+	Verification string `json:"verification"`
+	DiffID       string `json:"diff_id,omitempty"`
 }
 
 // Status is the snapshotter's own state.

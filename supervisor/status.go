@@ -19,6 +19,7 @@ import (
 
 	"github.com/containerd/errdefs"
 
+	"github.com/lazyfs/lazyfs/daemonapi"
 	"github.com/lazyfs/lazyfs/labels"
 )
 
@@ -82,6 +83,11 @@ type MountStatus struct {
 	// Resend tells whether the kernel offered FUSE_NOTIFY_RESEND in this
 	// connection's INIT.
 	Resend bool
+	// Verification is the snapshotter's verdict on the layer's identity
+	// (daemonapi.Verified or Forged; Unverified while none), and DiffID
+	// the DiffID the blob was found to have.
+	Verification string
+	DiffID       string
 }
 
 // ExitStatus is how a process of a worker id ended.
@@ -207,14 +213,19 @@ func (s *Supervisor) status(w *worker) WorkerStatus {
 		st.RSSBytes, _ = processRSS(w.pid)
 	}
 	for _, m := range mounts {
-		st.Mounts = append(st.Mounts, mountStatus(w.id, m))
+		st.Mounts = append(st.Mounts, mountStatus(w, m))
 	}
 	slices.SortFunc(st.Mounts, func(a, b MountStatus) int { return strings.Compare(a.ID, b.ID) })
 	return st
 }
 
-func mountStatus(workerID string, m *mountState) MountStatus {
-	ms := MountStatus{ID: m.id, WorkerID: workerID, Mountpoint: m.mountpoint, State: MountUnheld}
+func mountStatus(w *worker, m *mountState) MountStatus {
+	ms := MountStatus{ID: m.id, WorkerID: w.id, Mountpoint: m.mountpoint, State: MountUnheld, Verification: string(daemonapi.Unverified)}
+	w.mu.Lock()
+	if v := m.verdict; v != nil {
+		ms.Verification, ms.DiffID = string(v.State), v.DiffID
+	}
+	w.mu.Unlock()
 	// The labels were parsed when the layer was mounted; a parse error
 	// here only leaves the fields empty.
 	if layer, err := labels.ParseLayer(m.labels); err == nil {

@@ -144,5 +144,7 @@ func wireMount(m supervisor.MountStatus) mgmtapi.Mount {
 		State:            m.State,
 		Mountpoint:       m.Mountpoint,
 		FUSENotifyResend: m.Resend,
+		Verification:     m.Verification,
+		DiffID:           m.DiffID,
 	}
 }
