@@ -49,11 +49,12 @@ func Listen(ctx context.Context, path string, h http.Handler) (*Server, error) {
 		srv: &http.Server{
 			Handler:     h,
 			BaseContext: func(net.Listener) context.Context { return base },
-			// Requests are small; a client that connects and stalls
-			// must not hold a connection. No write timeout: a
-			// followed log streams for as long as it is read.
+			// A client that connects and stalls must not hold a
+			// connection: requests have no body, so the header
+			// timeout bounds them. No ReadTimeout: once it passes,
+			// net/http cancels the request's ctx, which would cut a
+			// followed log after that long; no write timeout either.
 			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       30 * time.Second,
 			IdleTimeout:       time.Minute,
 		},
 	}
