@@ -99,7 +99,7 @@ func newSnapshotterFixture(t *testing.T) snapshotterFixture {
 		},
 		status: mgmtapi.Status{Version: "v9", Health: "degraded", Problems: []string{"1 mounts lack FUSE_NOTIFY_RESEND"}, Mode: "per-image",
 			Workers: 2, WorkersByState: map[string]int{"serving": 1, "ready": 1}, Mounts: 2,
-			Kernel: mgmtapi.Kernel{Release: "6.18.0-1-amd64", FUSENotifyResend: true, MountsWithoutResend: 1}},
+			Kernel: mgmtapi.Kernel{Release: "6.18.0-1-amd64", FUSENotifyResend: true, MountsWithoutResend: 1, FUSEProtocols: []string{"7.41"}}},
 		logDir: filepath.Join(dir, "log"),
 	}}
 	ctx := logtest.WithT(context.Background(), t)
@@ -241,6 +241,7 @@ func TestStatus(t *testing.T) {
 		"Kernel:                6.18.0-1-amd64\n",
 		"FUSE_NOTIFY_RESEND:    yes\n",
 		"Mounts without RESEND: 1\n",
+		"FUSE protocol:         7.41\n",
 		"problem: 1 mounts lack FUSE_NOTIFY_RESEND\n",
 	} {
 		if !strings.Contains(stdout, w) {

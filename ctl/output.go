@@ -116,6 +116,7 @@ func writeStatus(w io.Writer, st mgmtapi.Status) error {
 		{"Kernel", st.Kernel.Release},
 		{"FUSE_NOTIFY_RESEND", resend},
 		{"Mounts without RESEND", strconv.Itoa(st.Kernel.MountsWithoutResend)},
+		{"FUSE protocol", formatList(st.Kernel.FUSEProtocols)},
 	} {
 		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
 	}
@@ -140,6 +141,13 @@ func formatVerification(m mgmtapi.Mount) string {
 	default:
 		return m.Verification
 	}
+}
+
+func formatList(l []string) string {
+	if len(l) == 0 {
+		return "-"
+	}
+	return strings.Join(l, ", ")
 }
 
 func formatRSS(n int64) string {

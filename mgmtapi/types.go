@@ -48,6 +48,9 @@ type Mount struct {
 	State            string `json:"state"` // serving, unheld
 	Mountpoint       string `json:"mountpoint"`
 	FUSENotifyResend bool   `json:"fuse_notify_resend"`
+	// FUSEProtocol is the protocol version the kernel offered in the
+	// mount's INIT ("7.41").
+	FUSEProtocol string `json:"fuse_protocol,omitempty"`
 	// Verification says whether the blob was proven to have the DiffID
 	// its chain ID implies: unverified, verified or forged (then DiffID
 	// is the one it really has).
@@ -74,9 +77,13 @@ type Kernel struct {
 	// FUSENotifyResend is what the release promises (Linux 6.9 and
 	// later); the mounts' own INIT flags are the authority once a layer
 	// is mounted: MountsWithoutResend counts those that lack it.
-	FUSENotifyResend    bool   `json:"fuse_notify_resend"`
-	MountsWithoutResend int    `json:"mounts_without_resend"`
-	Error               string `json:"error,omitempty"`
+	FUSENotifyResend    bool `json:"fuse_notify_resend"`
+	MountsWithoutResend int  `json:"mounts_without_resend"`
+	// FUSEProtocols are the FUSE protocol versions the kernel offered in
+	// the mounts' INIT (one, unless the kernel changed under a mount
+	// kept across a snapshotter restart).
+	FUSEProtocols []string `json:"fuse_protocols,omitempty"`
+	Error         string   `json:"error,omitempty"`
 }
 
 // Restart is the answer to a restart: the worker was replaced.

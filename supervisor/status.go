@@ -88,6 +88,9 @@ type MountStatus struct {
 	// the DiffID the blob was found to have.
 	Verification string
 	DiffID       string
+	// Protocol is the FUSE protocol version the kernel offered in this
+	// connection's INIT ("7.41"); empty when its INIT is not known.
+	Protocol string
 }
 
 // ExitStatus is how a process of a worker id ended.
@@ -236,7 +239,11 @@ func mountStatus(w *worker, m *mountState) MountStatus {
 		if m.conn.CanTakeOver() {
 			ms.State = MountServing
 		}
-		ms.Resend = m.conn.Init().SupportsResend()
+		init := m.conn.Init()
+		ms.Resend = init.SupportsResend()
+		if major, minor, err := init.KernelProtocol(); err == nil {
+			ms.Protocol = fmt.Sprintf("%d.%d", major, minor)
+		}
 	}
 	return ms
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -96,6 +97,9 @@ func (b mgmtBackend) Status(context.Context) (mgmtapi.Status, error) {
 			if !m.Resend {
 				st.Kernel.MountsWithoutResend++
 			}
+			if m.Protocol != "" && !slices.Contains(st.Kernel.FUSEProtocols, m.Protocol) {
+				st.Kernel.FUSEProtocols = append(st.Kernel.FUSEProtocols, m.Protocol)
+			}
 			if m.State != supervisor.MountServing {
 				st.Problems = append(st.Problems, fmt.Sprintf("mount %s of worker %s has no held connection: a death of its worker breaks its readers", m.ID, w.ID))
 			}
@@ -144,6 +148,7 @@ func wireMount(m supervisor.MountStatus) mgmtapi.Mount {
 		State:            m.State,
 		Mountpoint:       m.Mountpoint,
 		FUSENotifyResend: m.Resend,
+		FUSEProtocol:     m.Protocol,
 		Verification:     m.Verification,
 		DiffID:           m.DiffID,
 	}

@@ -110,8 +110,8 @@ func TestSnapshotterctlDaemons(t *testing.T) {
 	if out := s.ctlOK(t, "status", "-o", "json"); json.Unmarshal([]byte(out), &st) != nil {
 		t.Fatalf("status -o json:\n%s", out)
 	}
-	if st.Workers != 1 || st.WorkersByState["serving"] != 1 || st.Mounts != len(img.layers) || st.Kernel.Release == "" || st.Health == "" {
-		t.Errorf("status: %+v; want 1 serving worker, %d mounts, the kernel release", st, len(img.layers))
+	if st.Workers != 1 || st.WorkersByState["serving"] != 1 || st.Mounts != len(img.layers) || st.Kernel.Release == "" || st.Health == "" || len(st.Kernel.FUSEProtocols) != 1 {
+		t.Errorf("status: %+v; want 1 serving worker, %d mounts, the kernel release and FUSE protocol", st, len(img.layers))
 	}
 
 	// A planned restart under a reader.
