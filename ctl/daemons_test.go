@@ -95,7 +95,8 @@ func newSnapshotterFixture(t *testing.T) snapshotterFixture {
 			{ID: "img-busy", PID: 4242, Mode: "per-image", State: "serving", StartTime: now.Add(-90*time.Minute - 10*time.Second),
 				Restarts: 2, LastExit: &mgmtapi.Exit{PID: 4000, Time: now.Add(-2 * time.Minute), Cause: "killed", Detail: "killed by SIGKILL"},
 				RSSBytes: 12 << 20, LogFile: "/var/log/lazyfs/daemons/img-busy.log", FUSENotifyResend: true, Mounts: busyMounts},
-			{ID: "img-idle", PID: 77, Mode: "per-image", State: "ready", StartTime: now.Add(-5 * time.Second), LogFile: "/var/log/lazyfs/daemons/img-idle.log", Mounts: []mgmtapi.Mount{}},
+			{ID: "img-idle", PID: 77, Mode: "per-image", State: "ready", StartTime: now.Add(-5 * time.Second),
+				LastExit: &mgmtapi.Exit{PID: 76, Time: now.Add(-time.Hour), Cause: "killed", Expected: true}, LogFile: "/var/log/lazyfs/daemons/img-idle.log", Mounts: []mgmtapi.Mount{}},
 		},
 		status: mgmtapi.Status{Version: "v9", Health: "degraded", Problems: []string{"1 mounts lack FUSE_NOTIFY_RESEND"}, Mode: "per-image",
 			Workers: 2, WorkersByState: map[string]int{"serving": 1, "ready": 1}, Mounts: 2,
@@ -134,7 +135,7 @@ func TestDaemonsList(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("wide: exit status %d: %s", code, stderr)
 	}
-	for _, w := range []string{"MODE       RSS       RESEND  LAST EXIT", "per-image  12.0 MiB  yes     killed (pid 4000, 2m0s ago)", "per-image  -         -       -"} {
+	for _, w := range []string{"MODE       RSS       RESEND  LAST EXIT", "per-image  12.0 MiB  yes     killed (pid 4000, 2m0s ago)", "per-image  -         -       stopped:killed (pid 76, 1h0m ago)"} {
 		if !strings.Contains(stdout, w) {
 			t.Errorf("wide table lacks %q:\n%s", w, stdout)
 		}

@@ -175,7 +175,11 @@ func formatExit(e *mgmtapi.Exit, now time.Time) string {
 	if e == nil {
 		return "-"
 	}
-	return fmt.Sprintf("%s (pid %d, %s ago)", e.Cause, e.PID, formatUptime(e.Time, now))
+	cause := e.Cause
+	if e.Expected {
+		cause = "stopped:" + cause // by the snapshotter: not a crash
+	}
+	return fmt.Sprintf("%s (pid %d, %s ago)", cause, e.PID, formatUptime(e.Time, now))
 }
 
 // sortMounts orders mounts by id: numeric ids (the snapshot ids the

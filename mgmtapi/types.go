@@ -37,6 +37,9 @@ type Exit struct {
 	Time   time.Time `json:"time"`
 	Cause  string    `json:"cause"` // killed, signal, exit, unknown
 	Detail string    `json:"detail"`
+	// Expected: the snapshotter stopped it (shutdown, idle, or a planned
+	// restart, which kills the old process); not a crash.
+	Expected bool `json:"expected"`
 }
 
 // Mount is one lazily loaded layer's FUSE mount.

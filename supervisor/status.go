@@ -99,6 +99,9 @@ type ExitStatus struct {
 	Time   time.Time
 	Cause  string // as in lazyfs_failovers_total: killed, signal, exit, unknown
 	Detail string
+	// Expected: the supervisor stopped it (shutdown, idle, or replaced by
+	// a planned restart, which kills the old process); not a crash.
+	Expected bool
 }
 
 // workerHistory is what outlives one process of a worker id: restarts and
@@ -128,9 +131,12 @@ func (h *workerHistory) entry(id string) *historyEntry {
 // exited records that w's process is gone (called from handleExit).
 func (h *workerHistory) exited(w *worker) {
 	cause, detail := exitCause(w.waitErr)
+	w.mu.Lock()
+	expected := w.stopping
+	w.mu.Unlock()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.entry(w.id).lastExit = &ExitStatus{PID: w.pid, Time: time.Now(), Cause: cause, Detail: detail}
+	h.entry(w.id).lastExit = &ExitStatus{PID: w.pid, Time: time.Now(), Cause: cause, Detail: detail, Expected: expected}
 }
 
 // restarted records that a successor took id over (called from install).

@@ -49,8 +49,12 @@ func TestWorkerHistory(t *testing.T) {
 	h.restarted("w")
 	h.restarted("w")
 	n, e := h.get("w")
-	if n != 2 || e == nil || e.PID != 42 || e.Cause != "unknown" || e.Time.IsZero() {
+	if n != 2 || e == nil || e.PID != 42 || e.Cause != "unknown" || e.Expected || e.Time.IsZero() {
 		t.Errorf("history: %d restarts, last exit %+v; want 2 and pid 42", n, e)
+	}
+	h.exited(&worker{id: "w", pid: 43, stopping: true})
+	if _, e := h.get("w"); e.PID != 43 || !e.Expected {
+		t.Errorf("last exit %+v; want pid 43, expected", e)
 	}
 	if n, _ := h.get("other"); n != 0 {
 		t.Errorf("another id has %d restarts", n)

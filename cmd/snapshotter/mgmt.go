@@ -131,7 +131,7 @@ func wireWorker(w supervisor.WorkerStatus) mgmtapi.Worker {
 		Mounts:           []mgmtapi.Mount{},
 	}
 	if e := w.LastExit; e != nil {
-		out.LastExit = &mgmtapi.Exit{PID: e.PID, Time: e.Time, Cause: e.Cause, Detail: e.Detail}
+		out.LastExit = &mgmtapi.Exit{PID: e.PID, Time: e.Time, Cause: e.Cause, Detail: e.Detail, Expected: e.Expected}
 	}
 	for _, m := range w.Mounts {
 		out.Mounts = append(out.Mounts, wireMount(m))

@@ -131,10 +131,16 @@ func TestSnapshotterctlDaemons(t *testing.T) {
 	if running(oldPID) {
 		t.Errorf("old worker %d still runs after daemons restart returned", oldPID)
 	}
-	w = s.ctlWorkers(t)[0]
-	if w.PID != newPID || w.Restarts != 1 || w.State != "serving" || len(w.Mounts) != len(img.layers) {
-		t.Errorf("after the restart daemons list shows %+v; want pid %d, 1 restart, serving %d mounts", w, newPID, len(img.layers))
-	}
+	// The old process's exit is recorded by its watcher, a moment after
+	// the restart returned.
+	waitFor(t, 10*time.Second, "daemons list shows the restart", func() (bool, string) {
+		w = s.ctlWorkers(t)[0]
+		e := w.LastExit
+		ok := w.PID == newPID && w.Restarts == 1 && w.State == "serving" && len(w.Mounts) == len(img.layers) &&
+			e != nil && e.PID == oldPID && e.Expected
+		return ok, fmt.Sprintf("%+v, last exit %+v; want pid %d, 1 restart, serving %d mounts, last exit of pid %d expected", w, e, newPID, len(img.layers), oldPID)
+	})
+	t.Logf("after the restart:\n%s\n%s", s.ctlOK(t, "daemons", "list", "-o", "wide"), s.ctlOK(t, "status"))
 	waitFor(t, time.Minute, "reader reads the whole file", func() (bool, string) {
 		ok, fail, end := r.state(t)
 		if fail != "" {
