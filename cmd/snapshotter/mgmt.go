@@ -78,18 +78,27 @@ func (b mgmtBackend) LogPath(_ context.Context, id string) (string, error) {
 }
 
 func (b mgmtBackend) Status(context.Context) (mgmtapi.Status, error) {
+	release, resend, err := failover.KernelRelease()
+	kernel := mgmtapi.Kernel{Release: release, FUSENotifyResend: resend}
+	if err != nil {
+		kernel.Error = err.Error()
+	}
+	return statusOf(string(b.sup.Mode()), kernel, b.sup.WorkerList()), nil
+}
+
+// statusOf sums the workers up. Health is "degraded" when a reader could
+// get an error or hang if a worker died now: a mount without a held
+// connection, a worker gone without a successor, a mount whose kernel
+// cannot resend.
+func statusOf(mode string, kernel mgmtapi.Kernel, workers []supervisor.WorkerStatus) mgmtapi.Status {
 	st := mgmtapi.Status{
 		Version:        version,
 		Health:         "ok",
-		Mode:           string(b.sup.Mode()),
+		Mode:           mode,
 		WorkersByState: map[string]int{},
+		Kernel:         kernel,
 	}
-	release, resend, err := failover.KernelRelease()
-	st.Kernel = mgmtapi.Kernel{Release: release, FUSENotifyResend: resend}
-	if err != nil {
-		st.Kernel.Error = err.Error()
-	}
-	for _, w := range b.sup.WorkerList() {
+	for _, w := range workers {
 		st.Workers++
 		st.WorkersByState[w.State]++
 		for _, m := range w.Mounts {
@@ -114,7 +123,7 @@ func (b mgmtBackend) Status(context.Context) (mgmtapi.Status, error) {
 	if len(st.Problems) > 0 {
 		st.Health = "degraded"
 	}
-	return st, nil
+	return st
 }
 
 func wireWorker(w supervisor.WorkerStatus) mgmtapi.Worker {
