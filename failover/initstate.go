@@ -67,6 +67,16 @@ func (s InitState) KernelFlags() (uint64, error) {
 	return flags, nil
 }
 
+// KernelProtocol returns the FUSE protocol version the kernel offered in
+// INIT (fuse_init_in.major and .minor), e.g. 7.41: what an operator
+// compares with the kernel's changelog when a feature is missing.
+func (s InitState) KernelProtocol() (major, minor uint32, err error) {
+	if err := s.Check(); err != nil {
+		return 0, 0, err
+	}
+	return binary.NativeEndian.Uint32(s.Request[inHeaderSize:]), binary.NativeEndian.Uint32(s.Request[inHeaderSize+4:]), nil
+}
+
 // SupportsResend reports whether the kernel offered FUSE_NOTIFY_RESEND
 // (Linux 6.9 and later). Without it, requests a dead server read but did not
 // answer are never answered: their callers hang until the kernel's request

@@ -66,6 +66,19 @@ func TestInitStateFlags(t *testing.T) {
 	}
 }
 
+func TestInitStateKernelProtocol(t *testing.T) {
+	req := initRequest(capInitExt)
+	binary.NativeEndian.PutUint32(req[inHeaderSize:], 7)
+	binary.NativeEndian.PutUint32(req[inHeaderSize+4:], 41)
+	major, minor, err := InitState{Request: req}.KernelProtocol()
+	if err != nil || major != 7 || minor != 41 {
+		t.Errorf("KernelProtocol = %d.%d, %v; want 7.41", major, minor, err)
+	}
+	if _, _, err := (InitState{}).KernelProtocol(); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("KernelProtocol of no request: %v, want InvalidArgument", err)
+	}
+}
+
 func TestReleaseHasResend(t *testing.T) {
 	for release, want := range map[string]bool{
 		"6.18.0-1-amd64": true, "6.9.0": true, "6.10.3-arch1": true, "7.0.1": true,

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/core/remotes/docker"
-	"github.com/containerd/containerd/v2/core/remotes/docker/config"
 	"github.com/containerd/containerd/v2/pkg/reference"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
@@ -82,17 +81,7 @@ func (r *Resolver) registryHosts(ctx context.Context, name string) ([]docker.Reg
 		return e.hosts, nil
 	}
 
-	opts := config.HostOptions{Credentials: r.opts.Credentials}
-	if r.opts.HostsDir != "" {
-		opts.HostDir = config.HostDirFromRoot(r.opts.HostsDir)
-	}
-	if local, _ := docker.MatchLocalhost(name); local {
-		// Like ctr --plain-http: a local test registry speaks http, and
-		// containerd's default (https first, then http) would cost a failed
-		// TLS handshake before the first request of every new client.
-		opts.DefaultScheme = "http"
-	}
-	all, err := config.ConfigureHosts(ctx, opts)(name)
+	all, err := ConfigureHosts(ctx, HostsOptions{HostsDir: r.opts.HostsDir, Credentials: r.opts.Credentials})(name)
 	if err != nil {
 		return nil, fmt.Errorf("failed to configure hosts of registry %s: %w", name, err)
 	}

@@ -24,6 +24,7 @@ import (
 // idle, replaced) only forgets the worker. A crash hands the worker's
 // connections to a successor (takeOver), so that its readers only wait.
 func (s *Supervisor) handleExit(ctx context.Context, w *worker) {
+	s.history.exited(w) // mgmt API: last exit (status.go)
 	w.mu.Lock()
 	expected := w.stopping
 	if w.control != nil {
@@ -59,7 +60,6 @@ func (s *Supervisor) handleExit(ctx context.Context, w *worker) {
 	}
 	w.mu.Unlock()
 	metrics.WorkerExits.WithLabelValues(cause).Inc()
-	s.noteExit(w.id, cause, detail, !closing && s.opts.RecoverPolicy == Failover)
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("pid", w.pid).WithField("cause", detail).WithField("mounts", len(mounts)))
 	if closing {
 		log.G(ctx).Error("worker died while the snapshotter stops; its mounts are detached")

@@ -120,7 +120,6 @@ type Supervisor struct {
 	workers map[string]*worker
 	logs    map[string]*lumberjack.Logger // by worker id, kept across restarts
 	quick   map[string]int                // quick deaths in a row, by worker id
-	history map[string]*history           // by worker id, across its processes
 	pending *pendingMounts
 	closing bool
 	metrics *metricsStore // workers' series, kept past their exit
@@ -128,7 +127,8 @@ type Supervisor struct {
 	// successor (or new worker) skips exec and runtime start-up.
 	standby     *process
 	refilling   bool
-	standbyDied time.Time // when a standby last exited unused
+	standbyDied time.Time     // when a standby last exited unused
+	history     workerHistory // mgmt API: restarts and last exit by worker id (status.go)
 }
 
 // New opens the worker registry and re-adopts every worker of an earlier run
@@ -181,7 +181,6 @@ func New(ctx context.Context, opts Options) (*Supervisor, error) {
 		workers: map[string]*worker{},
 		logs:    map[string]*lumberjack.Logger{},
 		quick:   map[string]int{},
-		history: map[string]*history{},
 		pending: newPendingMounts(),
 		metrics: newMetricsStore(),
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -184,6 +183,7 @@ func (s *Supervisor) install(ctx context.Context, old, succ *worker, mounts []*m
 	s.mu.Lock()
 	s.workers[succ.id] = succ
 	s.mu.Unlock()
+	s.history.restarted(succ.id) // mgmt API: restart count (status.go)
 	if err := s.record(succ); err != nil {
 		log.G(ctx).WithError(err).Warn("failed to record the successor in the worker registry")
 	}
@@ -207,7 +207,7 @@ func (s *Supervisor) install(ctx context.Context, old, succ *worker, mounts []*m
 func (s *Supervisor) giveUp(ctx context.Context, dead *worker, mounts []*mountState, cause error) {
 	log.G(ctx).WithError(cause).WithField("mounts", len(mounts)).Error("failover given up: the worker's mounts are failed and their readers get errors; restart the snapshotter or the worker to mount them again")
 	metrics.FailoversGivenUp.WithLabelValues(dead.id).Inc()
-	s.noteFailed(dead.id)
+	s.history.gaveUp(dead.id)
 	s.mu.Lock()
 	if s.workers[dead.id] == dead {
 		s.mu.Unlock()
@@ -336,7 +336,6 @@ func (s *Supervisor) Replace(ctx context.Context, id string) (int, error) {
 		}
 	}
 	metrics.Failovers.WithLabelValues(id, "planned").Inc()
-	s.noteExit(id, "planned", "replaced by pid "+strconv.Itoa(succ.pid), true)
 	metrics.FailoverDuration.Observe(time.Since(start).Seconds())
 	log.G(ctx).WithField("old_pid", old.pid).WithField("successor_pid", succ.pid).WithField("mounts", len(mounts)).WithField("duration", time.Since(start)).Info("worker replaced")
 	if err := errors.Join(errs...); err != nil {

@@ -192,7 +192,7 @@ func TestKilledWorkerIsTakenOver(t *testing.T) {
 				t.Errorf("worker %s still has pid %d", id, pid)
 			}
 			wantCause := map[syscall.Signal]string{syscall.SIGKILL: "killed", syscall.SIGQUIT: "exit"}[sig]
-			if st := s.stateOf(t, id); st.State != StateServing || st.PID != pid || st.Restarts != 1 || st.LastExitCause != wantCause || st.Mounts != 1 {
+			if st := s.stateOf(t, id); st.State != StateServing || st.PID != pid || st.Restarts != 1 || st.LastExit == nil || st.LastExit.Cause != wantCause || st.LastExit.Expected || len(st.Mounts) != 1 {
 				t.Errorf("state of %s after the takeover: %+v; want serving pid %d, 1 restart, last exit %q, 1 mount", id, st, pid, wantCause)
 			}
 			testregistry.CheckFiles(t, testTimeout, mp, e.layers[0])
@@ -311,8 +311,8 @@ func TestCrashLoopGivesUp(t *testing.T) {
 		}
 	}
 	eventually(t, "mount given up and detached", func() bool { return !mounted(t, mp) })
-	if st := s.stateOf(t, id); st.State != StateFailed || st.Restarts != 2 {
-		t.Errorf("state of a given-up worker: %+v, want failed after 2 restarts", st)
+	if st := s.stateOf(t, id); st.State != StateFailed || st.Restarts != 1 || st.LastExit == nil {
+		t.Errorf("state of a given-up worker: %+v, want failed after 1 restart, with its last exit", st)
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, testTimeout)
 	defer cancel()
@@ -457,14 +457,14 @@ func TestFDStoreKeepsConnectionsWhenSnapshotterAndWorkerDie(t *testing.T) {
 	}
 }
 
-// stateOf returns worker id's entry of WorkerStates.
-func (s *testSupervisor) stateOf(t *testing.T, id string) WorkerState {
+// stateOf returns worker id's status.
+func (s *testSupervisor) stateOf(t *testing.T, id string) WorkerStatus {
 	t.Helper()
-	for _, st := range s.WorkerStates() {
+	for _, st := range s.WorkerList() {
 		if st.ID == id {
 			return st
 		}
 	}
-	t.Fatalf("no state for worker %s in %+v", id, s.WorkerStates())
-	return WorkerState{}
+	t.Fatalf("no status for worker %s in %+v", id, s.WorkerList())
+	return WorkerStatus{}
 }

@@ -75,6 +75,14 @@ func serve(ctx context.Context, cfg config.Config) error {
 	}
 	defer stopDebug()
 
+	// mgmt API (snapshotterctl); closed before the supervisor (defers run in reverse).
+	mgmt, err := startMgmtServer(ctx, cfg.RunDir, sup)
+	if err != nil {
+		l.Close()
+		return err
+	}
+	defer mgmt.Close(ctx)
+
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(l) }()
 
@@ -91,6 +99,10 @@ func serve(ctx context.Context, cfg config.Config) error {
 	}
 	stopWatch()
 	notify(ctx, daemon.SdNotifyStopping+"\nSTATUS=stopping: unmounting the layers no container uses")
+	// mgmt API first: no restart may begin while the snapshotter stops.
+	if err := mgmt.Close(ctx); err != nil {
+		log.G(ctx).WithError(err).Warn("failed to stop the management api cleanly")
+	}
 	go func() {
 		sig := <-signals
 		log.G(ctx).WithField("signal", sig.String()).Warn("second signal: exiting without a clean shutdown")

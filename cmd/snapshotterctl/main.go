@@ -1,13 +1,12 @@
-// Command snapshotterctl is the operator's CLI for lazyfs: it lists and
-// inspects the lazyfsd workers, shows their logs, pulls images through
-// containerd with the lazyfs snapshotter (so that layers are mounted lazily
-// even on containerd 1.6) and converts images to eStargz.
+// Command snapshotterctl is the operator's CLI for lazyfs: it lists,
+// inspects and restarts the lazyfsd workers and reads their logs through the
+// snapshotter's management API, and pulls and converts images through
+// containerd. The commands live in package ctl.
 //
-// Usage: snapshotterctl [global flags] COMMAND [flags] [args]; run
-// `snapshotterctl --help` for the commands. Exit status: 0 on success, 1 on
-// an error, 2 on a usage error.
+// Exit status: 0 on success, 1 on an error, 2 on a usage error, 3 when the
+// snapshotter's management API cannot be reached.
 //
-// main only wires: signals in, the command tree (cli.go) out.
+// main only wires: signals in, the command tree out.
 package main
 
 import (
@@ -15,6 +14,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/lazyfs/lazyfs/ctl"
 )
 
 // version is set at build time (-ldflags "-X main.version=...").
@@ -28,7 +29,8 @@ func main() {
 		<-ctx.Done()
 		stop()
 	}()
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	ctl.Version = version
+	code := ctl.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }

@@ -1,12 +1,14 @@
-package main
+package ctl
 
 import (
 	"errors"
 	"flag"
 	"io/fs"
+	"path/filepath"
 	"slices"
 
 	"github.com/lazyfs/lazyfs/config"
+	"github.com/lazyfs/lazyfs/mgmtapi"
 )
 
 // Defaults of the global flags that do not come from the lazyfs config.
@@ -20,7 +22,7 @@ const (
 type globals struct {
 	configPath  string
 	runDir      string // overrides the config's run_dir when set
-	logDir      string // overrides the config's log_dir when set
+	socket      string // the management API's socket; overrides <run_dir>/api.sock
 	address     string
 	namespace   string
 	snapshotter string
@@ -30,7 +32,7 @@ type globals struct {
 	cfgErr error
 }
 
-var globalFlagNames = []string{"config", "run-dir", "log-dir", "address", "namespace", "snapshotter", "debug"}
+var globalFlagNames = []string{"config", "run-dir", "socket", "address", "namespace", "snapshotter", "debug"}
 
 func isGlobalFlag(name string) bool { return slices.Contains(globalFlagNames, name) }
 
@@ -53,8 +55,8 @@ func defaultGlobals() globals {
 // both work.
 func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.configPath, "config", g.configPath, "lazyfs configuration `file`; missing at its default path, the defaults apply")
-	fs.StringVar(&g.runDir, "run-dir", g.runDir, "lazyfs run `dir` holding workers/<id>/api.sock (default: the config's run_dir)")
-	fs.StringVar(&g.logDir, "log-dir", g.logDir, "lazyfs log `dir` holding daemons/<id>.log (default: the config's log_dir)")
+	fs.StringVar(&g.runDir, "run-dir", g.runDir, "lazyfs run `dir` holding the snapshotter's api.sock (default: the config's run_dir)")
+	fs.StringVar(&g.socket, "socket", g.socket, "the snapshotter's management API `socket` (default: <run-dir>/api.sock)")
 	fs.StringVar(&g.address, "address", g.address, "containerd's `socket`")
 	fs.StringVar(&g.namespace, "namespace", g.namespace, "containerd namespace `name`")
 	fs.StringVar(&g.snapshotter, "snapshotter", g.snapshotter, "`name` of the lazyfs snapshotter in containerd's config")
@@ -97,14 +99,14 @@ func (g *globals) resolvedRunDir() (string, error) {
 	return cfg.RunDir, nil
 }
 
-// resolvedLogDir is --log-dir, else the config's log_dir.
-func (g *globals) resolvedLogDir() (string, error) {
-	if g.logDir != "" {
-		return g.logDir, nil
+// mgmtSocket is --socket, else <run dir>/api.sock.
+func (g *globals) mgmtSocket() (string, error) {
+	if g.socket != "" {
+		return g.socket, nil
 	}
-	cfg, err := g.config()
+	runDir, err := g.resolvedRunDir()
 	if err != nil {
 		return "", err
 	}
-	return cfg.LogDir, nil
+	return filepath.Join(runDir, mgmtapi.SocketName), nil
 }

@@ -1,4 +1,4 @@
-package main
+package ctl
 
 import (
 	"flag"
@@ -25,19 +25,23 @@ func TestRunUsage(t *testing.T) {
 		{name: "help command", args: []string{"help"}, code: exitOK, stdout: []string{"daemons COMMAND"}},
 		{name: "unknown command", args: []string{"frobnicate"}, code: exitUsage, stderr: []string{`unknown command "frobnicate"`, "snapshotterctl --help"}},
 		{name: "unknown global flag", args: []string{"--nope", "version"}, code: exitUsage, stderr: []string{"flag provided but not defined: -nope"}},
-		{name: "group without command", args: []string{"daemons"}, code: exitUsage, stderr: []string{"list", "inspect", "logs"}},
+		{name: "group without command", args: []string{"daemons"}, code: exitUsage, stderr: []string{"list", "inspect", "restart ID", "logs"}},
 		{name: "group help", args: []string{"daemons", "--help"}, code: exitOK, stdout: []string{"Usage: snapshotterctl [global flags] daemons COMMAND", "list", "inspect ID", "logs ID"}},
 		{name: "unknown subcommand", args: []string{"image", "push"}, code: exitUsage, stderr: []string{`unknown command "push"`, "pull, convert", "snapshotterctl image --help"}},
 		{name: "version", args: []string{"version"}, code: exitOK, stdout: []string{"snapshotterctl dev ("}, quietError: true},
 		{name: "version with arguments", args: []string{"version", "x"}, code: exitUsage, stderr: []string{"snapshotterctl version: unexpected arguments"}},
-		{name: "list help", args: []string{"daemons", "list", "--help"}, code: exitOK, stdout: []string{"Usage: snapshotterctl daemons list [flags]", "--json", "--timeout", "Global flags:", "--run-dir", "--log-dir", "--config"}},
+		{name: "list help", args: []string{"daemons", "list", "--help"}, code: exitOK, stdout: []string{"Usage: snapshotterctl daemons list [flags]", "-o format", "--timeout", "Global flags:", "--run-dir", "--socket", "--config"}},
 		{name: "list with arguments", args: []string{"daemons", "list", "x"}, code: exitUsage, stderr: []string{"daemons list: unexpected arguments"}},
-		{name: "inspect help", args: []string{"daemons", "inspect", "-h"}, code: exitOK, stdout: []string{"inspect [flags] ID", "--json"}},
+		{name: "inspect help", args: []string{"daemons", "inspect", "-h"}, code: exitOK, stdout: []string{"inspect [flags] ID", "-o format"}},
 		{name: "inspect without id", args: []string{"daemons", "inspect"}, code: exitUsage, stderr: []string{"missing worker ID", "snapshotterctl daemons inspect --help"}},
 		{name: "inspect two ids", args: []string{"daemons", "inspect", "a", "b"}, code: exitUsage, stderr: []string{"expected one worker ID"}},
 		{name: "inspect bad id", args: []string{"daemons", "inspect", "../etc"}, code: exitUsage, stderr: []string{`"../etc" is not a worker id`}},
-		{name: "logs help", args: []string{"daemons", "logs", "--help"}, code: exitOK, stdout: []string{"logs [flags] ID", "-n lines", "-f\n", "(default 100)"}},
-		{name: "logs negative lines", args: []string{"daemons", "logs", "w", "-n", "-1"}, code: exitUsage, stderr: []string{"-n -1"}},
+		{name: "logs help", args: []string{"daemons", "logs", "--help"}, code: exitOK, stdout: []string{"logs [flags] ID", "--tail lines", "-f\n", "(default 100)"}},
+		{name: "logs negative lines", args: []string{"daemons", "logs", "w", "--tail", "-1"}, code: exitUsage, stderr: []string{"--tail -1"}},
+		{name: "restart without id", args: []string{"daemons", "restart"}, code: exitUsage, stderr: []string{"missing worker ID"}},
+		{name: "list bad output", args: []string{"daemons", "list", "-o", "yaml"}, code: exitUsage, stderr: []string{`invalid value "yaml" for flag -o`}},
+		{name: "status help", args: []string{"status", "--help"}, code: exitOK, stdout: []string{"Usage: snapshotterctl status [flags]", "-o format"}},
+		{name: "mounts list help", args: []string{"mounts", "list", "--help"}, code: exitOK, stdout: []string{"Usage: snapshotterctl mounts list [flags]"}},
 		{name: "logs bad lines", args: []string{"daemons", "logs", "w", "-n", "many"}, code: exitUsage, stderr: []string{`invalid value "many" for flag -n`}},
 		{name: "pull help", args: []string{"image", "pull", "--help"}, code: exitOK, stdout: []string{"pull [flags] REF", "--plain-http", "--hosts-dir", "--snapshotter", "--namespace"}},
 		{name: "pull without ref", args: []string{"image", "pull"}, code: exitUsage, stderr: []string{"expected one image reference"}},
@@ -111,9 +115,9 @@ func TestParseInterspersed(t *testing.T) {
 
 func TestGlobalsBeforeAndAfterCommand(t *testing.T) {
 	for _, args := range [][]string{
-		{"--run-dir", "/x/run", "--log-dir", "/x/log", "--namespace", "k8s.io", "version"},
-		{"version", "--run-dir", "/x/run", "--log-dir", "/x/log", "--namespace", "k8s.io"},
-		{"--run-dir", "/x/run", "version", "--log-dir", "/x/log", "--namespace=k8s.io"},
+		{"--run-dir", "/x/run", "--socket", "/x/api.sock", "--namespace", "k8s.io", "version"},
+		{"version", "--run-dir", "/x/run", "--socket", "/x/api.sock", "--namespace", "k8s.io"},
+		{"--run-dir", "/x/run", "version", "--socket", "/x/api.sock", "--namespace=k8s.io"},
 	} {
 		a := &app{g: defaultGlobals()}
 		top := newFlagSet(progName)
@@ -126,7 +130,7 @@ func TestGlobalsBeforeAndAfterCommand(t *testing.T) {
 		if _, err := parseInterspersed(fs, top.Args()[1:]); err != nil {
 			t.Fatal(err)
 		}
-		if a.g.runDir != "/x/run" || a.g.logDir != "/x/log" || a.g.namespace != "k8s.io" || a.g.address != defaultAddress || a.g.snapshotter != "lazyfs" {
+		if a.g.runDir != "/x/run" || a.g.socket != "/x/api.sock" || a.g.namespace != "k8s.io" || a.g.address != defaultAddress || a.g.snapshotter != "lazyfs" {
 			t.Errorf("%q: globals %+v", args, a.g)
 		}
 	}
@@ -145,12 +149,13 @@ func TestGlobalsConfig(t *testing.T) {
 	tests := []struct {
 		name           string
 		g              globals
-		runDir, logDir string
+		runDir, socket string
 		wantErr        string
 	}{
-		{name: "from the file", g: globals{configPath: good}, runDir: "/srv/run", logDir: "/srv/log"},
-		{name: "flags override the file", g: globals{configPath: good, runDir: "/flag/run", logDir: "/flag/log"}, runDir: "/flag/run", logDir: "/flag/log"},
-		{name: "flags spare reading a broken file", g: globals{configPath: bad, runDir: "/flag/run", logDir: "/flag/log"}, runDir: "/flag/run", logDir: "/flag/log"},
+		{name: "from the file", g: globals{configPath: good}, runDir: "/srv/run", socket: "/srv/run/api.sock"},
+		{name: "run dir flag overrides the file", g: globals{configPath: good, runDir: "/flag/run"}, runDir: "/flag/run", socket: "/flag/run/api.sock"},
+		{name: "socket flag", g: globals{configPath: good, socket: "/s.sock"}, runDir: "/srv/run", socket: "/s.sock"},
+		{name: "flags spare reading a broken file", g: globals{configPath: bad, runDir: "/flag/run"}, runDir: "/flag/run", socket: "/flag/run/api.sock"},
 		{name: "broken file", g: globals{configPath: bad}, wantErr: bad + ":1: run_dir"},
 		{name: "missing file asked for", g: globals{configPath: filepath.Join(dir, "none.toml")}, wantErr: "no such file"},
 	}
@@ -158,10 +163,10 @@ func TestGlobalsConfig(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			runDir, err := tc.g.resolvedRunDir()
 			if err == nil {
-				var logDir string
-				logDir, err = tc.g.resolvedLogDir()
-				if err == nil && (runDir != tc.runDir || logDir != tc.logDir) {
-					t.Errorf("run dir %s, log dir %s; want %s, %s", runDir, logDir, tc.runDir, tc.logDir)
+				var socket string
+				socket, err = tc.g.mgmtSocket()
+				if err == nil && (runDir != tc.runDir || socket != tc.socket) {
+					t.Errorf("run dir %s, socket %s; want %s, %s", runDir, socket, tc.runDir, tc.socket)
 				}
 			}
 			if tc.wantErr == "" && err != nil {
@@ -187,13 +192,9 @@ func TestGlobalsDefaultConfigOptional(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logDir, err := g.resolvedLogDir()
-	if err != nil {
-		t.Fatal(err)
-	}
 	def := config.Default()
-	if runDir != def.RunDir || logDir != def.LogDir {
-		t.Errorf("run dir %s, log dir %s; want the defaults %s, %s", runDir, logDir, def.RunDir, def.LogDir)
+	if runDir != def.RunDir {
+		t.Errorf("run dir %s; want the default %s", runDir, def.RunDir)
 	}
 }
 

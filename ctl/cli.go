@@ -1,4 +1,4 @@
-package main
+package ctl
 
 import (
 	"context"
@@ -9,13 +9,16 @@ import (
 	"strings"
 
 	"github.com/containerd/log"
+
+	"github.com/lazyfs/lazyfs/mgmtapi"
 )
 
-// Exit statuses.
+// Exit statuses, for scripts.
 const (
-	exitOK    = 0
-	exitError = 1
-	exitUsage = 2
+	exitOK          = 0 // done
+	exitError       = 1 // the command failed (the error is on stderr)
+	exitUsage       = 2 // the command line is wrong
+	exitUnreachable = 3 // the snapshotter's management API does not answer
 )
 
 const progName = "snapshotterctl"
@@ -58,12 +61,17 @@ func usagef(format string, args ...any) error {
 func commands() *command {
 	return &command{
 		name: progName,
-		subs: []*command{versionCommand(), daemonsCommand(), imageCommand()},
+		subs: []*command{versionCommand(), statusCommand(), daemonsCommand(), mountsCommand(), imageCommand()},
 	}
 }
 
-// run executes the command line args and returns the exit status. Errors
-// go to stderr as one "snapshotterctl: COMMAND: ..." line.
+// Run executes the command line args (without the program name) and
+// returns the exit status. Errors go to stderr as one
+// "snapshotterctl: COMMAND: ..." line.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return run(ctx, args, stdout, stderr)
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	a := &app{g: defaultGlobals(), stdout: stdout, stderr: stderr}
 	root := commands()
@@ -119,6 +127,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return a.usageFailure(path, err)
 		}
 		fmt.Fprintf(stderr, "%s: %s: %v\n", progName, strings.Join(path, " "), err)
+		if errors.Is(err, mgmtapi.ErrUnreachable) {
+			return exitUnreachable
+		}
 		return exitError
 	}
 	return exitOK

@@ -1,4 +1,4 @@
-package main
+package ctl
 
 import (
 	"context"
@@ -10,8 +10,9 @@ import (
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/remotes"
 	"github.com/containerd/containerd/v2/core/remotes/docker"
-	dockerconfig "github.com/containerd/containerd/v2/core/remotes/docker/config"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+
+	"github.com/lazyfs/lazyfs/remote"
 )
 
 // connectTimeout bounds connecting to containerd and its first answer: a
@@ -68,16 +69,5 @@ func newResolver(ctx context.Context, opts resolverOptions) remotes.Resolver {
 }
 
 func registryHosts(ctx context.Context, opts resolverOptions) docker.RegistryHosts {
-	return func(host string) ([]docker.RegistryHost, error) {
-		var hopts dockerconfig.HostOptions
-		if opts.hostsDir != "" {
-			hopts.HostDir = dockerconfig.HostDirFromRoot(opts.hostsDir)
-		}
-		// Like ctr --plain-http; for a local registry without the flag,
-		// containerd would try https first on a port other than 80.
-		if opts.plainHTTP || docker.IsLocalhost(host) {
-			hopts.DefaultScheme = "http"
-		}
-		return dockerconfig.ConfigureHosts(ctx, hopts)(host)
-	}
+	return remote.ConfigureHosts(ctx, remote.HostsOptions{HostsDir: opts.hostsDir, PlainHTTP: opts.plainHTTP})
 }

@@ -1,4 +1,4 @@
-package main
+package mgmtapi
 
 import (
 	"context"
@@ -8,6 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 )
 
 // logFollowInterval is how often a followed log is checked for new data and
@@ -26,17 +29,19 @@ type logTail struct {
 	lines    int
 	follow   bool
 	interval time.Duration
-	out      io.Writer
-	notes    io.Writer // where rotation and truncation are reported
+	out      io.Writer // flushed by the caller's writer: see flushWriter
+	started  bool      // start was called: the log exists
 }
 
 // run prints the tail and follows the log until ctx ends, which is then not
-// an error: following ends with an interrupt.
-func (t logTail) run(ctx context.Context) error {
+// an error: following ends with an interrupt. start is called once the log
+// is open, before anything is written: errors before it are the caller's to
+// report (no such log), errors after it can only end the output.
+func (t *logTail) run(ctx context.Context, start func()) error {
 	f, err := os.Open(t.path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("no log at %s: %w (has the worker run with this log dir?)", t.path, fs.ErrNotExist)
+			return fmt.Errorf("no log at %s (has the worker run with this log dir?): %w", t.path, errdefs.ErrNotFound)
 		}
 		return fmt.Errorf("failed to open log: %w", err)
 	}
@@ -47,6 +52,11 @@ func (t logTail) run(ctx context.Context) error {
 	}
 	size := fi.Size()
 	off, err := tailOffset(f, size, t.lines)
+	if t.lines < 0 {
+		off = 0 // the whole log
+	}
+	t.started = true
+	start()
 	if err == nil {
 		_, err = io.Copy(t.out, io.NewSectionReader(f, off, size-off))
 	}
@@ -69,7 +79,7 @@ func (t logTail) run(ctx context.Context) error {
 // renames the log to a backup and creates a new one), after reading what
 // was left in the old one, and starts over when f shrinks (truncated in
 // place). It closes f.
-func (t logTail) followFrom(ctx context.Context, f *os.File, pos int64) error {
+func (t *logTail) followFrom(ctx context.Context, f *os.File, pos int64) error {
 	defer func() { f.Close() }()
 	tick := time.NewTicker(t.interval)
 	defer tick.Stop()
@@ -84,7 +94,7 @@ func (t logTail) followFrom(ctx context.Context, f *os.File, pos int64) error {
 			return fmt.Errorf("failed to stat log %s: %w", t.path, err)
 		}
 		if cur.Size() < pos {
-			fmt.Fprintf(t.notes, "%s: %s was truncated; following it from its start\n", progName, t.path)
+			log.G(ctx).WithField("path", t.path).Info("followed worker log was truncated; following it from its start")
 			if _, err := f.Seek(0, io.SeekStart); err != nil {
 				return fmt.Errorf("failed to read log %s: %w", t.path, err)
 			}
@@ -104,7 +114,7 @@ func (t logTail) followFrom(ctx context.Context, f *os.File, pos int64) error {
 				}
 				f.Close()
 				f, pos = nf, 0
-				fmt.Fprintf(t.notes, "%s: %s was rotated; following the new file\n", progName, t.path)
+				log.G(ctx).WithField("path", t.path).Debug("followed worker log was rotated; following the new file")
 				continue
 			}
 		}

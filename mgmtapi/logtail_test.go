@@ -1,4 +1,4 @@
-package main
+package mgmtapi
 
 import (
 	"context"
@@ -70,46 +70,18 @@ func appendLog(t *testing.T, path, data string) {
 	}
 }
 
-func TestDaemonsLogs(t *testing.T) {
-	logDir := t.TempDir()
-	writeLog(t, logDir, "w1", "one\ntwo\nthree\nfour\n")
-	tests := []struct {
-		name string
-		args []string
-		want string
-	}{
-		{"default 100 lines", nil, "one\ntwo\nthree\nfour\n"},
-		{"last two", []string{"-n", "2"}, "three\nfour\n"},
-		{"none", []string{"-n", "0"}, ""},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			args := append([]string{"--log-dir", logDir, "daemons", "logs", "w1"}, tc.args...)
-			code, stdout, stderr := runCLI(t, args...)
-			if code != exitOK || stdout != tc.want {
-				t.Errorf("exit status %d, output %q; want 0, %q (stderr %s)", code, stdout, tc.want, stderr)
-			}
-		})
-	}
-
-	code, _, stderr := runCLI(t, "--log-dir", logDir, "daemons", "logs", "w2")
-	want := "snapshotterctl: daemons logs: no log at " + filepath.Join(logDir, "daemons", "w2.log")
-	if code != exitError || !strings.HasPrefix(stderr, want) {
-		t.Errorf("missing log: exit status %d, stderr %q; want 1 and %q", code, stderr, want)
-	}
-}
-
 // TestLogFollow follows a log through appends, a rotation the way
 // lumberjack does it (rename, then a new file), and a truncation.
 func TestLogFollow(t *testing.T) {
 	logDir := t.TempDir()
 	path := writeLog(t, logDir, "w1", "l1\nl2\nl3\n")
-	var out, notes syncBuffer
+	var out syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- logTail{path: path, lines: 2, follow: true, interval: 5 * time.Millisecond, out: &out, notes: &notes}.run(ctx)
+		t := &logTail{path: path, lines: 2, follow: true, interval: 5 * time.Millisecond, out: &out}
+		done <- t.run(ctx, func() {})
 	}()
 	has := func(s string) func() bool { return func() bool { return strings.Contains(out.String(), s) } }
 
@@ -144,31 +116,5 @@ func TestLogFollow(t *testing.T) {
 	}
 	if want := "l2\nl3\nl4\nl5\nn1\nn2\nt\n"; out.String() != want {
 		t.Errorf("followed %q, want %q", out.String(), want)
-	}
-	for _, w := range []string{path + " was rotated", path + " was truncated"} {
-		if !strings.Contains(notes.String(), w) {
-			t.Errorf("notes lack %q:\n%s", w, notes.String())
-		}
-	}
-}
-
-// TestDaemonsLogsFollowCommand runs "logs ID -f" as an operator types it
-// (flags after the id) and stops it as Ctrl-C does.
-func TestDaemonsLogsFollowCommand(t *testing.T) {
-	logDir := t.TempDir()
-	path := writeLog(t, logDir, "w1", "old\nlast\n")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out, errOut syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"daemons", "logs", "w1", "-f", "-n", "1", "--log-dir", logDir}, &out, &errOut)
-	}()
-	waitFor(t, "the last line", func() bool { return out.String() == "last\n" })
-	appendLog(t, path, "new\n")
-	waitFor(t, "the new line", func() bool { return out.String() == "last\nnew\n" })
-	cancel()
-	if code := <-done; code != exitOK || errOut.String() != "" {
-		t.Errorf("exit status %d, stderr %q; want 0 and nothing", code, errOut.String())
 	}
 }

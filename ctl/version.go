@@ -1,4 +1,4 @@
-package main
+package ctl
 
 import (
 	"context"
@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"runtime"
 )
+
+// Version is snapshotterctl's version; cmd/snapshotterctl sets it from its
+// build.
+var Version = "dev"
 
 func versionCommand() *command {
 	return &command{
@@ -16,7 +20,7 @@ func versionCommand() *command {
 				if len(args) > 0 {
 					return usagef("unexpected arguments %q", args)
 				}
-				fmt.Fprintf(a.stdout, "%s %s (%s, %s/%s)\n", progName, version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+				fmt.Fprintf(a.stdout, "%s %s (%s, %s/%s)\n", progName, Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 				return nil
 			}
 		},
