@@ -26,8 +26,21 @@ type fakeSnapshotter struct {
 	status  mgmtapi.Status
 	logDir  string
 
-	mu       sync.Mutex
-	restarts []string
+	mu        sync.Mutex
+	restarts  []string
+	shutdowns []bool // unmount_all of each shutdown request
+	stop      func() // what a shutdown request does to the server
+}
+
+func (f *fakeSnapshotter) Shutdown(_ context.Context, unmountAll bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.shutdowns = append(f.shutdowns, unmountAll)
+	if f.stop != nil {
+		// After the answer, as the snapshotter does.
+		go f.stop()
+	}
+	return nil
 }
 
 func (f *fakeSnapshotter) Status(context.Context) (mgmtapi.Status, error) { return f.status, nil }
@@ -109,6 +122,7 @@ func newSnapshotterFixture(t *testing.T) snapshotterFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close(ctx) })
+	f.fake.stop = func() { srv.Close(ctx) }
 	return f
 }
 

@@ -52,8 +52,9 @@ type fakeBackend struct {
 	status  Status
 	logDir  string
 
-	mu       sync.Mutex
-	restarts []string
+	mu        sync.Mutex
+	restarts  []string
+	shutdowns []bool // unmount_all of each shutdown request
 }
 
 func (f *fakeBackend) Status(context.Context) (Status, error)    { return f.status, nil }
@@ -81,6 +82,13 @@ func (f *fakeBackend) Restart(ctx context.Context, id string) (Restart, error) {
 	f.restarts = append(f.restarts, id)
 	f.mu.Unlock()
 	return Restart{ID: id, OldPID: w.PID, NewPID: w.PID + 1, Duration: 42 * time.Millisecond}, nil
+}
+
+func (f *fakeBackend) Shutdown(_ context.Context, unmountAll bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.shutdowns = append(f.shutdowns, unmountAll)
+	return nil
 }
 
 func (f *fakeBackend) LogPath(_ context.Context, id string) (string, error) {

@@ -25,6 +25,9 @@ type Backend interface {
 	// is gone (its log says why).
 	LogPath(ctx context.Context, id string) (string, error)
 	Mounts(ctx context.Context) ([]Mount, error)
+	// Shutdown starts the snapshotter's stop, as SIGTERM does, or a drain
+	// with unmountAll, and returns without waiting for it.
+	Shutdown(ctx context.Context, unmountAll bool) error
 }
 
 type server struct {
@@ -46,6 +49,7 @@ func NewServer(b Backend) http.Handler {
 		{http.MethodPost, PathWorkers + "{id}/restart", s.restart},
 		{http.MethodGet, PathWorkers + "{id}/logs", s.logs},
 		{http.MethodGet, PathMounts, s.mounts},
+		{http.MethodPost, PathShutdown, s.shutdown},
 	}
 	for _, rt := range routes {
 		s.mux.HandleFunc(rt.method+" "+rt.path, rt.handler)
@@ -86,6 +90,23 @@ func (s *server) mounts(w http.ResponseWriter, r *http.Request) {
 		ms = []Mount{}
 	}
 	answer(w, r, ms, err)
+}
+
+func (s *server) shutdown(w http.ResponseWriter, r *http.Request) {
+	var all bool
+	switch v := r.URL.Query().Get("unmount_all"); v {
+	case "", "false":
+	case "true":
+		all = true
+	default:
+		writeError(r.Context(), w, fmt.Errorf("unmount_all=%q: want true or false: %w", v, errdefs.ErrInvalidArgument))
+		return
+	}
+	err := s.b.Shutdown(r.Context(), all)
+	if err == nil {
+		log.G(r.Context()).WithField("unmount_all", all).Warn("shutdown requested through the management api")
+	}
+	answer(w, r, Shutdown{UnmountAll: all}, err)
 }
 
 func (s *server) worker(w http.ResponseWriter, r *http.Request) {

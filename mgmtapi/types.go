@@ -7,9 +7,18 @@ const (
 	PathStatus  = "/api/v1/status"
 	PathWorkers = "/api/v1/workers/"
 	PathMounts  = "/api/v1/mounts"
+	// PathShutdown stops the snapshotter (POST; ?unmount_all=true drains).
+	PathShutdown = "/api/v1/shutdown"
 
 	pathWorkerList = "/api/v1/workers"
 )
+
+// Shutdown is the answer to a shutdown request: the stop has begun.
+type Shutdown struct {
+	// UnmountAll: every layer is detached, also those containers use (a
+	// drain); otherwise their workers keep serving for the next start.
+	UnmountAll bool `json:"unmount_all"`
+}
 
 // Worker is one lazyfsd worker.
 type Worker struct {

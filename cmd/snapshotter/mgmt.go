@@ -18,12 +18,26 @@ import (
 
 // startMgmtServer serves the management API (snapshotterctl) on
 // <run_dir>/api.sock.
-func startMgmtServer(ctx context.Context, runDir string, sup *supervisor.Supervisor) (*mgmtapi.Server, error) {
-	return mgmtapi.Listen(ctx, filepath.Join(runDir, mgmtapi.SocketName), mgmtapi.NewServer(mgmtBackend{sup: sup}))
+// stops receives the management API's shutdown requests: true drains.
+func startMgmtServer(ctx context.Context, runDir string, sup *supervisor.Supervisor, stops chan<- bool) (*mgmtapi.Server, error) {
+	return mgmtapi.Listen(ctx, filepath.Join(runDir, mgmtapi.SocketName), mgmtapi.NewServer(mgmtBackend{sup: sup, stops: stops}))
 }
 
 // mgmtBackend answers the management API from the supervisor.
-type mgmtBackend struct{ sup *supervisor.Supervisor }
+type mgmtBackend struct {
+	sup   *supervisor.Supervisor
+	stops chan<- bool // to serve's main loop: stop (true: drain)
+}
+
+// Shutdown hands the request to serve's main loop, which stops as on
+// SIGTERM. A second request while one is pending changes nothing.
+func (b mgmtBackend) Shutdown(_ context.Context, unmountAll bool) error {
+	select {
+	case b.stops <- unmountAll:
+	default:
+	}
+	return nil
+}
 
 var _ mgmtapi.Backend = mgmtBackend{}
 

@@ -43,7 +43,8 @@ func serve(ctx context.Context, cfg config.Config) error {
 		return err
 	}
 	// Runs after the gRPC server has stopped: no call can mount anything.
-	defer shutdownSupervisor(ctx, sup, cfg)
+	drain := cfg.Shutdown.UnmountAll
+	defer func() { shutdownSupervisor(ctx, sup, cfg, drain) }()
 	opts := []snapshot.Opt{snapshot.WithRemoteLayers(sup), snapshot.WithProofWait(time.Duration(cfg.Layers.ProofWait))}
 	if evictor != nil {
 		opts = append(opts, snapshot.WithCachedLayers(evictor))
@@ -76,7 +77,8 @@ func serve(ctx context.Context, cfg config.Config) error {
 	defer stopDebug()
 
 	// mgmt API (snapshotterctl); closed before the supervisor (defers run in reverse).
-	mgmt, err := startMgmtServer(ctx, cfg.RunDir, sup)
+	stops := make(chan bool, 1)
+	mgmt, err := startMgmtServer(ctx, cfg.RunDir, sup, stops)
 	if err != nil {
 		l.Close()
 		return err
@@ -96,6 +98,9 @@ func serve(ctx context.Context, cfg config.Config) error {
 		return fmt.Errorf("gRPC server stopped: %w", err)
 	case sig := <-signals:
 		log.G(ctx).WithField("signal", sig.String()).Info("shutting down; send the signal again to exit at once")
+	case all := <-stops:
+		drain = drain || all
+		log.G(ctx).WithField("unmount_all", drain).Info("shutting down on request (snapshotterctl shutdown); a signal exits at once")
 	}
 	stopWatch()
 	notify(ctx, daemon.SdNotifyStopping+"\nSTATUS=stopping: unmounting the layers no container uses")

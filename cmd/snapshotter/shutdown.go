@@ -17,13 +17,13 @@ const supervisorStopTimeout = 8 * time.Second
 // shutdownSupervisor unmounts the layers no container uses and stops their
 // workers; the workers of layers in use keep serving for the next start,
 // unless [shutdown] unmount_all drains the node.
-func shutdownSupervisor(ctx context.Context, sup *supervisor.Supervisor, cfg config.Config) {
+func shutdownSupervisor(ctx context.Context, sup *supervisor.Supervisor, cfg config.Config, drain bool) {
 	if cfg.KeepWorkersOnExit {
 		log.G(ctx).Warn("keep_workers_on_exit is deprecated and ignored: a stop keeps the workers of layers in use anyway; remove it from the config")
 	}
 	mode := supervisor.KeepBusy
-	if cfg.Shutdown.UnmountAll {
-		log.G(ctx).Warn("draining (shutdown.unmount_all): unmounting every lazy layer, containers still using one get errors")
+	if drain {
+		log.G(ctx).Warn("draining (shutdown.unmount_all or snapshotterctl shutdown --unmount-all): unmounting every lazy layer, containers still using one get errors")
 		mode = supervisor.UnmountAll
 	}
 	ctx, cancel := context.WithTimeout(ctx, supervisorStopTimeout)

@@ -1,0 +1,76 @@
+package ctl
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/lazyfs/lazyfs/mgmtapi"
+)
+
+// defaultShutdownWait bounds the wait for the snapshotter to be gone: its
+// own stop is bounded by about 20 s (docs/debug.md).
+const defaultShutdownWait = 30 * time.Second
+
+func shutdownCommand() *command {
+	return &command{
+		name:    "shutdown",
+		summary: "stop the snapshotter, keeping what running containers use (or drain with --unmount-all)",
+		help: `Stops the snapshotter as SIGTERM does: the layers no container uses are
+unmounted and their workers stopped; the workers of layers in use keep
+serving and the next start re-adopts them. With --unmount-all the node is
+drained: every lazy layer is detached and every worker stopped, and
+containers still reading a lazy layer get errors. Waits until the
+snapshotter is gone. Under systemd, a service that is not stopped through
+systemctl is restarted by it (Restart=on-failure does not apply to a clean
+exit, which this is).`,
+		setup: func(fs *flag.FlagSet) action {
+			all := fs.Bool("unmount-all", false, "drain: detach every lazy layer, also those running containers use")
+			wait := fs.Duration("timeout", defaultShutdownWait, "how long to wait for the snapshotter to be gone")
+			return func(ctx context.Context, a *app, args []string) error {
+				if len(args) > 0 {
+					return usagef("unexpected arguments %q", args)
+				}
+				c, err := a.mgmt()
+				if err != nil {
+					return err
+				}
+				ctx, cancel := context.WithTimeout(ctx, *wait)
+				defer cancel()
+				if err := c.Shutdown(ctx, *all); err != nil {
+					return err
+				}
+				if err := waitGone(ctx, c); err != nil {
+					return err
+				}
+				what := "layers in use stay served by their workers"
+				if *all {
+					what = "every lazy layer detached"
+				}
+				fmt.Fprintf(a.stdout, "snapshotter stopped; %s\n", what)
+				return nil
+			}
+		},
+	}
+}
+
+// waitGone polls the snapshotter until it no longer answers.
+func waitGone(ctx context.Context, c *mgmtapi.Client) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		_, err := c.Status(ctx)
+		if errors.Is(err, mgmtapi.ErrUnreachable) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("snapshotter still answers after the shutdown request: %w: %w", errdefs.ErrUnavailable, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
