@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -32,7 +33,9 @@ type fakeSnapshotter struct {
 	stop      func() // what a shutdown request does to the server
 }
 
-func (f *fakeSnapshotter) Shutdown(_ context.Context, unmountAll bool) error {
+// Shutdown answers with the pid of a short-lived child: the CLI waits for
+// that process to be gone, as it waits for the snapshotter's.
+func (f *fakeSnapshotter) Shutdown(_ context.Context, unmountAll bool) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.shutdowns = append(f.shutdowns, unmountAll)
@@ -40,7 +43,12 @@ func (f *fakeSnapshotter) Shutdown(_ context.Context, unmountAll bool) error {
 		// After the answer, as the snapshotter does.
 		go f.stop()
 	}
-	return nil
+	cmd := exec.Command("sleep", "0.2")
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	go cmd.Wait()
+	return cmd.Process.Pid, nil
 }
 
 func (f *fakeSnapshotter) Status(context.Context) (mgmtapi.Status, error) { return f.status, nil }

@@ -1,15 +1,16 @@
 package ctl
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
+	"os"
 	"time"
 
 	"github.com/containerd/errdefs"
-
-	"github.com/lazyfs/lazyfs/mgmtapi"
 )
 
 // defaultShutdownWait bounds the wait for the snapshotter to be gone: its
@@ -41,10 +42,11 @@ exit, which this is).`,
 				}
 				ctx, cancel := context.WithTimeout(ctx, *wait)
 				defer cancel()
-				if err := c.Shutdown(ctx, *all); err != nil {
+				res, err := c.Shutdown(ctx, *all)
+				if err != nil {
 					return err
 				}
-				if err := waitGone(ctx, c); err != nil {
+				if err := waitGone(ctx, res.PID); err != nil {
 					return err
 				}
 				what := "layers in use stay served by their workers"
@@ -58,13 +60,17 @@ exit, which this is).`,
 	}
 }
 
-// waitGone polls the snapshotter until it no longer answers.
-func waitGone(ctx context.Context, c *mgmtapi.Client) error {
+// waitGone waits until the snapshotter's process is gone: its API closes
+// first, while it still unmounts and stops workers. A zombie is gone.
+func waitGone(ctx context.Context, pid int) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		_, err := c.Status(ctx)
-		if errors.Is(err, mgmtapi.ErrUnreachable) {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if i := bytes.LastIndexByte(data, ')'); err == nil && i >= 0 && bytes.HasPrefix(bytes.TrimSpace(data[i+1:]), []byte("Z")) {
 			return nil
 		}
 		select {

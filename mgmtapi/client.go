@@ -89,10 +89,10 @@ func (c *Client) Restart(ctx context.Context, id string) (Restart, error) {
 // Shutdown asks the snapshotter to stop, as SIGTERM does; with unmountAll
 // it drains the node (layers in use are detached too). It returns once the
 // stop has begun.
-func (c *Client) Shutdown(ctx context.Context, unmountAll bool) error {
+func (c *Client) Shutdown(ctx context.Context, unmountAll bool) (Shutdown, error) {
 	var res Shutdown
 	err := c.do(ctx, http.MethodPost, PathShutdown+"?unmount_all="+strconv.FormatBool(unmountAll), &res)
-	return c.wrap("shutdown", err)
+	return res, c.wrap("shutdown", err)
 }
 
 // Mounts lists the lazily loaded layers' mounts.

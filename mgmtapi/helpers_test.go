@@ -84,11 +84,11 @@ func (f *fakeBackend) Restart(ctx context.Context, id string) (Restart, error) {
 	return Restart{ID: id, OldPID: w.PID, NewPID: w.PID + 1, Duration: 42 * time.Millisecond}, nil
 }
 
-func (f *fakeBackend) Shutdown(_ context.Context, unmountAll bool) error {
+func (f *fakeBackend) Shutdown(_ context.Context, unmountAll bool) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.shutdowns = append(f.shutdowns, unmountAll)
-	return nil
+	return 4242, nil
 }
 
 func (f *fakeBackend) LogPath(_ context.Context, id string) (string, error) {

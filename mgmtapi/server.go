@@ -26,8 +26,9 @@ type Backend interface {
 	LogPath(ctx context.Context, id string) (string, error)
 	Mounts(ctx context.Context) ([]Mount, error)
 	// Shutdown starts the snapshotter's stop, as SIGTERM does, or a drain
-	// with unmountAll, and returns without waiting for it.
-	Shutdown(ctx context.Context, unmountAll bool) error
+	// with unmountAll, and returns without waiting for it, with the pid of
+	// the process that stops.
+	Shutdown(ctx context.Context, unmountAll bool) (pid int, err error)
 }
 
 type server struct {
@@ -102,11 +103,11 @@ func (s *server) shutdown(w http.ResponseWriter, r *http.Request) {
 		writeError(r.Context(), w, fmt.Errorf("unmount_all=%q: want true or false: %w", v, errdefs.ErrInvalidArgument))
 		return
 	}
-	err := s.b.Shutdown(r.Context(), all)
+	pid, err := s.b.Shutdown(r.Context(), all)
 	if err == nil {
 		log.G(r.Context()).WithField("unmount_all", all).Warn("shutdown requested through the management api")
 	}
-	answer(w, r, Shutdown{UnmountAll: all}, err)
+	answer(w, r, Shutdown{UnmountAll: all, PID: pid}, err)
 }
 
 func (s *server) worker(w http.ResponseWriter, r *http.Request) {

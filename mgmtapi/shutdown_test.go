@@ -12,11 +12,11 @@ func TestShutdownRequest(t *testing.T) {
 	b := &fakeBackend{}
 	c, _ := serve(t, b)
 	ctx := t.Context()
-	if err := c.Shutdown(ctx, false); err != nil {
-		t.Fatal(err)
+	if res, err := c.Shutdown(ctx, false); err != nil || res.UnmountAll || res.PID != 4242 {
+		t.Fatalf("Shutdown = %+v, %v; want the backend's pid", res, err)
 	}
-	if err := c.Shutdown(ctx, true); err != nil {
-		t.Fatal(err)
+	if res, err := c.Shutdown(ctx, true); err != nil || !res.UnmountAll {
+		t.Fatalf("Shutdown(unmountAll) = %+v, %v", res, err)
 	}
 	b.mu.Lock()
 	got := slices.Clone(b.shutdowns)

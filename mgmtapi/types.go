@@ -18,6 +18,9 @@ type Shutdown struct {
 	// UnmountAll: every layer is detached, also those containers use (a
 	// drain); otherwise their workers keep serving for the next start.
 	UnmountAll bool `json:"unmount_all"`
+	// PID is the snapshotter's: it is stopped when that process is gone
+	// (its API goes away first).
+	PID int `json:"pid"`
 }
 
 // Worker is one lazyfsd worker.

@@ -31,12 +31,12 @@ type mgmtBackend struct {
 
 // Shutdown hands the request to serve's main loop, which stops as on
 // SIGTERM. A second request while one is pending changes nothing.
-func (b mgmtBackend) Shutdown(_ context.Context, unmountAll bool) error {
+func (b mgmtBackend) Shutdown(_ context.Context, unmountAll bool) (int, error) {
 	select {
 	case b.stops <- unmountAll:
 	default:
 	}
-	return nil
+	return os.Getpid(), nil
 }
 
 var _ mgmtapi.Backend = mgmtBackend{}

@@ -84,6 +84,24 @@ func TestSIGTERMKeepsContainersWorking(t *testing.T) {
 		}
 	})
 
+	// The drain through the management API: the snapshotter stops on its
+	// own and detaches every layer, the busy one too.
+	t.Run("CtlShutdownUnmountAll", func(t *testing.T) {
+		code, stdout, stderr := s.ctl(t, "shutdown", "--unmount-all")
+		if code != 0 || !strings.Contains(stdout, "every lazy layer detached") {
+			t.Fatalf("snapshotterctl shutdown --unmount-all: exit %d\n%s%s", code, stdout, stderr)
+		}
+		if now := fuseMounts(t, s.snap); len(now) != 0 {
+			t.Errorf("FUSE mounts after snapshotterctl shutdown --unmount-all: %v", now)
+		}
+		if code, inTime := s.snap.Stop(); code != 0 || !inTime {
+			t.Errorf("snapshotter after snapshotterctl shutdown: exit code %d, exited in time %v; want 0, true", code, inTime)
+		}
+		if err := s.snap.Restart(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("DrainLeavesNoFUSEMount", func(t *testing.T) {
 		rewriteConfig(t, s.snap, func(cfg map[string]any) {
 			cfg["shutdown"] = map[string]any{"unmount_all": true}
