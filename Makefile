@@ -6,7 +6,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 # Packages with unit tests: everything but the end-to-end suites under tests/.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e '/tests/' -e '/zz_')
 
-.PHONY: all build deps test test-unit test-e2e demo bench bench-e2e clean
+.PHONY: all build deps test test-unit test-e2e demo bench bench-e2e mutation clean
 
 all: build
 
@@ -47,6 +47,13 @@ bench: deps build
 
 bench-e2e: deps build
 	$(GO) run ./tests/bench $(BENCH_ARGS)
+
+# mutation runs gremlins v0.6.0 package by package on a copy of the tree and
+# writes the table (killed, lived, not covered, efficacy) to bin/mutation.txt.
+# Not part of test: about an hour on 2 cores (docs/testing.md). Restrict it
+# with MUTATION_PKGS="toc chunks".
+mutation:
+	bash scripts/mutation.sh $(MUTATION_PKGS)
 
 clean:
 	rm -rf bin
