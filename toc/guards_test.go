@@ -91,6 +91,11 @@ func TestValidateInflateRatio(t *testing.T) {
 		{name: "shared stream within the ratio", layer: guardLayer(10,
 			file("a", 5*ratio, 0),
 			&estargz.TOCEntry{Name: "b", Type: "reg", Mode: 0o644, Size: 5 * ratio, Offset: 0, InnerOffset: 5 * ratio, ChunkDigest: guardD2})},
+		// The span bound must not overflow: a stream of MaxInt64/1032
+		// bytes is still bounded.
+		{name: "largest span without overflow", layer: guardLayer(math.MaxInt64/ratio,
+			&estargz.TOCEntry{Name: "a", Type: "reg", Mode: 0o644, Size: 1, Offset: 0, InnerOffset: math.MaxInt64 - 1, ChunkDigest: guardD1}),
+			reason: toc.ReasonBadSize, entry: "a"},
 		{name: "inner offset alone past the ratio", layer: guardLayer(10,
 			&estargz.TOCEntry{Name: "a", Type: "reg", Mode: 0o644, Size: 1, Offset: 0, InnerOffset: 10 * ratio, ChunkDigest: guardD1}),
 			reason: toc.ReasonBadSize, entry: "a"},
@@ -221,10 +226,13 @@ func TestValidateNames(t *testing.T) {
 		{name: "last component over NAME_MAX", layer: guardLayer(100, fifo(comp(256))), reason: toc.ReasonUnsafeName},
 		{name: "dot-dot as the last component", layer: guardLayer(100, fifo("a/..")), reason: toc.ReasonUnsafeName},
 		{name: "dot-dot-dot is a name", layer: guardLayer(100, fifo("..."))},
+		{name: "NUL first", layer: guardLayer(100, fifo("\x00a")), reason: toc.ReasonUnsafeName},
+		{name: "dot-dot after a double slash", layer: guardLayer(100, fifo("a//..")), reason: toc.ReasonUnsafeName},
 		{name: "NUL at the end", layer: guardLayer(100, fifo("a\x00")), reason: toc.ReasonUnsafeName},
 		{name: "symlink target of PATH_MAX-1", layer: guardLayer(100, link("l", "symlink", strings.Repeat("t", 4095)))},
 		{name: "symlink target of PATH_MAX", layer: guardLayer(100, link("l", "symlink", strings.Repeat("t", 4096))), reason: toc.ReasonBadLink, entry: "l"},
 		{name: "absolute symlink target", layer: guardLayer(100, link("l", "symlink", "/etc/passwd"))},
+		{name: "symlink target with NUL first", layer: guardLayer(100, link("l", "symlink", "\x00a")), reason: toc.ReasonBadLink, entry: "l"},
 		{name: "symlink target with NUL at the end", layer: guardLayer(100, link("l", "symlink", "a\x00")), reason: toc.ReasonBadLink, entry: "l"},
 		{name: "hard link target empty", layer: guardLayer(100, fifo("a"), link("l", "hardlink", "")), reason: toc.ReasonBadLink, entry: "l"},
 		{name: "hard link chain", layer: guardLayer(100, link("c", "hardlink", "b"), link("b", "hardlink", "a"), fifo("a"), link("d", "hardlink", "c"))},
@@ -402,5 +410,42 @@ func TestStorePutRefusesInvalidLayers(t *testing.T) {
 				t.Fatalf("Put = %v, want invalid argument", err)
 			}
 		})
+	}
+}
+
+// TestFetchFooterBounds guards readFooter and readCompressedTOC at their
+// edges: a blob that is only a footer, a footer pointing at itself, and a
+// TOC at offset 0 (a layer without files).
+func TestFetchFooterBounds(t *testing.T) {
+	fetch := func(blob []byte, d digest.Digest) error {
+		_, err := toc.Fetch(testCtx(t), newSource(blob), blobDigest(blob), d, toc.DefaultLimits())
+		return err
+	}
+	tocJSON := []byte(`{"version":1,"entries":[]}`)
+
+	blob, d := forgeRaw(t, nil, tocJSON)
+	if err := fetch(blob, d); err != nil {
+		t.Errorf("TOC at offset 0: %v", err)
+	}
+
+	blob = footer(t, 0)
+	assertRefused(t, fetch(blob, d), blobDigest(blob), toc.ReasonBadOffset, "")
+
+	blob = append(make([]byte, 10), footer(t, 10)...)
+	assertRefused(t, fetch(blob, d), blobDigest(blob), toc.ReasonBadOffset, "")
+
+	blob = footer(t, 0)[1:]
+	assertRefused(t, fetch(blob, d), blobDigest(blob), toc.ReasonUnsupportedFormat, "")
+}
+
+// TestRefusedErrorWithoutCause guards Error and Unwrap of a refusal that
+// carries no cause.
+func TestRefusedErrorWithoutCause(t *testing.T) {
+	err := error(&toc.RefusedError{Reason: toc.ReasonBadSize})
+	if got := err.Error(); got != "layer (unknown) refused for lazy loading (bad_size)" {
+		t.Errorf("Error() = %q", got)
+	}
+	if !errdefs.IsInvalidArgument(err) {
+		t.Errorf("%v is not invalid argument", err)
 	}
 }
