@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math"
+	"strings"
 	"testing"
 
+	"github.com/containerd/errdefs"
 	"github.com/containerd/log/logtest"
 	"github.com/containerd/stargz-snapshotter/estargz"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -385,5 +388,94 @@ func TestNodeKinds(t *testing.T) {
 	var attr fuse.AttrOut
 	if st := fs.GetAttr(nil, &fuse.GetAttrIn{InHeader: fuse.InHeader{NodeId: uint64(tr.Len() + 1)}}, &attr); st != fuse.ENOENT {
 		t.Errorf("GetAttr past the tree = %v, want ENOENT", st)
+	}
+}
+
+// TestTreeBounds pins NewTree's own checks at their edges (the TOC was
+// validated before, but the tree is what the kernel is answered from).
+func TestTreeBounds(t *testing.T) {
+	hex := strings.Repeat("0123456789abcdef", 4)
+	for _, tc := range []struct {
+		name    string
+		entries []*estargz.TOCEntry
+		toc     int64
+		ok      bool
+	}{
+		{"chunk just before the TOC", []*estargz.TOCEntry{reg("f", 4, 99, 1)}, 100, true},
+		{"chunk at the TOC", []*estargz.TOCEntry{reg("f", 4, 100, 1)}, 100, false},
+		{"chunk at blob offset 1", []*estargz.TOCEntry{reg("f", 4, 1, 1)}, 100, true},
+		{"largest uid and gid", []*estargz.TOCEntry{{Name: "d", Type: "dir", UID: math.MaxUint32, GID: math.MaxUint32}}, 100, true},
+		{"uid too large", []*estargz.TOCEntry{{Name: "d", Type: "dir", UID: math.MaxUint32 + 1}}, 100, false},
+		{"gid too large", []*estargz.TOCEntry{{Name: "d", Type: "dir", GID: math.MaxUint32 + 1}}, 100, false},
+		{"negative gid", []*estargz.TOCEntry{{Name: "d", Type: "dir", GID: -1}}, 100, false},
+		{"largest device", []*estargz.TOCEntry{{Name: "c", Type: "block", DevMajor: 0xfff, DevMinor: 0xfffff}}, 100, true},
+		{"minor too large", []*estargz.TOCEntry{{Name: "c", Type: "char", DevMinor: 0x100000}}, 100, false},
+		{"negative major", []*estargz.TOCEntry{{Name: "c", Type: "char", DevMajor: -1}}, 100, false},
+		{"negative minor", []*estargz.TOCEntry{{Name: "c", Type: "char", DevMinor: -1}}, 100, false},
+		{"xattr without a name", []*estargz.TOCEntry{{Name: "d", Type: "dir", Xattrs: map[string][]byte{"": nil}}}, 100, false},
+		{"digest of all hex digits", []*estargz.TOCEntry{{Name: "f", Type: "reg", Size: 4, Offset: 10, ChunkDigest: "sha256:" + hex}}, 100, true},
+		{"sha512 digest", []*estargz.TOCEntry{{Name: "f", Type: "reg", Size: 4, Offset: 10, ChunkDigest: "sha512:" + hex + hex}}, 100, true},
+		{"digest with g", []*estargz.TOCEntry{{Name: "f", Type: "reg", Size: 4, Offset: 10, ChunkDigest: "sha256:g" + hex[1:]}}, 100, false},
+		{"digest with a slash", []*estargz.TOCEntry{{Name: "f", Type: "reg", Size: 4, Offset: 10, ChunkDigest: "sha256:/" + hex[1:]}}, 100, false},
+		{"digest with a colon", []*estargz.TOCEntry{{Name: "f", Type: "reg", Size: 4, Offset: 10, ChunkDigest: "sha256::" + hex[1:]}}, 100, false},
+		{"digest with a backquote", []*estargz.TOCEntry{{Name: "f", Type: "reg", Size: 4, Offset: 10, ChunkDigest: "sha256:`" + hex[1:]}}, 100, false},
+		{"digest in upper case", []*estargz.TOCEntry{{Name: "f", Type: "reg", Size: 4, Offset: 10, ChunkDigest: "sha256:A" + hex[1:]}}, 100, false},
+		{"chunk digest missing on a file of two chunks", []*estargz.TOCEntry{
+			{Name: "f", Type: "reg", Size: 20, Offset: 10, ChunkSize: 10, Digest: testDigest(1)},
+			{Name: "f", Type: "chunk", Offset: 20, ChunkOffset: 10, ChunkDigest: testDigest(2)},
+		}, 100, false},
+		{"chunk of size zero means to the end", []*estargz.TOCEntry{
+			{Name: "f", Type: "reg", Size: 20, Offset: 10, ChunkSize: 10, ChunkDigest: testDigest(1)},
+			{Name: "f", Type: "chunk", Offset: 20, ChunkOffset: 10, ChunkDigest: testDigest(2)},
+		}, 100, true},
+		{"negative chunk size", []*estargz.TOCEntry{
+			{Name: "f", Type: "reg", Size: 20, Offset: 10, ChunkSize: 10, ChunkDigest: testDigest(1)},
+			{Name: "f", Type: "chunk", Offset: 20, ChunkOffset: 10, ChunkSize: -1, ChunkDigest: testDigest(2)},
+		}, 100, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr, err := NewTree(&estargz.JTOC{Version: 1, Entries: tc.entries}, tc.toc)
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("NewTree = %v", err)
+				}
+				return
+			}
+			if !errdefs.IsInvalidArgument(err) {
+				t.Fatalf("NewTree = %v, %v; want invalid argument", tr, err)
+			}
+		})
+	}
+}
+
+// TestTreeAttrs checks what stat(2) shows for bounds NewTree keeps: device
+// numbers as the kernel decodes them, and the blob ranges of chunks.
+func TestTreeAttrs(t *testing.T) {
+	tr := mustTree(t, []*estargz.TOCEntry{
+		{Name: "c", Type: "char", Mode: 0o600, DevMajor: 0xfff, DevMinor: 0xfffff},
+		{Name: "b", Type: "block", Mode: 0o600, DevMajor: 8, DevMinor: 0x123},
+		reg("f1", 4, 10, 1),
+		reg("f2", 4, 30, 2),
+	}, 100)
+	for _, tc := range []struct {
+		path         string
+		major, minor uint32
+	}{{"c", 0xfff, 0xfffff}, {"b", 8, 0x123}} {
+		id, n := resolve(t, tr, tc.path)
+		var a fuse.Attr
+		tr.fillAttr(uint64(id), n, &a)
+		if got := unix.Major(uint64(a.Rdev)); got != tc.major {
+			t.Errorf("%s: major %d, want %d", tc.path, got, tc.major)
+		}
+		if got := unix.Minor(uint64(a.Rdev)); got != tc.minor {
+			t.Errorf("%s: minor %#x, want %#x", tc.path, got, tc.minor)
+		}
+	}
+	for path, want := range map[string][2]int64{"f1": {10, 20}, "f2": {30, 70}} {
+		_, n := resolve(t, tr, path)
+		c := tr.fileChunks(n)
+		if len(c) != 1 || c[0].BlobOffset != want[0] || c[0].BlobSize != want[1] {
+			t.Errorf("%s: chunks %+v, want blob range %d+%d", path, c, want[0], want[1])
+		}
 	}
 }
