@@ -115,6 +115,10 @@ func TestValidateChunkPlacement(t *testing.T) {
 		{name: "negative inner offset", layer: guardLayer(100, at(file("a", 1, 0), func(e *estargz.TOCEntry) { e.InnerOffset = -1 })), reason: toc.ReasonBadOffset, entry: "a"},
 		{name: "inner offset plus size overflows", layer: guardLayer(100, at(file("a", 2, 0), func(e *estargz.TOCEntry) { e.InnerOffset = math.MaxInt64 - 1 })), reason: toc.ReasonBadSize, entry: "a"},
 		{name: "inner offset plus size at MaxInt64", layer: guardLayer(100, at(file("a", 2, 0), func(e *estargz.TOCEntry) { e.InnerOffset = math.MaxInt64 - 2 })), reason: toc.ReasonBadSize, entry: "a"},
+		// A stream long enough for any inner offset: only the overflow
+		// check applies.
+		{name: "inner offset plus size at MaxInt64 in a huge stream", layer: guardLayer(math.MaxInt64/2, at(file("a", 2, 0), func(e *estargz.TOCEntry) { e.InnerOffset = math.MaxInt64 - 2 }))},
+		{name: "inner offset plus size past MaxInt64 in a huge stream", layer: guardLayer(math.MaxInt64/2, at(file("a", 2, 0), func(e *estargz.TOCEntry) { e.InnerOffset = math.MaxInt64 - 1 })), reason: toc.ReasonBadSize, entry: "a"},
 		{name: "chunk of MaxChunkSize", layer: &toc.Layer{BlobDigest: guardBlob, BlobSize: big, TOCOffset: big - 1,
 			TOC: &estargz.JTOC{Version: 1, Entries: []*estargz.TOCEntry{file("a", toc.MaxChunkSize, 0)}}}},
 		{name: "chunk over MaxChunkSize", layer: &toc.Layer{BlobDigest: guardBlob, BlobSize: big, TOCOffset: big - 1,
@@ -278,6 +282,7 @@ func TestValidateAttrs(t *testing.T) {
 		{name: "negative minor", layer: with(func(e *estargz.TOCEntry) { e.DevMinor = -1 }), reason: toc.ReasonMalformed, entry: "e"},
 		{name: "xattr name of XATTR_NAME_MAX", layer: with(func(e *estargz.TOCEntry) { e.Xattrs = xattrs(1, 255) })},
 		{name: "xattr name over XATTR_NAME_MAX", layer: with(func(e *estargz.TOCEntry) { e.Xattrs = xattrs(1, 256) }), reason: toc.ReasonMalformed, entry: "e"},
+		{name: "xattr name starting with NUL", layer: with(func(e *estargz.TOCEntry) { e.Xattrs = map[string][]byte{"\x00user.a": nil} }), reason: toc.ReasonMalformed, entry: "e"},
 		{name: "xattr name with NUL", layer: with(func(e *estargz.TOCEntry) { e.Xattrs = map[string][]byte{"user.a\x00": nil} }), reason: toc.ReasonMalformed, entry: "e"},
 		{name: "xattr value of XATTR_SIZE_MAX", layer: with(func(e *estargz.TOCEntry) { e.Xattrs = map[string][]byte{"user.a": make([]byte, 64<<10)} })},
 		{name: "xattr value over XATTR_SIZE_MAX", layer: with(func(e *estargz.TOCEntry) { e.Xattrs = map[string][]byte{"user.a": make([]byte, 64<<10+1)} }), reason: toc.ReasonMalformed, entry: "e"},
