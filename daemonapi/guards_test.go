@@ -2,9 +2,13 @@ package daemonapi
 
 import (
 	"context"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -102,5 +106,52 @@ func TestSocketPathLength(t *testing.T) {
 	l.Close()
 	if _, err := listenUnix(ctx, "unixpacket", pad(maxSocketPath+1)); !errdefs.IsInvalidArgument(err) {
 		t.Fatalf("listen on a %d-byte path = %v, want invalid argument", maxSocketPath+1, err)
+	}
+}
+
+// TestClientBoundsAnswers guards the client's bound on what a worker may
+// answer: a worker is a separate process that parses hostile layers, so
+// its answers are bounded before they are read into memory.
+func TestClientBoundsAnswers(t *testing.T) {
+	dir, err := os.MkdirTemp("", "dapi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "api.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body atomic.Value
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, body.Load().(string))
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	c := NewClient(path, "w1")
+	t.Cleanup(func() { c.Close() })
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		body  string
+		class func(error) bool
+	}{
+		{"ok", "ok\n", nil},
+		{"ok at the bound", "ok" + strings.Repeat(" ", 1<<10-2), nil},
+		{"ok over the bound", "ok" + strings.Repeat(" ", 1<<10-1), errdefs.IsResourceExhausted},
+		{"something else", "fine", errdefs.IsUnknown},
+	} {
+		body.Store(tc.body)
+		err := c.Health(ctx)
+		if tc.class == nil {
+			if err != nil {
+				t.Errorf("%s: Health() = %v", tc.name, err)
+			}
+			continue
+		}
+		if !tc.class(err) {
+			t.Errorf("%s: Health() = %v, wrong class", tc.name, err)
+		}
 	}
 }
