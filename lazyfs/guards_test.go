@@ -479,3 +479,37 @@ func TestTreeAttrs(t *testing.T) {
 		}
 	}
 }
+
+// TestInitStateShape pins the length checks on a saved INIT request: the
+// flags are read only from bytes the request has.
+func TestInitStateShape(t *testing.T) {
+	const resend = fuse.CAP_HAS_RESEND // a bit of the second flags word
+	full := syntheticInit(fuse.CAP_INIT_EXT | fuse.CAP_ASYNC_READ | resend)
+	if !(InitState{Request: full}).SupportsResend() {
+		t.Fatal("a full request offering resend does not support it")
+	}
+	// Up to the first flags word only: the second is not read.
+	short := full[:initFlags2+3]
+	flags, err := InitState{Request: short}.KernelFlags()
+	if err != nil || flags&resend != 0 || flags&fuse.CAP_ASYNC_READ == 0 {
+		t.Errorf("KernelFlags of a request without the second word = %#x, %v", flags, err)
+	}
+	flags, err = InitState{Request: full[:initFlags2+4]}.KernelFlags()
+	if err != nil || flags&resend == 0 {
+		t.Errorf("KernelFlags of a request that just holds the second word = %#x, %v", flags, err)
+	}
+	// Without CAP_INIT_EXT the second word means nothing.
+	noExt := syntheticInit(fuse.CAP_ASYNC_READ | resend)
+	if flags, _ := (InitState{Request: noExt}).KernelFlags(); flags&resend != 0 {
+		t.Errorf("KernelFlags without CAP_INIT_EXT = %#x, has the second word", flags)
+	}
+	if _, err := (InitState{Request: full[:inHeaderSize+16]}).KernelFlags(); err != nil {
+		t.Errorf("KernelFlags of the shortest request: %v", err)
+	}
+	if _, err := (InitState{Request: full[:inHeaderSize+15]}).KernelFlags(); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("KernelFlags of a request one byte too short = %v, want invalid argument", err)
+	}
+	if (InitState{Request: full[:inHeaderSize+15]}).SupportsResend() {
+		t.Error("a request too short supports resend")
+	}
+}
