@@ -211,3 +211,31 @@ func TestReadAtFileEdges(t *testing.T) {
 		t.Errorf("ReadAt of an empty file = %d, %v; want 0, EOF", n, err)
 	}
 }
+
+// TestDecodeStreamInAnyOrder guards the restart of a shared stream: chunks
+// of one stream are decoded right whatever their order, each from its own
+// inner offset.
+func TestDecodeStreamInAnyOrder(t *testing.T) {
+	l := buildLayer(t, []testFile{{"f", fileData(20_000, 27)}}, estargz.WithChunkSize(1000), estargz.WithMinChunkSize(50_000))
+	file := l.files["f"]
+	off := file[0].BlobOffset
+	var cs []Chunk
+	for _, c := range file {
+		if c.BlobOffset == off {
+			cs = append(cs, c)
+		}
+	}
+	if len(cs) < 3 {
+		t.Fatalf("%d chunks in the first stream, want several", len(cs))
+	}
+	// Last first, then the first, then the middle one.
+	order := []Chunk{cs[len(cs)-1], cs[0], cs[len(cs)/2], cs[len(cs)/2]}
+	datas, errs := make([][]byte, len(order)), make([]error, len(order))
+	r := NewReader(nil, Options{})
+	r.decodeStream(order, l.blob[off:off+cs[0].BlobSize], datas, errs)
+	for i, c := range order {
+		if errs[i] != nil || !bytes.Equal(datas[i], l.data["f"][c.Offset:c.Offset+c.Size]) {
+			t.Errorf("chunk at inner offset %d: %v", c.InnerOffset, errs[i])
+		}
+	}
+}
