@@ -156,3 +156,28 @@ func TestSizeNeedsCompleteLength(t *testing.T) {
 		}
 	}
 }
+
+// TestClassifyStatus pins the class of each registry status that callers
+// branch on: only what may pass (timeouts, rate limits, server errors)
+// is unavailable, and so retried or tried on the next host.
+func TestClassifyStatus(t *testing.T) {
+	for code, is := range map[int]func(error) bool{
+		http.StatusNotFound:            errdefs.IsNotFound,
+		http.StatusUnauthorized:        errdefs.IsUnauthorized,
+		http.StatusForbidden:           errdefs.IsPermissionDenied,
+		http.StatusRequestTimeout:      errdefs.IsUnavailable,
+		http.StatusTooManyRequests:     errdefs.IsUnavailable,
+		http.StatusInternalServerError: errdefs.IsUnavailable,
+		http.StatusBadGateway:          errdefs.IsUnavailable,
+		599:                            errdefs.IsUnavailable,
+		http.StatusBadRequest:          errdefs.IsInvalidArgument,
+		http.StatusConflict:            errdefs.IsConflict,
+	} {
+		if err := classifyStatus(code); !is(err) {
+			t.Errorf("classifyStatus(%d) = %v, wrong class", code, err)
+		}
+	}
+	if err := classifyStatus(499); errdefs.IsUnavailable(err) {
+		t.Errorf("classifyStatus(499) = %v, a client error is not unavailable", err)
+	}
+}
