@@ -513,3 +513,52 @@ func TestInitStateShape(t *testing.T) {
 		t.Error("a request too short supports resend")
 	}
 }
+
+// TestLayerBookkeepingIsHidden guards what a layer must not show through
+// the mount: eStargz's landmark files and TOC at the root, aufs metadata,
+// and trusted.* xattrs, which overlayfs would take for its own (a layer
+// storing trusted.overlay.opaque must not hide the layers below).
+func TestLayerBookkeepingIsHidden(t *testing.T) {
+	evil := dirEntry("d/")
+	evil.Xattrs = map[string][]byte{"trusted.overlay.opaque": []byte("y"), "trusted.evil": []byte("x"), "user.ok": []byte("1")}
+	tr := mustTree(t, []*estargz.TOCEntry{
+		reg(estargz.PrefetchLandmark, 1, 10, 1),
+		reg(estargz.NoPrefetchLandmark, 1, 20, 2),
+		reg(estargz.TOCTarName, 1, 30, 3),
+		reg("sub/"+estargz.PrefetchLandmark, 1, 40, 4),
+		reg(".wh..wh.plnk/1", 1, 50, 5),
+		dirEntry("x/"),
+		reg("x/.wh..wh.aufs", 1, 60, 6),
+		evil,
+	}, 100)
+	fs := NewFS(logtest.WithT(context.Background(), t), tr, fill)
+	lookup := func(dir uint64, name string) uint64 {
+		var out fuse.EntryOut
+		if st := fs.Lookup(nil, &fuse.InHeader{NodeId: dir}, name, &out); st != fuse.OK {
+			t.Fatalf("Lookup(%s) = %v", name, st)
+		}
+		return out.NodeId
+	}
+	for _, name := range []string{estargz.PrefetchLandmark, estargz.NoPrefetchLandmark, estargz.TOCTarName, ".wh..wh.plnk"} {
+		if id := lookup(rootID, name); id != 0 {
+			t.Errorf("%s is visible at the root (node %d)", name, id)
+		}
+	}
+	if id := lookup(lookup(rootID, "sub"), estargz.PrefetchLandmark); id == 0 {
+		t.Errorf("%s below the root is hidden: only the root's is bookkeeping", estargz.PrefetchLandmark)
+	}
+	if id := lookup(lookup(rootID, "x"), ".wh..wh.aufs"); id != 0 {
+		t.Error("aufs metadata is visible")
+	}
+	d := &fuse.InHeader{NodeId: lookup(rootID, "d")}
+	for _, name := range []string{"trusted.overlay.opaque", "trusted.evil"} {
+		if _, st := fs.GetXAttr(nil, d, name, make([]byte, 8)); st != fuse.ENOATTR {
+			t.Errorf("GetXAttr(%s) = %v, want ENOATTR", name, st)
+		}
+	}
+	list := make([]byte, 64)
+	n, st := fs.ListXAttr(nil, d, list)
+	if st != fuse.OK || string(list[:n]) != "user.ok\x00" {
+		t.Errorf("ListXAttr = %q, %v; want only user.ok", list[:n], st)
+	}
+}
