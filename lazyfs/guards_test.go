@@ -3,6 +3,7 @@ package lazyfs
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"math"
 	"strings"
@@ -560,5 +561,69 @@ func TestLayerBookkeepingIsHidden(t *testing.T) {
 	n, st := fs.ListXAttr(nil, d, list)
 	if st != fuse.OK || string(list[:n]) != "user.ok\x00" {
 		t.Errorf("ListXAttr = %q, %v; want only user.ok", list[:n], st)
+	}
+}
+
+// fakeDevFuse is a SOCK_SEQPACKET pair standing in for /dev/fuse: each
+// packet the test writes is one request Serve reads, each packet Serve
+// writes one reply.
+func fakeDevFuse(t *testing.T) (serverFD, kernelFD int) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fds[0]); unix.Close(fds[1]) })
+	return fds[0], fds[1]
+}
+
+// TestServeRefusesAnInitializedConnection guards serveInit's first check:
+// a connection whose first request is not INIT was initialised by another
+// server, and answering it as fresh would serve the kernel settings it
+// never agreed to. A request too short for a header is an error too.
+func TestServeRefusesAnInitializedConnection(t *testing.T) {
+	fs := NewFS(logtest.WithT(context.Background(), t), mustTree(t, nil, 100), fill)
+	lookup := syntheticInit(0)
+	binary.NativeEndian.PutUint32(lookup[opcodeOffset:], 1) // FUSE_LOOKUP
+	for _, tc := range []struct {
+		name  string
+		req   []byte
+		class func(error) bool
+	}{
+		{"LOOKUP first", lookup, errdefs.IsFailedPrecondition},
+		{"short request", lookup[:inHeaderSize-1], func(err error) bool { return err != nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, kernel := fakeDevFuse(t)
+			if _, err := unix.Write(kernel, tc.req); err != nil {
+				t.Fatal(err)
+			}
+			called := false
+			err := Serve(context.Background(), srv, fs, ServeOptions{OnInit: func(InitState) { called = true }})
+			if !tc.class(err) || called {
+				t.Fatalf("Serve = %v (OnInit called: %v), want a refusal", err, called)
+			}
+		})
+	}
+
+	// A real INIT is answered, with the reply a fresh server gives it.
+	srv, kernel := fakeDevFuse(t)
+	req := syntheticInit(fuse.CAP_ASYNC_READ)
+	if _, err := unix.Write(kernel, req); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	inits := make(chan InitState, 1)
+	served := make(chan error, 1)
+	go func() { served <- Serve(ctx, srv, fs, ServeOptions{OnInit: func(s InitState) { inits <- s }}) }()
+	st := <-inits
+	stop()
+	if err := <-served; !errors.Is(err, context.Canceled) {
+		t.Errorf("Serve after stop = %v", err)
+	}
+	reply := make([]byte, outBufSize)
+	n, err := unix.Read(kernel, reply)
+	if err != nil || !bytes.Equal(reply[:n], st.Reply) || !bytes.Equal(st.Request, req) {
+		t.Errorf("INIT reply %x, %v; OnInit saw %x", reply[:n], err, st.Reply)
 	}
 }
