@@ -147,6 +147,15 @@ func TestClaimPrefetchBounds(t *testing.T) {
 		})
 	}
 
+	// Chunks sharing the blob's first stream are prefetched like any.
+	shared := adjacent(3, 100, 50)
+	for i := range shared {
+		shared[i].BlobOffset, shared[i].InnerOffset = 0, int64(i)*100
+	}
+	if got := NewReader(nil, Options{}).claimPrefetch(shared, 0, 2); len(got) != 2 {
+		t.Errorf("claimed %d chunks of a shared stream at blob offset 0, want 2", len(got))
+	}
+
 	// A chunk list that stops making sense stops the prefetch there.
 	bad := adjacent(4, 100, 50)
 	bad[2].Offset++
