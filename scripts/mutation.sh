@@ -17,6 +17,29 @@
 set -euo pipefail
 
 GREMLINS="github.com/go-gremlins/gremlins/cmd/gremlins@v0.6.0"
+HEADER="$(printf '%-12s %7s %7s %12s %10s %9s %6s' package killed lived "not covered" "timed out" efficacy time)"
+
+# row prints a table row from a gremlins JSON report.
+row() {
+	jq -r --arg p "$2" --arg s "$3" '
+		[.mutants_killed, .mutants_lived, .mutants_not_covered,
+		 ([.files[].mutations[] | select(.status == "TIMED OUT")] | length),
+		 (if (.mutants_killed + .mutants_lived) > 0
+		  then (1000 * .mutants_killed / (.mutants_killed + .mutants_lived) | round / 10 | tostring) + " %"
+		  else "-" end)] as $r
+		| "\($p)\t\($r[0])\t\($r[1])\t\($r[2])\t\($r[3])\t\($r[4])\t\($s)"' "$1" |
+		awk -F'\t' '{printf "%-12s %7s %7s %12s %10s %9s %6s\n", $1, $2, $3, $4, $5, $6, $7}'
+}
+
+# --table DIR prints the table of the reports a run left in DIR (e.g. one
+# that was stopped before its end).
+if [ "${1:-}" = --table ]; then
+	echo "$HEADER"
+	for f in "$2"/*.json; do
+		row "$f" "$(basename "$f" .json)" "$(jq -r '.elapsed_time | round | tostring + "s"' "$f")"
+	done
+	exit 0
+fi
 DEFAULT_PKGS="toc chunks snapshot lazyfs supervisor failover daemonapi remote"
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -60,19 +83,12 @@ for p in "${pkgs[@]}"; do
 	}
 	secs=$(($(date +%s) - t0))
 	grep -E '^ *(LIVED|TIMED OUT)' "$rawdir/$p.log" >"$rawdir/$p.lived" || true
-	rows+=("$(jq -r --arg p "$p" --arg s "${secs}s" '
-		[.mutants_killed, .mutants_lived, .mutants_not_covered,
-		 ([.files[].mutations[] | select(.status == "TIMED OUT")] | length),
-		 (if (.mutants_killed + .mutants_lived) > 0
-		  then (1000 * .mutants_killed / (.mutants_killed + .mutants_lived) | round / 10 | tostring) + " %"
-		  else "-" end)] as $r
-		| "\($p)\t\($r[0])\t\($r[1])\t\($r[2])\t\($r[3])\t\($r[4])\t\($s)"' "$rawdir/$p.json" |
-		awk -F'\t' '{printf "%-12s %7s %7s %12s %10s %9s %6s", $1, $2, $3, $4, $5, $6, $7}')")
+	rows+=("$(row "$rawdir/$p.json" "$p" "${secs}s")")
 done
 
 {
 	echo "gremlins v0.6.0, $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(($(date +%s) - start)) s"
-	printf '%-12s %7s %7s %12s %10s %9s %6s\n' package killed lived "not covered" "timed out" efficacy time
+	echo "$HEADER"
 	printf '%s\n' "${rows[@]}"
 } | tee "$out"
 echo "mutation: table in $out, lived mutants in $rawdir/*.lived" >&2
