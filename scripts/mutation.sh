@@ -9,6 +9,8 @@
 #   MUTATION_OUT    the table's file (default bin/mutation.txt); the raw
 #                   gremlins reports and the lived mutants go beside it
 #   GREMLINS_FLAGS  extra flags for `gremlins unleash` (e.g. --workers 1)
+#   MUTATION_GOFLAGS extra go flags for every test run, e.g. -skip=REGEXP to
+#                   leave out slow tests (the efficacy is then a lower bound)
 #
 # Why a copy: gremlins rewrites source files in place while it runs, so a run
 # on the work tree would race with editors and builds. Why -count=1: a cached
@@ -63,7 +65,7 @@ tar -C "$root" --exclude ./.git --exclude ./bin --exclude ./zz_warm -cf - . | ta
 GOBIN="$work/.gremlins-bin" go install "$GREMLINS"
 gremlins="$work/.gremlins-bin/gremlins"
 
-export GOFLAGS=-count=1
+export GOFLAGS="-count=1 ${MUTATION_GOFLAGS:-}"
 start=$(date +%s)
 rows=()
 for p in "${pkgs[@]}"; do
