@@ -290,3 +290,27 @@ func TestLayoutFirstAt(t *testing.T) {
 		t.Error("a chunk of 1 byte at offset 0 was left out")
 	}
 }
+
+// TestLayoutGivesBackDuplicatesRoom pins when NewLayout copies its entries
+// to drop the room duplicates took: beyond an eighth of what it keeps. A
+// copy has less capacity than the distinct and duplicate chunks together.
+func TestLayoutGivesBackDuplicatesRoom(t *testing.T) {
+	for _, tc := range []struct {
+		distinct, dups int
+		copied         bool
+	}{
+		{64, 8, false}, // 8 of room is 64/8: kept
+		{64, 9, true},
+		{64, 0, false},
+	} {
+		cs := adjacent(tc.distinct, 10, 10)
+		cs = append(cs, cs[:tc.dups]...)
+		l := NewLayout(cs)
+		if l.Len() != tc.distinct {
+			t.Fatalf("%d entries, want %d", l.Len(), tc.distinct)
+		}
+		if copied := cap(l.entries) < len(cs); copied != tc.copied {
+			t.Errorf("%d distinct, %d duplicates: capacity %d, want copied %v", tc.distinct, tc.dups, cap(l.entries), tc.copied)
+		}
+	}
+}

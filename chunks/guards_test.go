@@ -239,3 +239,37 @@ func TestDecodeStreamInAnyOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestReadAtChunkBoundary guards covering's search: a read that starts
+// where a chunk starts fetches that chunk, not the one ending there.
+func TestReadAtChunkBoundary(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	l := buildLayer(t, []testFile{{"f", fileData(3000, 28)}}, estargz.WithChunkSize(1000))
+	file := l.files["f"]
+	src := &memSource{blob: l.blob}
+	r := NewReader(src, Options{LayerDigest: testLayerDigest, SequentialPrefetch: -1})
+	p := make([]byte, 1000)
+	if n, err := r.ReadAt(ctx, file, p, 1000); n != 1000 || err != nil || !bytes.Equal(p, l.data["f"][1000:2000]) {
+		t.Fatalf("ReadAt = %d, %v", n, err)
+	}
+	if got := fetchesOf(src, file); got[0] != 0 || got[1] != 1 || got[2] != 0 {
+		t.Errorf("fetches per chunk %v, want only the second chunk's", got)
+	}
+}
+
+// TestChunkAtBlobOffsetZero checks that a chunk at the very start of the
+// blob is a chunk like any other (covering refuses only negative offsets).
+func TestChunkAtBlobOffsetZero(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	l := buildLayer(t, []testFile{{"f", fileData(3000, 29)}}, estargz.WithChunkSize(1000))
+	file := append([]Chunk(nil), l.files["f"]...)
+	shift := file[0].BlobOffset
+	for i := range file {
+		file[i].BlobOffset -= shift
+	}
+	r := NewReader(&memSource{blob: l.blob[shift:]}, Options{LayerDigest: testLayerDigest})
+	p := make([]byte, 3000)
+	if n, err := r.ReadAt(ctx, file, p, 0); n != 3000 || err != nil || !bytes.Equal(p, l.data["f"]) {
+		t.Fatalf("ReadAt = %d, %v", n, err)
+	}
+}
