@@ -298,7 +298,11 @@ func TestValidateAttrs(t *testing.T) {
 // TestValidateDigests guards checkDigest: a digest that cannot verify
 // anything makes the layer unservable.
 func TestValidateDigests(t *testing.T) {
-	with := func(d string) *toc.Layer { l := guardLayer(100, file("a", 4, 0)); l.TOC.Entries[0].ChunkDigest = d; return l }
+	with := func(d string) *toc.Layer {
+		l := guardLayer(100, file("a", 4, 0))
+		l.TOC.Entries[0].ChunkDigest = d
+		return l
+	}
 	hex := strings.Repeat("0123456789abcdef", 4)
 	runGuardCases(t, []guardCase{
 		{name: "all hex digits", layer: with("sha256:" + hex)},
