@@ -10,7 +10,7 @@ UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e '/tests/' -e '/zz_')
 # together with the Go version in go.mod.
 STATICCHECK_VERSION = v0.8.2
 
-.PHONY: all build deps lint check-tree test test-unit test-e2e demo bench bench-e2e bench-failover clean
+.PHONY: all build deps lint check-tree test test-unit test-e2e demo bench bench-e2e bench-failover mutation clean
 
 all: build
 
@@ -77,6 +77,13 @@ bench-e2e: deps build
 # without kills measured in the same run (needs root; a few minutes).
 bench-failover: deps build
 	$(GO) test -count=1 -run '^$$' -bench '^BenchmarkFailover$$' -benchtime 1x -timeout 60m -v ./tests/e2e
+
+# mutation runs gremlins v0.6.0 package by package on a copy of the tree and
+# writes the table (killed, lived, not covered, efficacy) to bin/mutation.txt.
+# Not part of test: about an hour on 2 cores (docs/testing.md). Restrict it
+# with MUTATION_PKGS="toc chunks".
+mutation:
+	bash scripts/mutation.sh $(MUTATION_PKGS)
 
 clean:
 	rm -rf bin

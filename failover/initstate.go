@@ -43,9 +43,9 @@ type InitState struct {
 func (s InitState) IsZero() bool { return len(s.Request) == 0 && len(s.Reply) == 0 }
 
 // Check validates the shape of the saved request: long enough to hold the
-// flags, and an INIT.
+// first flags word (kernels before 5.17 send no second one), and an INIT.
 func (s InitState) Check() error {
-	if len(s.Request) < initFlags2+4 {
+	if len(s.Request) < initFlags+4 {
 		return fmt.Errorf("saved INIT request is %d bytes: %w", len(s.Request), errdefs.ErrInvalidArgument)
 	}
 	if op := binary.NativeEndian.Uint32(s.Request[opcodeOffset:]); op != opInit {
@@ -61,7 +61,7 @@ func (s InitState) KernelFlags() (uint64, error) {
 		return 0, err
 	}
 	flags := uint64(binary.NativeEndian.Uint32(s.Request[initFlags:]))
-	if flags&capInitExt != 0 {
+	if flags&capInitExt != 0 && len(s.Request) >= initFlags2+4 {
 		flags |= uint64(binary.NativeEndian.Uint32(s.Request[initFlags2:])) << 32
 	}
 	return flags, nil

@@ -51,7 +51,7 @@ func TestInitStateFlags(t *testing.T) {
 	binary.NativeEndian.PutUint32(notInit[opcodeOffset:], 15)
 	for name, bad := range map[string]InitState{
 		"empty":     {},
-		"truncated": {Request: initRequest(capInitExt | capHasResend)[:initFlags2+3]},
+		"truncated": {Request: initRequest(capInitExt | capHasResend)[:initFlags+3]},
 		"not INIT":  {Request: notInit},
 	} {
 		if _, err := bad.KernelFlags(); !errdefs.IsInvalidArgument(err) {
@@ -59,6 +59,18 @@ func TestInitStateFlags(t *testing.T) {
 		}
 		if bad.SupportsResend() {
 			t.Errorf("SupportsResend of %s request = true", name)
+		}
+	}
+	// A kernel before 5.17 sends no second flags word: the first one is
+	// read, the second is never read past the request.
+	full := initRequest(capInitExt | 1 | capHasResend)
+	for _, tc := range []struct {
+		n      int
+		resend bool
+	}{{initFlags + 4, false}, {initFlags2 + 3, false}, {initFlags2 + 4, true}} {
+		flags, err := (InitState{Request: full[:tc.n]}).KernelFlags()
+		if err != nil || flags&1 == 0 || (flags&capHasResend != 0) != tc.resend {
+			t.Errorf("KernelFlags of a %d-byte request = %#x, %v; want the first word, resend %v", tc.n, flags, err, tc.resend)
 		}
 	}
 	if !(InitState{}).IsZero() || (InitState{Request: []byte{1}}).IsZero() {

@@ -1,0 +1,157 @@
+package daemonapi
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/containerd/errdefs"
+)
+
+// The tests in this file pin the bounds of what a worker accepts from the
+// API at their edges: each fails when a bound is dropped or moved by one.
+
+func TestLoadLayerRequestBounds(t *testing.T) {
+	valid := LoadLayerRequest{
+		MountID:     "42",
+		ImageRef:    "registry.example/library/alpine:3.20",
+		LayerDigest: "sha256:" + strings.Repeat("1", 64),
+		TOCDigest:   "sha256:" + strings.Repeat("2", 64),
+		Mountpoint:  "/var/lib/lazyfs/snapshots/42/fs",
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(r *LoadLayerRequest)
+		ok   bool
+	}{
+		{"valid", func(*LoadLayerRequest) {}, true},
+		{"image_ref of the limit", func(r *LoadLayerRequest) { r.ImageRef = strings.Repeat("r", maxRefLength) }, true},
+		{"image_ref over the limit", func(r *LoadLayerRequest) { r.ImageRef = strings.Repeat("r", maxRefLength+1) }, false},
+		{"image_ref with a control character", func(r *LoadLayerRequest) { r.ImageRef = "a\x7fb" }, false},
+		{"image_ref with a newline", func(r *LoadLayerRequest) { r.ImageRef = "a\nb" }, false},
+		{"image_ref with a non-breaking space", func(r *LoadLayerRequest) { r.ImageRef = "a\u00a0b" }, false},
+		{"mountpoint of the limit", func(r *LoadLayerRequest) { r.Mountpoint = "/" + strings.Repeat("m", maxPathLength-1) }, true},
+		{"mountpoint over the limit", func(r *LoadLayerRequest) { r.Mountpoint = "/" + strings.Repeat("m", maxPathLength) }, false},
+		{"mountpoint with a control character", func(r *LoadLayerRequest) { r.Mountpoint = "/a\x01" }, false},
+		{"mountpoint with a trailing slash", func(r *LoadLayerRequest) { r.Mountpoint = "/a/" }, false},
+		{"mountpoint relative", func(r *LoadLayerRequest) { r.Mountpoint = "a" }, false},
+		{"layer digest without algorithm", func(r *LoadLayerRequest) { r.LayerDigest = strings.Repeat("1", 64) }, false},
+		{"TOC digest too short", func(r *LoadLayerRequest) { r.TOCDigest = "sha256:" + strings.Repeat("2", 63) }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := valid
+			tc.edit(&r)
+			err := r.validate()
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("validate = %v", err)
+				}
+				return
+			}
+			if !errdefs.IsInvalidArgument(err) {
+				t.Fatalf("validate = %v, want invalid argument", err)
+			}
+		})
+	}
+}
+
+// TestMountIDCharacters pins every edge of the allowed byte ranges: a
+// mount id becomes a path component and a URL segment.
+func TestMountIDCharacters(t *testing.T) {
+	for _, c := range "azAZ09" {
+		if err := ValidateMountID(string(c) + "x"); err != nil {
+			t.Errorf("ValidateMountID(%q) = %v", string(c)+"x", err)
+		}
+	}
+	for _, c := range "._:-" {
+		if err := ValidateMountID("x" + string(c)); err != nil {
+			t.Errorf("ValidateMountID(%q) = %v", "x"+string(c), err)
+		}
+		if err := ValidateMountID(string(c) + "x"); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("ValidateMountID(%q) = %v, want invalid argument", string(c)+"x", err)
+		}
+	}
+	for _, c := range "`{@[/:;" {
+		for _, id := range []string{string(c), "x" + string(c)} {
+			if c == ':' && id != ":" {
+				continue // allowed after the first byte
+			}
+			if err := ValidateMountID(id); !errdefs.IsInvalidArgument(err) {
+				t.Errorf("ValidateMountID(%q) = %v, want invalid argument", id, err)
+			}
+		}
+	}
+}
+
+// TestSocketPathLength pins listenUnix's bound to what sun_path holds.
+func TestSocketPathLength(t *testing.T) {
+	dir, err := os.MkdirTemp("", "dapi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	pad := func(n int) string { return filepath.Join(dir, strings.Repeat("s", n-len(dir)-1)) }
+	ctx := context.Background()
+
+	l, err := listenUnix(ctx, "unixpacket", pad(maxSocketPath))
+	if err != nil {
+		t.Fatalf("listen on a %d-byte path: %v", maxSocketPath, err)
+	}
+	l.Close()
+	if _, err := listenUnix(ctx, "unixpacket", pad(maxSocketPath+1)); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("listen on a %d-byte path = %v, want invalid argument", maxSocketPath+1, err)
+	}
+}
+
+// TestClientBoundsAnswers guards the client's bound on what a worker may
+// answer: a worker is a separate process that parses hostile layers, so
+// its answers are bounded before they are read into memory.
+func TestClientBoundsAnswers(t *testing.T) {
+	dir, err := os.MkdirTemp("", "dapi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "api.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body atomic.Value
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, body.Load().(string))
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	c := NewClient(path, "w1")
+	t.Cleanup(func() { c.Close() })
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		body  string
+		class func(error) bool
+	}{
+		{"ok", "ok\n", nil},
+		{"ok at the bound", "ok" + strings.Repeat(" ", 1<<10-2), nil},
+		{"ok over the bound", "ok" + strings.Repeat(" ", 1<<10-1), errdefs.IsResourceExhausted},
+		{"something else", "fine", errdefs.IsUnknown},
+	} {
+		body.Store(tc.body)
+		err := c.Health(ctx)
+		if tc.class == nil {
+			if err != nil {
+				t.Errorf("%s: Health() = %v", tc.name, err)
+			}
+			continue
+		}
+		if !tc.class(err) {
+			t.Errorf("%s: Health() = %v, wrong class", tc.name, err)
+		}
+	}
+}

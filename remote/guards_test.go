@@ -1,0 +1,183 @@
+package remote
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log/logtest"
+	"github.com/opencontainers/go-digest"
+)
+
+// The tests in this file guard the checks that keep a registry's wrong
+// answer from passing for the blob's bytes: each part of Content-Range is
+// compared on its own, and a size is only taken from a complete length.
+
+// rangeRegistry answers HEAD with the blob's length (unless noHead) and a
+// range GET with 206, the Content-Range that answer returns and the body
+// it returns.
+type rangeRegistry struct {
+	srv  *httptest.Server
+	blob []byte
+
+	mu     sync.Mutex
+	noHead bool
+	answer func(first, last int64) (contentRange string, body []byte)
+}
+
+func newRangeRegistry(t *testing.T, blob []byte) *rangeRegistry {
+	r := &rangeRegistry{blob: blob}
+	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *rangeRegistry) set(f func(r *rangeRegistry)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f(r)
+}
+
+func (r *rangeRegistry) serve(w http.ResponseWriter, req *http.Request) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !strings.Contains(req.URL.Path, "/blobs/") {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if req.Method == http.MethodHead {
+		if r.noHead {
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			return
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(len(r.blob)))
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	var first, last int64
+	if _, err := fmt.Sscanf(req.Header.Get("Range"), "bytes=%d-%d", &first, &last); err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	cr, body := fmt.Sprintf("bytes %d-%d/%d", first, last, len(r.blob)), r.blob[first:last+1]
+	if r.answer != nil {
+		cr, body = r.answer(first, last)
+	}
+	w.Header().Set("Content-Range", cr)
+	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+	w.WriteHeader(http.StatusPartialContent)
+	w.Write(body)
+}
+
+func (r *rangeRegistry) ref() string {
+	return strings.TrimPrefix(r.srv.URL, "http://") + "/library/test:latest"
+}
+
+func TestContentRangeMustMatch(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	blob := testBlob(1000)
+	reg := newRangeRegistry(t, blob)
+	b, err := NewResolver(Options{}).Blob(ctx, reg.ref(), digest.FromBytes(blob))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const off, n = 10, 10
+	for _, tc := range []struct {
+		name string
+		cr   string
+		body []byte
+		ok   bool
+	}{
+		{name: "exact", cr: "bytes 10-19/1000", body: blob[10:20], ok: true},
+		{name: "unknown complete length", cr: "bytes 10-19/*", body: blob[10:20], ok: true},
+		{name: "first byte one late", cr: "bytes 11-19/1000", body: blob[11:20]},
+		{name: "first byte one early", cr: "bytes 9-19/1000", body: blob[9:20]},
+		{name: "last byte one late", cr: "bytes 10-20/1000", body: blob[10:21]},
+		{name: "last byte one early", cr: "bytes 10-18/1000", body: blob[10:19]},
+		{name: "another blob's length", cr: "bytes 10-19/1001", body: blob[10:20]},
+		{name: "a shorter blob's length", cr: "bytes 10-19/999", body: blob[10:20]},
+		{name: "unparsable", cr: "bytes 10-19", body: blob[10:20]},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg.set(func(r *rangeRegistry) {
+				r.answer = func(int64, int64) (string, []byte) { return tc.cr, tc.body }
+			})
+			p := make([]byte, n)
+			got, err := b.ReadAt(ctx, p, off)
+			if tc.ok {
+				if err != nil || got != n || !bytes.Equal(p, blob[off:off+n]) {
+					t.Fatalf("ReadAt = %d, %v; want the bytes", got, err)
+				}
+				return
+			}
+			if got != 0 || !errdefs.IsUnavailable(err) {
+				t.Fatalf("ReadAt answered with %q = %d, %v; want 0, unavailable", tc.cr, got, err)
+			}
+		})
+	}
+}
+
+// TestSizeNeedsCompleteLength guards the size taken from a one-byte range
+// when HEAD is refused: only a complete length that the range fits in is a
+// size.
+func TestSizeNeedsCompleteLength(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	blob := testBlob(1000)
+	reg := newRangeRegistry(t, blob)
+	for _, tc := range []struct {
+		cr   string
+		size int64 // 0: refused
+	}{
+		{"bytes 0-0/1000", 1000},
+		{"bytes 0-0/1", 1},
+		{"bytes 0-0/*", 0},
+		{"bytes 0-0/0", 0},
+		{"bytes 0-0", 0},
+	} {
+		reg.set(func(r *rangeRegistry) {
+			r.noHead = true
+			r.answer = func(int64, int64) (string, []byte) { return tc.cr, blob[:1] }
+		})
+		b, err := NewResolver(Options{}).Blob(ctx, reg.ref(), digest.FromBytes(blob))
+		if tc.size != 0 {
+			if err != nil || b.Size() != tc.size {
+				t.Errorf("size from %q: %v, %v; want %d", tc.cr, b, err, tc.size)
+			}
+			continue
+		}
+		if !errdefs.IsUnavailable(err) {
+			t.Errorf("size from %q: err = %v, want unavailable", tc.cr, err)
+		}
+	}
+}
+
+// TestClassifyStatus pins the class of each registry status that callers
+// branch on: only what may pass (timeouts, rate limits, server errors)
+// is unavailable, and so retried or tried on the next host.
+func TestClassifyStatus(t *testing.T) {
+	for code, is := range map[int]func(error) bool{
+		http.StatusNotFound:            errdefs.IsNotFound,
+		http.StatusUnauthorized:        errdefs.IsUnauthorized,
+		http.StatusForbidden:           errdefs.IsPermissionDenied,
+		http.StatusRequestTimeout:      errdefs.IsUnavailable,
+		http.StatusTooManyRequests:     errdefs.IsUnavailable,
+		http.StatusInternalServerError: errdefs.IsUnavailable,
+		http.StatusBadGateway:          errdefs.IsUnavailable,
+		599:                            errdefs.IsUnavailable,
+		http.StatusBadRequest:          errdefs.IsInvalidArgument,
+		http.StatusConflict:            errdefs.IsConflict,
+	} {
+		if err := classifyStatus(code); !is(err) {
+			t.Errorf("classifyStatus(%d) = %v, wrong class", code, err)
+		}
+	}
+	if err := classifyStatus(499); errdefs.IsUnavailable(err) {
+		t.Errorf("classifyStatus(499) = %v, a client error is not unavailable", err)
+	}
+}

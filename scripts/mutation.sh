@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# mutation.sh runs gremlins (pinned) package by package on a copy of the tree
+# and prints one table: package, killed, lived, not covered, timed out,
+# efficacy (killed / (killed + lived)).
+#
+#   scripts/mutation.sh [package ...]     default: every package listed below
+#
+# Environment:
+#   MUTATION_OUT    the table's file (default bin/mutation.txt); the raw
+#                   gremlins reports and the lived mutants go beside it
+#   GREMLINS_FLAGS  extra flags for `gremlins unleash` (e.g. --workers 1)
+#   MUTATION_GOFLAGS extra go flags for every test run, e.g. -skip=REGEXP to
+#                   leave out slow tests (the efficacy is then a lower bound)
+#
+# Why a copy: gremlins rewrites source files in place while it runs, so a run
+# on the work tree would race with editors and builds. Why -count=1: a cached
+# coverage run makes gremlins time every mutant out against a near-zero
+# baseline.
+set -euo pipefail
+
+GREMLINS="github.com/go-gremlins/gremlins/cmd/gremlins@v0.6.0"
+HEADER="$(printf '%-12s %7s %7s %12s %10s %9s %6s' package killed lived "not covered" "timed out" efficacy time)"
+
+# row prints a table row from a gremlins JSON report.
+row() {
+	jq -r --arg p "$2" --arg s "$3" '
+		[.mutants_killed, .mutants_lived, .mutants_not_covered,
+		 ([.files[].mutations[] | select(.status == "TIMED OUT")] | length),
+		 (if (.mutants_killed + .mutants_lived) > 0
+		  then (1000 * .mutants_killed / (.mutants_killed + .mutants_lived) | round / 10 | tostring) + " %"
+		  else "-" end)] as $r
+		| "\($p)\t\($r[0])\t\($r[1])\t\($r[2])\t\($r[3])\t\($r[4])\t\($s)"' "$1" |
+		awk -F'\t' '{printf "%-12s %7s %7s %12s %10s %9s %6s\n", $1, $2, $3, $4, $5, $6, $7}'
+}
+
+# --table DIR prints the table of the reports a run left in DIR (e.g. one
+# that was stopped before its end).
+if [ "${1:-}" = --table ]; then
+	echo "$HEADER"
+	for f in "$2"/*.json; do
+		row "$f" "$(basename "$f" .json)" "$(jq -r '.elapsed_time | round | tostring + "s"' "$f")"
+	done
+	exit 0
+fi
+DEFAULT_PKGS="toc chunks snapshot lazyfs supervisor failover daemonapi remote"
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+[ -d cache ] && DEFAULT_PKGS="$DEFAULT_PKGS cache"
+pkgs=("$@")
+[ ${#pkgs[@]} -eq 0 ] && read -r -a pkgs <<<"$DEFAULT_PKGS"
+
+out="${MUTATION_OUT:-$root/bin/mutation.txt}"
+mkdir -p "$(dirname "$out")"
+out="$(cd "$(dirname "$out")" && pwd)/$(basename "$out")"
+rawdir="${out%.*}.d"
+rm -rf "$rawdir"
+mkdir -p "$rawdir"
+
+work="$(mktemp -d /tmp/lazyfs-mutation.XXXXXX)"
+trap 'rm -rf "$work"' EXIT
+tar -C "$root" --exclude ./.git --exclude ./bin --exclude ./zz_warm -cf - . | tar -C "$work" -xf -
+
+# Build gremlins once (go run would rebuild it per package on a cold cache).
+GOBIN="$work/.gremlins-bin" go install "$GREMLINS"
+gremlins="$work/.gremlins-bin/gremlins"
+
+export GOFLAGS="-count=1 ${MUTATION_GOFLAGS:-}"
+start=$(date +%s)
+rows=()
+for p in "${pkgs[@]}"; do
+	p="${p#./}"
+	if [ ! -d "$work/$p" ]; then
+		echo "mutation: no package $p" >&2
+		exit 2
+	fi
+	echo "== $p" >&2
+	t0=$(date +%s)
+	# shellcheck disable=SC2086 # GREMLINS_FLAGS is a list of flags
+	(cd "$work" && "$gremlins" unleash ${GREMLINS_FLAGS:-} -S lt -o "$rawdir/$p.json" "./$p") >"$rawdir/$p.log" 2>&1 || {
+		echo "mutation: gremlins failed on $p; see $rawdir/$p.log" >&2
+		tail -20 "$rawdir/$p.log" >&2
+		rows+=("$(printf '%-12s %7s %7s %12s %10s %9s %6s' "$p" - - - - failed -)")
+		continue
+	}
+	secs=$(($(date +%s) - t0))
+	grep -E '^ *(LIVED|TIMED OUT)' "$rawdir/$p.log" >"$rawdir/$p.lived" || true
+	rows+=("$(row "$rawdir/$p.json" "$p" "${secs}s")")
+done
+
+{
+	echo "gremlins v0.6.0, $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(($(date +%s) - start)) s"
+	echo "$HEADER"
+	printf '%s\n' "${rows[@]}"
+} | tee "$out"
+echo "mutation: table in $out, lived mutants in $rawdir/*.lived" >&2
