@@ -2,6 +2,8 @@ package config_test
 
 import (
 	"errors"
+	"math"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -70,5 +72,19 @@ func TestValidateBounds(t *testing.T) {
 				t.Fatalf("Validate() = %v, want one problem with %s", err, tc.key)
 			}
 		})
+	}
+}
+
+// TestByteSizeOverflowEdge pins the overflow check of a size with a unit:
+// the largest number of KiB that fits in int64 bytes parses, one more does
+// not.
+func TestByteSizeOverflowEdge(t *testing.T) {
+	const maxKiB = math.MaxInt64 / 1024
+	var b config.ByteSize
+	if err := b.UnmarshalText([]byte(strconv.FormatInt(maxKiB, 10) + "KiB")); err != nil || int64(b) != maxKiB*1024 {
+		t.Errorf("%dKiB = %d, %v", int64(maxKiB), b, err)
+	}
+	if err := b.UnmarshalText([]byte(strconv.FormatInt(maxKiB+1, 10) + "KiB")); err == nil {
+		t.Errorf("%dKiB accepted", int64(maxKiB+1))
 	}
 }

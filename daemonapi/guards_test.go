@@ -2,6 +2,7 @@ package daemonapi
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
 )
 
 // The tests in this file pin the bounds of what a worker accepts from the
@@ -153,5 +155,81 @@ func TestClientBoundsAnswers(t *testing.T) {
 		if !tc.class(err) {
 			t.Errorf("%s: Health() = %v, wrong class", tc.name, err)
 		}
+	}
+}
+
+// packetPair is a SOCK_SEQPACKET pair wrapped as packetConns.
+func packetPair(t *testing.T) (a, b *packetConn) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := func(fd int) *packetConn {
+		f := os.NewFile(uintptr(fd), "packet")
+		defer f.Close()
+		c, err := net.FileConn(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return newPacketConn(c.(*net.UnixConn))
+	}
+	return conn(fds[0]), conn(fds[1])
+}
+
+// TestControlPacketBounds pins both bounds of a control packet at their
+// edges: its size (MaxControlPacket bytes of JSON) and its fds
+// (maxControlFDs).
+func TestControlPacketBounds(t *testing.T) {
+	ctx := context.Background()
+	// msg returns a message whose JSON is exactly n bytes.
+	msg := func(n int) ControlMessage {
+		m := ControlMessage{Type: MessageError, Error: &ErrorInfo{Code: "x"}}
+		b, _ := json.Marshal(m)
+		m.Error.Message = strings.Repeat("m", n-len(b))
+		return m
+	}
+	a, b := packetPair(t)
+	if err := a.write(ctx, msg(MaxControlPacket)); err != nil {
+		t.Fatalf("write of %d bytes: %v", MaxControlPacket, err)
+	}
+	if got, fds, err := b.read(); err != nil || len(got.Error.Message) == 0 || len(fds) != 0 {
+		t.Fatalf("read of %d bytes: %v", MaxControlPacket, err)
+	}
+	if err := a.write(ctx, msg(MaxControlPacket+1)); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("write of %d bytes = %v, want invalid argument", MaxControlPacket+1, err)
+	}
+
+	pipes := func(n int) []int {
+		var fds []int
+		for range n {
+			var p [2]int
+			if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+				t.Fatal(err)
+			}
+			unix.Close(p[1])
+			fds = append(fds, p[0])
+		}
+		t.Cleanup(func() {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+		})
+		return fds
+	}
+	if err := a.write(ctx, ControlMessage{Type: MessageAttach, MountID: "m"}, pipes(maxControlFDs)...); err != nil {
+		t.Fatal(err)
+	}
+	_, fds, err := b.read()
+	if err != nil || len(fds) != maxControlFDs {
+		t.Fatalf("read of %d fds = %d fds, %v", maxControlFDs, len(fds), err)
+	}
+	closeFDs(fds)
+	if err := a.write(ctx, ControlMessage{Type: MessageAttach, MountID: "m"}, pipes(maxControlFDs+1)...); err != nil {
+		t.Fatal(err)
+	}
+	if _, fds, err := b.read(); !errdefs.IsInvalidArgument(err) || len(fds) != 0 {
+		t.Fatalf("read of %d fds = %d fds, %v; want invalid argument", maxControlFDs+1, len(fds), err)
 	}
 }

@@ -3,8 +3,10 @@ package daemonapi_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,28 +46,61 @@ func TestPeerHelper(t *testing.T) {
 	defer cancel()
 	switch mode {
 	case "dial":
-		// Report how the worker answered this uid.
-		c, err := daemonapi.DialControl(ctx, path)
-		if err == nil {
-			c.Close()
-		}
-		fmt.Println(outcome(err))
+		// Connect without DialControl's own check of the worker, which
+		// runs as root: report how the worker answered this uid.
+		fmt.Println(rawGreeting(ctx, path))
 	case "serve":
-		// Be a worker running as this uid until stdin closes.
-		l, err := daemonapi.ListenControl(ctx, path)
+		// Be a worker running as this uid that greets every controller
+		// without checking it, so that only the controller's check of
+		// this uid can refuse the connection.
+		l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
 		if err != nil {
 			fmt.Println("listen:", err)
 			return
 		}
-		sctx, stop := context.WithCancel(context.Background())
-		served := make(chan error, 1)
-		go func() { served <- daemonapi.ServeControl(sctx, l, closingHandler) }()
+		defer l.Close()
+		go func() {
+			hello, _ := json.Marshal(daemonapi.ControlMessage{Type: daemonapi.MessageHello})
+			for {
+				c, err := l.AcceptUnix()
+				if err != nil {
+					return
+				}
+				c.Write(hello) // left open until the helper exits
+			}
+		}()
 		fmt.Println("ready")
 		io.Copy(io.Discard, os.Stdin)
-		stop()
-		<-served
 	default:
 		t.Fatalf("unknown helper mode %q", mode)
+	}
+}
+
+// rawGreeting connects to the control socket at path and names the
+// worker's first answer: "admitted" for a greeting, else the error's class.
+func rawGreeting(ctx context.Context, path string) string {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "unixpacket", path)
+	if err != nil {
+		return outcome(err)
+	}
+	defer nc.Close()
+	buf := make([]byte, daemonapi.MaxControlPacket)
+	n, err := nc.Read(buf)
+	if err != nil {
+		return outcome(err)
+	}
+	var msg daemonapi.ControlMessage
+	if err := json.Unmarshal(buf[:n], &msg); err != nil {
+		return outcome(err)
+	}
+	switch {
+	case msg.Error != nil:
+		return outcome(msg.Error.Err(0))
+	case msg.Type == daemonapi.MessageHello:
+		return outcome(nil)
+	default:
+		return fmt.Sprintf("other: %q", msg.Type)
 	}
 }
 

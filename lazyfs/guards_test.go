@@ -594,3 +594,24 @@ func TestServeRefusesAnInitializedConnection(t *testing.T) {
 		t.Errorf("INIT reply %x, %v; OnInit saw %x", reply[:n], err, st.Reply)
 	}
 }
+
+// TestStatBlocks checks st_blocks, which du(1) and tar read: 512-byte
+// units, rounded up, for files and directories only.
+func TestStatBlocks(t *testing.T) {
+	tr := mustTree(t, []*estargz.TOCEntry{
+		reg("one", 1, 10, 1),
+		reg("block", 512, 20, 2),
+		reg("more", 513, 30, 3),
+		{Name: "empty", Type: "reg", Mode: 0o644},
+		{Name: "l", Type: "symlink", LinkName: "one", Mode: 0o777},
+		dirEntry("d/"),
+	}, 100)
+	for path, want := range map[string]uint64{"one": 1, "block": 1, "more": 2, "empty": 0, "l": 0, "d": 8} {
+		id, n := resolve(t, tr, path)
+		var a fuse.Attr
+		tr.fillAttr(uint64(id), n, &a)
+		if a.Blocks != want {
+			t.Errorf("%s: %d blocks, want %d", path, a.Blocks, want)
+		}
+	}
+}

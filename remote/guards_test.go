@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log/logtest"
@@ -179,5 +180,47 @@ func TestClassifyStatus(t *testing.T) {
 	}
 	if err := classifyStatus(499); errdefs.IsUnavailable(err) {
 		t.Errorf("classifyStatus(499) = %v, a client error is not unavailable", err)
+	}
+}
+
+// TestUnauthorizedIsAnsweredOnce guards the bound on authentication
+// retries: a registry that keeps answering 401 to accepted credentials
+// gets the challenge answered once, then the request fails as
+// unauthenticated instead of looping.
+func TestUnauthorizedIsAnsweredOnce(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	var mu sync.Mutex
+	blobRequests := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/blobs/") {
+			mu.Lock()
+			blobRequests++
+			mu.Unlock()
+		}
+		w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	t.Cleanup(srv.Close)
+	r := NewResolver(Options{Credentials: func(string) (string, string, error) { return "alice", "secret", nil }})
+	ref := strings.TrimPrefix(srv.URL, "http://") + "/library/test:latest"
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.Blob(ctx, ref, digest.FromString("blob"))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errdefs.IsUnauthorized(err) {
+			t.Fatalf("Blob = %v, want unauthenticated", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Blob still retrying a registry that always answers 401")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// HEAD, then HEAD with credentials; the GET of one byte likewise if
+	// the size request falls back to it.
+	if blobRequests == 0 || blobRequests > 4 {
+		t.Errorf("%d blob requests, want each request answered once", blobRequests)
 	}
 }
