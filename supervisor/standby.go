@@ -16,6 +16,12 @@ import (
 // supervisor spin. A standby that was used is replaced at once.
 const standbyRefillGap = time.Second
 
+// standbyUsedGap is the wait before a new standby after one became a
+// worker: its start (exec and the Go runtime's, tens of milliseconds of
+// CPU) must not compete with the successor answering the reads that
+// waited through the takeover.
+const standbyUsedGap = 250 * time.Millisecond
+
 // takeStandby turns the standby process, if there is one, into worker w:
 // it is sent w's identity, binds w's sockets and then says it is ready like
 // any worker. A successor taken from the standby skips exec and the Go
@@ -25,6 +31,9 @@ func (s *Supervisor) takeStandby(ctx context.Context, w *worker) *process {
 	s.mu.Lock()
 	p := s.standby
 	s.standby = nil
+	if p != nil {
+		s.standbyUsed = time.Now()
+	}
 	s.mu.Unlock()
 	defer s.refillStandby()
 	if p == nil {
@@ -61,7 +70,7 @@ func (s *Supervisor) refillStandby() {
 		return
 	}
 	s.refilling = true
-	wait := time.Until(s.standbyDied.Add(standbyRefillGap))
+	wait := max(time.Until(s.standbyDied.Add(standbyRefillGap)), time.Until(s.standbyUsed.Add(standbyUsedGap)))
 	s.mu.Unlock()
 	s.wg.Add(1)
 	go func() {

@@ -128,6 +128,7 @@ type Supervisor struct {
 	standby     *process
 	refilling   bool
 	standbyDied time.Time     // when a standby last exited unused
+	standbyUsed time.Time     // when a standby last became a worker
 	history     workerHistory // mgmt API: restarts and last exit by worker id (status.go)
 }
 
