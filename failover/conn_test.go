@@ -49,3 +49,25 @@ func TestConnHoldsOneCopy(t *testing.T) {
 		t.Errorf("after Close: held %v, fd open %v", c.Held(), fdOpen(p[0]))
 	}
 }
+
+// TestConnHoldsFDZero: 0 is an fd like any other (a process started with
+// stdin closed may get it from /dev/fuse): held, handed over, not replaced.
+func TestConnHoldsFDZero(t *testing.T) {
+	init := InitState{Request: initRequest(capInitExt), Reply: []byte{16}}
+	c := NewConn(0, init)
+	if !c.Held() || !c.CanTakeOver() || c.FD() != 0 {
+		t.Fatalf("a Conn holding fd 0: held %v, can take over %v", c.Held(), c.CanTakeOver())
+	}
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[1])
+	if c.Hold(p[0], init) {
+		t.Error("a second copy replaced fd 0")
+	}
+	if fdOpen(p[0]) {
+		unix.Close(p[0])
+		t.Error("the second copy was left open")
+	}
+}
