@@ -101,32 +101,40 @@ func checkFDName(name string) error {
 // The fds are raw ints, not *os.File (go-systemd's activation.Files): a
 // garbage-collected *os.File would close a FUSE connection's fd.
 func TakeListenFDs() map[string][]int {
-	defer func() {
-		os.Unsetenv("LISTEN_PID")
-		os.Unsetenv("LISTEN_FDS")
-		os.Unsetenv("LISTEN_FDNAMES")
-	}()
-	pid, err := strconv.Atoi(os.Getenv("LISTEN_PID"))
-	if err != nil || pid != os.Getpid() {
+	fds := listenFDs(os.Getenv("LISTEN_PID"), os.Getenv("LISTEN_FDS"), os.Getenv("LISTEN_FDNAMES"), os.Getpid())
+	os.Unsetenv("LISTEN_PID")
+	os.Unsetenv("LISTEN_FDS")
+	os.Unsetenv("LISTEN_FDNAMES")
+	for _, list := range fds {
+		for _, fd := range list {
+			unix.CloseOnExec(fd)
+		}
+	}
+	return fds
+}
+
+// listenFDs reads the LISTEN_* variables: the fds passed to process self,
+// by name. Fds without a name are "unknown".
+func listenFDs(listenPID, listenFDs, listenNames string, self int) map[string][]int {
+	pid, err := strconv.Atoi(listenPID)
+	if err != nil || pid != self {
 		return nil
 	}
-	n, err := strconv.Atoi(os.Getenv("LISTEN_FDS"))
+	n, err := strconv.Atoi(listenFDs)
 	if err != nil || n <= 0 {
 		return nil
 	}
 	var names []string
-	if v := os.Getenv("LISTEN_FDNAMES"); v != "" {
-		names = strings.Split(v, ":")
+	if listenNames != "" {
+		names = strings.Split(listenNames, ":")
 	}
 	fds := map[string][]int{}
 	for i := range n {
-		fd := listenFDsStart + i
-		unix.CloseOnExec(fd)
 		name := "unknown"
 		if i < len(names) {
 			name = names[i]
 		}
-		fds[name] = append(fds[name], fd)
+		fds[name] = append(fds[name], listenFDsStart+i)
 	}
 	return fds
 }

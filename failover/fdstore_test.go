@@ -2,10 +2,10 @@ package failover
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -133,68 +133,41 @@ func TestFDStoreUnset(t *testing.T) {
 	}
 }
 
-func TestTakeListenFDs(t *testing.T) {
-	// Two fds, as systemd passes them: at 3 and 4 for this pid. The test
-	// moves its own fds 3 and 4 aside and puts pipes there.
-	saved := [2]int{-1, -1} // what fds 3 and 4 were, if open
-	for i, fd := range []int{3, 4} {
-		if dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 100); err == nil {
-			saved[i] = dup
-		}
-	}
-	defer func() {
-		for i, fd := range []int{3, 4} {
-			if saved[i] < 0 {
-				unix.Close(fd)
-				continue
+func TestListenFDs(t *testing.T) {
+	const self = 1234
+	for _, tc := range []struct {
+		name              string
+		pid, fds, fdnames string
+		want              map[string][]int
+	}{
+		{"another process's", "1", "2", "a:b", nil},
+		{"no pid", "", "2", "a:b", nil},
+		{"none", "1234", "0", "", nil},
+		{"not a number", "1234", "x", "", nil},
+		{"named, two of one name", "1234", "3", "lazyfs-mount-1:lazyfs-mount-1:lazyfs-mount-2",
+			map[string][]int{"lazyfs-mount-1": {3, 4}, "lazyfs-mount-2": {5}}},
+		{"fewer names than fds", "1234", "2", "lazyfs-mount-1", map[string][]int{"lazyfs-mount-1": {3}, "unknown": {4}}},
+		{"no names", "1234", "1", "", map[string][]int{"unknown": {3}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := listenFDs(tc.pid, tc.fds, tc.fdnames, self)
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("listenFDs = %v, want %v", got, tc.want)
 			}
-			unix.Dup3(saved[i], fd, unix.O_CLOEXEC)
-			unix.Close(saved[i])
-		}
-	}()
-	for _, fd := range []int{3, 4} {
-		var p [2]int
-		if err := unix.Pipe2(p[:], 0); err != nil {
-			t.Fatal(err)
-		}
-		unix.Dup3(p[0], fd, 0)
-		unix.Close(p[0])
-		unix.Close(p[1])
+		})
 	}
-	pid := strconv.Itoa(os.Getpid())
-
+	// TakeListenFDs consumes the variables, so that no child takes the
+	// fds as its own. (No fd is passed here: its fds 3 and up are the
+	// test process's own.)
 	t.Setenv("LISTEN_PID", "1")
 	t.Setenv("LISTEN_FDS", "2")
+	t.Setenv("LISTEN_FDNAMES", "a:b")
 	if got := TakeListenFDs(); got != nil {
 		t.Errorf("fds meant for another pid taken: %v", got)
-	}
-	t.Setenv("LISTEN_PID", pid)
-	t.Setenv("LISTEN_FDS", "0")
-	if got := TakeListenFDs(); got != nil {
-		t.Errorf("LISTEN_FDS=0 gave %v", got)
-	}
-	// Fewer names than fds: the rest are "unknown".
-	t.Setenv("LISTEN_PID", pid)
-	t.Setenv("LISTEN_FDS", "2")
-	t.Setenv("LISTEN_FDNAMES", "lazyfs-mount-1")
-	if got := TakeListenFDs(); len(got["lazyfs-mount-1"]) != 1 || len(got["unknown"]) != 1 {
-		t.Errorf("two fds, one name: %v", got)
-	}
-	t.Setenv("LISTEN_PID", pid)
-	t.Setenv("LISTEN_FDS", "2")
-	t.Setenv("LISTEN_FDNAMES", "lazyfs-mount-1:lazyfs-mount-1")
-	got := TakeListenFDs()
-	if len(got) != 1 || len(got["lazyfs-mount-1"]) != 2 || got["lazyfs-mount-1"][0] != 3 || got["lazyfs-mount-1"][1] != 4 {
-		t.Fatalf("TakeListenFDs = %v, want both fds under lazyfs-mount-1", got)
 	}
 	for _, v := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {
 		if _, ok := os.LookupEnv(v); ok {
 			t.Errorf("%s still set: a child would take the fds as its own", v)
-		}
-	}
-	for _, fd := range []int{3, 4} {
-		if flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil || flags&unix.FD_CLOEXEC == 0 {
-			t.Errorf("fd %d not close-on-exec: %v", fd, err)
 		}
 	}
 	if id, ok := MountIDFromFDName(MountFDName("42")); !ok || id != "42" {
