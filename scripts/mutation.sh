@@ -58,7 +58,21 @@ rm -rf "$rawdir"
 mkdir -p "$rawdir"
 
 work="$(mktemp -d /tmp/lazyfs-mutation.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
+# The tests' temp dirs (gremlins' and t.TempDir's) go to a short dir of our
+# own (socket paths must stay under 108 bytes), so that what a mutant left
+# behind there can be found and removed.
+tmp="$(mktemp -d /tmp/lzm.XXXXXX)"
+cleanup() {
+	# A mutant that breaks an unmount leaves a FUSE mount whose server is
+	# gone: detach it lazily (never stat it) before removing its dir.
+	local dir m
+	for dir in "$work" "$tmp"; do
+		awk -v d="$dir/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r |
+			while read -r m; do umount -l "$m" 2>/dev/null || true; done
+	done
+	rm -rf "$work" "$tmp"
+}
+trap cleanup EXIT
 tar -C "$root" --exclude ./.git --exclude ./bin --exclude ./zz_warm -cf - . | tar -C "$work" -xf -
 
 # Build gremlins once (go run would rebuild it per package on a cold cache).
@@ -66,6 +80,7 @@ GOBIN="$work/.gremlins-bin" go install "$GREMLINS"
 gremlins="$work/.gremlins-bin/gremlins"
 
 export GOFLAGS="-count=1 ${MUTATION_GOFLAGS:-}"
+export TMPDIR="$tmp"
 start=$(date +%s)
 rows=()
 for p in "${pkgs[@]}"; do
