@@ -53,12 +53,7 @@ func (s *Supervisor) handleExit(ctx context.Context, w *worker) {
 		log.G(ctx).WithField("pid", w.pid).Info("worker exited")
 		return
 	}
-	cause, detail := exitCause(w.waitErr)
-	w.mu.Lock()
-	if w.hung {
-		cause, detail = "hung", "killed after missing its health checks ("+detail+")"
-	}
-	w.mu.Unlock()
+	cause, detail := w.exitCause()
 	metrics.WorkerExits.WithLabelValues(cause).Inc()
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("pid", w.pid).WithField("cause", detail).WithField("mounts", len(mounts)))
 	if closing {
@@ -121,8 +116,20 @@ func (s *Supervisor) remountDead(ctx context.Context, mounts []*mountState) {
 	}()
 }
 
-// exitCause classifies how a worker ended, for the failover metric (cause)
-// and the log (detail).
+// exitCause classifies how a worker ended, for the metrics and the history
+// (cause) and the log (detail). A worker the health checks killed is
+// "hung", whatever signal ended it.
+func (w *worker) exitCause() (cause, detail string) {
+	cause, detail = exitCause(w.waitErr)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.hung {
+		cause, detail = "hung", "killed after missing its health checks ("+detail+")"
+	}
+	return cause, detail
+}
+
+// exitCause classifies a process's end from cmd.Wait's error.
 func exitCause(err error) (cause, detail string) {
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {

@@ -123,12 +123,9 @@ func (h *workerHistory) entry(id string) *historyEntry {
 
 // exited records that w's process is gone (called from handleExit).
 func (h *workerHistory) exited(w *worker) {
-	cause, detail := exitCause(w.waitErr)
+	cause, detail := w.exitCause()
 	w.mu.Lock()
 	expected := w.stopping
-	if w.hung {
-		cause, detail = "hung", "killed after missing its health checks ("+detail+")"
-	}
 	w.mu.Unlock()
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -1,6 +1,8 @@
 package worker_test
 
 import (
+	"bytes"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -8,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lazyfs/lazyfs/daemonapi"
+	"github.com/lazyfs/lazyfs/internal/fusetest"
 	"github.com/lazyfs/lazyfs/internal/testregistry"
 )
 
@@ -78,7 +81,7 @@ func TestSuccessorTakesConnectionOver(t *testing.T) {
 	if states := mountStates(t, second); states["m1"] != daemonapi.MountServing {
 		t.Errorf("after takeover: state %q, want serving", states["m1"])
 	}
-	testregistry.CheckFiles(t, testTimeout, m.dir, e.layer)
+	checkUncached(t, m.dir, e.layer)
 
 	if st.SupportsResend() {
 		if err := second.Resend(ctx, "m1"); err != nil {
@@ -88,5 +91,37 @@ func TestSuccessorTakesConnectionOver(t *testing.T) {
 	if err := second.Resend(ctx, "nope"); !errdefs.IsNotFound(err) {
 		t.Errorf("Resend of an unknown mount: %v, want not found", err)
 	}
-	testregistry.CheckFiles(t, testTimeout, m.dir, e.layer)
+	checkUncached(t, m.dir, e.layer)
+}
+
+// checkUncached reads every file of the layer past the page cache, so that
+// each read reaches whoever serves the mount now (it hangs, and fails the
+// test, when nobody does).
+func checkUncached(t *testing.T, dir string, l *testregistry.Layer) {
+	t.Helper()
+	for name, want := range l.Files {
+		within(t, "read "+name, func() {
+			got, err := fusetest.ReadFileUncached(filepath.Join(dir, name))
+			if err != nil || !bytes.Equal(got, want) {
+				t.Errorf("%s: %d bytes, %v; want the layer's %d bytes", name, len(got), err, len(want))
+			}
+		})
+	}
+}
+
+// TestCollectAndResendNeedAServedMount: a loaded layer that no connection
+// serves yet is not handed out by Collect, and cannot be asked to resend.
+func TestCollectAndResendNeedAServedMount(t *testing.T) {
+	e := newEnv(t)
+	w := newWorker(t, e.root, false)
+	load(t, w, e.request("m1", ""))
+	ctx, cancel := testContext(t)
+	defer cancel()
+	conns, err := w.Collect(ctx)
+	if err != nil || len(conns) != 0 {
+		t.Errorf("Collect with no served mount = %+v, %v; want none", conns, err)
+	}
+	if err := w.Resend(ctx, "m1"); !errdefs.IsFailedPrecondition(err) {
+		t.Errorf("Resend of a mount not served: %v, want failed precondition", err)
+	}
 }

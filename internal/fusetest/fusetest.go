@@ -33,6 +33,21 @@ func ReadFile(path string) ([]byte, error) {
 	return ReadFD(fd)
 }
 
+// ReadFileUncached reads a whole file as ReadFile does, after evicting its
+// pages from the page cache, so that the read reaches the FUSE server (the
+// kernel keeps a lazyfs file's pages across opens: FOPEN_KEEP_CACHE).
+func ReadFileUncached(path string) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	if err := unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED); err != nil {
+		return nil, &os.PathError{Op: "fadvise", Path: path, Err: err}
+	}
+	return ReadFD(fd)
+}
+
 // ReadFD reads fd to its end with read(2).
 func ReadFD(fd int) ([]byte, error) {
 	var out []byte
