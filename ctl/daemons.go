@@ -41,11 +41,10 @@ func daemonsListCommand() *command {
 				if len(args) > 0 {
 					return usagef("unexpected arguments %q", args)
 				}
-				c, err := a.mgmt()
+				c, ctx, cancel, err := a.mgmtWithin(ctx, *timeout)
 				if err != nil {
 					return err
 				}
-				ctx, cancel := context.WithTimeout(ctx, *timeout)
 				defer cancel()
 				ws, err := c.Workers(ctx)
 				if err != nil {
@@ -79,11 +78,10 @@ func daemonsInspectCommand() *command {
 				if err != nil {
 					return err
 				}
-				c, err := a.mgmt()
+				c, ctx, cancel, err := a.mgmtWithin(ctx, *timeout)
 				if err != nil {
 					return err
 				}
-				ctx, cancel := context.WithTimeout(ctx, *timeout)
 				defer cancel()
 				w, err := c.Worker(ctx, id)
 				if err != nil {
@@ -115,11 +113,10 @@ serves, then prints the old and the new pid.`,
 				if err != nil {
 					return err
 				}
-				c, err := a.mgmt()
+				c, ctx, cancel, err := a.mgmtWithin(ctx, *timeout)
 				if err != nil {
 					return err
 				}
-				ctx, cancel := context.WithTimeout(ctx, *timeout)
 				defer cancel()
 				res, err := c.Restart(ctx, id)
 				if res.NewPID != 0 {
@@ -202,6 +199,16 @@ func (o *outputFormat) Set(s string) error {
 }
 
 // mgmt returns a client of the snapshotter's management API.
+// mgmtWithin is a.mgmt with a context bounded by timeout for the call.
+func (a *app) mgmtWithin(ctx context.Context, timeout time.Duration) (*mgmtapi.Client, context.Context, context.CancelFunc, error) {
+	c, err := a.mgmt()
+	if err != nil {
+		return nil, ctx, func() {}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	return c, ctx, cancel, nil
+}
+
 func (a *app) mgmt() (*mgmtapi.Client, error) {
 	socket, err := a.g.mgmtSocket()
 	if err != nil {

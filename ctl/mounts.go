@@ -24,11 +24,10 @@ func mountsListCommand() *command {
 				if len(args) > 0 {
 					return usagef("unexpected arguments %q", args)
 				}
-				c, err := a.mgmt()
+				c, ctx, cancel, err := a.mgmtWithin(ctx, *timeout)
 				if err != nil {
 					return err
 				}
-				ctx, cancel := context.WithTimeout(ctx, *timeout)
 				defer cancel()
 				ms, err := c.Mounts(ctx)
 				if err != nil {

@@ -36,11 +36,10 @@ exit, which this is).`,
 				if len(args) > 0 {
 					return usagef("unexpected arguments %q", args)
 				}
-				c, err := a.mgmt()
+				c, ctx, cancel, err := a.mgmtWithin(ctx, *wait)
 				if err != nil {
 					return err
 				}
-				ctx, cancel := context.WithTimeout(ctx, *wait)
 				defer cancel()
 				res, err := c.Shutdown(ctx, *all)
 				if err != nil {

@@ -18,11 +18,10 @@ func statusCommand() *command {
 				if len(args) > 0 {
 					return usagef("unexpected arguments %q", args)
 				}
-				c, err := a.mgmt()
+				c, ctx, cancel, err := a.mgmtWithin(ctx, *timeout)
 				if err != nil {
 					return err
 				}
-				ctx, cancel := context.WithTimeout(ctx, *timeout)
 				defer cancel()
 				st, err := c.Status(ctx)
 				if err != nil {
