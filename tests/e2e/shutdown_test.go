@@ -100,6 +100,10 @@ func TestSIGTERMKeepsContainersWorking(t *testing.T) {
 		if err := s.snap.Restart(ctx); err != nil {
 			t.Fatal(err)
 		}
+		// The next start mounts the drained layers again in the background;
+		// the drain below starts once they are served. (A stop during that
+		// restore can hang: see the note.)
+		waitRemounted(t, s, img, worker.PID, mounts)
 	})
 
 	t.Run("DrainLeavesNoFUSEMount", func(t *testing.T) {
