@@ -214,7 +214,14 @@ func (s *stack) pushForgery(t *testing.T) (honest, attacker forgeryImage) {
 	attacker = forgeryImage{ref: repo + ":forged", layer: manifests[1].Layers[0].Digest, diffID: configs[1].RootFS.DiffIDs[0]}
 
 	// The forgery: E's config claims H's DiffID; its manifest, layer and
-	// TOC digest annotation stay E's own, all self-consistent.
+	// TOC digest annotation stay E's own, all self-consistent. Its blobs are
+	// written under a lease: containerd's garbage collector may otherwise
+	// remove the new config before the manifest that references it exists.
+	ctx, done, err := s.cl.WithLease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done(context.WithoutCancel(ctx))
 	forged := configs[1]
 	forged.RootFS.DiffIDs = []digest.Digest{honest.diffID}
 	configDesc := writeJSONBlob(ctx, t, cs, manifests[1].Config.MediaType, forged, nil)
