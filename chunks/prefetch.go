@@ -139,7 +139,9 @@ func (r *Reader) prefetchDone(ctx context.Context, mine []claim) {
 		return
 	}
 	r.prefetchDropped.Add(int64(len(failed)))
-	if err := failed[0].p.err; !errors.Is(err, ErrVerification) {
+	// Verification failures were logged by the fetch, an unreachable
+	// source by r.outage.
+	if err := failed[0].p.err; !errors.Is(err, ErrVerification) && !errors.Is(err, ErrUnavailable) {
 		log.G(ctx).WithError(err).WithFields(r.chunkFields(failed[0].c)).WithField("chunks", len(failed)).
 			Warn("chunk prefetch failed, dropped")
 	}

@@ -131,6 +131,8 @@ type Reader struct {
 	background sync.WaitGroup
 	// prefetchDropped counts prefetched chunks that failed.
 	prefetchDropped atomic.Int64
+	// outage logs an unreachable source once per outage.
+	outage outage
 
 	gzipReaders sync.Pool // of *gzip.Reader, to reuse their buffers
 }
