@@ -15,7 +15,7 @@ import (
 // and verifies it from the source, and keeps it on disk: chunks
 // adjacent in the blob share one range request up to MaxRequestSize, which
 // read-ahead may widen, and up to Parallel requests run at once.
-func (r *Reader) fetch(ctx context.Context, mine []claim) {
+func (r *Reader) fetch(ctx context.Context, mine []claim, class Priority, lift *Lift) {
 	mine = r.fromDisk(ctx, mine)
 	var eg errgroup.Group
 	eg.SetLimit(r.opts.Parallel)
@@ -23,7 +23,7 @@ func (r *Reader) fetch(ctx context.Context, mine []claim) {
 		eg.Go(func() error {
 			// Extended only now, when the request is about to go out,
 			// so that it skips what other reads fetched meanwhile.
-			r.fetchOnce(ctx, r.readAhead(ctx, g))
+			r.fetchOnce(ctx, r.readAhead(ctx, g), class, lift)
 			return nil // outcomes travel in the claims
 		})
 	}
@@ -67,8 +67,8 @@ func (r *Reader) groups(claims []claim) [][]claim {
 // that fails is final for the reads that asked for it; a speculative one is
 // dropped (its failure is no read's, and a reader waiting for it fetches it
 // itself).
-func (r *Reader) fetchOnce(ctx context.Context, g []claim) {
-	datas, errs := r.fetchGroup(ctx, g)
+func (r *Reader) fetchOnce(ctx context.Context, g []claim, class Priority, lift *Lift) {
+	datas, errs := r.fetchGroup(ctx, g, class, lift)
 	var badSpec, failed []claim
 	var badSpecErr, failedErr error
 	for i, cl := range g {
@@ -109,11 +109,20 @@ func (r *Reader) fetchOnce(ctx context.Context, g []claim) {
 // fetchGroup reads the compressed bytes of the adjacent chunks of g (in
 // blob order) with one request and decodes each, every compressed stream
 // once. It returns each chunk's verified data or error.
-func (r *Reader) fetchGroup(ctx context.Context, g []claim) ([][]byte, []error) {
+func (r *Reader) fetchGroup(ctx context.Context, g []claim, class Priority, lift *Lift) ([][]byte, []error) {
 	datas, errs := make([][]byte, len(g)), make([]error, len(g))
 	start := g[0].c.BlobOffset
-	buf := make([]byte, streamsEnd(g)-start)
+	end := streamsEnd(g)
+	release, err := r.opts.Scheduler.Acquire(ctx, r.opts.Registry, class, end-start, lift)
+	if err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return datas, errs
+	}
+	buf := make([]byte, end-start)
 	n, err := r.src.ReadAt(ctx, buf, start)
+	release()
 	if n < len(buf) {
 		if err == nil || err == io.EOF {
 			err = fmt.Errorf("%w: source returned %d of %d bytes at blob offset %d", io.ErrUnexpectedEOF, n, len(buf), start)

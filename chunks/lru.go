@@ -12,6 +12,8 @@ import (
 type lru struct {
 	max   int64
 	size  int64
+	// evicted counts the chunks evicted so far.
+	evicted int64
 	order *list.List // of *lruEntry, most recently used first
 	byKey map[digest.Digest]*list.Element
 }
@@ -61,5 +63,6 @@ func (c *lru) add(d digest.Digest, data []byte) {
 		c.order.Remove(e)
 		delete(c.byKey, ent.key)
 		c.size -= int64(len(ent.data))
+		c.evicted++
 	}
 }

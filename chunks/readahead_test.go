@@ -386,9 +386,7 @@ func TestReadAheadMemoryBound(t *testing.T) {
 		if err := s.readFile(ctx, r, name); err != nil {
 			t.Fatal(err)
 		}
-		r.mu.Lock()
-		size := r.cache.size
-		r.mu.Unlock()
+		size := r.cache.Size()
 		if size > bound {
 			t.Fatalf("cache holds %d bytes, bound is %d", size, bound)
 		}
