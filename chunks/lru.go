@@ -10,12 +10,12 @@ import (
 // equal bytes, whichever layer or file they came from), bounded by the sum
 // of their sizes. It is not safe for concurrent use.
 type lru struct {
-	max   int64
-	size  int64
+	max  int64
+	size int64
 	// evicted counts the chunks evicted so far.
 	evicted int64
-	order *list.List // of *lruEntry, most recently used first
-	byKey map[digest.Digest]*list.Element
+	order   *list.List // of *lruEntry, most recently used first
+	byKey   map[digest.Digest]*list.Element
 }
 
 type lruEntry struct {
