@@ -25,6 +25,10 @@ const (
 	// run_dir for a worker's socket: workers/<id>/control.sock with a
 	// 20-character worker id.
 	workerSocketSuffix = len("/workers/img-0123456789abcdef/control.sock")
+	// maxFetchConcurrency bounds the requests a worker sends one registry
+	// at once: past it, a registry throttles or refuses rather than serves
+	// faster.
+	maxFetchConcurrency = 1024
 )
 
 // Validate checks every value of c and returns an *Error listing each
@@ -97,6 +101,15 @@ func (c Config) Validate() error {
 	}
 	if c.Cache.Dir != "" {
 		v.absPath("cache.dir", c.Cache.Dir)
+	}
+	if n := c.Fetch.Concurrency; n < 1 || n > maxFetchConcurrency {
+		v.add("fetch.concurrency", "%d is out of range: must be from 1 to %d", n, maxFetchConcurrency)
+	}
+	if n := c.Fetch.BackgroundConcurrency; n < 1 || n > maxFetchConcurrency {
+		v.add("fetch.background_concurrency", "%d is out of range: must be from 1 to %d", n, maxFetchConcurrency)
+	}
+	if c.Fetch.BackgroundRate < 0 {
+		v.add("fetch.background_rate", "%s is out of range: must be 0 (no bound) or more", c.Fetch.BackgroundRate)
 	}
 	if len(v.problems) == 0 {
 		return nil

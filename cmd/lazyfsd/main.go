@@ -48,7 +48,7 @@ func run() error {
 		idleTimeout = flag.Duration("idle-timeout", 0, "with --exit-when-idle: how long to stay without a mount before exiting (0: on the last detach)")
 		hostsDir    = flag.String("hosts-dir", "/etc/containerd/certs.d", "hosts.toml directory (containerd's layout)")
 		fuseReaders = flag.Int("fuse-readers", 4, "goroutines reading each FUSE connection (at least 2)")
-		memCache    = flag.Int64("memory-cache-size", chunks.DefaultMemoryCacheSize, "bytes of decompressed chunks cached in memory")
+		memCache    = flag.Int64("memory-cache-size", chunks.DefaultMemoryCacheSize, "bytes of decompressed chunks cached in memory, for the whole worker")
 		cacheDir    = flag.String("cache-dir", "", "on-disk chunk cache shared with the node's other workers; empty for none")
 		readyFD     = flag.Int("ready-fd", -1, "fd to write one byte to, then close, once both sockets are bound (set by the snapshotter)")
 		standbyFD   = flag.Int("standby-fd", -1, "start as the snapshotter's standby: read the worker's identity (id and sockets, one JSON line) from this fd before serving")
@@ -57,6 +57,13 @@ func run() error {
 	flag.Int64Var(&limits.MaxCompressedSize, "max-toc-compressed-size", limits.MaxCompressedSize, "largest compressed TOC accepted, in bytes")
 	flag.Int64Var(&limits.MaxSize, "max-toc-size", limits.MaxSize, "largest uncompressed TOC accepted, in bytes")
 	flag.IntVar(&limits.MaxEntries, "max-entries", limits.MaxEntries, "most TOC entries accepted")
+	// --- [fetch] (issue 11): scheduler and prefetch ---
+	var sched chunks.SchedulerOptions
+	flag.IntVar(&sched.Concurrency, "fetch-concurrency", chunks.DefaultConcurrency, "range requests in flight to one registry, per class (reads; prefetch and background share as many)")
+	flag.IntVar(&sched.BackgroundConcurrency, "background-concurrency", chunks.DefaultBackgroundConcurrency, "background range requests in flight to one registry")
+	flag.Int64Var(&sched.BackgroundRate, "background-rate", 0, "compressed bytes per second background requests may ask of one registry; 0: no bound")
+	prefetch := flag.Bool("prefetch", true, "fetch each layer's prioritized files (before its eStargz prefetch landmark) once it is served")
+	// --- end of [fetch] ---
 	flag.Parse()
 	if *showVersion {
 		fmt.Println("lazyfsd", version)
@@ -92,7 +99,13 @@ func run() error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	chunkOpts := chunks.Options{MemoryCacheSize: *memCache}
+	// One memory budget and one request scheduler for every layer of the
+	// worker.
+	chunkOpts := chunks.Options{
+		MemoryCacheSize: *memCache,
+		Memory:          chunks.NewMemory(*memCache),
+		Scheduler:       chunks.NewScheduler(sched),
+	}
 	var disk *cache.Store
 	if *cacheDir != "" {
 		var err error
@@ -110,6 +123,7 @@ func run() error {
 		Resolver:     remote.NewResolver(remote.Options{HostsDir: *hostsDir, UserAgent: "lazyfsd/" + version}),
 		Limits:       limits,
 		Chunks:       chunkOpts,
+		Prefetch:     *prefetch,
 		Cache:        disk,
 		FuseReaders:  *fuseReaders,
 		ExitWhenIdle: *exitIdle,

@@ -42,6 +42,7 @@ func newSupervisor(ctx context.Context, cfg config.Config) (*supervisor.Supervis
 	if cfg.Cache.Size > 0 {
 		args = append(args, "--cache-dir", cfg.CacheDir())
 	}
+	args = append(args, fetchArgs(cfg.Fetch)...)
 	return supervisor.New(ctx, supervisor.Options{
 		Root:         cfg.Root,
 		RunDir:       cfg.RunDir,
@@ -124,3 +125,18 @@ func checkExecutable(path string) error {
 	}
 	return nil
 }
+
+// --- [fetch] → lazyfsd (issue 11: read path, prefetch, scheduler) ---
+// One block, so that it moves as a whole to the typed worker config message.
+
+// fetchArgs turns the [fetch] table into lazyfsd flags.
+func fetchArgs(f config.FetchConfig) []string {
+	return []string{
+		"--fetch-concurrency", strconv.Itoa(f.Concurrency),
+		"--prefetch=" + strconv.FormatBool(f.Prefetch),
+		"--background-concurrency", strconv.Itoa(f.BackgroundConcurrency),
+		"--background-rate", strconv.FormatInt(int64(f.BackgroundRate), 10),
+	}
+}
+
+// --- end of [fetch] ---
