@@ -284,3 +284,14 @@ func (s *Scheduler) releaser(registry string, class Priority) func() {
 		})
 	}
 }
+
+func init() {
+	// Every class's series exist from the start, at zero: an operator
+	// sees "no queue" rather than no series.
+	for class := Foreground; class < numPriorities; class++ {
+		name := class.String()
+		metrics.FetchQueueLength.WithLabelValues(name)
+		metrics.FetchesInFlight.WithLabelValues(name)
+		metrics.FetchWait.WithLabelValues(name)
+	}
+}
