@@ -1,7 +1,6 @@
 package toc
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,26 +10,6 @@ import (
 
 	"github.com/containerd/stargz-snapshotter/estargz"
 )
-
-// decompressTOC extracts stargz.index.json from the compressed TOC (a gzip
-// stream holding a tar with that one entry), reading at most maxSize+1 bytes
-// of it whatever the tar header claims.
-func decompressTOC(compressed []byte, maxSize int64) ([]byte, error) {
-	// The legacy and current gzip formats share the TOC stream format.
-	rc, err := new(estargz.GzipDecompressor).DecompressTOC(bytes.NewReader(compressed))
-	if err != nil {
-		return nil, refuse(ReasonMalformed, "", fmt.Errorf("failed to open TOC stream: %w", err))
-	}
-	defer rc.Close()
-	raw, err := io.ReadAll(io.LimitReader(rc, maxSize+1))
-	if err != nil {
-		return nil, refuse(ReasonMalformed, "", fmt.Errorf("failed to decompress TOC: %w", err))
-	}
-	if int64(len(raw)) > maxSize {
-		return nil, refuse(ReasonTOCTooLarge, "", fmt.Errorf("TOC JSON exceeds the limit of %d bytes", maxSize))
-	}
-	return raw, nil
-}
 
 // ctxCheckInterval is how many entries are decoded between checks of ctx:
 // often enough to stop a huge TOC promptly, rarely enough to cost nothing.
@@ -44,11 +23,11 @@ const ctxCheckInterval = 4096
 // It accepts what json.Unmarshal into a JTOC accepts (keys match
 // case-insensitively, unknown keys are ignored) except for a repeated
 // top-level key, which is refused rather than resolved last-wins.
-func decodeTOC(ctx context.Context, raw []byte, maxEntries int) (*estargz.JTOC, error) {
+func decodeTOC(ctx context.Context, raw io.Reader, maxEntries int) (*estargz.JTOC, error) {
 	malformed := func(err error) error {
 		return refuse(ReasonMalformed, "", fmt.Errorf("invalid TOC JSON: %w", err))
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec := json.NewDecoder(raw)
 	if err := expectDelim(dec, '{'); err != nil {
 		return nil, malformed(err)
 	}

@@ -63,7 +63,7 @@ func newMount(w *Worker, req daemonapi.LoadLayerRequest, layer *toc.Layer, src c
 	entries := len(layer.TOC.Entries)
 	landmark, hasLandmark := prefetchLandmark(layer.TOC)
 	// The tree holds what serving needs; the decoded TOC can go.
-	layer.TOC, layer.TOCJSON = nil, nil
+	layer.TOC, layer.TOCCompressed = nil, nil
 	if entries >= bigTOCEntries {
 		// Decoding a big TOC allocates several times what the tree keeps;
 		// hand that back to the kernel now rather than when the runtime

@@ -239,7 +239,7 @@ func (w *Worker) loadTOC(ctx context.Context, ref string, layerDigest, tocDigest
 		// Serving works without it; only a later remount needs the registry.
 		log.G(ctx).WithError(err).Warn("failed to keep the TOC on disk")
 	}
-	layer.TOCJSON = nil // kept on disk now; the decoded TOC is all that is needed
+	layer.TOCCompressed = nil // kept on disk now; the decoded TOC is all that is needed
 	return layer, blob, nil
 }
 
