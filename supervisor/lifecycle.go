@@ -107,7 +107,7 @@ func (s *Supervisor) remountDead(ctx context.Context, mounts []*mountState) {
 	go func() {
 		defer s.wg.Done()
 		for _, m := range mounts {
-			err := s.Mount(s.ctx, m.id, m.mountpoint, m.labels)
+			err := s.Mount(s.ctx, m.id, m.mountpoint, m.layer)
 			if err != nil {
 				log.G(ctx).WithError(err).WithField("mountpoint", m.mountpoint).Error("failed to mount a layer again after its worker died")
 			}
@@ -276,7 +276,7 @@ func (s *Supervisor) adopt(ctx context.Context, rec record, stored map[string]in
 	}
 	w.control = ctl
 	for id, m := range rec.Mounts {
-		ms := &mountState{id: id, mountpoint: m.Mountpoint, labels: m.Labels, conn: failover.NewConn(-1, m.Init)}
+		ms := &mountState{id: id, mountpoint: m.Mountpoint, layer: s.recordedLayer(ctx, id, m), conn: failover.NewConn(-1, m.Init)}
 		if fd, ok := stored[id]; ok {
 			ms.conn.Hold(fd, m.Init)
 			delete(stored, id)

@@ -28,6 +28,7 @@ import (
 
 	"github.com/lazyfs/lazyfs/daemonapi"
 	"github.com/lazyfs/lazyfs/failover"
+	"github.com/lazyfs/lazyfs/layer"
 )
 
 // Mode says how layers are spread over workers.
@@ -89,6 +90,10 @@ type Options struct {
 	// StoredFDs are the fds the fd store handed this start, by name
 	// (failover.TakeListenFDs). The supervisor takes them over.
 	StoredFDs map[string][]int
+	// ParseLegacyLabels reads the layer of a mount recorded in workers.db
+	// by a snapshotter older than the typed layer (labels.ParseLayer); the
+	// supervisor itself never parses labels.
+	ParseLegacyLabels func(map[string]string) (layer.Layer, error)
 	// Logs rotate each worker's log file; zero values are lumberjack's
 	// defaults (100 MB, every backup kept, forever, uncompressed).
 	Logs LogRotation

@@ -15,6 +15,7 @@ import (
 
 	"github.com/lazyfs/lazyfs/config"
 	"github.com/lazyfs/lazyfs/failover"
+	"github.com/lazyfs/lazyfs/labels"
 	"github.com/lazyfs/lazyfs/supervisor"
 )
 
@@ -67,6 +68,9 @@ func newSupervisor(ctx context.Context, cfg config.Config) (*supervisor.Supervis
 		// so that the snapshotter and a worker dying together lose none.
 		FDStore:   failover.NewFDStore(),
 		StoredFDs: failover.TakeListenFDs(),
+		// workers.db of a snapshotter older than the typed layer names
+		// each mount's layer by its labels.
+		ParseLegacyLabels: labels.ParseLayer,
 
 		WorkerArgs: args,
 	})
