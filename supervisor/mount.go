@@ -64,7 +64,11 @@ func (s *Supervisor) mountOnce(ctx context.Context, id, mountpoint string, l lay
 	defer unlock()
 	defer func() {
 		if err != nil && !w.isExited() {
-			if derr := w.api.Detach(context.WithoutCancel(ctx), id); derr != nil {
+			// Not cancelled with ctx (a restore cancelled by Shutdown
+			// still detaches), but bounded: Shutdown waits for it.
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachTimeout)
+			defer cancel()
+			if derr := w.api.Detach(dctx, id); derr != nil {
 				log.G(ctx).WithError(derr).Warn("failed to detach a failed mount from its worker")
 			}
 		}
@@ -115,6 +119,9 @@ func (s *Supervisor) mountOnce(ctx context.Context, id, mountpoint string, l lay
 	}
 	return nil
 }
+
+// detachTimeout bounds the detach of a mount that failed half-way.
+const detachTimeout = 5 * time.Second
 
 // loadRequest is what a worker is asked to load for a mount.
 func loadRequest(id, mountpoint string, l layer.Layer) daemonapi.LoadLayerRequest {
@@ -204,18 +211,39 @@ func (s *Supervisor) Restore(ctx context.Context, id, mountpoint string, l layer
 		return nil
 	}
 	s.pending.begin(id)
-	// The supervisor's ctx, not the caller's: Close cancels this work.
-	rctx := log.WithLogger(s.ctx, log.G(ctx))
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	// The restores' ctx, not the caller's: Shutdown and Close cancel this
+	// work and wait for it before they list the workers.
+	rctx := log.WithLogger(s.rctx, log.G(ctx))
+	started := s.goRestore(func() {
 		err := s.remount(rctx, id, mountpoint, l)
 		if err != nil {
 			log.G(ctx).WithError(err).Error("failed to mount a layer of the last run again")
 		}
 		s.pending.end(id, err)
-	}()
+	})
+	if !started {
+		err := fmt.Errorf("mount %s: supervisor is shutting down: %w", id, errdefs.ErrUnavailable)
+		s.pending.end(id, err)
+		return err
+	}
 	return nil
+}
+
+// goRestore runs fn, which mounts layers again, in the background under
+// rwg, unless the supervisor is closing: beginClose waits for rwg once, so
+// nothing may join it afterwards.
+func (s *Supervisor) goRestore(fn func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.rwg.Add(1)
+	go func() {
+		defer s.rwg.Done()
+		fn()
+	}()
+	return true
 }
 
 // remount detaches whatever is left at mountpoint and mounts the layer again.

@@ -118,6 +118,13 @@ type Supervisor struct {
 	tctx  context.Context
 	tstop context.CancelFunc
 	wg    sync.WaitGroup
+	// rctx owns the layers being mounted again in the background (Restore,
+	// remountDead), rwg waits for them: Shutdown and Close end them before
+	// they list the workers, so that no worker is spawned and no layer
+	// mounted behind that list (issue 10's hang at stop).
+	rctx  context.Context
+	rstop context.CancelFunc
+	rwg   sync.WaitGroup
 
 	idLocks idLocks
 
@@ -177,7 +184,10 @@ func New(ctx context.Context, opts Options) (*Supervisor, error) {
 	}
 	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	tctx, tstop := context.WithCancel(sctx)
+	rctx, rstop := context.WithCancel(sctx)
 	s := &Supervisor{
+		rctx:    rctx,
+		rstop:   rstop,
 		opts:    opts,
 		reg:     reg,
 		ctx:     sctx,
@@ -204,17 +214,7 @@ func New(ctx context.Context, opts Options) (*Supervisor, error) {
 // stay up for the next snapshotter (a live upgrade) and only the connections
 // to them are closed.
 func (s *Supervisor) Close(ctx context.Context, keepWorkers bool) error {
-	s.mu.Lock()
-	s.closing = true
-	workers := make([]*worker, 0, len(s.workers))
-	for _, w := range s.workers {
-		workers = append(workers, w)
-	}
-	s.mu.Unlock()
-
-	// Takeovers in flight end first: they hold the locks of their ids.
-	s.tstop()
-	s.stopStandby()
+	workers := s.beginClose()
 	var errs []error
 	for _, w := range workers {
 		if keepWorkers {
@@ -231,6 +231,31 @@ func (s *Supervisor) Close(ctx context.Context, keepWorkers bool) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// beginClose marks the supervisor closing, ends what could still spawn a
+// worker or mount a layer (takeovers, the standby, layers being mounted
+// again) and returns the workers to stop or keep. Restores are waited for
+// before the list is taken: a worker one of them spawned is in it.
+func (s *Supervisor) beginClose() []*worker {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	// Takeovers in flight end first: they hold the locks of their ids.
+	s.tstop()
+	s.stopStandby()
+	// Every step of a mount honours rctx, and workerFor refuses to spawn
+	// once closing is set, so this wait is short.
+	s.rstop()
+	s.rwg.Wait()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	workers := make([]*worker, 0, len(s.workers))
+	for _, w := range s.workers {
+		workers = append(workers, w)
+	}
+	return workers
 }
 
 // Workers lists the running workers.
