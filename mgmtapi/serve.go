@@ -15,6 +15,8 @@ import (
 )
 
 // SocketName is the management API's socket in the run dir.
+//
+// Deprecated: the path is layout.RunDir.MgmtSocket.
 const SocketName = "api.sock"
 
 // shutdownGrace is how long a request in flight (a restart) may finish

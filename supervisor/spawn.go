@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"gopkg.in/natefinch/lumberjack.v2"
 
 	"github.com/lazyfs/lazyfs/daemonapi"
+	"github.com/lazyfs/lazyfs/layout"
 	"github.com/lazyfs/lazyfs/metrics"
 )
 
@@ -29,14 +29,15 @@ import (
 // sockets it listens on, unlinked, until it is killed.
 func (s *Supervisor) spawn(ctx context.Context, id string, fresh bool) (_ *worker, err error) {
 	ctx = s.logger(ctx, id)
-	dir := filepath.Join(s.opts.RunDir, "workers", id)
+	run := layout.RunDir(s.opts.RunDir)
+	dir := run.Worker(id)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("worker %s: failed to create socket dir: %w", id, err)
 	}
 	w := &worker{
 		id:      id,
-		apiSock: filepath.Join(dir, "api.sock"),
-		ctlSock: filepath.Join(dir, "control.sock"),
+		apiSock: run.WorkerAPISocket(id),
+		ctlSock: run.WorkerControlSocket(id),
 		mounts:  map[string]*mountState{},
 	}
 	w.api = daemonapi.NewClient(w.apiSock, id)
@@ -253,7 +254,7 @@ func (s *Supervisor) waitReady(ctx context.Context, w *worker, ready *os.File) e
 var aLongTimeAgo = time.Unix(1, 0)
 
 func (s *Supervisor) logPath(id string) string {
-	return filepath.Join(s.opts.LogDir, "daemons", id+".log")
+	return layout.LogDir(s.opts.LogDir).WorkerLog(id)
 }
 
 // newLogPipe hands a re-adopted worker a new stderr: the write end of a

@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -29,6 +28,7 @@ import (
 	"github.com/lazyfs/lazyfs/daemonapi"
 	"github.com/lazyfs/lazyfs/failover"
 	"github.com/lazyfs/lazyfs/layer"
+	"github.com/lazyfs/lazyfs/layout"
 )
 
 // Mode says how layers are spread over workers.
@@ -173,12 +173,12 @@ func New(ctx context.Context, opts Options) (*Supervisor, error) {
 	if opts.HungTimeout <= 0 {
 		opts.HungTimeout = 10 * time.Second
 	}
-	for _, dir := range []string{opts.Root, filepath.Join(opts.RunDir, "workers"), filepath.Join(opts.LogDir, "daemons")} {
+	for _, dir := range []string{opts.Root, layout.RunDir(opts.RunDir).Workers(), layout.LogDir(opts.LogDir).Daemons()} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("failed to create %s: %w", dir, err)
 		}
 	}
-	reg, err := openRegistry(filepath.Join(opts.Root, "workers.db"))
+	reg, err := openRegistry(layout.Root(opts.Root).WorkersDB())
 	if err != nil {
 		return nil, err
 	}
