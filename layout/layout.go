@@ -83,3 +83,7 @@ func (d LogDir) Daemons() string { return filepath.Join(string(d), "daemons") }
 
 // WorkerLog is worker id's rotated log file.
 func (d LogDir) WorkerLog(id string) string { return filepath.Join(d.Daemons(), id+".log") }
+
+// WorkerConfig is the workers' configuration file (daemonapi.WorkerConfig),
+// written by the snapshotter at start-up, read by every lazyfsd it starts.
+func (d RunDir) WorkerConfig() string { return filepath.Join(d.Workers(), "config.json") }

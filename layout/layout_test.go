@@ -23,6 +23,7 @@ func TestPathsAreStable(t *testing.T) {
 		{run.Worker("shared"), "/run/lazyfs/workers/shared"},
 		{run.WorkerAPISocket("shared"), "/run/lazyfs/workers/shared/api.sock"},
 		{run.WorkerControlSocket("shared"), "/run/lazyfs/workers/shared/control.sock"},
+		{run.WorkerConfig(), "/run/lazyfs/workers/config.json"},
 		{logs.Daemons(), "/var/log/lazyfs/daemons"},
 		{logs.WorkerLog("shared"), "/var/log/lazyfs/daemons/shared.log"},
 	} {

@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
+	"github.com/lazyfs/lazyfs/daemonapi"
 	"github.com/lazyfs/lazyfs/failover"
 	"github.com/lazyfs/lazyfs/internal/fusetest"
 	"github.com/lazyfs/lazyfs/internal/testregistry"
@@ -92,20 +93,29 @@ func newEnv(t *testing.T, mode Mode) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	root := t.TempDir()
 	e := &env{
 		t:   t,
 		ctx: logtest.WithT(context.Background(), t),
 		reg: testregistry.New(t, "lazyfs/test"),
 		opts: Options{
-			Root:         t.TempDir(),
+			Root:         root,
 			RunDir:       runDir,
 			LogDir:       t.TempDir(),
 			Binary:       bin,
 			Mode:         mode,
 			ReadyTimeout: 10 * time.Second,
-			LogLevel:     "debug",
-			// No hosts.toml of this machine: 127.0.0.1 is plain http.
-			WorkerArgs: []string{"--hosts-dir", t.TempDir()},
+			Worker: daemonapi.WorkerConfig{
+				Version:  daemonapi.WorkerConfigVersion,
+				Root:     root,
+				RunDir:   runDir,
+				LogLevel: "debug",
+				// No hosts.toml of this machine: 127.0.0.1 is plain http.
+				HostsDir:        t.TempDir(),
+				FuseReaders:     4,
+				MemoryCacheSize: 64 << 20,
+				TOC:             daemonapi.TOCLimits{MaxCompressedSize: 64 << 20, MaxSize: 256 << 20, MaxEntries: 1_000_000},
+			},
 		},
 		mnt: t.TempDir(),
 	}

@@ -110,15 +110,11 @@ type process struct {
 // sockets) on a pipe, so that a successor takes over without paying for
 // exec and runtime initialisation.
 func (s *Supervisor) startProcess(w *worker) (_ *process, err error) {
-	args := []string{"--root", s.opts.Root, "--log-level", s.opts.LogLevel}
+	// Its whole configuration is the file New wrote; a worker started now
+	// has its id too (its sockets follow from it), a standby gets both later.
+	args := []string{"--config", layout.RunDir(s.opts.RunDir).WorkerConfig()}
 	if w != nil {
-		args = append(args, "--id", w.id, "--api-socket", w.apiSock, "--control-socket", w.ctlSock)
-	}
-	args = append(args, s.opts.WorkerArgs...)
-	if s.opts.Mode == PerImage {
-		// A per-image worker has nothing to do once its image's last layer
-		// is unmounted.
-		args = append(args, "--exit-when-idle")
+		args = append(args, "--id", w.id)
 	}
 	cmd := exec.Command(s.opts.Binary, args...)
 	// Setsid and no parent-death signal: a worker outlives a crash or an

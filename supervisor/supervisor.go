@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"gopkg.in/natefinch/lumberjack.v2"
 
@@ -61,10 +62,13 @@ type Options struct {
 	Binary       string        // lazyfsd
 	Mode         Mode          // PerImage or Shared
 	ReadyTimeout time.Duration // bound on a spawned worker's start
-	LogLevel     string        // passed to workers
-	// WorkerArgs are passed to every worker as they are (limits, registry
-	// configuration, FUSE readers).
-	WorkerArgs []string
+	// Worker is every worker's configuration, built by the snapshotter
+	// from its config; its root and run dir must be Root and RunDir. New
+	// writes it to <run_dir>/workers/config.json, where every worker it
+	// starts reads it. In PerImage mode ExitWhenIdle is forced on: a
+	// per-image worker has nothing to do once its image's last layer is
+	// unmounted.
+	Worker daemonapi.WorkerConfig
 
 	// RecoverPolicy is Failover unless set.
 	RecoverPolicy RecoverPolicy
@@ -178,6 +182,15 @@ func New(ctx context.Context, opts Options) (*Supervisor, error) {
 			return nil, fmt.Errorf("failed to create %s: %w", dir, err)
 		}
 	}
+	if opts.Mode == PerImage {
+		opts.Worker.ExitWhenIdle = true
+	}
+	if err := checkWorkerConfig(opts); err != nil {
+		return nil, err
+	}
+	if err := daemonapi.WriteWorkerConfig(layout.RunDir(opts.RunDir).WorkerConfig(), opts.Worker); err != nil {
+		return nil, err
+	}
 	reg, err := openRegistry(layout.Root(opts.Root).WorkersDB())
 	if err != nil {
 		return nil, err
@@ -207,6 +220,17 @@ func New(ctx context.Context, opts Options) (*Supervisor, error) {
 	}
 	s.refillStandby()
 	return s, nil
+}
+
+// checkWorkerConfig refuses a worker config whose root or run dir is not
+// the supervisor's: a worker would keep its TOCs, or bind its sockets,
+// where the supervisor does not look.
+func checkWorkerConfig(opts Options) error {
+	if opts.Worker.Root != opts.Root || opts.Worker.RunDir != opts.RunDir {
+		return fmt.Errorf("worker config: root %q and run_dir %q must be the snapshotter's %q and %q: %w",
+			opts.Worker.Root, opts.Worker.RunDir, opts.Root, opts.RunDir, errdefs.ErrInvalidArgument)
+	}
+	return nil
 }
 
 // Close stops the supervisor. Unless keepWorkers is set it unmounts every
