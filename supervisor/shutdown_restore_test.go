@@ -7,6 +7,11 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/lazyfs/lazyfs/layer"
 )
 
 // shutdownBound is what a stop may take (issue 10: exit within 10 s).
@@ -113,5 +118,26 @@ func TestShutdownDuringRestore(t *testing.T) {
 	waitGone(t, pidA)
 	if pids := workerPIDs(e.opts.RunDir); len(pids) != 0 {
 		t.Errorf("workers %v left running after Shutdown", pids)
+	}
+}
+
+// TestRestoreAfterCloseIsRefused guards goRestore's check: once Close (or
+// Shutdown) has begun, nothing may start mounting a layer again behind its
+// back; Restore says so at once, and waiting for the layer reports it.
+func TestRestoreAfterCloseIsRefused(t *testing.T) {
+	ctx := context.Background()
+	s, err := New(ctx, workerConfigOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	l := layer.Layer{ImageRef: "r/img:v1", LayerDigest: digest.FromString("blob"), TOCDigest: digest.FromString("toc")}
+	if err := s.Restore(ctx, "m1", t.TempDir(), l); !errdefs.IsUnavailable(err) {
+		t.Fatalf("Restore after Close = %v, want unavailable", err)
+	}
+	if err := s.Wait(ctx, []string{"m1"}); !errdefs.IsUnavailable(err) {
+		t.Fatalf("Wait for a layer refused by Restore = %v, want unavailable", err)
 	}
 }
