@@ -35,6 +35,14 @@ const prefetchBatchRequests = 4
 // chunk was tried or ctx ended (ctx.Err()); a chunk that fails is dropped
 // and fails no read.
 func (r *Reader) Prefetch(ctx context.Context, cs []Chunk, progress func(done int64)) error {
+	return r.Fill(ctx, cs, Prefetch, progress)
+}
+
+// Fill is Prefetch at any class: Background fills the cache with a whole
+// layer (Layout's chunks) at the scheduler's lowest priority, paced by its
+// background rate, each request lifted to Foreground when a read waits
+// for one of its chunks.
+func (r *Reader) Fill(ctx context.Context, cs []Chunk, class Priority, progress func(done int64)) error {
 	var done int64
 	for len(cs) > 0 {
 		if err := ctx.Err(); err != nil {
@@ -60,7 +68,7 @@ func (r *Reader) Prefetch(ctx context.Context, cs []Chunk, progress func(done in
 		}
 		r.mu.Unlock()
 		if len(mine) > 0 {
-			r.fetch(ctx, mine, Prefetch, lift)
+			r.fetch(ctx, mine, class, lift)
 		}
 		if progress != nil {
 			progress(done)

@@ -7,6 +7,10 @@ import (
 
 	"github.com/containerd/log/logtest"
 	"github.com/containerd/stargz-snapshotter/estargz"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/lazyfs/lazyfs/metrics"
 )
 
 // prioritizedLayer has files a and b (prioritized, first in the blob) and c
@@ -89,4 +93,40 @@ func TestPrefetchStopsWithItsContext(t *testing.T) {
 	if n := len(src.spans()); n != 0 {
 		t.Errorf("%d requests after the context ended, want 0", n)
 	}
+}
+
+// TestFillBackground guards Fill's class: a whole-layer fill goes through
+// the scheduler as background work (paced, its own slots), and leaves
+// every chunk of the layer readable without the source.
+func TestFillBackground(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	l, layout, _ := prioritizedLayer(t)
+	src := &memSource{blob: l.blob}
+	s := NewScheduler(SchedulerOptions{})
+	r := NewReader(src, Options{LayerDigest: testLayerDigest, Scheduler: s, Registry: "reg", MemoryCacheSize: 1 << 20})
+	before := histogramSamples(t, "background")
+	if err := r.Fill(ctx, layout.Chunks(), Background, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := histogramSamples(t, "background") - before; got == 0 {
+		t.Error("no background request went through the scheduler")
+	}
+	calls := len(src.spans())
+	for _, name := range []string{"a", "b", "c"} {
+		if _, err := r.ReadAt(ctx, l.files[name], make([]byte, 30_000), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(src.spans()) - calls; n != 0 {
+		t.Errorf("%d requests after a whole-layer fill, want 0", n)
+	}
+}
+
+func histogramSamples(t *testing.T, class string) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := metrics.FetchWait.WithLabelValues(class).(prometheus.Histogram).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
 }
