@@ -27,10 +27,10 @@ version = {{.ConfigVersion}}
 # lazyfs runs out of process: containerd dials its gRPC socket when a pull or
 # a container first needs it. The lazyfs-snapshotter unit starts before
 # containerd (containerd.service.d/lazyfs.conf), so the first pulls find it.
-[proxy_plugins.{{.Name}}]
+[proxy_plugins.{{.Bare}}]
   type = "snapshot"
   address = {{.Address}}
-  [proxy_plugins.{{.Name}}.exports]
+  [proxy_plugins.{{.Bare}}.exports]
     # lazyfs's root: CRI reports this directory's file system to the
     # kubelet as the image file system (disk-pressure eviction, image GC).
     root = {{.Root}}
@@ -79,6 +79,7 @@ func DropIn(v Version, p Params) ([]byte, error) {
 		// Quoted as TOML basic strings (Go's quoting is a subset for
 		// printable text; Params.validate keeps control characters out of
 		// the paths that matter).
+		"Bare":     p.Name,
 		"Name":     strconv.Quote(p.Name),
 		"Address":  strconv.Quote(p.Address),
 		"Root":     strconv.Quote(p.Root),
