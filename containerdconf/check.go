@@ -32,6 +32,9 @@ func (s Severity) String() string {
 	}
 }
 
+// MarshalText writes the severity as doctor prints it: "ok", "warn", "FAIL".
+func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
 // Finding is the verdict on one setting.
 type Finding struct {
 	Severity Severity `json:"severity"`
