@@ -1,0 +1,277 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lazyfs/lazyfs/internal/testreq"
+	"github.com/lazyfs/lazyfs/tests/harness"
+)
+
+// crictlPath is where scripts/install-deps.sh builds crictl.
+func crictlPath(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(filepath.Dir(env.ContainerdV2Dir), "crictl-1.37.0", "crictl")
+	if _, err := os.Stat(p); err != nil {
+		testreq.Require(t, fmt.Errorf("crictl (make deps builds it): %w", err))
+	}
+	return p
+}
+
+// node is a Kubernetes-like node: lazyfs, and a containerd with CRI that
+// snapshotterctl configured.
+type node struct {
+	*stack
+	ctrd     *harness.Containerd // the CRI containerd (s.ctrd converts images)
+	hostsDir string
+	crictl   string
+}
+
+// runCmd runs a command bounded by a minute and returns its stdout,
+// stderr and exit code (-1 when it could not run).
+func runCmd(t *testing.T, name string, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		return stdout.String(), stderr.String(), ee.ExitCode()
+	case err != nil:
+		t.Fatalf("%s %q: %v", name, args, err)
+	}
+	return stdout.String(), stderr.String(), 0
+}
+
+// criConfig is what a Kubernetes node's containerd has before lazyfs:
+// CRI on, a sandbox image, a hosts dir; restrict_oom_score_adj as this VM
+// needs (E2E-NOTES.md).
+func criConfig(v harness.ContainerdVersion, sandbox, hostsDir string) map[string]any {
+	if v == harness.V1 {
+		return map[string]any{
+			"disabled_plugins": []string{},
+			"plugins": map[string]any{
+				"io.containerd.grpc.v1.cri": map[string]any{
+					"sandbox_image":          sandbox,
+					"restrict_oom_score_adj": true,
+					"registry":               map[string]any{"config_path": hostsDir},
+				},
+			},
+		}
+	}
+	return map[string]any{
+		"disabled_plugins": []string{},
+		"plugins": map[string]any{
+			"io.containerd.cri.v1.images": map[string]any{
+				"pinned_images": map[string]any{"sandbox": sandbox},
+				"registry":      map[string]any{"config_path": hostsDir},
+			},
+			"io.containerd.cri.v1.runtime": map[string]any{"restrict_oom_score_adj": true},
+		},
+	}
+}
+
+// startNode starts the stack (registry, lazyfs, a containerd used to
+// convert images) and pushes a sandbox image; the CRI containerd is
+// started by startCRI.
+func startNode(t *testing.T) *node {
+	t.Helper()
+	hostsDir := t.TempDir()
+	s := startStackWith(t, harness.V2, harness.SnapshotterOptions{Env: env,
+		Config: map[string]any{"registry": map[string]any{"config_path": hostsDir}}})
+	host := s.reg.Addr()
+	hosts := fmt.Sprintf("server = \"http://%s\"\n[host.\"http://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", host, host)
+	if err := os.MkdirAll(filepath.Join(hostsDir, host), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(hostsDir, host, "hosts.toml"), []byte(hosts), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return &node{stack: s, hostsDir: hostsDir}
+}
+
+func (n *node) sandboxRef() string { return n.reg.Addr() + "/lazyfs/pause:v1" }
+
+// pushSandbox pushes a "pause" image: the test image's base layer with a
+// command that keeps running.
+func (n *node) pushSandbox(t *testing.T) {
+	t.Helper()
+	busybox, err := env.Busybox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	layout := t.TempDir()
+	if _, err := harness.WriteOCILayoutWithCmd(layout, "v1", harness.TestImageLayers(busybox)[:1],
+		[]string{"/bin/sh", "-c", "exec sleep 2147483647"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := harness.Push(context.Background(), layout, "v1", n.sandboxRef()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ctl runs bin/snapshotterctl with the lazyfs config and containerd
+// flags of this node.
+func (n *node) ctl(t *testing.T, c *harness.Containerd, args ...string) (string, string, int) {
+	t.Helper()
+	full := append([]string{}, args...)
+	full = append(full, "--config", n.snap.ConfigPath(), "--run-dir", n.snap.RunDir())
+	if args[0] == "doctor" {
+		full = append(full, "--address", c.Address(), "--containerd-bin", c.Binary(), "--containerd-config", c.ConfigPath())
+	}
+	return runCmd(t, env.Bin("snapshotterctl"), full...)
+}
+
+// startCRI starts a containerd with CRI whose config `snapshotterctl
+// config containerd --write` completed (then mutate, if set, changes it:
+// the misconfiguration cases).
+func (n *node) startCRI(t *testing.T, v harness.ContainerdVersion, mutate func(t *testing.T, configPath, confDir string)) *harness.Containerd {
+	t.Helper()
+	if err := env.CheckBinaries("snapshotterctl"); err != nil {
+		testreq.Require(t, err)
+	}
+	var confDir string
+	var ctl func(configPath string) error
+	ctl = func(configPath string) error {
+		confDir = filepath.Join(filepath.Dir(configPath), "conf.d")
+		args := []string{"config", "containerd", "--write", "--config", n.snap.ConfigPath(),
+			"--containerd-config", configPath, "--conf-dir", confDir}
+		bin := env.ContainerdV2Dir
+		if v == harness.V1 {
+			bin = env.ContainerdV1Dir
+		}
+		args = append(args, "--containerd-bin", filepath.Join(bin, "containerd"))
+		stdout, stderr, code := runCmd(t, env.Bin("snapshotterctl"), args...)
+		t.Logf("snapshotterctl config containerd --write:\n%s%s", stdout, stderr)
+		if code != 0 {
+			return fmt.Errorf("snapshotterctl config containerd --write: exit %d: %s", code, stderr)
+		}
+		if mutate != nil {
+			mutate(t, configPath, confDir)
+		}
+		return nil
+	}
+	c, err := harness.StartContainerd(context.Background(), harness.ContainerdOptions{
+		Version: v, Env: env, Namespace: "k8s.io",
+		Config:      criConfig(v, n.sandboxRef(), n.hostsDir),
+		BeforeStart: ctl,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	harness.Track(t, c)
+	return c
+}
+
+// TestNodeSetup follows the README on a Kubernetes node, on both
+// containerd lines: snapshotterctl config containerd --write, containerd
+// started with it, snapshotterctl doctor green, and a pod whose image is
+// pulled lazily through CRI starts and reads its files.
+func TestNodeSetup(t *testing.T) {
+	for _, v := range []harness.ContainerdVersion{harness.V2, harness.V1} {
+		t.Run(strings.ReplaceAll(v.String(), " ", "-"), func(t *testing.T) {
+			crictl := crictlPath(t)
+			n := startNode(t)
+			n.pushSandbox(t)
+			img := n.convertToEStargz(t, n.reg.Addr())
+			c := n.startCRI(t, v, nil)
+
+			stdout, stderr, code := n.ctl(t, c, "doctor")
+			t.Logf("snapshotterctl doctor:\n%s%s", stdout, stderr)
+			if code != 0 || strings.Contains(stdout, "FAIL") {
+				t.Fatalf("doctor exit %d on a node snapshotterctl configured", code)
+			}
+
+			cri := func(args ...string) string {
+				t.Helper()
+				full := append([]string{"--runtime-endpoint", "unix://" + c.Address(), "--image-endpoint", "unix://" + c.Address(), "--timeout", "60s"}, args...)
+				out, errOut, code := runCmd(t, crictl, full...)
+				if code != 0 {
+					t.Fatalf("crictl %q: exit %d: %s%s", args, code, out, errOut)
+				}
+				return out
+			}
+			cri("pull", img.ref)
+			mounts, errOut, code := n.ctl(t, c, "mounts", "list")
+			if code != 0 {
+				t.Fatalf("snapshotterctl mounts list: exit %d: %s", code, errOut)
+			}
+			if got := strings.Count(mounts, "sha256:"); got < len(img.layers) {
+				t.Fatalf("after crictl pull, lazyfs serves %d layers, want %d:\n%s", got, len(img.layers), mounts)
+			}
+
+			// The image file system CRI reports exists.
+			var fsInfo struct {
+				ImageFilesystems []struct {
+					FsID struct {
+						Mountpoint string `json:"mountpoint"`
+					} `json:"fsId"`
+				} `json:"imageFilesystems"`
+			}
+			if err := json.Unmarshal([]byte(cri("imagefsinfo", "-o", "json")), &fsInfo); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range fsInfo.ImageFilesystems {
+				if _, err := os.Stat(f.FsID.Mountpoint); err != nil {
+					t.Errorf("crictl imagefsinfo reports %s: %v", f.FsID.Mountpoint, err)
+				}
+			}
+
+			dir := t.TempDir()
+			pod := filepath.Join(dir, "pod.json")
+			ctr := filepath.Join(dir, "ctr.json")
+			writeJSONFile(t, pod, map[string]any{
+				"metadata":      map[string]any{"name": "lazy", "namespace": "default", "uid": "lazy-uid"},
+				"log_directory": dir,
+				"linux":         map[string]any{"security_context": map[string]any{"namespace_options": map[string]any{"network": 2}}},
+			})
+			writeJSONFile(t, ctr, map[string]any{
+				"metadata": map[string]any{"name": "reader"},
+				"image":    map[string]any{"image": img.ref},
+				"command":  []string{"/bin/sh", "-c", "cat " + harness.TestImageChecksumsPath + " > /dev/null && echo started && exec sleep 2147483647"},
+				"log_path": "reader.log",
+			})
+			podID := strings.TrimSpace(cri("runp", pod))
+			t.Cleanup(func() { runCmd(t, crictl, "--runtime-endpoint", "unix://"+c.Address(), "rmp", "-f", podID) })
+			ctrID := strings.TrimSpace(cri("create", podID, ctr, pod))
+			cri("start", ctrID)
+			deadline := time.Now().Add(time.Minute)
+			for {
+				b, _ := os.ReadFile(filepath.Join(dir, "reader.log"))
+				if strings.Contains(string(b), "started") {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the container on the lazy image did not start within a minute; log: %q; %s", b, cri("ps", "-a"))
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			cri("rmp", "-f", podID)
+			cri("rmi", img.ref)
+		})
+	}
+}
+
+func writeJSONFile(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
