@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -273,5 +274,92 @@ func writeJSONFile(t *testing.T, path string, v any) {
 	}
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// editFile applies re → repl to the file at path.
+func editFile(t *testing.T, path, re, repl string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := regexp.MustCompile(re).ReplaceAll(b, []byte(repl))
+	if bytes.Equal(out, b) {
+		t.Fatalf("%s: nothing matches %q:\n%s", path, re, b)
+	}
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDoctorNamesMissingKey starts containerd with each misconfiguration
+// of issue 13 (on the line it hurts) and checks that doctor fails, naming
+// the key to change.
+func TestDoctorNamesMissingKey(t *testing.T) {
+	dropIn := func(confDir string) string { return filepath.Join(confDir, "lazyfs.toml") }
+	cases := []struct {
+		name    string
+		version harness.ContainerdVersion
+		mutate  func(t *testing.T, configPath, confDir string)
+		keys    []string
+	}{
+		{"2.x snapshotter = lazyfs alone", harness.V2, func(t *testing.T, _, confDir string) {
+			editFile(t, dropIn(confDir), `(?s)\[\[plugins\."io\.containerd\.transfer.*`, "")
+			editFile(t, dropIn(confDir), `(?m)^\s*enable_remote_snapshot_annotations.*$`, "")
+		}, []string{`[[plugins."io.containerd.transfer.v1.local".unpack_config]]`, `[proxy_plugins.lazyfs.exports] enable_remote_snapshot_annotations`}},
+		{"2.x without enable_remote_snapshot_annotations", harness.V2, func(t *testing.T, _, confDir string) {
+			editFile(t, dropIn(confDir), `(?m)^\s*enable_remote_snapshot_annotations.*$`, "")
+		}, []string{`[proxy_plugins.lazyfs.exports] enable_remote_snapshot_annotations`}},
+		{"2.x drop-in not imported", harness.V2, func(t *testing.T, configPath, _ string) {
+			editFile(t, configPath, `(?m)^imports = .*$`, "")
+		}, []string{`[proxy_plugins.lazyfs]`}},
+		{"2.x CRI snapshotter not lazyfs", harness.V2, func(t *testing.T, _, confDir string) {
+			editFile(t, dropIn(confDir), `(?m)^\[plugins\."io\.containerd\.cri\.v1\.images"\]\n\s*snapshotter = "lazyfs"`, "")
+		}, []string{`[plugins."io.containerd.cri.v1.images"] snapshotter`}},
+		{"2.x transfer service hosts dir differs", harness.V2, func(t *testing.T, _, confDir string) {
+			// Another drop-in, as a node's other tooling would add.
+			other := "version = 3\n[plugins.\"io.containerd.transfer.v1.local\"]\n  config_path = \"/nonexistent/certs.d\"\n"
+			if err := os.WriteFile(filepath.Join(confDir, "zz-registry.toml"), []byte(other), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{`[plugins."io.containerd.transfer.v1.local"] config_path`}},
+		{"1.6 without disable_snapshot_annotations = false", harness.V1, func(t *testing.T, configPath, _ string) {
+			editFile(t, configPath, `(?m)^\s*disable_snapshot_annotations\s*=.*$`, "")
+		}, []string{`[plugins."io.containerd.grpc.v1.cri".containerd] disable_snapshot_annotations`}},
+		{"1.6 CRI snapshotter not lazyfs", harness.V1, func(t *testing.T, configPath, _ string) {
+			editFile(t, configPath, `(?m)^\s*snapshotter\s*=.*lazyfs.*$`, "")
+		}, []string{`[plugins."io.containerd.grpc.v1.cri".containerd] snapshotter`}},
+		{"1.6 image file system path missing", harness.V1, func(t *testing.T, configPath, _ string) {
+			link := filepath.Join(filepath.Dir(configPath), "root", "io.containerd.snapshotter.v1.lazyfs")
+			if err := os.Remove(link); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"io.containerd.snapshotter.v1.lazyfs"}},
+	}
+	n := startNode(t)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := n.startCRI(t, tc.version, tc.mutate)
+			stdout, stderr, code := n.ctl(t, c, "doctor")
+			t.Logf("snapshotterctl doctor:\n%s%s", stdout, stderr)
+			if code != 1 {
+				t.Errorf("doctor exit status %d, want 1", code)
+			}
+			for _, key := range tc.keys {
+				found := false
+				for _, line := range strings.Split(stdout, "\n") {
+					if strings.HasPrefix(line, "FAIL") && strings.Contains(line, key) {
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("no FAIL line names %s", key)
+				}
+			}
+			if err := c.Close(); err != nil {
+				t.Errorf("stop containerd: %v", err)
+			}
+		})
 	}
 }
