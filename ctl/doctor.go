@@ -131,7 +131,7 @@ func (a *app) checkLive(ctx context.Context) []containerdconf.Finding {
 	_, err = c.SnapshotService(a.g.snapshotter).Stat(cctx, "lazyfs-doctor-probe")
 	if err != nil && !errdefs.IsNotFound(err) {
 		return []containerdconf.Finding{{Severity: containerdconf.Fail, Check: "proxy plugin reachable",
-			Key: "[proxy_plugins." + a.g.snapshotter + "] address",
+			Key:     "[proxy_plugins." + a.g.snapshotter + "] address",
 			Message: fmt.Sprintf("containerd cannot reach the snapshotter (is lazyfs-snapshotter running, on the address containerd dials?): %v", err)}}
 	}
 	return []containerdconf.Finding{{Severity: containerdconf.Pass, Check: "proxy plugin reachable", Message: "containerd reaches lazyfs-snapshotter"}}

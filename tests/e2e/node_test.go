@@ -31,10 +31,8 @@ func crictlPath(t *testing.T) string {
 // node is a Kubernetes-like node: lazyfs, and a containerd with CRI that
 // snapshotterctl configured.
 type node struct {
-	*stack
-	ctrd     *harness.Containerd // the CRI containerd (s.ctrd converts images)
+	*stack   // its containerd converts images; startCRI starts the node's
 	hostsDir string
-	crictl   string
 }
 
 // runCmd runs a command bounded by a minute and returns its stdout,
@@ -144,10 +142,8 @@ func (n *node) startCRI(t *testing.T, v harness.ContainerdVersion, mutate func(t
 	if err := env.CheckBinaries("snapshotterctl"); err != nil {
 		testreq.Require(t, err)
 	}
-	var confDir string
-	var ctl func(configPath string) error
-	ctl = func(configPath string) error {
-		confDir = filepath.Join(filepath.Dir(configPath), "conf.d")
+	ctl := func(configPath string) error {
+		confDir := filepath.Join(filepath.Dir(configPath), "conf.d")
 		args := []string{"config", "containerd", "--write", "--config", n.snap.ConfigPath(),
 			"--containerd-config", configPath, "--conf-dir", confDir}
 		bin := env.ContainerdV2Dir
