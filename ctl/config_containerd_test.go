@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lazyfs/lazyfs/containerdconf"
 )
 
 // TestAddImport: a config without imports gets one after its version line
@@ -69,5 +71,31 @@ func TestFileChangeBackup(t *testing.T) {
 	}
 	if msg, err := (fileChange{path: path, link: dir}).apply(now); err != nil || !strings.Contains(msg, "left as it is") {
 		t.Errorf("existing path: %q, %v", msg, err)
+	}
+}
+
+// TestPlanV2: a node without a containerd config gets the drop-in alone
+// when containerd's default imports read it, and a config importing it
+// otherwise; an existing config without imports gets the line.
+func TestPlanV2(t *testing.T) {
+	v := containerdconf.Version{Major: 2, Minor: 3, Patch: 7}
+	p := containerdconf.Params{Name: "lazyfs", Address: "/run/lazyfs/snapshotter.sock", Root: "/var/lib/lazyfs", Platform: "linux/amd64", ConfigVersion: 3}
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.toml")
+	plan, err := planV2(v, p, missing, containerdconf.DefaultConfDir)
+	if err != nil || len(plan) != 1 || plan[0].path != filepath.Join(containerdconf.DefaultConfDir, "lazyfs.toml") {
+		t.Fatalf("default conf dir, no config: %+v, %v", plan, err)
+	}
+	plan, err = planV2(v, p, missing, filepath.Join(dir, "conf.d"))
+	if err != nil || len(plan) != 2 || plan[1].path != missing || !strings.Contains(string(plan[1].data), filepath.Join(dir, "conf.d", "*.toml")) {
+		t.Fatalf("own conf dir, no config: %+v, %v", plan, err)
+	}
+	existing := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(existing, []byte("version = 2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	plan, err = planV2(v, p, existing, containerdconf.DefaultConfDir)
+	if err != nil || len(plan) != 2 || !strings.Contains(string(plan[1].data), "imports = ") {
+		t.Fatalf("config without imports: %+v, %v", plan, err)
 	}
 }
