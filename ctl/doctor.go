@@ -98,6 +98,7 @@ func (a *app) doctor(ctx context.Context, node *nodeFlags, kernel func() []conta
 	}
 	add(a.checkLive(ctx)...)
 	add(a.checkSnapshotterHealth(ctx))
+	add(checkStartOrder("/"))
 	return append(out, kernel()...)
 }
 
