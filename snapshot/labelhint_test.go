@@ -1,9 +1,14 @@
 package snapshot
 
 import (
+	"bytes"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/log"
+	"github.com/sirupsen/logrus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/lazyfs/lazyfs/labels"
@@ -54,5 +59,43 @@ func TestMissingLabelsReason(t *testing.T) {
 	}
 	if got := missingLabels(lazyLabels("c")); got != nil {
 		t.Errorf("missingLabels of a complete layer = %q, want none", got)
+	}
+}
+
+// TestMissingLabelsWarnedOnce: the first eStargz layer without its labels
+// is a warning naming the missing labels and the containerd keys; later
+// ones are not (a pull of many layers must not flood the log), and an
+// ordinary layer never is.
+func TestMissingLabelsWarnedOnce(t *testing.T) {
+	var buf bytes.Buffer
+	logger := logrus.New()
+	logger.SetOutput(&buf)
+	logger.SetLevel(logrus.InfoLevel)
+	ctx := log.WithLogger(testContext(t), logrus.NewEntry(logger))
+	s, err := New(ctx, t.TempDir(), WithRemoteLayers(newFakeRemote()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 3 {
+		l := map[string]string{
+			labels.TargetSnapshotRef: fmt.Sprintf("c%d", i),
+			labels.TOCDigest:         "sha256:3333333333333333333333333333333333333333333333333333333333333333",
+		}
+		if _, err := s.Prepare(ctx, fmt.Sprintf("extract-%d", i), "", snapshots.WithLabels(l)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Prepare(ctx, "extract-plain", "", snapshots.WithLabels(map[string]string{labels.TargetSnapshotRef: "p"})); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	if n := strings.Count(out, "eStargz layer without the labels"); n != 1 {
+		t.Fatalf("warned %d times, want once:\n%s", n, out)
+	}
+	for _, want := range []string{"level=warning", labels.ImageRef, "enable_remote_snapshot_annotations", "disable_snapshot_annotations"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the warning lacks %q:\n%s", want, out)
+		}
 	}
 }
