@@ -8,8 +8,8 @@ import (
 
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/log"
-	"github.com/sirupsen/logrus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/sirupsen/logrus"
 
 	"github.com/lazyfs/lazyfs/labels"
 	"github.com/lazyfs/lazyfs/metrics"
