@@ -258,7 +258,36 @@ func TestNodeSetup(t *testing.T) {
 			}
 			cri("rmp", "-f", podID)
 			cri("rmi", img.ref)
+			// rmi leaves nothing of the image in lazyfs (its snapshots are
+			// removed, so their mounts are), and a second pull is lazy again.
+			n.waitLazyLayers(t, c, 0)
+			cri("pull", img.ref)
+			n.waitLazyLayers(t, c, len(img.layers))
+			cri("rmi", img.ref)
+			n.waitLazyLayers(t, c, 0)
 		})
+	}
+}
+
+// waitLazyLayers polls snapshotterctl mounts list until lazyfs serves want
+// layers, for at most 30 s (containerd removes snapshots after an image
+// in the background of its garbage collection).
+func (n *node) waitLazyLayers(t *testing.T, c *harness.Containerd, want int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, errOut, code := n.ctl(t, c, "mounts", "list")
+		if code != 0 {
+			t.Fatalf("snapshotterctl mounts list: exit %d: %s", code, errOut)
+		}
+		got := strings.Count(out, "sha256:")
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lazyfs serves %d layers, want %d:\n%s", got, want, out)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
