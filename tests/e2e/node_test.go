@@ -256,6 +256,32 @@ func TestNodeSetup(t *testing.T) {
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
+			// Usage of the lazily mounted layers is what the node's disk
+			// holds for them (the chunk cache, written in the background):
+			// after the container read its files it is not 0.
+			cl, err := c.Client(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			usageDeadline := time.Now().Add(30 * time.Second)
+			for {
+				var used int64
+				for _, id := range img.chainIDs {
+					u, err := cl.SnapshotService("lazyfs").Usage(context.Background(), id)
+					if err != nil {
+						t.Fatalf("usage of %s: %v", id, err)
+					}
+					used += u.Size
+				}
+				if used > 0 {
+					t.Logf("lazily mounted layers use %d bytes on disk after the container's reads", used)
+					break
+				}
+				if time.Now().After(usageDeadline) {
+					t.Fatal("Usage of the lazily mounted layers stayed 0 after the container read them")
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
 			cri("rmp", "-f", podID)
 			cri("rmi", img.ref)
 			// rmi leaves nothing of the image in lazyfs (its snapshots are
