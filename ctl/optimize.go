@@ -60,6 +60,12 @@ from the run.`,
 				if *runFor <= 0 {
 					return usagef("--run-for must be positive")
 				}
+				if *push {
+					// Checked before the run and the conversion, not after.
+					if _, err := reference.ParseDockerRef(args[1]); err != nil {
+						return fmt.Errorf("cannot push %q: %v: %w", args[1], err, errdefs.ErrInvalidArgument)
+					}
+				}
 				ropts, err := reg.resolve(&a.g)
 				if err != nil {
 					return err
