@@ -83,7 +83,7 @@ func (s *Snapshotter) prepareRemote(ctx context.Context, key, parent string, opt
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("chain_id", target))
 	layer, err := labels.ParseLayer(base.Labels)
 	if err != nil {
-		s.fallback(ctx, "not_lazy", err)
+		s.fallback(ctx, s.notLazyReason(ctx, base.Labels, err), err)
 		return false, nil
 	}
 	ctx = log.WithLogger(ctx, log.G(ctx).
@@ -158,9 +158,9 @@ func (s *Snapshotter) abandon(ctx context.Context, key, mountpoint string) {
 // fallback records that a layer is unpacked as usual instead of lazily.
 func (s *Snapshotter) fallback(ctx context.Context, reason string, err error) {
 	if errors.Is(err, labels.ErrNotRemote) {
-		// The common case for ordinary images: keep it out of the warnings.
-		log.G(ctx).WithError(err).Debug("layer is not lazily loadable; unpacking it as usual")
-		reason = "not_estargz"
+		// The common case for ordinary images: keep it out of the warnings
+		// (an eStargz layer without labels was warned about once).
+		log.G(ctx).WithError(err).WithField("reason", reason).Debug("falling back to unpacking the layer as usual")
 	} else {
 		log.G(ctx).WithError(err).WithField("reason", reason).Warn("falling back to unpacking the layer as usual")
 	}

@@ -53,6 +53,8 @@ type Snapshotter struct {
 	wg        sync.WaitGroup
 	proofs    proofs
 	proofWait time.Duration
+
+	labelHint labelHint // warns once about eStargz layers without labels
 }
 
 var (
