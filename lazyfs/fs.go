@@ -2,6 +2,7 @@ package lazyfs
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -40,6 +41,8 @@ type FS struct {
 	ctx    context.Context
 	tree   *Tree
 	reader FileReader
+	// quarantined is set when the layer was found forged (quarantine.go).
+	quarantined atomic.Bool
 }
 
 var _ fuse.RawFileSystem = (*FS)(nil)
