@@ -119,7 +119,7 @@ func TestPrepareRemote(t *testing.T) {
 	ctx := testContext(t)
 	root := t.TempDir()
 	fr := newFakeRemote()
-	s, err := New(ctx, root, WithRemoteLayers(fr))
+	s, err := New(ctx, root, WithRemoteLayers(fr), noBackgroundProofs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func TestPrepareRemoteFallsBack(t *testing.T) {
 			ctx := testContext(t)
 			fr := newFakeRemote()
 			fr.failMount = tc.fail
-			s, err := New(ctx, t.TempDir(), WithRemoteLayers(fr))
+			s, err := New(ctx, t.TempDir(), WithRemoteLayers(fr), noBackgroundProofs)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -245,7 +245,7 @@ func contains(list []string, s string) bool {
 func TestPrepareWaitsForRemountedParents(t *testing.T) {
 	ctx := testContext(t)
 	fr := newFakeRemote()
-	s, err := New(ctx, t.TempDir(), WithRemoteLayers(fr))
+	s, err := New(ctx, t.TempDir(), WithRemoteLayers(fr), noBackgroundProofs)
 	if err != nil {
 		t.Fatal(err)
 	}
