@@ -147,6 +147,11 @@ func (s *Snapshotter) runProof(ctx context.Context, name string) proof {
 		computed = labels.ForgedUndecompressable + ": " + got.DecompressError
 	}
 	// The incident.
+	s.incidents.add(ctx, Incident{
+		Time: time.Now().UTC(), Snapshot: name, ChainID: chainID.String(),
+		ImageRef: layer.ImageRef, LayerDigest: layer.LayerDigest.String(),
+		ClaimedDiffID: claimedDiffID(chainID, parentChain), ComputedDiffID: computed,
+	})
 	log.G(ctx).WithFields(log.Fields{
 		"claimed_diff_id":  claimedDiffID(chainID, parentChain),
 		"computed_diff_id": computed,

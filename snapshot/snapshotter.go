@@ -62,6 +62,7 @@ type Snapshotter struct {
 	// unused (point 2); sweep serializes it.
 	forgedRemover ForgedRemover
 	sweep         forgedSweep
+	incidents     *incidents
 }
 
 var (
@@ -133,7 +134,11 @@ func New(ctx context.Context, root string, opts ...Opt) (_ *Snapshotter, err err
 		return nil, fmt.Errorf("failed to open metadata store %s: %w", dbPath, err)
 	}
 
-	s := &Snapshotter{root: root, ms: ms, mountOptions: overlayOptions(), remote: o.remote, proofWait: o.proofWait,
+	inc, err := loadIncidents(root)
+	if err != nil {
+		return nil, err
+	}
+	s := &Snapshotter{root: root, incidents: inc, ms: ms, mountOptions: overlayOptions(), remote: o.remote, proofWait: o.proofWait,
 		cached: o.cached, background: newBackgroundProofs(o.proofConcurrency), verify: o.verify, images: o.images,
 		forgedRemover: o.forgedRemover}
 	if s.verify != VerifyBackground && s.verify != VerifyBeforeUse {

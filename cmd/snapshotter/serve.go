@@ -86,7 +86,7 @@ func serve(ctx context.Context, cfg config.Config) error {
 
 	// mgmt API (snapshotterctl); closed before the supervisor (defers run in reverse).
 	stops := make(chan bool, 1)
-	mgmt, err := startMgmtServer(ctx, cfg.RunDir, sup, stops)
+	mgmt, err := startMgmtServer(ctx, cfg.RunDir, sup, sn, stops)
 	if err != nil {
 		l.Close()
 		return err

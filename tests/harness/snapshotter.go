@@ -103,7 +103,24 @@ func (s *Snapshotter) config() map[string]any {
 		"log_level": "debug",
 		"log_dir":   s.LogDir(),
 		"debug":     map[string]any{"address": s.debugAddr},
+		// Never the machine's own containerd: a link that UseContainerd
+		// points at the test's private one (until then, lazyfs cannot
+		// tell images apart and takes the safe side).
+		"containerd": map[string]any{"address": s.containerdLink()},
 	}
+}
+
+// containerdLink is the path the snapshotter dials containerd at.
+func (s *Snapshotter) containerdLink() string { return filepath.Join(s.base, "containerd.sock") }
+
+// UseContainerd points the snapshotter's [containerd] address at the
+// socket of a containerd started after it (the snapshotter dials it only
+// when it needs it: layers.verify = "before-share", forged layers).
+func (s *Snapshotter) UseContainerd(address string) error {
+	if err := os.Symlink(address, s.containerdLink()); err != nil {
+		return fmt.Errorf("failed to point the snapshotter at containerd %s: %w", address, err)
+	}
+	return nil
 }
 
 func (s *Snapshotter) start(ctx context.Context) error {
