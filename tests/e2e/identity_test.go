@@ -154,6 +154,7 @@ func TestForgedLayerAfterHonestChangesNothing(t *testing.T) {
 //     unproven when H's container is prepared; another image (H) reaches
 //     its chain ID with another blob, so the Prepare waits for the proof
 //     and is refused with an error naming the forgery.
+//
 // Either way the incident is in the log, the metric and snapshotterctl.
 func TestForgedLayerBeforeHonestInOneNamespace(t *testing.T) {
 	for _, tc := range []struct {
