@@ -31,6 +31,9 @@ type mount struct {
 	req       daemonapi.LoadLayerRequest
 	layerInfo daemonapi.LayerInfo
 	fs        *lazyfs.FS
+	// chunks are the layer's chunks (the tree's own slice, not a copy),
+	// which a proof stores in the chunk cache as the blob streams by.
+	chunks []chunks.Chunk
 
 	mu    sync.Mutex
 	state daemonapi.MountState
@@ -86,6 +89,7 @@ func newMount(w *Worker, req daemonapi.LoadLayerRequest, layer *toc.Layer, src c
 			Entries:     entries,
 		},
 		fs:           lazyfs.NewFS(fctx, tree, reader),
+		chunks:       tree.Chunks(),
 		state:        daemonapi.MountLoaded,
 		verification: daemonapi.Unverified,
 		fd:           -1,

@@ -39,9 +39,19 @@ func (w *Worker) Verify(ctx context.Context, mountID string) (daemonapi.VerifyIn
 	if err != nil {
 		return daemonapi.VerifyInfo{}, fmt.Errorf("mount %s: %w", mountID, err)
 	}
-	info, err := digestBlob(blob.Stream(ctx))
+	src := blob.Stream(ctx)
+	var cacher *chunkCacher
+	if w.opts.Cache != nil {
+		// The proof is the layer's background fetch too (proofcache.go).
+		cacher = newChunkCacher(ctx, w.opts.Cache, m.chunks)
+		src = io.TeeReader(src, cacher)
+	}
+	info, err := digestBlob(src)
 	if err != nil {
 		return daemonapi.VerifyInfo{}, fmt.Errorf("mount %s: failed to read blob %s: %w", mountID, dgst, err)
+	}
+	if cacher != nil {
+		cacher.logResult(ctx)
 	}
 	info.MountID, info.LayerDigest = mountID, m.req.LayerDigest
 	log.G(ctx).WithFields(log.Fields{
