@@ -10,7 +10,7 @@ UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e '/tests/' -e '/zz_')
 # together with the Go version in go.mod.
 STATICCHECK_VERSION = v0.8.2
 
-.PHONY: all build deps lint check-tree test test-unit test-e2e demo bench bench-e2e bench-failover mutation clean
+.PHONY: all build deps lint check-tree test test-unit test-e2e demo bench bench-e2e bench-failover bench-identity mutation clean
 
 all: build
 
@@ -69,6 +69,12 @@ bench: deps build
 
 bench-e2e: deps build
 	$(GO) run ./tests/bench $(BENCH_ARGS)
+
+# bench-identity measures what each [layers] verify setting costs in a pull
+# + first command, against a full pull with overlayfs in the same run
+# (LAZYFS_IDENTITY_BENCH_RUNS runs of each, default 5; medians).
+bench-identity: deps build
+	$(GO) test -count=1 -run '^$$' -bench '^BenchmarkVerifyModes$$' -benchtime 1x -timeout 60m -v ./tests/e2e
 
 # bench-failover measures what a worker failover costs the readers of
 # running containers: death-to-serving time, the stall a reader sees across a

@@ -51,6 +51,8 @@ func (w *Worker) Verify(ctx context.Context, mountID string) (daemonapi.VerifyIn
 		return daemonapi.VerifyInfo{}, fmt.Errorf("mount %s: failed to read blob %s: %w", mountID, dgst, err)
 	}
 	if cacher != nil {
+		// Written before the verdict: a proven layer is a cached one.
+		w.opts.Cache.Flush()
 		cacher.logResult(ctx)
 	}
 	info.MountID, info.LayerDigest = mountID, m.req.LayerDigest

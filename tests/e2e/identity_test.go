@@ -534,3 +534,19 @@ func (s *stack) snapshotterLogLines(t *testing.T, words ...string) []string {
 	}
 	return found
 }
+
+// TestProvenLayerIsFullyCached: the proof of a layer is its background
+// fetch (issue 11 point 4): once every layer of an image is proven, a
+// container that reads every file of it costs the registry nothing more.
+func TestProvenLayerIsFullyCached(t *testing.T) {
+	s := startStack(t, harness.V2)
+	proxy := startProxy(t, s)
+	img := s.convertToEStargz(t, proxy.Addr())
+	s.pullLazily(t, img)
+	s.waitProofs(t, map[string]float64{"verified": float64(len(img.layers)), "forged": 0, "error": 0})
+	proxy.Reset()
+	s.runChecksOf(t, img.ref, "after-proof")
+	if n := proxy.TotalBlobBytes(); n != 0 {
+		t.Errorf("reading every file of a proven image fetched %d blob bytes from the registry, want 0", n)
+	}
+}
