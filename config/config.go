@@ -172,6 +172,9 @@ type LayersConfig struct {
 	// proven only when another image contests it or verify needs it
 	// before a container starts.
 	ProofConcurrency int `toml:"proof_concurrency"`
+	// ProofRate bounds how fast each proof reads its blob, in bytes per
+	// second; 0 is no bound.
+	ProofRate ByteSize `toml:"proof_rate"`
 }
 
 // Values of layers.verify.

@@ -63,6 +63,8 @@ func TestValidateBounds(t *testing.T) {
 		{"-1 background proofs", func(c *config.Config) { c.Layers.ProofConcurrency = -1 }, "layers.proof_concurrency"},
 		{"64 background proofs", func(c *config.Config) { c.Layers.ProofConcurrency = 64 }, ""},
 		{"65 background proofs", func(c *config.Config) { c.Layers.ProofConcurrency = 65 }, "layers.proof_concurrency"},
+		{"no proof rate bound", func(c *config.Config) { c.Layers.ProofRate = 0 }, ""},
+		{"proof rate of -1", func(c *config.Config) { c.Layers.ProofRate = -1 }, "layers.proof_rate"},
 		{"no containerd address", func(c *config.Config) { c.Containerd.Address = "" }, ""},
 		{"relative containerd address", func(c *config.Config) { c.Containerd.Address = "containerd.sock" }, "containerd.address"},
 		{"no snapshotter name", func(c *config.Config) { c.Containerd.Snapshotter = "" }, "containerd.snapshotter"},

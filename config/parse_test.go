@@ -125,7 +125,7 @@ func TestParseProblems(t *testing.T) {
 		{
 			name: "unknown dotted key",
 			doc:  "layers.max_size = 1\n",
-			want: []string{"config.toml:1: layers.max_size: unknown key; the keys of [layers] are max_toc_compressed_size, max_toc_size, max_entries, memory_cache_size, proof_wait, verify, proof_concurrency"},
+			want: []string{"config.toml:1: layers.max_size: unknown key; the keys of [layers] are max_toc_compressed_size, max_toc_size, max_entries, memory_cache_size, proof_wait, verify, proof_concurrency, proof_rate"},
 		},
 		{
 			name: "unknown key in an inline table",
@@ -345,7 +345,7 @@ func TestParseProblems(t *testing.T) {
 		{
 			name: "dotted keys are relative to their table",
 			doc:  "root = \"/a\"\n[workers]\nfuse_readers = 2\n[layers]\nworkers.fuse_readers = 3\n",
-			want: []string{"config.toml:5: layers.workers: unknown key; the keys of [layers] are max_toc_compressed_size, max_toc_size, max_entries, memory_cache_size, proof_wait, verify, proof_concurrency"},
+			want: []string{"config.toml:5: layers.workers: unknown key; the keys of [layers] are max_toc_compressed_size, max_toc_size, max_entries, memory_cache_size, proof_wait, verify, proof_concurrency, proof_rate"},
 		},
 		{
 			name: "same key twice",

@@ -94,6 +94,9 @@ func (c Config) Validate() error {
 	if n := c.Layers.ProofConcurrency; n < 0 || n > MaxProofConcurrency {
 		v.add("layers.proof_concurrency", "%d is out of range: must be from 0 to %d", n, MaxProofConcurrency)
 	}
+	if c.Layers.ProofRate < 0 {
+		v.add("layers.proof_rate", "%s is out of range: must be 0 (no bound) or more", c.Layers.ProofRate)
+	}
 	if c.Containerd.Address != "" {
 		v.absPath("containerd.address", c.Containerd.Address)
 	}

@@ -39,7 +39,7 @@ func (w *Worker) Verify(ctx context.Context, mountID string) (daemonapi.VerifyIn
 	if err != nil {
 		return daemonapi.VerifyInfo{}, fmt.Errorf("mount %s: %w", mountID, err)
 	}
-	src := blob.Stream(ctx)
+	src := limitRate(ctx, blob.Stream(ctx), w.opts.ProofRate)
 	var cacher *chunkCacher
 	if w.opts.Cache != nil {
 		// The proof is the layer's background fetch too (proofcache.go).

@@ -53,6 +53,7 @@ func run() error {
 		readyFD     = flag.Int("ready-fd", -1, "fd to write one byte to, then close, once both sockets are bound (set by the snapshotter)")
 		standbyFD   = flag.Int("standby-fd", -1, "start as the snapshotter's standby: read the worker's identity (id and sockets, one JSON line) from this fd before serving")
 		showVersion = flag.Bool("version", false, "print the version and exit")
+		proofRate   = flag.Int64("proof-rate", 0, "bytes per second a proof of a layer's identity reads its blob at, at most (0: no bound)")
 	)
 	flag.Int64Var(&limits.MaxCompressedSize, "max-toc-compressed-size", limits.MaxCompressedSize, "largest compressed TOC accepted, in bytes")
 	flag.Int64Var(&limits.MaxSize, "max-toc-size", limits.MaxSize, "largest uncompressed TOC accepted, in bytes")
@@ -114,6 +115,7 @@ func run() error {
 		FuseReaders:  *fuseReaders,
 		ExitWhenIdle: *exitIdle,
 		IdleTimeout:  *idleTimeout,
+		ProofRate:    *proofRate,
 	})
 	if err != nil {
 		return err

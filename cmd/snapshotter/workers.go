@@ -42,6 +42,11 @@ func newSupervisor(ctx context.Context, cfg config.Config) (*supervisor.Supervis
 	if cfg.Cache.Size > 0 {
 		args = append(args, "--cache-dir", cfg.CacheDir())
 	}
+	// Issue 14 (layer identity): worker settings of the proofs.
+	args = append(args,
+		"--proof-rate", strconv.FormatInt(int64(l.ProofRate), 10),
+	)
+	// End of issue 14's worker settings.
 	return supervisor.New(ctx, supervisor.Options{
 		Root:         cfg.Root,
 		RunDir:       cfg.RunDir,
