@@ -550,3 +550,37 @@ func TestProvenLayerIsFullyCached(t *testing.T) {
 		t.Errorf("reading every file of a proven image fetched %d blob bytes from the registry, want 0", n)
 	}
 }
+
+// TestProofsSurviveRestarts: a layer left unproven by one run (background
+// proofs off) is proven by the next, and the verdict, kept in the
+// snapshot's labels, is not proven again by the run after that.
+func TestProofsSurviveRestarts(t *testing.T) {
+	s := startStackWith(t, harness.V2, harness.SnapshotterOptions{Env: env, Config: proofsOff})
+	img := s.convertToEStargz(t, "")
+	s.pullLazily(t, img)
+	if out := s.ctlOK(t, "mounts", "list"); strings.Count(out, string(daemonapi.Unverified)) != len(img.layers) {
+		t.Fatalf("mounts before any proof, want %d unverified:\n%s", len(img.layers), out)
+	}
+	ctx := context.Background()
+	if err := s.snap.RestartWith(ctx, nil); err != nil { // the defaults: background proofs on
+		t.Fatal(err)
+	}
+	s.waitProofs(t, map[string]float64{"verified": float64(len(img.layers)), "forged": 0, "error": 0})
+	for _, c := range img.chainIDs {
+		out := s.ctrIn(t, "default", "snapshots", "--snapshotter", "lazyfs", "info", c)
+		if !strings.Contains(out, "lazyfs.verified") {
+			t.Errorf("snapshot %s after its proof has no verified label:\n%s", c, out)
+		}
+	}
+	if err := s.snap.RestartWith(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "verdicts told to the workers again", func() (bool, string) {
+		out := s.ctlOK(t, "mounts", "list")
+		return strings.Count(out, " "+string(daemonapi.Verified)+" ") == len(img.layers), out
+	})
+	page := httpGet(t, "http://"+s.snap.DebugAddr()+"/metrics")
+	if n, _ := metricValue(t, page, "lazyfs_layer_proofs_total", map[string]string{"result": "verified"}); n != 0 {
+		t.Errorf("%v proofs after a restart of proven layers, want 0", n)
+	}
+}

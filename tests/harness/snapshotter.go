@@ -82,17 +82,38 @@ func StartSnapshotter(ctx context.Context, opts SnapshotterOptions) (_ *Snapshot
 	if s.debugAddr, err = freeLoopbackAddr(); err != nil {
 		return nil, err
 	}
-	cfg, err := toml.Marshal(mergeConfig(s.config(), opts.Config))
-	if err != nil {
-		return nil, fmt.Errorf("failed to encode snapshotter config: %w", err)
-	}
-	if err := os.WriteFile(s.cfgPath, cfg, 0o644); err != nil {
-		return nil, fmt.Errorf("failed to write snapshotter config: %w", err)
+	if err := s.writeConfig(opts.Config); err != nil {
+		return nil, err
 	}
 	if err := s.start(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// writeConfig writes the generated config with extra merged over it.
+func (s *Snapshotter) writeConfig(extra map[string]any) error {
+	cfg, err := toml.Marshal(mergeConfig(s.config(), extra))
+	if err != nil {
+		return fmt.Errorf("failed to encode snapshotter config: %w", err)
+	}
+	if err := os.WriteFile(s.cfgPath, cfg, 0o644); err != nil {
+		return fmt.Errorf("failed to write snapshotter config: %w", err)
+	}
+	return nil
+}
+
+// RestartWith is Restart with a new config: extra is merged over the
+// generated config, as SnapshotterOptions.Config is at start.
+func (s *Snapshotter) RestartWith(ctx context.Context, extra map[string]any) error {
+	if code, inTime := s.Stop(); !inTime {
+		return fmt.Errorf("snapshotter did not stop within %v (exit code %d): killed, not restarted", s.opts.StopTimeout, code)
+	}
+	s.opts.Config = extra
+	if err := s.writeConfig(extra); err != nil {
+		return err
+	}
+	return s.start(ctx)
 }
 
 func (s *Snapshotter) config() map[string]any {
