@@ -29,6 +29,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/lazyfs/lazyfs/labels"
+	"github.com/lazyfs/lazyfs/snapshot"
 )
 
 // forgedLabel marks the snapshot of a layer found forged.
@@ -47,6 +48,7 @@ type Index struct {
 
 	mu     sync.Mutex
 	client *client.Client
+	closed bool // no new connection after Close
 	// chains caches the chain IDs an image config implies, per config
 	// digest: a config is immutable, and reading it costs a content read.
 	chains map[digest.Digest][]digest.Digest
@@ -58,10 +60,18 @@ func New(address string) *Index {
 	return &Index{address: address, chains: map[digest.Digest][]digest.Digest{}}
 }
 
+// Connect dials containerd now, so that the first container Prepare that
+// asks does not pay for it; a failure is retried by the next question.
+func (x *Index) Connect() error {
+	_, err := x.connect()
+	return err
+}
+
 // Close closes the connection, if one was made.
 func (x *Index) Close() error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	x.closed = true
 	if x.client == nil {
 		return nil
 	}
@@ -76,6 +86,9 @@ func (x *Index) connect() (*client.Client, error) {
 	if x.client != nil {
 		return x.client, nil
 	}
+	if x.closed {
+		return nil, fmt.Errorf("image index of containerd at %s is closed: %w", x.address, errdefs.ErrUnavailable)
+	}
 	c, err := client.New(x.address, client.WithTimeout(callTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("failed to connect to containerd at %s: %w", x.address, err)
@@ -84,11 +97,12 @@ func (x *Index) connect() (*client.Client, error) {
 	return c, nil
 }
 
-// OtherBlobs returns the images of ctx's namespace (the namespace of the
-// containerd call being served) that reach chainID with a layer blob other
-// than layer. An image whose manifest or config is not in the content store
-// (another platform, a pull in progress) cannot be judged and is skipped.
-func (x *Index) OtherBlobs(ctx context.Context, chainID, layer digest.Digest) ([]string, error) {
+// OtherBlobs returns, for each layer asked about, the images of ctx's
+// namespace (the namespace of the containerd call being served) that reach
+// its chain ID with another layer blob, from one listing of the images. An
+// image whose manifest or config is not in the content store (another
+// platform, a pull in progress) cannot be judged and is skipped.
+func (x *Index) OtherBlobs(ctx context.Context, layers []snapshot.ChainLayer) ([][]string, error) {
 	ns, ok := namespaces.Namespace(ctx)
 	if !ok {
 		return nil, fmt.Errorf("no containerd namespace in the request: %w", errdefs.ErrFailedPrecondition)
@@ -106,40 +120,48 @@ func (x *Index) OtherBlobs(ctx context.Context, chainID, layer digest.Digest) ([
 		return nil, fmt.Errorf("failed to list the images of namespace %s: %w", ns, err)
 	}
 	cs := c.ContentStore()
-	var others []string
+	others := make([][]string, len(layers))
 	for _, img := range imgs {
-		blob, found, err := x.blobAt(qctx, cs, img, chainID)
+		blobs, err := x.blobsByChainID(qctx, cs, img)
 		if err != nil {
 			log.G(ctx).WithError(err).WithField("image_ref", img.Name).Debug("cannot tell which layers an image reaches; skipped")
 			continue
 		}
-		if found && blob != layer {
-			others = append(others, img.Name)
-		}
+		addOthers(others, layers, img.Name, blobs)
 	}
 	return others, nil
 }
 
-// blobAt returns the layer blob with which img reaches chainID, if it does.
-func (x *Index) blobAt(ctx context.Context, cs content.Store, img images.Image, chainID digest.Digest) (digest.Digest, bool, error) {
+// addOthers adds image name to others[i] for each layer i it reaches at the
+// layer's chain ID with another blob (blobs: the image's blob by chain ID).
+// The same blob is the same layer: not another image's claim.
+func addOthers(others [][]string, layers []snapshot.ChainLayer, name string, blobs map[digest.Digest]digest.Digest) {
+	for i, l := range layers {
+		if blob, ok := blobs[l.ChainID]; ok && blob != l.Layer {
+			others[i] = append(others[i], name)
+		}
+	}
+}
+
+// blobsByChainID returns the layer blob with which img reaches each of its
+// chain IDs.
+func (x *Index) blobsByChainID(ctx context.Context, cs content.Store, img images.Image) (map[digest.Digest]digest.Digest, error) {
 	manifest, err := images.Manifest(ctx, cs, img.Target, platforms.Default())
 	if err != nil {
-		return "", false, err
+		return nil, err
 	}
 	chains, err := x.chainIDs(ctx, cs, manifest.Config)
 	if err != nil {
-		return "", false, err
+		return nil, err
 	}
+	if len(chains) != len(manifest.Layers) {
+		return nil, fmt.Errorf("config %s names %d layers, manifest %d: %w", manifest.Config.Digest, len(chains), len(manifest.Layers), errdefs.ErrInvalidArgument)
+	}
+	out := make(map[digest.Digest]digest.Digest, len(chains))
 	for i, c := range chains {
-		if c != chainID {
-			continue
-		}
-		if i >= len(manifest.Layers) {
-			return "", false, fmt.Errorf("config %s names %d layers, manifest %d: %w", manifest.Config.Digest, len(chains), len(manifest.Layers), errdefs.ErrInvalidArgument)
-		}
-		return manifest.Layers[i].Digest, true, nil
+		out[c] = manifest.Layers[i].Digest
 	}
-	return "", false, nil
+	return out, nil
 }
 
 // chainIDs returns the chain IDs of the layers a config names, cached.

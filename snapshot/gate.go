@@ -21,9 +21,16 @@ import (
 // exists, so a second image that reaches a lazily mounted layer never
 // reaches Prepare with its own blob.
 type ImageIndex interface {
-	// OtherBlobs returns the images of ctx's namespace that reach chain ID
-	// chainID with a layer blob other than layer.
-	OtherBlobs(ctx context.Context, chainID, layer digest.Digest) ([]string, error)
+	// OtherBlobs returns, for each layer asked about, the images of ctx's
+	// namespace that reach its chain ID with another blob. One call
+	// answers for every lower layer of a container: a container Prepare
+	// waits on it.
+	OtherBlobs(ctx context.Context, layers []ChainLayer) ([][]string, error)
+}
+
+// ChainLayer is a layer blob at a chain ID.
+type ChainLayer struct {
+	ChainID, Layer digest.Digest
 }
 
 // WithImageIndex lets "before-share" tell which unproven layers another
@@ -54,7 +61,7 @@ func (s *Snapshotter) gateContainer(ctx context.Context, parent string) error {
 	if err != nil {
 		return err
 	}
-	var wait []lazyLower
+	var unproven []lazyLower
 	for _, l := range lowers {
 		if p, ok := recordedProof(l.info); ok {
 			if p.forged {
@@ -62,10 +69,9 @@ func (s *Snapshotter) gateContainer(ctx context.Context, parent string) error {
 			}
 			continue
 		}
-		if s.mustWait(ctx, l) {
-			wait = append(wait, l)
-		}
+		unproven = append(unproven, l)
 	}
+	wait := s.mustWait(ctx, unproven)
 	if len(wait) == 0 {
 		return nil
 	}
@@ -104,33 +110,46 @@ func (s *Snapshotter) gateContainer(ctx context.Context, parent string) error {
 	return nil
 }
 
-// mustWait says whether a container must wait for the proof of l.
-func (s *Snapshotter) mustWait(ctx context.Context, l lazyLower) bool {
+// mustWait returns the unproven layers a container must wait for.
+func (s *Snapshotter) mustWait(ctx context.Context, unproven []lazyLower) []lazyLower {
+	if len(unproven) == 0 {
+		return nil
+	}
 	switch s.verify {
 	case VerifyBackground:
-		return false
+		return nil
 	case VerifyBeforeUse:
-		return true
+		return unproven
 	}
 	if s.images == nil {
-		return true // no way to tell images apart: the safe side
+		return unproven // no way to tell images apart: the safe side
 	}
-	chainID := digest.Digest(l.info.Labels[labels.TargetSnapshotRef])
-	others, err := s.images.OtherBlobs(ctx, chainID, digest.Digest(l.info.Labels[labels.LayerDigest]))
+	ask := make([]ChainLayer, len(unproven))
+	for i, l := range unproven {
+		ask[i] = ChainLayer{ChainID: digest.Digest(l.info.Labels[labels.TargetSnapshotRef]), Layer: digest.Digest(l.info.Labels[labels.LayerDigest])}
+	}
+	others, err := s.images.OtherBlobs(ctx, ask)
+	if err == nil && len(others) != len(ask) {
+		err = fmt.Errorf("image index answered for %d layers of %d: %w", len(others), len(ask), errdefs.ErrInternal)
+	}
 	if err != nil {
-		log.G(ctx).WithError(err).WithField("chain_id", chainID).Warn("cannot tell which images reach a lazily mounted layer; waiting for its proof")
-		return true
+		log.G(ctx).WithError(err).Warn("cannot tell which images reach the lazily mounted layers; waiting for their proofs")
+		return unproven
 	}
-	if len(others) == 0 {
-		return false
+	var wait []lazyLower
+	for i, l := range unproven {
+		if len(others[i]) == 0 {
+			continue
+		}
+		log.G(ctx).WithFields(log.Fields{
+			"chain_id":     ask[i].ChainID,
+			"layer_digest": ask[i].Layer,
+			"image_ref":    l.info.Labels[labels.ImageRef],
+			"other_images": strings.Join(others[i], ","),
+		}).Warn("other images reach an unproven lazily mounted layer with another blob: the container waits for its proof")
+		wait = append(wait, l)
 	}
-	log.G(ctx).WithFields(log.Fields{
-		"chain_id":     chainID,
-		"layer_digest": l.info.Labels[labels.LayerDigest],
-		"image_ref":    l.info.Labels[labels.ImageRef],
-		"other_images": strings.Join(others, ","),
-	}).Warn("other images reach an unproven lazily mounted layer with another blob: the container waits for its proof")
-	return true
+	return wait
 }
 
 // lazyLowers returns the lazily mounted snapshots in the chain from parent

@@ -24,11 +24,15 @@ type fakeIndex struct {
 	calls  int
 }
 
-func (f *fakeIndex) OtherBlobs(context.Context, digest.Digest, digest.Digest) ([]string, error) {
+func (f *fakeIndex) OtherBlobs(_ context.Context, layers []ChainLayer) ([][]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
-	return f.others, f.err
+	out := make([][]string, len(layers))
+	for i := range out {
+		out[i] = f.others
+	}
+	return out, f.err
 }
 
 // fakeRemover counts RemoveForged calls and reports inUse.

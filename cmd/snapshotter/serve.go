@@ -52,6 +52,13 @@ func serve(ctx context.Context, cfg config.Config) error {
 	if cfg.Containerd.Address != "" {
 		idx := imageindex.New(cfg.Containerd.Address)
 		defer idx.Close()
+		go func() {
+			// containerd may start after us: then the first question
+			// connects.
+			if err := idx.Connect(); err != nil {
+				log.G(ctx).WithError(err).Debug("containerd not reachable yet")
+			}
+		}()
 		opts = append(opts, snapshot.WithImageIndex(idx), snapshot.WithForgedRemover(forgedRemover{idx, cfg.Containerd.Snapshotter}))
 	}
 	if evictor != nil {
