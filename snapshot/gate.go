@@ -128,7 +128,9 @@ func (s *Snapshotter) mustWait(ctx context.Context, unproven []lazyLower) []lazy
 	for i, l := range unproven {
 		ask[i] = ChainLayer{ChainID: digest.Digest(l.info.Labels[labels.TargetSnapshotRef]), Layer: digest.Digest(l.info.Labels[labels.LayerDigest])}
 	}
+	start := time.Now()
 	others, err := s.images.OtherBlobs(ctx, ask)
+	log.G(ctx).WithField("layers", len(ask)).WithField("duration", time.Since(start)).Debug("asked containerd which images reach the unproven lazily mounted layers")
 	if err == nil && len(others) != len(ask) {
 		err = fmt.Errorf("image index answered for %d layers of %d: %w", len(others), len(ask), errdefs.ErrInternal)
 	}
