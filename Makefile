@@ -20,7 +20,7 @@ UNITDIR    ?= $(SYSCONFDIR)/systemd/system
 CONTAINERD_VERSION ?= 2.3.7
 
 .PHONY: install
-.PHONY: all build deps lint check-tree test test-unit test-e2e demo bench bench-e2e bench-optimize bench-failover mutation clean
+.PHONY: all build deps lint check-tree test test-unit test-e2e demo bench bench-e2e bench-optimize bench-failover bench-identity mutation clean
 
 all: build
 
@@ -117,6 +117,12 @@ bench-e2e: deps build
 # ratio (needs root; about two minutes).
 bench-optimize: deps build
 	$(GO) run ./tests/benchopt $(BENCH_ARGS)
+
+# bench-identity measures what each [layers] verify setting costs in a pull
+# + first command, against a full pull with overlayfs in the same run
+# (LAZYFS_IDENTITY_BENCH_RUNS runs of each, default 5; medians).
+bench-identity: deps build
+	$(GO) test -count=1 -run '^$$' -bench '^BenchmarkVerifyModes$$' -benchtime 1x -timeout 60m -v ./tests/e2e
 
 # bench-failover measures what a worker failover costs the readers of
 # running containers: death-to-serving time, the stall a reader sees across a

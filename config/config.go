@@ -67,6 +67,8 @@ type Config struct {
 	Shutdown ShutdownConfig `toml:"shutdown"`
 	Cache    CacheConfig    `toml:"cache"`
 	Fetch    FetchConfig    `toml:"fetch"`
+
+	Containerd ContainerdConfig `toml:"containerd"`
 }
 
 // ShutdownConfig is the [shutdown] table. On SIGINT or SIGTERM the
@@ -163,6 +165,48 @@ type LayersConfig struct {
 	// chain ID already mounted lazily waits for the stored layer's proof
 	// (a download of its whole blob) before it fails with a clear error.
 	ProofWait Duration `toml:"proof_wait"`
+	// Verify says when a lazily mounted layer must be proven against its
+	// DiffID (VerifyBeforeShare, VerifyBackground or VerifyBeforeUse); see
+	// docs/threat-model.md for what each guarantees.
+	Verify string `toml:"verify"`
+	// ProofConcurrency is how many layers are proven in the background at
+	// once, from 0 to 64. 0 turns background proofs off: a layer is then
+	// proven only when another image contests it or verify needs it
+	// before a container starts.
+	ProofConcurrency int `toml:"proof_concurrency"`
+}
+
+// Values of layers.verify.
+const (
+	// VerifyBeforeShare proves every layer in the background and makes a
+	// container wait for the proof of a lower layer that another image of
+	// its namespace reaches with another blob.
+	VerifyBeforeShare = "before-share"
+	// VerifyBackground proves every layer in the background and never
+	// makes a container wait (a forged layer is quarantined once found).
+	VerifyBackground = "background"
+	// VerifyBeforeUse makes every container wait until each of its lazily
+	// mounted lower layers is proven: lazy start is given up for safety.
+	VerifyBeforeUse = "before-use"
+)
+
+var verifyModes = []string{VerifyBeforeShare, VerifyBackground, VerifyBeforeUse}
+
+// MaxProofConcurrency bounds layers.proof_concurrency: each proof is a
+// download of a whole blob.
+const MaxProofConcurrency = 64
+
+// ContainerdConfig is the [containerd] table: how the snapshotter asks
+// containerd which images reach a layer (layers.verify = "before-share")
+// and removes a forged layer's snapshots.
+type ContainerdConfig struct {
+	// Address is containerd's gRPC socket; empty means the snapshotter
+	// cannot tell images apart, and waits for every unproven layer as
+	// "before-use" does.
+	Address string `toml:"address"`
+	// Snapshotter is the name containerd knows lazyfs by (its proxy
+	// plugin's name).
+	Snapshotter string `toml:"snapshotter"`
 }
 
 // RegistryConfig is the [registry] table.
@@ -251,6 +295,8 @@ func Default() Config {
 			MaxEntries:           2_000_000,
 			MemoryCacheSize:      64 * MiB,
 			ProofWait:            Duration(3 * time.Minute),
+			Verify:               VerifyBeforeShare,
+			ProofConcurrency:     1,
 		},
 		Registry: RegistryConfig{
 			ConfigPath: "/etc/containerd/certs.d",
@@ -263,6 +309,10 @@ func Default() Config {
 			Prefetch:              true,
 			BackgroundConcurrency: 2,
 			BackgroundRate:        0,
+		},
+		Containerd: ContainerdConfig{
+			Address:     "/run/containerd/containerd.sock",
+			Snapshotter: "lazyfs",
 		},
 	}
 }

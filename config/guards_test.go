@@ -66,6 +66,16 @@ func TestValidateBounds(t *testing.T) {
 		{"unknown log level", func(c *config.Config) { c.LogLevel = "loud" }, "log_level"},
 		{"relative log dir", func(c *config.Config) { c.LogDir = "log" }, "log_dir"},
 		{"relative hosts dir", func(c *config.Config) { c.Registry.ConfigPath = "certs.d" }, "registry.config_path"},
+		{"verify before use", func(c *config.Config) { c.Layers.Verify = config.VerifyBeforeUse }, ""},
+		{"verify in the background", func(c *config.Config) { c.Layers.Verify = config.VerifyBackground }, ""},
+		{"unknown verify mode", func(c *config.Config) { c.Layers.Verify = "never" }, "layers.verify"},
+		{"no background proofs", func(c *config.Config) { c.Layers.ProofConcurrency = 0 }, ""},
+		{"-1 background proofs", func(c *config.Config) { c.Layers.ProofConcurrency = -1 }, "layers.proof_concurrency"},
+		{"64 background proofs", func(c *config.Config) { c.Layers.ProofConcurrency = 64 }, ""},
+		{"65 background proofs", func(c *config.Config) { c.Layers.ProofConcurrency = 65 }, "layers.proof_concurrency"},
+		{"no containerd address", func(c *config.Config) { c.Containerd.Address = "" }, ""},
+		{"relative containerd address", func(c *config.Config) { c.Containerd.Address = "containerd.sock" }, "containerd.address"},
+		{"no snapshotter name", func(c *config.Config) { c.Containerd.Snapshotter = "" }, "containerd.snapshotter"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := config.Default()

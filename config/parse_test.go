@@ -122,7 +122,7 @@ func TestParseProblems(t *testing.T) {
 		{
 			name: "unknown top-level key",
 			doc:  "root = \"/srv\"\nkeep_workers = true\n",
-			want: []string{"config.toml:2: keep_workers: unknown key; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown, cache, fetch"},
+			want: []string{"config.toml:2: keep_workers: unknown key; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown, cache, fetch, containerd"},
 		},
 		{
 			name: "unknown key in a table",
@@ -132,7 +132,7 @@ func TestParseProblems(t *testing.T) {
 		{
 			name: "unknown dotted key",
 			doc:  "layers.max_size = 1\n",
-			want: []string{"config.toml:1: layers.max_size: unknown key; the keys of [layers] are max_toc_compressed_size, max_toc_size, max_entries, memory_cache_size, proof_wait"},
+			want: []string{"config.toml:1: layers.max_size: unknown key; the keys of [layers] are max_toc_compressed_size, max_toc_size, max_entries, memory_cache_size, proof_wait, verify, proof_concurrency"},
 		},
 		{
 			name: "unknown key in an inline table",
@@ -142,7 +142,7 @@ func TestParseProblems(t *testing.T) {
 		{
 			name: "unknown table and the keys below it",
 			doc:  "[prefetch]\nsize = 1\nmore = 2\n",
-			want: []string{"config.toml:1: prefetch: unknown table; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown, cache, fetch"},
+			want: []string{"config.toml:1: prefetch: unknown table; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown, cache, fetch, containerd"},
 		},
 		{
 			name: "unknown key in [cache]",
@@ -352,7 +352,7 @@ func TestParseProblems(t *testing.T) {
 		{
 			name: "dotted keys are relative to their table",
 			doc:  "root = \"/a\"\n[workers]\nfuse_readers = 2\n[layers]\nworkers.fuse_readers = 3\n",
-			want: []string{"config.toml:5: layers.workers: unknown key; the keys of [layers] are max_toc_compressed_size, max_toc_size, max_entries, memory_cache_size, proof_wait"},
+			want: []string{"config.toml:5: layers.workers: unknown key; the keys of [layers] are max_toc_compressed_size, max_toc_size, max_entries, memory_cache_size, proof_wait, verify, proof_concurrency"},
 		},
 		{
 			name: "same key twice",
@@ -396,13 +396,13 @@ config_path = "rel"
 `,
 			want: []string{
 				"config.toml:1: root: must be a string, got an integer",
-				"config.toml:2: foo: unknown key; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown, cache, fetch",
+				"config.toml:2: foo: unknown key; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown, cache, fetch, containerd",
 				`config.toml:4: workers.mode: "per-node" is not one of "per-image", "shared"`,
 				"config.toml:5: workers.fuse_readers: 1 is out of range: must be from 2 (a reader must stay free for the kernel's INTERRUPT) to 1024",
 				`config.toml:6: workers.ready_timeout: must be a duration string such as "10s", "500ms" or "1m30s", got an integer`,
 				`config.toml:8: layers.max_toc_size: "64 megs" has an unknown unit "megs": want one of B, KB, MB, GB, TB, KiB, MiB, GiB, TiB`,
 				"config.toml:9: layers.max_entries: 0 is out of range: must be at least 1",
-				"config.toml:10: bogus: unknown table; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown, cache, fetch",
+				"config.toml:10: bogus: unknown table; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown, cache, fetch, containerd",
 				`config.toml:13: registry.config_path: "rel" is not an absolute path`,
 			},
 		},

@@ -95,6 +95,18 @@ func (c Config) Validate() error {
 	if c.Layers.ProofWait <= 0 {
 		v.add("layers.proof_wait", "%s is out of range: must be longer than 0s", c.Layers.ProofWait)
 	}
+	if !slices.Contains(verifyModes, c.Layers.Verify) {
+		v.add("layers.verify", "%q is not one of %s", c.Layers.Verify, strings.Join(verifyModes, ", "))
+	}
+	if n := c.Layers.ProofConcurrency; n < 0 || n > MaxProofConcurrency {
+		v.add("layers.proof_concurrency", "%d is out of range: must be from 0 to %d", n, MaxProofConcurrency)
+	}
+	if c.Containerd.Address != "" {
+		v.absPath("containerd.address", c.Containerd.Address)
+	}
+	if c.Containerd.Snapshotter == "" {
+		v.add("containerd.snapshotter", "must name containerd's proxy plugin for lazyfs")
+	}
 	v.absPath("registry.config_path", c.Registry.ConfigPath)
 	if c.Registry.DockerConfig != "" {
 		v.absPath("registry.docker_config", c.Registry.DockerConfig)

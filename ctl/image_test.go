@@ -170,7 +170,7 @@ func TestPullProgress(t *testing.T) {
 		}
 	}
 	sn.commit(f.chainIDs[1].String(), true)
-	waitFor(t, "the lazy layer", func() bool { return strings.Contains(out.String(), "lazily mounted\n") })
+	waitFor(t, "the lazy layer", func() bool { return strings.Contains(out.String(), "lazily mounted"+unverifiedNote+"\n") })
 	if _, err := h.Handle(ctx, f.layers[2]); err != nil {
 		t.Fatal(err)
 	}
@@ -188,8 +188,8 @@ func TestPullProgress(t *testing.T) {
 	}
 	want := []string{
 		"3 layers",
-		"layer " + shortDigest(f.layers[0].Digest) + " lazily mounted (already present)",
-		"layer " + shortDigest(f.layers[1].Digest) + " lazily mounted",
+		"layer " + shortDigest(f.layers[0].Digest) + " lazily mounted" + unverifiedNote + " (already present)",
+		"layer " + shortDigest(f.layers[1].Digest) + " lazily mounted" + unverifiedNote,
 		"layer " + shortDigest(f.layers[2].Digest) + " fetching (3.0 MiB)",
 		"layer " + shortDigest(f.layers[2].Digest) + " fetched",
 		"layer " + shortDigest(f.layers[2].Digest) + " unpacked",
@@ -217,7 +217,7 @@ func TestPullProgressSettleAll(t *testing.T) {
 		t.Errorf("summary %+v, want %+v", sum, want)
 	}
 	want := "layer " + shortDigest(f.layers[0].Digest) + " unpacked\n" +
-		"layer " + shortDigest(f.layers[1].Digest) + " lazily mounted\n" +
+		"layer " + shortDigest(f.layers[1].Digest) + " lazily mounted" + unverifiedNote + "\n" +
 		"layer " + shortDigest(f.layers[2].Digest) + " has no snapshot (chain id " + f.chainIDs[2].String() + ")\n"
 	if out.String() != want {
 		t.Errorf("reported:\n%s\nwant:\n%s", out.String(), want)
@@ -313,5 +313,23 @@ func TestImageCommandsNeedContainerd(t *testing.T) {
 	code, _, stderr := runCLI(t, "image", "pull", "Not A Ref", "--address", sock, "--config", cfg)
 	if code != exitError || !strings.Contains(stderr, `invalid image reference "Not A Ref"`) {
 		t.Errorf("bad ref: exit status %d, stderr %q", code, stderr)
+	}
+}
+
+const unverifiedNote = ", unverified (proof in the background)"
+
+// TestIdentityNote: pull names each lazily mounted layer's proof state.
+func TestIdentityNote(t *testing.T) {
+	for _, tc := range []struct {
+		labels map[string]string
+		want   string
+	}{
+		{map[string]string{}, unverifiedNote},
+		{map[string]string{labels.Verified: "sha256:aa"}, ", verified"},
+		{map[string]string{labels.Forged: "sha256:bb"}, ", forged: its blob has DiffID sha256:bb (quarantined)"},
+	} {
+		if got := identityNote(tc.labels); got != tc.want {
+			t.Errorf("identityNote(%v) = %q, want %q", tc.labels, got, tc.want)
+		}
 	}
 }

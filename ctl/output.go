@@ -126,6 +126,10 @@ func writeStatus(w io.Writer, st mgmtapi.Status) error {
 	for _, p := range st.Problems {
 		fmt.Fprintf(w, "problem: %s\n", p)
 	}
+	for _, i := range st.Incidents {
+		fmt.Fprintf(w, "incident: %s forged layer %s of %s: config claims DiffID %s, blob has %s (chain ID %s); quarantined\n",
+			i.Time.Format(time.RFC3339), i.LayerDigest, i.ImageRef, i.ClaimedDiffID, i.ComputedDiffID, i.ChainID)
+	}
 	return nil
 }
 

@@ -159,8 +159,8 @@ func (p *pullProgress) addConfig(ctx context.Context, desc ocispec.Descriptor) {
 
 	p.out.printf("%d layers", len(list))
 	for _, l := range list {
-		if phase, err := p.stat(ctx, l.chainID); err == nil && phase.done() {
-			p.settle(l, phase, " (already present)")
+		if phase, note, err := p.stat(ctx, l.chainID); err == nil && phase.done() {
+			p.settle(l, phase, note+" (already present)")
 		}
 	}
 }
@@ -231,8 +231,8 @@ func (p *pullProgress) poll(ctx context.Context, interval time.Duration) {
 		}
 		p.mu.Unlock()
 		for _, l := range pending {
-			if phase, err := p.stat(ctx, l.chainID); err == nil && phase.done() {
-				p.settle(l, phase, "")
+			if phase, note, err := p.stat(ctx, l.chainID); err == nil && phase.done() {
+				p.settle(l, phase, note)
 			}
 		}
 	}
@@ -241,15 +241,29 @@ func (p *pullProgress) poll(ctx context.Context, interval time.Duration) {
 // stat returns the outcome of the layer committed as chainID:
 // phaseLazy for a remote snapshot, phaseUnpacked for an ordinary one, and
 // phaseWaiting (with ErrNotFound) if there is no snapshot yet.
-func (p *pullProgress) stat(ctx context.Context, chainID digest.Digest) (layerPhase, error) {
+// For a lazily mounted layer the note says whether its blob is proven to
+// have the DiffID its chain ID implies (issue 14): a proof runs in the
+// background after the mount, so a fresh pull usually says "unverified".
+func (p *pullProgress) stat(ctx context.Context, chainID digest.Digest) (layerPhase, string, error) {
 	info, err := p.sn.Stat(ctx, chainID.String())
 	if err != nil {
-		return phaseWaiting, err
+		return phaseWaiting, "", err
 	}
 	if info.Labels[labels.Remote] != "" {
-		return phaseLazy, nil
+		return phaseLazy, identityNote(info.Labels), nil
 	}
-	return phaseUnpacked, nil
+	return phaseUnpacked, "", nil
+}
+
+// identityNote is a lazily mounted layer's proof state, as pull prints it.
+func identityNote(l map[string]string) string {
+	switch {
+	case l[labels.Forged] != "":
+		return ", forged: its blob has DiffID " + l[labels.Forged] + " (quarantined)"
+	case l[labels.Verified] != "":
+		return ", verified"
+	}
+	return ", unverified (proof in the background)"
 }
 
 // finish looks at the snapshot of every layer of the pulled image, reports
@@ -280,7 +294,7 @@ func (p *pullProgress) settleAll(ctx context.Context, layers []ocispec.Descripto
 
 	sum := pullSummary{layers: len(layers)}
 	for i, desc := range layers {
-		phase, err := p.stat(ctx, chainIDs[i])
+		phase, note, err := p.stat(ctx, chainIDs[i])
 		if errdefs.IsNotFound(err) {
 			// Unpacking was skipped (e.g. the platform does not match).
 			sum.missing++
@@ -299,7 +313,7 @@ func (p *pullProgress) settleAll(ctx context.Context, layers []ocispec.Descripto
 		if l == nil {
 			l = &layerProgress{desc: desc, chainID: chainIDs[i]}
 		}
-		p.settle(l, phase, "")
+		p.settle(l, phase, note)
 	}
 	return sum, nil
 }

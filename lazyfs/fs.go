@@ -44,6 +44,8 @@ type FS struct {
 	// accesses records the first open of each file (record.go); swapped
 	// whole by ResetAccesses.
 	accesses atomic.Pointer[accessLog]
+	// quarantined is set when the layer was found forged (quarantine.go).
+	quarantined atomic.Bool
 }
 
 var _ fuse.RawFileSystem = (*FS)(nil)

@@ -110,6 +110,7 @@ func Serve(ctx context.Context, fd int, fs fuse.RawFileSystem, opts ServeOptions
 	defer context.AfterFunc(ctx, w.signal)()
 
 	s := &server{fd: fd, ps: ps, w: w}
+	s.q, _ = fs.(quarantiner)
 	var st failover.InitState
 	switch {
 	case opts.Resume != nil:
@@ -186,6 +187,7 @@ type server struct {
 	fd int
 	ps *fuse.ProtocolServer
 	w  *waker
+	q  quarantiner // nil: fs cannot be quarantined
 }
 
 // result maps how the readers ended to Serve's return value.
@@ -277,6 +279,11 @@ func (s *server) read(buf []byte) (int, error) {
 func (s *server) handle(ctx context.Context, req, out []byte) error {
 	if binary.NativeEndian.Uint64(req[8:])&resendBit != 0 {
 		metrics.FuseRequestsResent.Inc()
+	}
+	if s.refusedByQuarantine(req) {
+		// A forged layer: not another byte of it (quarantine.go).
+		metrics.FuseQuarantineRefusals.Inc()
+		return s.write(ctx, out[:errorReply(out, req, unix.EIO)])
 	}
 	n, status := s.ps.HandleRequest([][]byte{req}, [][]byte{out})
 	if !status.Ok() {

@@ -41,6 +41,22 @@ var (
 		Namespace: namespace, Name: "forged_layers_total",
 		Help: "Lazily mounted layers whose blob does not have the DiffID their image claims: each is an incident, logged at error level, and quarantined.",
 	})
+	FuseQuarantineRefusals = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "fuse_quarantine_refusals_total",
+		Help: "FUSE requests answered EIO because their layer was found forged and quarantined.",
+	})
+	ProofsQueued = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "layer_proofs_queued",
+		Help: "Background proofs of lazily mounted layers waiting for a slot ([layers] proof_concurrency) or running.",
+	})
+	ProofWaits = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "layer_proof_waits_total",
+		Help: "Container Prepares that waited for the proof of a lazily mounted lower layer ([layers] verify), by outcome: verified, forged, timeout, error.",
+	}, []string{"result"})
+	ForgedSnapshotsRemoved = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "forged_snapshots_removed_total",
+		Help: "containerd snapshots of forged layers removed once no container used them, so that the next pull unpacks the real layer.",
+	})
 
 	// Worker side: table of contents.
 
@@ -112,9 +128,9 @@ func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		MountDuration, Fallbacks, LayerProofs, ForgedLayers,
+		MountDuration, Fallbacks, LayerProofs, ForgedLayers, ProofsQueued, ProofWaits, ForgedSnapshotsRemoved,
 		TOCFetchDuration, TOCParseDuration,
-		FuseOpDuration, FuseOpFailures, UnavailableReads, ReadsServed, BytesServed,
+		FuseOpDuration, FuseOpFailures, UnavailableReads, FuseQuarantineRefusals, ReadsServed, BytesServed,
 		ChunkFetches, ChunkFetchBytes, VerificationFailures, ReadAheadBytes,
 		RegistryRequestDuration, RegistryRequestFailures,
 	)

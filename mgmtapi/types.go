@@ -84,6 +84,22 @@ type Status struct {
 	WorkersByState map[string]int `json:"workers_by_state"`
 	Mounts         int            `json:"mounts"`
 	Kernel         Kernel         `json:"kernel"`
+	// Incidents are the lazily mounted layers found forged (issue 14),
+	// also those whose snapshot was since removed, and those of earlier
+	// runs (the newest 100). Any makes Health "degraded".
+	Incidents []Incident `json:"incidents,omitempty"`
+}
+
+// Incident is a layer whose blob does not have the DiffID its image's
+// config claims: quarantined (its mount answers EIO), its snapshot removed
+// once unused.
+type Incident struct {
+	Time           time.Time `json:"time"`
+	ImageRef       string    `json:"image_ref"`
+	LayerDigest    string    `json:"layer_digest"`
+	ChainID        string    `json:"chain_id"`
+	ClaimedDiffID  string    `json:"claimed_diff_id"`
+	ComputedDiffID string    `json:"computed_diff_id"`
 }
 
 // Kernel holds the kernel facts failover depends on.

@@ -10,6 +10,7 @@ import (
 	"github.com/containerd/containerd/v2/core/snapshots/storage"
 	"github.com/containerd/log"
 
+	"github.com/lazyfs/lazyfs/labels"
 	"github.com/lazyfs/lazyfs/layout"
 )
 
@@ -26,12 +27,35 @@ func (s *Snapshotter) Prepare(ctx context.Context, key, parent string, opts ...s
 			return nil, err
 		}
 	}
+	if !unpacking(opts) {
+		// A container's rootfs (or any snapshot that is not a layer being
+		// unpacked) is where a layer's bytes get used: issue 14, point 3.
+		if err := s.gateContainer(ctx, parent); err != nil {
+			return nil, err
+		}
+	}
 	return s.create(ctx, snapshots.KindActive, key, parent, opts)
+}
+
+// unpacking reports whether a Prepare's options name a layer being unpacked
+// (the chain ID it will be committed as), as containerd's unpacker sets.
+func unpacking(opts []snapshots.Opt) bool {
+	var info snapshots.Info
+	for _, opt := range opts {
+		if err := opt(&info); err != nil {
+			return false
+		}
+	}
+	return info.Labels[labels.TargetSnapshotRef] != ""
 }
 
 // View creates a read-only snapshot of parent.
 func (s *Snapshotter) View(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("key", key).WithField("parent", parent))
+	// A view reads its layers' bytes as a container does.
+	if err := s.gateContainer(ctx, parent); err != nil {
+		return nil, err
+	}
 	return s.create(ctx, snapshots.KindView, key, parent, opts)
 }
 

@@ -146,19 +146,19 @@ func (s *Snapshotter) runProof(ctx context.Context, name string) proof {
 	if computed == "" {
 		computed = labels.ForgedUndecompressable + ": " + got.DecompressError
 	}
-	// The incident. The claimed DiffID is not stored anywhere: a chain ID
-	// is a hash of it, so what the image claimed is named by the chain ID
-	// (and, for a base layer, is the chain ID itself).
-	claimed := "the DiffID of chain ID " + chainID.String() + " on parent " + parentChain.String()
-	if parentChain == "" {
-		claimed = chainID.String()
-	}
+	// The incident.
+	s.incidents.add(ctx, Incident{
+		Time: time.Now().UTC(), Snapshot: name, ChainID: chainID.String(),
+		ImageRef: layer.ImageRef, LayerDigest: layer.LayerDigest.String(),
+		ClaimedDiffID: claimedDiffID(chainID, parentChain), ComputedDiffID: computed,
+	})
 	log.G(ctx).WithFields(log.Fields{
-		"claimed_diff_id":  claimed,
+		"claimed_diff_id":  claimedDiffID(chainID, parentChain),
 		"computed_diff_id": computed,
 		"blob_size":        got.Size,
 		"duration":         duration,
 	}).Error("forged layer: its blob does not have the DiffID its image's config claims; quarantined, never handed to another image")
+	s.sweepForged(ctx, true)
 	return p
 }
 

@@ -71,7 +71,7 @@ func newProofEnv(t *testing.T, opts ...Opt) *proofEnv {
 		return labels.BlobDigests{Digest: e.blobs[id], Size: 1, DiffID: e.diffIDs[id], UncompressedSize: 2}, nil
 	}
 	var err error
-	e.s, err = New(testContext(t), t.TempDir(), append([]Opt{WithRemoteLayers(e.fr)}, opts...)...)
+	e.s, err = New(testContext(t), t.TempDir(), append([]Opt{WithRemoteLayers(e.fr), noBackgroundProofs}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,3 +367,8 @@ func TestPrepareRaceWithAnotherBlob(t *testing.T) {
 		t.Errorf("containerd would find %v", got.Labels)
 	}
 }
+
+// noBackgroundProofs leaves a test with the proofs of point 0 only (a
+// Prepare that meets another blob): no background proof, no container
+// waits. The tests of background.go and gate.go turn them on.
+var noBackgroundProofs = WithVerify(VerifyBackground, 0)

@@ -132,6 +132,8 @@ func (s *Snapshotter) prepareRemote(ctx context.Context, key, parent string, opt
 	}
 	metrics.MountDuration.Observe(time.Since(start).Seconds())
 	log.G(ctx).WithField("snapshot_id", snap.ID).WithField("snapshot", name).WithField("duration", time.Since(start)).Info("layer mounted lazily")
+	// Unverified until its whole blob is proven (issue 14, point 1).
+	s.queueProof(ctx, name, layer.ImageRef)
 	return true, fmt.Errorf("layer %s mounted lazily as %s: %w", layer.LayerDigest, target, errdefs.ErrAlreadyExists)
 }
 
@@ -177,8 +179,8 @@ func (s *Snapshotter) Restore(ctx context.Context) error {
 		return nil
 	}
 	type remote struct {
-		id, mountpoint string
-		labels         map[string]string
+		id, name, mountpoint string
+		labels               map[string]string
 	}
 	var found []remote
 	err := s.ms.WithTransaction(ctx, false, func(ctx context.Context) error {
@@ -190,7 +192,7 @@ func (s *Snapshotter) Restore(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			found = append(found, remote{id: id, mountpoint: s.upperPath(id), labels: info.Labels})
+			found = append(found, remote{id: id, name: info.Name, mountpoint: s.upperPath(id), labels: info.Labels})
 			return nil
 		})
 	})
@@ -216,9 +218,19 @@ func (s *Snapshotter) Restore(ctx context.Context) error {
 	for _, r := range found {
 		if p, ok := recordedProof(snapshots.Info{Labels: r.labels}); ok {
 			verdicts[r.id] = p
+			continue
 		}
+		// Not proven in the last run: proven again (the proof waits
+		// for the layer to be served again).
+		s.queueProof(ctx, r.name, r.labels[labels.ImageRef])
 	}
 	s.restoreVerdicts(ctx, verdicts)
+	for _, p := range verdicts {
+		if p.forged {
+			s.sweepForged(ctx, true) // one left in use before the restart
+			break
+		}
+	}
 	log.G(ctx).WithField("count", len(found)).Info("restoring lazily loaded layers in the background")
 	return nil
 }

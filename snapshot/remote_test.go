@@ -125,7 +125,7 @@ func TestPrepareRemote(t *testing.T) {
 	ctx := testContext(t)
 	root := t.TempDir()
 	fr := newFakeRemote()
-	s, err := New(ctx, root, WithRemoteLayers(fr))
+	s, err := New(ctx, root, WithRemoteLayers(fr), noBackgroundProofs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func TestPrepareRemoteFallsBack(t *testing.T) {
 			ctx := testContext(t)
 			fr := newFakeRemote()
 			fr.failMount = tc.fail
-			s, err := New(ctx, t.TempDir(), WithRemoteLayers(fr))
+			s, err := New(ctx, t.TempDir(), WithRemoteLayers(fr), noBackgroundProofs)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -268,7 +268,7 @@ func contains(list []string, s string) bool {
 func TestPrepareWaitsForRemountedParents(t *testing.T) {
 	ctx := testContext(t)
 	fr := newFakeRemote()
-	s, err := New(ctx, t.TempDir(), WithRemoteLayers(fr))
+	s, err := New(ctx, t.TempDir(), WithRemoteLayers(fr), noBackgroundProofs)
 	if err != nil {
 		t.Fatal(err)
 	}

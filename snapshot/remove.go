@@ -38,6 +38,9 @@ func (s *Snapshotter) Remove(ctx context.Context, key string) error {
 		}
 	}
 	s.removeDir(ctx, s.snapshotPath(id))
+	// The container that kept a forged layer's snapshot in use may be
+	// the one just removed.
+	s.sweepForged(ctx, false)
 	return nil
 }
 

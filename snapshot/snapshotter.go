@@ -55,6 +55,18 @@ type Snapshotter struct {
 	proofWait time.Duration
 
 	labelHint labelHint // warns once about eStargz layers without labels
+	// Issue 14 points 1 and 3: every lazy layer is proven in the
+	// background (bounded by background), and verify says when a
+	// container may use one that is not proven yet; images tells images
+	// apart for "before-share".
+	background backgroundProofs
+	verify     string
+	images     ImageIndex
+	// forgedRemover removes containerd's snapshots of forged layers once
+	// unused (point 2); sweep serializes it.
+	forgedRemover ForgedRemover
+	sweep         forgedSweep
+	incidents     *incidents
 }
 
 var (
@@ -70,6 +82,11 @@ type options struct {
 	remote    RemoteLayers
 	proofWait time.Duration
 	cached    CachedLayers
+
+	verify           string
+	proofConcurrency int
+	images           ImageIndex
+	forgedRemover    ForgedRemover
 }
 
 // WithDBTimeout bounds how long New waits for the metadata database's file
@@ -81,7 +98,7 @@ func WithDBTimeout(d time.Duration) Opt {
 
 // New opens (or creates) a snapshotter rooted at root.
 func New(ctx context.Context, root string, opts ...Opt) (_ *Snapshotter, err error) {
-	o := options{dbTimeout: 10 * time.Second, proofWait: DefaultProofWait}
+	o := options{dbTimeout: 10 * time.Second, proofWait: DefaultProofWait, verify: VerifyBeforeShare, proofConcurrency: 1}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -121,8 +138,16 @@ func New(ctx context.Context, root string, opts ...Opt) (_ *Snapshotter, err err
 		return nil, fmt.Errorf("failed to open metadata store %s: %w", dbPath, err)
 	}
 
-	s := &Snapshotter{root: root, ms: ms, mountOptions: overlayOptions(), remote: o.remote, proofWait: o.proofWait,
-		cached: o.cached}
+	inc, err := loadIncidents(root)
+	if err != nil {
+		return nil, err
+	}
+	s := &Snapshotter{root: root, incidents: inc, ms: ms, mountOptions: overlayOptions(), remote: o.remote, proofWait: o.proofWait,
+		cached: o.cached, background: newBackgroundProofs(o.proofConcurrency), verify: o.verify, images: o.images,
+		forgedRemover: o.forgedRemover}
+	if s.verify != VerifyBackground && s.verify != VerifyBeforeUse {
+		s.verify = VerifyBeforeShare // the safe default for anything else
+	}
 	s.ctx, s.stop = context.WithCancel(context.WithoutCancel(ctx))
 	s.proofs.running = map[string]*proofCall{}
 	// No call is in flight yet, so every directory the metadata does not

@@ -82,7 +82,7 @@ func TestConformance(t *testing.T) {
 			mu.Lock()
 			fakes = append(fakes, fr)
 			mu.Unlock()
-			s, err := New(ctx, root, WithRemoteLayers(fr))
+			s, err := New(ctx, root, WithRemoteLayers(fr), noBackgroundProofs)
 			if err != nil {
 				return nil, nil, err
 			}

@@ -24,7 +24,7 @@ func TestUsageOfRemoteSnapshot(t *testing.T) {
 	lbls := lazyLabels("chain1")
 	layer := digest.Digest(lbls[labels.LayerDigest])
 	cached := fakeCached{layer: {12345, 3}}
-	s, err := New(ctx, t.TempDir(), WithRemoteLayers(newFakeRemote()), WithCachedLayers(cached))
+	s, err := New(ctx, t.TempDir(), WithRemoteLayers(newFakeRemote()), WithCachedLayers(cached), noBackgroundProofs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,8 @@ package worker_test
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"path/filepath"
 	"testing"
 
@@ -70,4 +72,59 @@ func TestWorkerServesFromDiskCache(t *testing.T) {
 	load(t, second, e.request("m2", m2.dir))
 	attach(t, second, "m2", m2)
 	testregistry.CheckFiles(t, testTimeout, m2.dir, e.layer)
+}
+
+// TestProofFillsTheChunkCache: issue 14's proof reads the whole blob once
+// and stores every chunk in the chunk cache on the way, so that another
+// worker serves the whole layer with the registry down.
+func TestProofFillsTheChunkCache(t *testing.T) {
+	e := newEnv(t)
+	first, disk := newCachingWorker(t, e.root)
+	load(t, first, e.request("m1", ""))
+	ctx, cancel := testContext(t)
+	defer cancel()
+	if _, err := first.Verify(ctx, "m1"); err != nil {
+		t.Fatal(err)
+	}
+	disk.Flush()
+
+	e.reg.Stop()
+	second, _ := newCachingWorker(t, e.root)
+	m2 := mountFuse(t)
+	load(t, second, e.request("m2", m2.dir))
+	attach(t, second, "m2", m2)
+	testregistry.CheckFiles(t, testTimeout, m2.dir, e.layer)
+}
+
+// TestProofCachesOnlyVerifiedChunks guards the chunk digest check of the
+// proof's caching: a registry that serves other bytes under the layer's
+// digest (here another layer, so every chunk decodes cleanly to other
+// bytes) gets nothing into the cache.
+func TestProofCachesOnlyVerifiedChunks(t *testing.T) {
+	e := newEnv(t)
+	w, disk := newCachingWorker(t, e.root)
+	load(t, w, e.request("m1", ""))
+	e.reg.ServeAs(e.layer.Digest, testregistry.BuildLayer(t, "other").Blob)
+	ctx, cancel := testContext(t)
+	defer cancel()
+	if _, err := w.Verify(ctx, "m1"); err != nil {
+		t.Fatal(err)
+	}
+	disk.Flush()
+	var files []string
+	err := filepath.WalkDir(filepath.Join(e.root, "cache", "chunks"), func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			files = append(files, path)
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 0 {
+		t.Errorf("a proof of other bytes cached %d chunks: %v", len(files), files)
+	}
 }

@@ -42,6 +42,9 @@ type mount struct {
 	// layer has none (or its no-prefetch landmark).
 	prioritized []chunks.Chunk
 	prefetching sync.Once
+	// chunks are the layer's chunks (the tree's own slice, not a copy),
+	// which a proof stores in the chunk cache as the blob streams by.
+	chunks []chunks.Chunk
 
 	mu    sync.Mutex
 	state daemonapi.MountState
@@ -108,6 +111,7 @@ func newMount(w *Worker, req daemonapi.LoadLayerRequest, layer *toc.Layer, src c
 		life:         log.WithLogger(life, log.G(fctx)),
 		end:          end,
 		prioritized:  prioritized,
+		chunks:       tree.Chunks(),
 		state:        daemonapi.MountLoaded,
 		verification: daemonapi.Unverified,
 		fd:           -1,

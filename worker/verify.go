@@ -39,9 +39,21 @@ func (w *Worker) Verify(ctx context.Context, mountID string) (daemonapi.VerifyIn
 	if err != nil {
 		return daemonapi.VerifyInfo{}, fmt.Errorf("mount %s: %w", mountID, err)
 	}
-	info, err := digestBlob(blob.Stream(ctx))
+	src := limitRate(ctx, blob.Stream(ctx), w.opts.ProofRate)
+	var cacher *chunkCacher
+	if w.opts.Cache != nil {
+		// The proof is the layer's background fetch too (proofcache.go).
+		cacher = newChunkCacher(ctx, w.opts.Cache, m.chunks)
+		src = io.TeeReader(src, cacher)
+	}
+	info, err := digestBlob(src)
 	if err != nil {
 		return daemonapi.VerifyInfo{}, fmt.Errorf("mount %s: failed to read blob %s: %w", mountID, dgst, err)
+	}
+	if cacher != nil {
+		// Written before the verdict: a proven layer is a cached one.
+		w.opts.Cache.Flush()
+		cacher.logResult(ctx)
 	}
 	info.MountID, info.LayerDigest = mountID, m.req.LayerDigest
 	log.G(ctx).WithFields(log.Fields{
@@ -67,7 +79,26 @@ func (w *Worker) SetVerdict(ctx context.Context, mountID string, v daemonapi.Ver
 	m.verification, m.diffID = v.State, v.DiffID
 	m.mu.Unlock()
 	log.G(ctx).WithField("verification", v.State).WithField("diff_id", v.DiffID).Info("verdict on the layer recorded")
+	if v.State == daemonapi.Forged {
+		m.quarantine(ctx)
+	}
 	return nil
+}
+
+// quarantine makes a forged layer's mount answer EIO from now on, to every
+// reader (issue 14, point 2), and drops what the kernel caches of it, so
+// that no container reads another byte of it, cached or not.
+func (m *mount) quarantine(ctx context.Context) {
+	m.fs.Quarantine()
+	m.mu.Lock()
+	defer m.mu.Unlock() // held: stopServing cannot close m.fd meanwhile
+	if m.fd < 0 || m.state != daemonapi.MountServing {
+		return // not served yet: a later attach serves it quarantined
+	}
+	if err := m.fs.InvalidateAll(m.fd); err != nil {
+		log.G(ctx).WithError(err).Warn("failed to drop the kernel's cache of a quarantined layer; cached pages may still be read")
+	}
+	log.G(ctx).WithField("layer_digest", m.req.LayerDigest).WithField("image_ref", m.req.ImageRef).Error("layer quarantined: its mount answers EIO from now on")
 }
 
 // digestBlob reads a gzip layer blob to its end and returns the digest and

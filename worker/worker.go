@@ -47,6 +47,9 @@ type Options struct {
 	ExitWhenIdle bool          // exit once no mount is left (after IdleTimeout)
 	IdleTimeout  time.Duration // with ExitWhenIdle: how long to stay idle first; 0 exits on the last detach
 	AttachWait   time.Duration // bound on waiting for FUSE INIT after attach
+	// ProofRate bounds how fast a proof reads a blob, in bytes per second
+	// ([fetch] background_rate); 0 is no bound.
+	ProofRate int64
 }
 
 // Worker serves layers. It implements daemonapi.Backend,

@@ -137,6 +137,9 @@ func serve(cfg daemonapi.WorkerConfig, ident daemonapi.Identity, readyFD int) er
 		FuseReaders:  cfg.FuseReaders,
 		ExitWhenIdle: cfg.ExitWhenIdle,
 		IdleTimeout:  time.Duration(cfg.IdleTimeout),
+		// A layer's proof streams its whole blob: background work, paced
+		// like the rest of it ([fetch] background_rate).
+		ProofRate: cfg.Fetch.BackgroundRate,
 	})
 	if err != nil {
 		return err

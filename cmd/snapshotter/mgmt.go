@@ -13,19 +13,22 @@ import (
 	"github.com/lazyfs/lazyfs/failover"
 	"github.com/lazyfs/lazyfs/layout"
 	"github.com/lazyfs/lazyfs/mgmtapi"
+	"github.com/lazyfs/lazyfs/snapshot"
 	"github.com/lazyfs/lazyfs/supervisor"
 )
 
 // startMgmtServer serves the management API (snapshotterctl) on
 // <run_dir>/api.sock.
 // stops receives the management API's shutdown requests: true drains.
-func startMgmtServer(ctx context.Context, runDir string, sup *supervisor.Supervisor, stops chan<- bool) (*mgmtapi.Server, error) {
-	return mgmtapi.Listen(ctx, layout.RunDir(runDir).MgmtSocket(), mgmtapi.NewServer(mgmtBackend{sup: sup, stops: stops}))
+func startMgmtServer(ctx context.Context, runDir string, sup *supervisor.Supervisor, sn *snapshot.Snapshotter, stops chan<- bool) (*mgmtapi.Server, error) {
+	return mgmtapi.Listen(ctx, layout.RunDir(runDir).MgmtSocket(), mgmtapi.NewServer(mgmtBackend{sup: sup, sn: sn, stops: stops}))
 }
 
-// mgmtBackend answers the management API from the supervisor.
+// mgmtBackend answers the management API from the supervisor (and the
+// snapshotter's incident record, issue 14).
 type mgmtBackend struct {
 	sup   *supervisor.Supervisor
+	sn    *snapshot.Snapshotter
 	stops chan<- bool // to serve's main loop: stop (true: drain)
 }
 
@@ -97,7 +100,13 @@ func (b mgmtBackend) Status(context.Context) (mgmtapi.Status, error) {
 	if err != nil {
 		kernel.Error = err.Error()
 	}
-	return statusOf(string(b.sup.Mode()), kernel, b.sup.WorkerList()), nil
+	st := statusOf(string(b.sup.Mode()), kernel, b.sup.WorkerList())
+	for _, i := range b.sn.Incidents() {
+		st.Incidents = append(st.Incidents, mgmtapi.Incident{Time: i.Time, ImageRef: i.ImageRef, LayerDigest: i.LayerDigest,
+			ChainID: i.ChainID, ClaimedDiffID: i.ClaimedDiffID, ComputedDiffID: i.ComputedDiffID})
+		st.Health = "degraded"
+	}
+	return st, nil
 }
 
 // statusOf sums the workers up. Health is "degraded" when a reader could

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/lazyfs/lazyfs/config"
+	"github.com/lazyfs/lazyfs/imageindex"
 	"github.com/lazyfs/lazyfs/snapshot"
 )
 
@@ -46,6 +47,20 @@ func serve(ctx context.Context, cfg config.Config) error {
 	drain := cfg.Shutdown.UnmountAll
 	defer func() { shutdownSupervisor(ctx, sup, cfg, drain) }()
 	opts := []snapshot.Opt{snapshot.WithRemoteLayers(sup), snapshot.WithProofWait(time.Duration(cfg.Layers.ProofWait))}
+	// Issue 14: layer identity (background proofs, reuse waits for proof).
+	opts = append(opts, snapshot.WithVerify(cfg.Layers.Verify, cfg.Layers.ProofConcurrency))
+	if cfg.Containerd.Address != "" {
+		idx := imageindex.New(cfg.Containerd.Address)
+		defer idx.Close()
+		go func() {
+			// containerd may start after us: then the first question
+			// connects.
+			if err := idx.Connect(); err != nil {
+				log.G(ctx).WithError(err).Debug("containerd not reachable yet")
+			}
+		}()
+		opts = append(opts, snapshot.WithImageIndex(idx), snapshot.WithForgedRemover(forgedRemover{idx, cfg.Containerd.Snapshotter}))
+	}
 	if evictor != nil {
 		opts = append(opts, snapshot.WithCachedLayers(evictor))
 	}
@@ -83,7 +98,7 @@ func serve(ctx context.Context, cfg config.Config) error {
 
 	// mgmt API (snapshotterctl); closed before the supervisor (defers run in reverse).
 	stops := make(chan bool, 1)
-	mgmt, err := startMgmtServer(ctx, cfg.RunDir, sup, stops)
+	mgmt, err := startMgmtServer(ctx, cfg.RunDir, sup, sn, stops)
 	if err != nil {
 		l.Close()
 		return err
@@ -164,4 +179,15 @@ func listenUnix(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("failed to listen on %s: %w", path, err)
 	}
 	return l, nil
+}
+
+// forgedRemover removes forged layers' snapshots from containerd under the
+// name containerd knows lazyfs by.
+type forgedRemover struct {
+	idx         *imageindex.Index
+	snapshotter string
+}
+
+func (r forgedRemover) RemoveForged(ctx context.Context) (int, int, error) {
+	return r.idx.RemoveForged(ctx, r.snapshotter)
 }

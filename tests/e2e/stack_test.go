@@ -79,6 +79,9 @@ func startStackWith(t testing.TB, version harness.ContainerdVersion, snapOpts ha
 		t.Fatal(err)
 	}
 	harness.Track(t, s.ctrd)
+	if err := s.snap.UseContainerd(s.ctrd.Address()); err != nil {
+		t.Fatal(err)
+	}
 	if s.cl, err = s.ctrd.Client(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -140,7 +140,7 @@ func running(pid int) bool {
 
 // metricValue returns the value of the series name{lbls} in a Prometheus
 // text page, and whether the page has it.
-func metricValue(t *testing.T, page []byte, name string, lbls map[string]string) (float64, bool) {
+func metricValue(t testing.TB, page []byte, name string, lbls map[string]string) (float64, bool) {
 	t.Helper()
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(bytes.NewReader(page))
@@ -214,7 +214,7 @@ func workerLogs(t *testing.T, snap *harness.Snapshotter) map[string]string {
 }
 
 // httpGet returns the body of a 200 answer to GET url.
-func httpGet(t *testing.T, url string) []byte {
+func httpGet(t testing.TB, url string) []byte {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

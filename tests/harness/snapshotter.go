@@ -82,17 +82,38 @@ func StartSnapshotter(ctx context.Context, opts SnapshotterOptions) (_ *Snapshot
 	if s.debugAddr, err = freeLoopbackAddr(); err != nil {
 		return nil, err
 	}
-	cfg, err := toml.Marshal(mergeConfig(s.config(), opts.Config))
-	if err != nil {
-		return nil, fmt.Errorf("failed to encode snapshotter config: %w", err)
-	}
-	if err := os.WriteFile(s.cfgPath, cfg, 0o644); err != nil {
-		return nil, fmt.Errorf("failed to write snapshotter config: %w", err)
+	if err := s.writeConfig(opts.Config); err != nil {
+		return nil, err
 	}
 	if err := s.start(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// writeConfig writes the generated config with extra merged over it.
+func (s *Snapshotter) writeConfig(extra map[string]any) error {
+	cfg, err := toml.Marshal(mergeConfig(s.config(), extra))
+	if err != nil {
+		return fmt.Errorf("failed to encode snapshotter config: %w", err)
+	}
+	if err := os.WriteFile(s.cfgPath, cfg, 0o644); err != nil {
+		return fmt.Errorf("failed to write snapshotter config: %w", err)
+	}
+	return nil
+}
+
+// RestartWith is Restart with a new config: extra is merged over the
+// generated config, as SnapshotterOptions.Config is at start.
+func (s *Snapshotter) RestartWith(ctx context.Context, extra map[string]any) error {
+	if code, inTime := s.Stop(); !inTime {
+		return fmt.Errorf("snapshotter did not stop within %v (exit code %d): killed, not restarted", s.opts.StopTimeout, code)
+	}
+	s.opts.Config = extra
+	if err := s.writeConfig(extra); err != nil {
+		return err
+	}
+	return s.start(ctx)
 }
 
 func (s *Snapshotter) config() map[string]any {
@@ -103,7 +124,24 @@ func (s *Snapshotter) config() map[string]any {
 		"log_level": "debug",
 		"log_dir":   s.LogDir(),
 		"debug":     map[string]any{"address": s.debugAddr},
+		// Never the machine's own containerd: a link that UseContainerd
+		// points at the test's private one (until then, lazyfs cannot
+		// tell images apart and takes the safe side).
+		"containerd": map[string]any{"address": s.containerdLink()},
 	}
+}
+
+// containerdLink is the path the snapshotter dials containerd at.
+func (s *Snapshotter) containerdLink() string { return filepath.Join(s.base, "containerd.sock") }
+
+// UseContainerd points the snapshotter's [containerd] address at the
+// socket of a containerd started after it (the snapshotter dials it only
+// when it needs it: layers.verify = "before-share", forged layers).
+func (s *Snapshotter) UseContainerd(address string) error {
+	if err := os.Symlink(address, s.containerdLink()); err != nil {
+		return fmt.Errorf("failed to point the snapshotter at containerd %s: %w", address, err)
+	}
+	return nil
 }
 
 func (s *Snapshotter) start(ctx context.Context) error {

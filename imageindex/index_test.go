@@ -1,0 +1,76 @@
+package imageindex
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/plugins/content/local"
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/identity"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/lazyfs/lazyfs/snapshot"
+)
+
+// TestAddOthers guards the comparison: an image reaching a layer's chain
+// ID with another blob is named, one with the same blob or not reaching
+// it is not.
+func TestAddOthers(t *testing.T) {
+	chain, blob, other := digest.FromString("chain"), digest.FromString("blob"), digest.FromString("other blob")
+	layers := []snapshot.ChainLayer{{ChainID: chain, Layer: blob}}
+	others := make([][]string, 1)
+	addOthers(others, layers, "same", map[digest.Digest]digest.Digest{chain: blob})
+	addOthers(others, layers, "elsewhere", map[digest.Digest]digest.Digest{digest.FromString("x"): other})
+	addOthers(others, layers, "forger", map[digest.Digest]digest.Digest{chain: other})
+	if !slices.Equal(others[0], []string{"forger"}) {
+		t.Errorf("others = %v, want only the image with another blob", others[0])
+	}
+}
+
+// TestBlobsByChainID: the chain IDs come from the config's DiffIDs (the
+// claim), the blobs from the manifest, position by position; a config and
+// manifest that disagree on the number of layers are refused.
+func TestBlobsByChainID(t *testing.T) {
+	ctx := context.Background()
+	cs, err := local.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	diffIDs := []digest.Digest{digest.FromString("base"), digest.FromString("top")}
+	layerBlobs := []digest.Digest{digest.FromString("base blob"), digest.FromString("top blob")}
+	put := func(v any, mediaType string) ocispec.Descriptor {
+		raw, _ := json.Marshal(v)
+		d := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(raw), Size: int64(len(raw))}
+		if err := content.WriteBlob(ctx, cs, d.Digest.String(), strings.NewReader(string(raw)), d); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	config := put(ocispec.Image{RootFS: ocispec.RootFS{Type: "layers", DiffIDs: diffIDs}, Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"}}, ocispec.MediaTypeImageConfig)
+	manifest := func(n int) ocispec.Descriptor {
+		m := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, Config: config}
+		m.SchemaVersion = 2
+		for _, b := range layerBlobs[:n] {
+			m.Layers = append(m.Layers, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: b, Size: 1})
+		}
+		return put(m, ocispec.MediaTypeImageManifest)
+	}
+	x := New("/nonexistent")
+	got, err := x.blobsByChainID(ctx, cs, images.Image{Name: "img", Target: manifest(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chains := identity.ChainIDs(slices.Clone(diffIDs))
+	want := map[digest.Digest]digest.Digest{chains[0]: layerBlobs[0], chains[1]: layerBlobs[1]}
+	if len(got) != 2 || got[chains[0]] != want[chains[0]] || got[chains[1]] != want[chains[1]] {
+		t.Errorf("blobs by chain ID = %v, want %v", got, want)
+	}
+	if _, err := x.blobsByChainID(ctx, cs, images.Image{Name: "short", Target: manifest(1)}); err == nil {
+		t.Error("a manifest with fewer layers than its config's DiffIDs was accepted")
+	}
+}

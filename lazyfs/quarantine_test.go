@@ -1,0 +1,98 @@
+package lazyfs
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestQuarantineRefusesEverything guards issue 14's quarantine through a
+// real mount: a file read once (so that the kernel caches its attributes
+// and pages) is refused with EIO once the filesystem is quarantined and its
+// nodes invalidated, and so is every other access to data or metadata;
+// the mount can still be unmounted.
+func TestQuarantineRefusesEverything(t *testing.T) {
+	tr := guardTree(t)
+	m := newMount(t, tr, fill)
+	m.serve(ServeOptions{})
+	file := filepath.Join(m.dir, "file")
+	var open *os.File
+	within(t, "read before the quarantine", func() {
+		b, err := os.ReadFile(file)
+		if err != nil || len(b) != 100 {
+			t.Fatalf("ReadFile before the quarantine = %d bytes, %v", len(b), err)
+		}
+		// Kept open across the quarantine: its pages are in the
+		// kernel's cache, which only InvalidateAll drops.
+		if open, err = os.Open(file); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := open.ReadAt(make([]byte, 100), 0); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	if m.fs.Quarantined() {
+		t.Fatal("a new filesystem is quarantined")
+	}
+
+	m.fs.Quarantine()
+	if err := m.fs.InvalidateAll(m.fd); err != nil {
+		t.Fatalf("InvalidateAll: %v", err)
+	}
+	within(t, "accesses after the quarantine", func() {
+		if n, err := open.ReadAt(make([]byte, 100), 0); !errors.Is(err, unix.EIO) {
+			t.Errorf("read of a file opened and cached before the quarantine = %d bytes, %v; want EIO", n, err)
+		}
+		if _, err := os.ReadFile(file); !errors.Is(err, unix.EIO) {
+			t.Errorf("ReadFile of a cached file after the quarantine = %v, want EIO", err)
+		}
+		if _, err := os.Stat(filepath.Join(m.dir, "bin", "exe")); !errors.Is(err, unix.EIO) {
+			t.Errorf("Stat of a file never looked up = %v, want EIO", err)
+		}
+		if _, err := os.ReadDir(m.dir); !errors.Is(err, unix.EIO) {
+			t.Errorf("ReadDir of the root = %v, want EIO", err)
+		}
+		if _, err := os.Readlink(filepath.Join(m.dir, "link")); !errors.Is(err, unix.EIO) {
+			t.Errorf("Readlink = %v, want EIO", err)
+		}
+	})
+	open.Close()
+	within(t, "unmount", m.unmount)
+}
+
+// TestQuarantinePassesOnlyWhatHandsOutNothing pins the list of requests a
+// quarantined server still answers: releasing what the kernel holds, never
+// a lookup, an attribute, a read or a directory listing.
+func TestQuarantinePassesOnlyWhatHandsOutNothing(t *testing.T) {
+	fs, _ := guardFS(t, fill)
+	s := &server{q: fs}
+	req := func(opcode uint32) []byte {
+		b := make([]byte, 40)
+		b[4] = byte(opcode)
+		return b
+	}
+	const (
+		lookup, getattr, readlink, open, read, statfs, getxattr, listxattr, opendir, readdir, access, readdirplus = 1, 3, 5, 14, 15, 17, 22, 23, 27, 28, 34, 44
+	)
+	refused := []uint32{lookup, getattr, readlink, open, read, statfs, getxattr, listxattr, opendir, readdir, access, readdirplus}
+	for _, op := range refused {
+		if s.refusedByQuarantine(req(op)) {
+			t.Errorf("opcode %d refused before the quarantine", op)
+		}
+	}
+	fs.Quarantine()
+	for _, op := range refused {
+		if !s.refusedByQuarantine(req(op)) {
+			t.Errorf("opcode %d answered by a quarantined server", op)
+		}
+	}
+	for op := range quarantinePasses {
+		if s.refusedByQuarantine(req(op)) {
+			t.Errorf("opcode %d (hands out nothing) refused", op)
+		}
+	}
+}

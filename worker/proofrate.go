@@ -1,0 +1,63 @@
+package worker
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// rateReader bounds how fast a proof reads its blob ([fetch] background_rate):
+// a proof is background work, and a node pulling many images must keep
+// bandwidth for the reads containers wait on. The stream is one long
+// request, so it is paced here rather than through the chunk scheduler's
+// per-request slots (which would hold a slot for the whole download).
+type rateReader struct {
+	ctx   context.Context
+	r     io.Reader
+	rate  int64 // bytes per second, > 0
+	start time.Time
+	read  int64
+	// now and sleep are time.Now and a ctx-aware sleep; tests replace them.
+	now   func() time.Time
+	sleep func(ctx context.Context, d time.Duration) error
+}
+
+// limitRate returns r read at most rate bytes per second on average; rate
+// <= 0 returns r as is.
+func limitRate(ctx context.Context, r io.Reader, rate int64) io.Reader {
+	if rate <= 0 {
+		return r
+	}
+	return &rateReader{ctx: ctx, r: r, rate: rate, now: time.Now, sleep: sleepCtx}
+}
+
+func (l *rateReader) Read(p []byte) (int, error) {
+	if l.start.IsZero() {
+		l.start = l.now()
+	}
+	// At most one second's worth per read, so the pace is even.
+	if int64(len(p)) > l.rate {
+		p = p[:l.rate]
+	}
+	n, err := l.r.Read(p)
+	l.read += int64(n)
+	// Where the reader should be by now at rate: wait until it is.
+	due := l.start.Add(time.Duration(float64(l.read) / float64(l.rate) * float64(time.Second)))
+	if wait := due.Sub(l.now()); wait > 0 {
+		if serr := l.sleep(l.ctx, wait); serr != nil && err == nil {
+			err = serr
+		}
+	}
+	return n, err
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

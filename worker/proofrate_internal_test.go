@@ -1,0 +1,44 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"testing"
+	"time"
+)
+
+// TestProofRate guards the proof's rate limit with a fake clock: reading
+// 10 KiB at 1 KiB/s takes 10 s of the clock (the reader sleeps what it is
+// ahead), never more than 1 KiB per read, and a rate of 0 is no limit.
+func TestProofRate(t *testing.T) {
+	origin := time.Unix(1_800_000_000, 0)
+	clock := origin
+	l := &rateReader{
+		ctx: context.Background(), r: bytes.NewReader(make([]byte, 10<<10)), rate: 1 << 10,
+		now:   func() time.Time { return clock },
+		sleep: func(_ context.Context, d time.Duration) error { clock = clock.Add(d); return nil },
+	}
+	buf := make([]byte, 4<<10)
+	var total int
+	for {
+		n, err := l.Read(buf)
+		if n > 1<<10 {
+			t.Fatalf("one read of %d bytes at 1 KiB/s", n)
+		}
+		total += n
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if elapsed := clock.Sub(origin); total != 10<<10 || elapsed != 10*time.Second {
+		t.Errorf("read %d bytes in %v of the clock, want 10240 in 10s", total, elapsed)
+	}
+	r := bytes.NewReader(nil)
+	if got := limitRate(context.Background(), r, 0); got != io.Reader(r) {
+		t.Error("rate 0 wraps the reader")
+	}
+}
