@@ -112,8 +112,11 @@ func dropPageCache(t *testing.T) {
 // read gets EIO while the registry is down — counted, logged once for the
 // layer however many reads fail — and reads fine, on the same mounts and the
 // same worker process, once the registry is back.
+//
+// Background proofs are off: a proof caches the whole layer, and this test
+// needs a file that was never fetched.
 func TestRestoreWithoutRegistry(t *testing.T) {
-	s := startStack(t, harness.V2)
+	s := startStackWith(t, harness.V2, harness.SnapshotterOptions{Env: env, Config: proofsOff})
 	gate := startGate(t, s.reg.Addr())
 	img := s.convertToEStargz(t, gate.Addr())
 	s.pullLazily(t, img)
