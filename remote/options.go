@@ -7,6 +7,19 @@ const (
 	DefaultUserAgent      = "lazyfs"
 	DefaultRequestTimeout = time.Minute
 	DefaultHostsTTL       = time.Minute
+	// DefaultReadTimeout bounds one read (a FUSE READ's fetch), retries
+	// included: long enough to ride out a registry restart, short enough
+	// that an application sees an error rather than a hang.
+	DefaultReadTimeout      = 30 * time.Second
+	DefaultBackoffMin       = 50 * time.Millisecond
+	DefaultBackoffMax       = 2 * time.Second
+	DefaultHedgeMin         = 20 * time.Millisecond
+	DefaultHedgeMax         = time.Second
+	DefaultHedgeFactor      = 3
+	DefaultMaxHedges        = 2
+	DefaultBreakerThreshold = 10
+	DefaultBreakerProbeMin  = 100 * time.Millisecond
+	DefaultBreakerProbeMax  = time.Second
 )
 
 // Options configures a Resolver.
@@ -20,15 +33,35 @@ type Options struct {
 	Credentials func(host string) (string, string, error)
 	// UserAgent is sent with every request unless hosts.toml sets one.
 	UserAgent string
-	// RequestTimeout bounds one HTTP request to one host, body included,
-	// so that a stalled connection fails over to the next host instead of
-	// blocking a reader forever.
+	// RequestTimeout bounds one HTTP request to one host, body included;
+	// ReadTimeout, when shorter, bounds it too.
 	RequestTimeout time.Duration
 	// HostsTTL is how long the hosts of a registry (and with them their
 	// HTTP connections and cached tokens) are reused before hosts.toml is
 	// read again, so that an edited hosts.toml takes effect without a
 	// restart.
 	HostsTTL time.Duration
+
+	// ReadTimeout is the one deadline of a read (ReadAt) or a size lookup
+	// whose ctx has none: every retry, hedge and backoff fits in it. The
+	// worker caps it by the kernel's FUSE request timeout.
+	ReadTimeout time.Duration
+	// BackoffMin and BackoffMax bound the exponential backoff (with full
+	// jitter) between retries; a 429's Retry-After is honoured when
+	// longer.
+	BackoffMin, BackoffMax time.Duration
+	// HedgeMin, HedgeMax and HedgeFactor derive the hedge delay from a
+	// host's recent latency (HedgeFactor × its 90th percentile, within
+	// the bounds); MaxHedges is how many extra requests may race a
+	// stalled one (negative: none).
+	HedgeMin, HedgeMax time.Duration
+	HedgeFactor        float64
+	MaxHedges          int
+	// BreakerThreshold is how many transient failures in a row open a
+	// host's circuit breaker; BreakerProbeMin and BreakerProbeMax bound
+	// the interval between probes while it is open.
+	BreakerThreshold                 int
+	BreakerProbeMin, BreakerProbeMax time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -40,6 +73,37 @@ func (o Options) withDefaults() Options {
 	}
 	if o.HostsTTL <= 0 {
 		o.HostsTTL = DefaultHostsTTL
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = DefaultReadTimeout
+	}
+	if o.BackoffMin <= 0 {
+		o.BackoffMin = DefaultBackoffMin
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = DefaultBackoffMax
+	}
+	if o.HedgeMin <= 0 {
+		o.HedgeMin = DefaultHedgeMin
+	}
+	if o.HedgeMax <= 0 {
+		o.HedgeMax = DefaultHedgeMax
+	}
+	if o.HedgeFactor <= 0 {
+		o.HedgeFactor = DefaultHedgeFactor
+	}
+	if o.MaxHedges == 0 {
+		o.MaxHedges = DefaultMaxHedges
+	}
+	o.MaxHedges = max(o.MaxHedges, 0)
+	if o.BreakerThreshold <= 0 {
+		o.BreakerThreshold = DefaultBreakerThreshold
+	}
+	if o.BreakerProbeMin <= 0 {
+		o.BreakerProbeMin = DefaultBreakerProbeMin
+	}
+	if o.BreakerProbeMax <= 0 {
+		o.BreakerProbeMax = DefaultBreakerProbeMax
 	}
 	return o
 }

@@ -19,7 +19,7 @@ func TestTokenAuth(t *testing.T) {
 	data := testBlob(1000)
 	d := reg.addBlob(data)
 
-	b, err := NewResolver(Options{}).Blob(ctx, reg.ref(), d)
+	b, err := NewResolver(quick(Options{})).Blob(ctx, reg.ref(), d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,12 +72,12 @@ func TestCredentials(t *testing.T) {
 
 			var mu sync.Mutex
 			var asked []string
-			r := NewResolver(Options{Credentials: func(host string) (string, string, error) {
+			r := NewResolver(quick(Options{Credentials: func(host string) (string, string, error) {
 				mu.Lock()
 				defer mu.Unlock()
 				asked = append(asked, host)
 				return tc.user, tc.pass, nil
-			}})
+			}}))
 			_, err := r.Blob(ctx, reg.ref(), d)
 			switch {
 			case tc.wantErr == nil && err != nil:
@@ -116,7 +116,7 @@ server = "`+upstream.srv.URL+`"
     X-Lazyfs-Test = "from-hosts-toml"
 `)
 
-	b, err := NewResolver(Options{HostsDir: dir}).Blob(ctx, upstream.ref(), d)
+	b, err := NewResolver(quick(Options{HostsDir: dir})).Blob(ctx, upstream.ref(), d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func TestHostsCached(t *testing.T) {
 	reg := newFakeRegistry(t, "library/test")
 	reg.token = "tok"
 	d1, d2 := reg.addBlob(testBlob(10)), reg.addBlob(testBlob(20))
-	r := NewResolver(Options{})
+	r := NewResolver(quick(Options{}))
 	if _, err := r.Blob(ctx, reg.ref(), d1); err != nil {
 		t.Fatal(err)
 	}

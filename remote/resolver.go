@@ -19,8 +19,10 @@ import (
 type Resolver struct {
 	opts Options
 
-	mu    sync.Mutex
-	hosts map[string]hostsEntry // by registry host name as in the ref
+	mu       sync.Mutex
+	hosts    map[string]hostsEntry // by registry host name as in the ref
+	breakers map[string]*breaker   // by host (a mirror or the registry), kept across hosts reloads
+	latency  map[string]*latency   // by host, likewise
 }
 
 type hostsEntry struct {
@@ -31,9 +33,35 @@ type hostsEntry struct {
 // NewResolver returns a Resolver configured by opts.
 func NewResolver(opts Options) *Resolver {
 	return &Resolver{
-		opts:  opts.withDefaults(),
-		hosts: make(map[string]hostsEntry),
+		opts:     opts.withDefaults(),
+		hosts:    make(map[string]hostsEntry),
+		breakers: make(map[string]*breaker),
+		latency:  make(map[string]*latency),
 	}
+}
+
+// breaker returns host's circuit breaker.
+func (r *Resolver) breaker(host string) *breaker {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b, ok := r.breakers[host]
+	if !ok {
+		b = newBreaker(host, &r.opts)
+		r.breakers[host] = b
+	}
+	return b
+}
+
+// latencyOf returns the recent latencies of host.
+func (r *Resolver) latencyOf(host string) *latency {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l, ok := r.latency[host]
+	if !ok {
+		l = &latency{}
+		r.latency[host] = l
+	}
+	return l
 }
 
 // Blob resolves ref (e.g. "127.0.0.1:5000/library/busybox:latest", a tag

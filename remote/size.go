@@ -11,26 +11,20 @@ import (
 	"github.com/containerd/log"
 )
 
-// fetchSize asks the hosts in order for the blob's size.
+// fetchSize asks the hosts in order for the blob's size, with the
+// retries of ReadAt under one deadline.
 func (b *Blob) fetchSize(ctx context.Context) (int64, error) {
-	hosts, err := b.resolver.registryHosts(ctx, b.registry)
-	if err != nil {
-		return 0, err
-	}
-	for i, h := range hosts {
-		var size int64
-		size, err = b.sizeFrom(ctx, h)
+	ctx, cancel := context.WithTimeout(ctx, b.resolver.opts.ReadTimeout)
+	defer cancel()
+	var size int64
+	err := b.withRetries(ctx, "size lookup", func(ctx context.Context, h docker.RegistryHost) error {
+		s, err := b.sizeFrom(ctx, h)
 		if err == nil {
-			return size, nil
+			size = s
 		}
-		if ctx.Err() != nil {
-			return 0, fmt.Errorf("%w: %w", err, ctx.Err())
-		}
-		if i < len(hosts)-1 {
-			log.G(ctx).WithError(err).WithField("host", h.Host).Warn("blob size request failed, trying next host")
-		}
-	}
-	return 0, err
+		return err
+	})
+	return size, err
 }
 
 // sizeFrom asks host h for the blob's size: HEAD first, then a one-byte
