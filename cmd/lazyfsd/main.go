@@ -47,6 +47,7 @@ func run() error {
 		exitIdle    = flag.Bool("exit-when-idle", false, "exit once no mount is left (after --idle-timeout)")
 		idleTimeout = flag.Duration("idle-timeout", 0, "with --exit-when-idle: how long to stay without a mount before exiting (0: on the last detach)")
 		hostsDir    = flag.String("hosts-dir", "/etc/containerd/certs.d", "hosts.toml directory (containerd's layout)")
+		readTimeout = flag.Duration("read-timeout", remote.DefaultReadTimeout, "deadline of one registry read, retries included (capped below the kernel's FUSE request timeout)")
 		fuseReaders = flag.Int("fuse-readers", 4, "goroutines reading each FUSE connection (at least 2)")
 		memCache    = flag.Int64("memory-cache-size", chunks.DefaultMemoryCacheSize, "bytes of decompressed chunks cached in memory")
 		cacheDir    = flag.String("cache-dir", "", "on-disk chunk cache shared with the node's other workers; empty for none")
@@ -107,7 +108,7 @@ func run() error {
 		ID:           *id,
 		Version:      version,
 		Root:         *root,
-		Resolver:     remote.NewResolver(remote.Options{HostsDir: *hostsDir, UserAgent: "lazyfsd/" + version}),
+		Resolver:     remote.NewResolver(resolverOptions(ctx, *hostsDir, *readTimeout)),
 		Limits:       limits,
 		Chunks:       chunkOpts,
 		Cache:        disk,

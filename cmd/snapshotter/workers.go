@@ -42,6 +42,12 @@ func newSupervisor(ctx context.Context, cfg config.Config) (*supervisor.Supervis
 	if cfg.Cache.Size > 0 {
 		args = append(args, "--cache-dir", cfg.CacheDir())
 	}
+	// --- registry access (issue #12): every [registry] setting a worker
+	// needs beside --hosts-dir, in one block for the typed worker message.
+	args = append(args,
+		"--read-timeout", time.Duration(cfg.Registry.ReadTimeout).String(),
+	)
+	// --- end of registry access
 	return supervisor.New(ctx, supervisor.Options{
 		Root:         cfg.Root,
 		RunDir:       cfg.RunDir,

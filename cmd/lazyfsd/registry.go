@@ -1,0 +1,23 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/containerd/log"
+
+	"github.com/lazyfs/lazyfs/remote"
+)
+
+// resolverOptions are the worker's registry settings: the read deadline is
+// kept below the kernel's FUSE request timeout, since a request the kernel
+// gives up on aborts the whole connection, not one read.
+func resolverOptions(ctx context.Context, hostsDir string, readTimeout time.Duration) remote.Options {
+	kernel := remote.KernelRequestTimeout()
+	capped := remote.CapReadTimeout(readTimeout, kernel)
+	if capped != readTimeout {
+		log.G(ctx).WithFields(log.Fields{"read_timeout": readTimeout, "kernel_request_timeout": kernel, "used": capped}).
+			Warn("registry read timeout capped below the kernel's FUSE request timeout")
+	}
+	return remote.Options{HostsDir: hostsDir, UserAgent: "lazyfsd/" + version, ReadTimeout: capped}
+}
