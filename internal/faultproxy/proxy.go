@@ -107,6 +107,7 @@ type Proxy struct {
 	mu     sync.Mutex
 	rng    *rand.Rand
 	faults Faults
+	script []Fault
 	tokens map[string]time.Time // token -> expiry
 
 	down atomic.Bool
@@ -221,36 +222,52 @@ func (p *Proxy) Close() error {
 	return err
 }
 
-// fault names what happens to one request.
-type fault int
+// Fault names what happens to one request.
+type Fault int
 
+// The faults, in the order Faults lists their probabilities.
 const (
-	none fault = iota
-	faultReset
-	fault5xx
-	faultTooMany
-	faultStall
-	faultTruncate
-	faultLengthen
-	faultFlip
+	None Fault = iota
+	Reset
+	ServerError // 503
+	TooMany     // 429 with Retry-After
+	Stall
+	Truncate
+	Lengthen
+	Flip
 )
 
+
+// Script makes the next blob GETs meet the given faults, one each in
+// order, before the probabilities of Faults apply again: a test so sees
+// every fault class it lists, whatever the random draws.
+func (p *Proxy) Script(faults ...Fault) {
+	p.mu.Lock()
+	p.script = append(p.script, faults...)
+	p.mu.Unlock()
+}
+
 // draw picks the fault of one request.
-func (p *Proxy) draw(blob bool) (fault, Faults) {
+func (p *Proxy) draw(blob bool, method string) (Fault, Faults) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	f := p.faults
+	if blob && method == http.MethodGet && len(p.script) > 0 {
+		next := p.script[0]
+		p.script = p.script[1:]
+		return next, f
+	}
 	if !blob && !f.AllRequests {
-		return none, f
+		return None, f
 	}
 	x := p.rng.Float64()
 	for i, pr := range []float64{f.Reset, f.Status5xx, f.TooMany, f.Stall, f.Truncate, f.Lengthen, f.Flip} {
 		if x < pr {
-			return fault(i + 1), f
+			return Fault(i + 1), f
 		}
 		x -= pr
 	}
-	return none, f
+	return None, f
 }
 
 func (p *Proxy) intn(n int) int {
@@ -308,22 +325,22 @@ func (p *Proxy) serveRedirected(w http.ResponseWriter, r *http.Request) {
 
 // forward applies the drawn fault and proxies the request upstream.
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, blob bool) {
-	f, cfg := p.draw(blob)
+	f, cfg := p.draw(blob, r.Method)
 	switch f {
-	case faultReset:
+	case Reset:
 		p.c.resets.Add(1)
 		reset(w)
 		return
-	case fault5xx:
+	case ServerError:
 		p.c.status5xx.Add(1)
 		http.Error(w, "injected fault", http.StatusServiceUnavailable)
 		return
-	case faultTooMany:
+	case TooMany:
 		p.c.tooMany.Add(1)
 		w.Header().Set("Retry-After", fmt.Sprint(int(cfg.RetryAfter/time.Second)))
 		http.Error(w, "injected rate limit", http.StatusTooManyRequests)
 		return
-	case faultStall:
+	case Stall:
 		p.c.stalls.Add(1)
 		d := cfg.StallFor
 		if d <= 0 {
@@ -340,10 +357,10 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, blob bool) {
 	}
 	defer resp.Body.Close()
 	if r.Method != http.MethodGet || resp.StatusCode/100 != 2 {
-		f = none // truncation and corruption are of bodies only
+		f = None // truncation and corruption are of bodies only
 	}
-	if f == faultFlip && resp.StatusCode != http.StatusPartialContent {
-		f = none
+	if f == Flip && resp.StatusCode != http.StatusPartialContent {
+		f = None
 	}
 	p.answer(w, resp, f)
 }
@@ -365,19 +382,19 @@ func (p *Proxy) roundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // answer copies resp to w, damaged as f says.
-func (p *Proxy) answer(w http.ResponseWriter, resp *http.Response, f fault) {
+func (p *Proxy) answer(w http.ResponseWriter, resp *http.Response, f Fault) {
 	for k, v := range resp.Header {
 		w.Header()[k] = v
 	}
 	switch f {
-	case faultTruncate, faultLengthen, faultFlip:
+	case Truncate, Lengthen, Flip:
 		body, err := io.ReadAll(resp.Body)
 		if err != nil {
 			reset(w)
 			return
 		}
 		switch {
-		case f == faultTruncate && len(body) > 0:
+		case f == Truncate && len(body) > 0:
 			p.c.truncated.Add(1)
 			// Content-Length promises the whole body; half of it is
 			// sent and the connection closed.
@@ -387,11 +404,11 @@ func (p *Proxy) answer(w http.ResponseWriter, resp *http.Response, f fault) {
 				fl.Flush()
 			}
 			abort()
-		case f == faultLengthen:
+		case f == Lengthen:
 			p.c.lengthened.Add(1)
 			body = append(body, "extra bytes past the range"...)
 			w.Header().Set("Content-Length", fmt.Sprint(len(body)))
-		case f == faultFlip && len(body) > 0:
+		case f == Flip && len(body) > 0:
 			p.c.flipped.Add(1)
 			body[p.intn(len(body))] ^= 0xff
 		}

@@ -264,3 +264,19 @@ func TestExpireTokens(t *testing.T) {
 		t.Fatalf("expired token: %v", resp.Status)
 	}
 }
+
+func TestScriptComesFirst(t *testing.T) {
+	f := start(t, Options{Seed: 1})
+	f.p.Script(ServerError, TooMany)
+	var codes []int
+	for range 3 {
+		resp, _, err := get(t, f.url(), "bytes=0-0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		codes = append(codes, resp.StatusCode)
+	}
+	if fmt.Sprint(codes) != "[503 429 206]" {
+		t.Fatalf("statuses %v, want the script then none", codes)
+	}
+}
