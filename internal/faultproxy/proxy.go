@@ -237,7 +237,6 @@ const (
 	Flip
 )
 
-
 // Script makes the next blob GETs meet the given faults, one each in
 // order, before the probabilities of Faults apply again: a test so sees
 // every fault class it lists, whatever the random draws.
