@@ -10,7 +10,7 @@ UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e '/tests/' -e '/zz_')
 # together with the Go version in go.mod.
 STATICCHECK_VERSION = v0.8.2
 
-.PHONY: all build deps lint check-tree test test-unit test-e2e demo bench bench-e2e bench-failover mutation clean
+.PHONY: all build deps lint check-tree test test-unit test-e2e demo bench bench-e2e bench-registry bench-failover mutation clean
 
 all: build
 
@@ -69,6 +69,13 @@ bench: deps build
 
 bench-e2e: deps build
 	$(GO) run ./tests/bench $(BENCH_ARGS)
+
+# bench-registry measures how registry reads ride out faults (resets + 5xx,
+# stalls, truncated and corrupt answers, an outage) through the fault proxy,
+# against a no-fault baseline of the same run; BENCH_REGISTRY_ARGS e.g.
+# "-runs 20 -latency 20ms -down 60s".
+bench-registry:
+	$(GO) run ./tests/benchregistry $(BENCH_REGISTRY_ARGS)
 
 # bench-failover measures what a worker failover costs the readers of
 # running containers: death-to-serving time, the stall a reader sees across a

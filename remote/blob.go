@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/reference"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	"github.com/lazyfs/lazyfs/metrics"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -46,6 +47,15 @@ func (b *Blob) Digest() digest.Digest { return b.dgst }
 // past the end of the blob. On error no byte count is reported and p may
 // hold partial data.
 func (b *Blob) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	return b.ReadAtVerified(ctx, p, off, nil)
+}
+
+// ReadAtVerified is ReadAt with a check of the bytes: verify (if not nil)
+// is called with each answer's bytes before they are accepted, and an
+// answer it refuses is retried like a truncated one, under the same
+// deadline. It is how a caller that can tell good bytes from bad (chunk
+// digests) leaves the retrying of corrupt answers to this package too.
+func (b *Blob) ReadAtVerified(ctx context.Context, p []byte, off int64, verify func([]byte) error) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("blob %s: negative offset %d: %w", b.dgst, off, errdefs.ErrInvalidArgument)
 	}
@@ -66,7 +76,20 @@ func (b *Blob) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	err := b.withRetries(ctx, op, func(ctx context.Context, h docker.RegistryHost) error {
 		r := b.resolver
 		return hedged(ctx, h.Host, p[:want], r.latencyOf(h.Host).hedgeDelay(&r.opts), r.opts.MaxHedges, r.latencyOf(h.Host),
-			func(ctx context.Context, buf []byte) error { return b.readRange(ctx, h, buf, off) })
+			func(ctx context.Context, buf []byte) error {
+				if err := b.readRange(ctx, h, buf, off); err != nil {
+					return err
+				}
+				if verify == nil {
+					return nil
+				}
+				if err := verify(buf); err != nil {
+					metrics.RegistryRequests.WithLabelValues(h.Host, reasonCorrupt).Inc()
+					return &attemptError{cause: reasonCorrupt, status: "corrupt bytes",
+						err: fmt.Errorf("GET %s %s: %w: %w", b.where(h), op, err, errdefs.ErrUnavailable)}
+				}
+				return nil
+			})
 	})
 	if err != nil {
 		return 0, err

@@ -3,6 +3,7 @@ package remote
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -238,5 +239,32 @@ func TestExpiringTokens(t *testing.T) {
 	}
 	if c := f.proxy.Counters(); c.TokensIssued < 2 {
 		t.Fatalf("tokens never refreshed: %+v", c)
+	}
+}
+
+// Corrupt answers refused by the caller's check are fetched again.
+func TestVerifiedReadRetriesCorruptBytes(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	f := startFaulty(t, faultproxy.Options{Seed: 1}, quick(Options{ReadTimeout: 5 * time.Second}))
+	f.proxy.Script(faultproxy.Flip, faultproxy.Flip)
+	want := f.blob[1000:5096]
+	verify := func(b []byte) error {
+		if !bytes.Equal(b, want) {
+			return errors.New("digest mismatch")
+		}
+		return nil
+	}
+	buf := make([]byte, len(want))
+	if _, err := f.b.ReadAtVerified(ctx, buf, 1000, verify); err != nil || !bytes.Equal(buf, want) {
+		t.Fatalf("err = %v, bytes right: %v", err, bytes.Equal(buf, want))
+	}
+	if c := f.proxy.Counters(); c.Flipped != 2 {
+		t.Fatalf("flipped %d answers, want 2", c.Flipped)
+	}
+	// Without the check the flipped bytes are what the read returns:
+	// remote itself cannot tell.
+	f.proxy.Script(faultproxy.Flip)
+	if _, err := f.b.ReadAt(ctx, buf, 1000); err != nil || bytes.Equal(buf, want) {
+		t.Fatalf("unchecked read of a flipped answer: err = %v, bytes right: %v", err, bytes.Equal(buf, want))
 	}
 }

@@ -15,7 +15,7 @@ const latencySamples = 64
 
 // minLatencySamples is how many samples a host needs before its hedge
 // delay follows them; until then HedgeMax is used.
-const minLatencySamples = 8
+const minLatencySamples = 4
 
 // latency keeps the durations of a host's recent successful requests.
 type latency struct {

@@ -24,6 +24,7 @@ const (
 	reason429       = "status_429" // rate limited
 	reasonTimeout   = "timeout"    // no (whole) answer in time
 	reasonCancelled = "cancelled"  // given up by the caller (a hedge that lost)
+	reasonCorrupt   = "corrupt"    // the caller's check refused the bytes
 )
 
 // observeRequest records one request's duration and, if it failed, why.

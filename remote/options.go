@@ -10,8 +10,12 @@ const (
 	// DefaultReadTimeout bounds one read (a FUSE READ's fetch), retries
 	// included: long enough to ride out a registry restart, short enough
 	// that an application sees an error rather than a hang.
-	DefaultReadTimeout      = 30 * time.Second
-	DefaultBackoffMin       = 50 * time.Millisecond
+	DefaultReadTimeout = 30 * time.Second
+	// DefaultBackoffMin is small: a reset or a 5xx from one backend of a
+	// registry is usually gone on the next connection, and a registry
+	// that is really down trips the circuit breaker, which does the
+	// holding back.
+	DefaultBackoffMin       = 5 * time.Millisecond
 	DefaultBackoffMax       = 2 * time.Second
 	DefaultHedgeMin         = 20 * time.Millisecond
 	DefaultHedgeMax         = time.Second

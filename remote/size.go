@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net/http"
 	"time"
@@ -17,10 +18,21 @@ func (b *Blob) fetchSize(ctx context.Context) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.resolver.opts.ReadTimeout)
 	defer cancel()
 	var size int64
+	r := b.resolver
 	err := b.withRetries(ctx, "size lookup", func(ctx context.Context, h docker.RegistryHost) error {
-		s, err := b.sizeFrom(ctx, h)
+		// Hedged like a read: each attempt leaves the size in its own
+		// 8-byte buffer, the winner's is copied to out.
+		var out [8]byte
+		lat := r.latencyOf(h.Host)
+		err := hedged(ctx, h.Host, out[:], lat.hedgeDelay(&r.opts), r.opts.MaxHedges, lat, func(ctx context.Context, buf []byte) error {
+			s, err := b.sizeFrom(ctx, h)
+			if err == nil {
+				binary.LittleEndian.PutUint64(buf, uint64(s))
+			}
+			return err
+		})
 		if err == nil {
-			size = s
+			size = int64(binary.LittleEndian.Uint64(out[:]))
 		}
 		return err
 	})

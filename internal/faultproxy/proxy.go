@@ -77,6 +77,9 @@ type Options struct {
 	// Redirect sends blob GETs to a second address of the proxy with a
 	// 307, as a registry redirects to its storage.
 	Redirect bool
+	// Latency is added to every forwarded request, to emulate a registry
+	// across a network rather than on loopback.
+	Latency time.Duration
 	// Token requires "Authorization: Bearer <token>" on /v2/ requests,
 	// tokens being issued by the proxy's /token endpoint.
 	Token *TokenOptions
@@ -348,6 +351,9 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, blob bool) {
 		if !sleep(r.Context(), d) {
 			return
 		}
+	}
+	if p.opts.Latency > 0 && !sleep(r.Context(), p.opts.Latency) {
+		return
 	}
 	resp, err := p.roundTrip(r)
 	if err != nil {
