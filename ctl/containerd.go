@@ -69,5 +69,7 @@ func newResolver(ctx context.Context, opts resolverOptions) remotes.Resolver {
 }
 
 func registryHosts(ctx context.Context, opts resolverOptions) docker.RegistryHosts {
-	return remote.ConfigureHosts(ctx, remote.HostsOptions{HostsDir: opts.hostsDir, PlainHTTP: opts.plainHTTP})
+	// Retry: a reset or a 5xx on the manifest request must not fail a
+	// whole pull; remote's RetryTransport retries GET and HEAD only.
+	return remote.ConfigureHosts(ctx, remote.HostsOptions{HostsDir: opts.hostsDir, PlainHTTP: opts.plainHTTP, Retry: true})
 }
