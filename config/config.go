@@ -174,8 +174,9 @@ type RegistryConfig struct {
 	// for containerd apply to lazy pulls as well.
 	ConfigPath string `toml:"config_path"`
 	// DockerConfig is the path of a docker config.json with registry
-	// credentials. It is validated but not used yet: no credentials reach
-	// the workers until issue #12 wires it.
+	// credentials (auths, credHelpers, credsStore); empty means
+	// $DOCKER_CONFIG/config.json, then ~/.docker/config.json. Workers read
+	// it again whenever it changes.
 	DockerConfig string `toml:"docker_config"`
 	// ReadTimeout is the one deadline of a registry read a FUSE READ
 	// waits on, retries, hedges and backoffs included (issue #12). The

@@ -47,6 +47,7 @@ func run() error {
 		exitIdle    = flag.Bool("exit-when-idle", false, "exit once no mount is left (after --idle-timeout)")
 		idleTimeout = flag.Duration("idle-timeout", 0, "with --exit-when-idle: how long to stay without a mount before exiting (0: on the last detach)")
 		hostsDir    = flag.String("hosts-dir", "/etc/containerd/certs.d", "hosts.toml directory (containerd's layout)")
+		dockerCfg   = flag.String("docker-config", "", "docker config.json with registry credentials (default: $DOCKER_CONFIG/config.json, ~/.docker/config.json)")
 		readTimeout = flag.Duration("read-timeout", remote.DefaultReadTimeout, "deadline of one registry read, retries included (capped below the kernel's FUSE request timeout)")
 		fuseReaders = flag.Int("fuse-readers", 4, "goroutines reading each FUSE connection (at least 2)")
 		memCache    = flag.Int64("memory-cache-size", chunks.DefaultMemoryCacheSize, "bytes of decompressed chunks cached in memory")
@@ -108,7 +109,7 @@ func run() error {
 		ID:           *id,
 		Version:      version,
 		Root:         *root,
-		Resolver:     remote.NewResolver(resolverOptions(ctx, *hostsDir, *readTimeout)),
+		Resolver:     remote.NewResolver(resolverOptions(ctx, *hostsDir, *dockerCfg, *readTimeout)),
 		Limits:       limits,
 		Chunks:       chunkOpts,
 		Cache:        disk,

@@ -12,12 +12,22 @@ import (
 // resolverOptions are the worker's registry settings: the read deadline is
 // kept below the kernel's FUSE request timeout, since a request the kernel
 // gives up on aborts the whole connection, not one read.
-func resolverOptions(ctx context.Context, hostsDir string, readTimeout time.Duration) remote.Options {
+//
+// Credentials come from the docker config.json, read again whenever it
+// changes; they are asked for only when a registry challenges a request.
+func resolverOptions(ctx context.Context, hostsDir, dockerConfig string, readTimeout time.Duration) remote.Options {
 	kernel := remote.KernelRequestTimeout()
 	capped := remote.CapReadTimeout(readTimeout, kernel)
 	if capped != readTimeout {
 		log.G(ctx).WithFields(log.Fields{"read_timeout": readTimeout, "kernel_request_timeout": kernel, "used": capped}).
 			Warn("registry read timeout capped below the kernel's FUSE request timeout")
 	}
-	return remote.Options{HostsDir: hostsDir, UserAgent: "lazyfsd/" + version, ReadTimeout: capped}
+	creds := remote.NewDockerCredentials(remote.DockerConfigPath(dockerConfig))
+	log.G(ctx).WithField("docker_config", creds.Path()).Debug("registry credentials from docker config")
+	return remote.Options{
+		HostsDir:    hostsDir,
+		UserAgent:   "lazyfsd/" + version,
+		ReadTimeout: capped,
+		Credentials: creds.Credentials,
+	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/lazyfs/lazyfs/config"
 	"github.com/lazyfs/lazyfs/failover"
+	"github.com/lazyfs/lazyfs/remote"
 	"github.com/lazyfs/lazyfs/supervisor"
 )
 
@@ -46,6 +47,9 @@ func newSupervisor(ctx context.Context, cfg config.Config) (*supervisor.Supervis
 	// needs beside --hosts-dir, in one block for the typed worker message.
 	args = append(args,
 		"--read-timeout", time.Duration(cfg.Registry.ReadTimeout).String(),
+		// Resolved here, so that a worker reads the file the snapshotter
+		// was configured with whatever its own environment.
+		"--docker-config", remote.DockerConfigPath(cfg.Registry.DockerConfig),
 	)
 	// --- end of registry access
 	return supervisor.New(ctx, supervisor.Options{
