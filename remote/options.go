@@ -19,7 +19,7 @@ const (
 	DefaultBackoffMax       = 2 * time.Second
 	DefaultHedgeMin         = 20 * time.Millisecond
 	DefaultHedgeMax         = time.Second
-	DefaultHedgeFactor      = 3
+	DefaultHedgeFactor      = 1.5
 	DefaultMaxHedges        = 2
 	DefaultBreakerThreshold = 10
 	DefaultBreakerProbeMin  = 100 * time.Millisecond
@@ -40,10 +40,9 @@ type Options struct {
 	// RequestTimeout bounds one HTTP request to one host, body included;
 	// ReadTimeout, when shorter, bounds it too.
 	RequestTimeout time.Duration
-	// HostsTTL is how long the hosts of a registry (and with them their
-	// HTTP connections and cached tokens) are reused before hosts.toml is
-	// read again, so that an edited hosts.toml takes effect without a
-	// restart.
+	// HostsTTL is how often the hosts.toml files of a registry are looked
+	// at (stat only); the hosts, their HTTP connections and their cached
+	// tokens are built again only when one changed.
 	HostsTTL time.Duration
 
 	// ReadTimeout is the one deadline of a read (ReadAt) or a size lookup
@@ -55,7 +54,7 @@ type Options struct {
 	// longer.
 	BackoffMin, BackoffMax time.Duration
 	// HedgeMin, HedgeMax and HedgeFactor derive the hedge delay from a
-	// host's recent latency (HedgeFactor × its 90th percentile, within
+	// host's recent latency (HedgeFactor × its 90th percentile (1.5 by default: a request half again as slow as 9 in 10 recent ones is rarely just slow), within
 	// the bounds); MaxHedges is how many extra requests may race a
 	// stalled one (negative: none).
 	HedgeMin, HedgeMax time.Duration

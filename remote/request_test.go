@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log/logtest"
@@ -172,5 +175,42 @@ func TestHostsCached(t *testing.T) {
 	// One client and authorizer per registry: the token is fetched once.
 	if n := len(reg.tokenRequests()); n != 1 {
 		t.Errorf("token fetched %d times for two blobs, want 1", n)
+	}
+}
+
+// Past HostsTTL the hosts (and the tokens their authorizers hold) are kept
+// unless a hosts.toml changed.
+func TestHostsKeptUntilHostsTomlChanges(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	reg := newFakeRegistry(t, "library/test")
+	reg.token = "tok"
+	d := reg.addBlob(testBlob(10))
+	dir := t.TempDir()
+	host := strings.SplitN(reg.ref(), "/", 2)[0]
+	hdir := filepath.Join(dir, host)
+	if err := os.MkdirAll(hdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	toml := "server = \"http://" + host + "\"\n"
+	if err := os.WriteFile(filepath.Join(hdir, "hosts.toml"), []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := NewResolver(quick(Options{HostsDir: dir, HostsTTL: time.Nanosecond}))
+	for range 3 {
+		if _, err := r.Blob(ctx, reg.ref(), d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(reg.tokenRequests()); n != 1 {
+		t.Fatalf("token fetched %d times with hosts.toml unchanged, want 1", n)
+	}
+	if err := os.WriteFile(filepath.Join(hdir, "hosts.toml"), []byte(toml+"# edited\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Blob(ctx, reg.ref(), d); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(reg.tokenRequests()); n != 2 {
+		t.Fatalf("token fetched %d times after hosts.toml changed, want 2 (hosts configured again)", n)
 	}
 }

@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -28,6 +29,7 @@ type Resolver struct {
 type hostsEntry struct {
 	hosts   []docker.RegistryHost
 	expires time.Time
+	stamp   string // hostsStamp when the hosts were configured
 }
 
 // NewResolver returns a Resolver configured by opts.
@@ -100,12 +102,27 @@ func (r *Resolver) Blob(ctx context.Context, ref string, dgst digest.Digest) (*B
 
 // registryHosts returns the hosts that may serve blobs of registry name,
 // in the order hosts.toml gives (mirrors first, the registry last).
+//
+// They are built once and kept: each host's HTTP client (its pooled
+// connections) and authorizer (its bearer tokens) live as long as the
+// Resolver. Every HostsTTL the files that configure the registry are
+// looked at (stat only), and the hosts are built again only if one
+// changed, so that an edited hosts.toml still takes effect without a
+// restart.
 func (r *Resolver) registryHosts(ctx context.Context, name string) ([]docker.RegistryHost, error) {
 	now := time.Now()
 	r.mu.Lock()
 	e, ok := r.hosts[name]
 	r.mu.Unlock()
 	if ok && now.Before(e.expires) {
+		return e.hosts, nil
+	}
+	stamp := hostsStamp(r.opts.HostsDir, name)
+	if ok && stamp == e.stamp {
+		r.mu.Lock()
+		e.expires = now.Add(r.opts.HostsTTL)
+		r.hosts[name] = e
+		r.mu.Unlock()
 		return e.hosts, nil
 	}
 
@@ -122,9 +139,32 @@ func (r *Resolver) registryHosts(ctx context.Context, name string) ([]docker.Reg
 	if len(hosts) == 0 {
 		return nil, fmt.Errorf("registry %s: no host with pull capability configured: %w", name, errdefs.ErrNotFound)
 	}
+	if ok {
+		log.G(ctx).WithField("registry", name).Info("hosts.toml changed: registry hosts configured again")
+	}
 
 	r.mu.Lock()
-	r.hosts[name] = hostsEntry{hosts: hosts, expires: now.Add(r.opts.HostsTTL)}
+	r.hosts[name] = hostsEntry{hosts: hosts, expires: now.Add(r.opts.HostsTTL), stamp: stamp}
 	r.mu.Unlock()
 	return hosts, nil
+}
+
+// hostsStamp identifies the hosts.toml configuration of registry name
+// without reading it: the files and directories containerd's configurer
+// would look at (<dir>/<host>, its "_port_" spelling, and _default).
+func hostsStamp(dir, name string) string {
+	if dir == "" {
+		return ""
+	}
+	var b strings.Builder
+	port := name
+	if i := strings.LastIndex(name, ":"); i > 0 {
+		port = name[:i] + "_" + name[i+1:] + "_"
+	}
+	for _, d := range []string{dir, filepath.Join(dir, name), filepath.Join(dir, port), filepath.Join(dir, "_default")} {
+		for _, p := range []string{d, filepath.Join(d, "hosts.toml")} {
+			fmt.Fprintf(&b, "%+v;", stampOf(p))
+		}
+	}
+	return b.String()
 }
