@@ -1,13 +1,18 @@
 package remote
 
 import (
+	"context"
 	"encoding/base64"
-	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log/logtest"
+	"github.com/lazyfs/lazyfs/internal/faultproxy"
+	"github.com/lazyfs/lazyfs/internal/testregistry"
 )
 
 func writeFile(t *testing.T, path, body string, mode os.FileMode) {
@@ -101,7 +106,7 @@ func TestDockerCredentialsHelpers(t *testing.T) {
 			t.Errorf("%s: %q %q %v, want %q", host, u, s, err, want)
 		}
 	}
-	if _, _, err := d.Credentials("b"); !errors.Is(err, errdefs.ErrUnauthenticated) {
+	if _, _, err := d.Credentials("b"); !errdefs.IsUnauthorized(err) {
 		t.Errorf("failing helper: %v, want unauthenticated", err)
 	}
 	if _, _, err := d.Credentials("c"); !errdefs.IsNotFound(err) {
@@ -125,5 +130,40 @@ func TestDockerConfigPath(t *testing.T) {
 	t.Setenv("HOME", "")
 	if p := DockerConfigPath(""); p != "/root/.docker/config.json" {
 		t.Errorf("no HOME: %s", p)
+	}
+}
+
+// A running reader whose registry changes its password: tokens expire,
+// the docker config now names a helper that knows the new password, and
+// reads go on without an error.
+func TestCredentialsChangeWhileReading(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	dir := t.TempDir()
+	writeHelper(t, "rotated", `read host; echo '{"Username":"lazy","Secret":"second"}'`)
+	cfg := filepath.Join(dir, "config.json")
+	reg := testregistry.New(t, "test/repo")
+	blob := testregistry.Noise(64<<10, t.Name())
+	d := reg.AddBlob(blob)
+	up, _, _ := strings.Cut(reg.Ref("x"), "/")
+	p, err := faultproxy.Start(faultproxy.Options{Upstream: up, Seed: 1, Token: &faultproxy.TokenOptions{Username: "lazy", Password: "first", TTL: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	writeFile(t, cfg, `{"auths": {"`+p.Addr()+`": {"auth": "`+base64.StdEncoding.EncodeToString([]byte("lazy:first"))+`"}}}`, 0o600)
+	creds := NewDockerCredentials(cfg)
+	b, err := NewResolver(quick(Options{ReadTimeout: 5 * time.Second, Credentials: creds.Credentials})).Blob(ctx, p.Addr()+"/test/repo:x", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	if _, err := b.ReadAt(ctx, buf, 0); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, cfg, `{"credHelpers": {"`+p.Addr()+`": "rotated"}}`, 0o600)
+	p.SetCredentials("lazy", "second")
+	p.ExpireTokens()
+	if _, err := b.ReadAt(ctx, buf, 100); err != nil {
+		t.Fatalf("after the password changed: %v (%+v)", err, p.Counters())
 	}
 }

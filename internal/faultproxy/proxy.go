@@ -112,6 +112,8 @@ type Proxy struct {
 	faults Faults
 	script []Fault
 	tokens map[string]time.Time // token -> expiry
+	user   string               // credentials the token server requires
+	pass   string
 
 	down atomic.Bool
 	c    counters
@@ -147,6 +149,9 @@ func Start(opts Options) (*Proxy, error) {
 			DisableCompression:  true,
 			MaxIdleConnsPerHost: 64,
 		},
+	}
+	if opts.Token != nil {
+		p.user, p.pass = opts.Token.Username, opts.Token.Password
 	}
 	p.srv = &http.Server{Handler: http.HandlerFunc(p.serve), ReadHeaderTimeout: 10 * time.Second}
 	p.serveOn(p.srv, ln)

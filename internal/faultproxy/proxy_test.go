@@ -280,3 +280,14 @@ func TestScriptComesFirst(t *testing.T) {
 		t.Fatalf("statuses %v, want the script then none", codes)
 	}
 }
+
+func TestSetCredentials(t *testing.T) {
+	f := start(t, Options{Seed: 1, Token: &TokenOptions{Username: "u", Password: "old"}})
+	f.p.SetCredentials("u", "new")
+	if resp, _, _ := get(t, "http://u:old@"+f.p.Addr()+"/token", ""); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("old password: %s", resp.Status)
+	}
+	if resp, _, _ := get(t, "http://u:new@"+f.p.Addr()+"/token", ""); resp.StatusCode != http.StatusOK {
+		t.Fatalf("new password: %s", resp.Status)
+	}
+}

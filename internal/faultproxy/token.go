@@ -19,9 +19,12 @@ func (p *Proxy) serveToken(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if t.Username != "" {
+	p.mu.Lock()
+	user, pass := p.user, p.pass
+	p.mu.Unlock()
+	if user != "" {
 		u, pw, ok := r.BasicAuth()
-		if !ok || u != t.Username || pw != t.Password {
+		if !ok || u != user || pw != pass {
 			w.Header().Set("WWW-Authenticate", `Basic realm="faultproxy"`)
 			http.Error(w, "bad credentials", http.StatusUnauthorized)
 			return
@@ -45,6 +48,15 @@ func (p *Proxy) serveToken(w http.ResponseWriter, r *http.Request) {
 		"expires_in": max(1, int(announce/time.Second)),
 		"issued_at":  now.UTC().Format(time.RFC3339),
 	})
+}
+
+// SetCredentials changes the username and password the token server
+// requires from now on (tokens already issued stay valid until they
+// expire or ExpireTokens).
+func (p *Proxy) SetCredentials(user, pass string) {
+	p.mu.Lock()
+	p.user, p.pass = user, pass
+	p.mu.Unlock()
 }
 
 // authorized reports whether r carries a token that is still valid.
