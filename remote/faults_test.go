@@ -268,3 +268,19 @@ func TestVerifiedReadRetriesCorruptBytes(t *testing.T) {
 		t.Fatalf("unchecked read of a flipped answer: err = %v, bytes right: %v", err, bytes.Equal(buf, want))
 	}
 }
+
+// When every request out is stalled, the oldest is given up and replaced
+// rather than waited on until the read's deadline.
+func TestStalledHedgesAreReplaced(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	f := startFaulty(t, faultproxy.Options{Seed: 1}, quick(Options{ReadTimeout: 5 * time.Second, HedgeMax: 50 * time.Millisecond, MaxHedges: 2}))
+	f.proxy.SetFaults(faultproxy.Faults{StallFor: time.Minute})
+	f.proxy.Script(faultproxy.Stall, faultproxy.Stall, faultproxy.Stall)
+	buf := make([]byte, 100)
+	if _, err := f.b.ReadAt(ctx, buf, 0); err != nil || !bytes.Equal(buf, f.blob[:100]) {
+		t.Fatalf("err = %v (%+v)", err, f.proxy.Counters())
+	}
+	if c := f.proxy.Counters(); c.Stalls != 3 {
+		t.Fatalf("%d stalls, want 3", c.Stalls)
+	}
+}

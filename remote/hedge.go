@@ -52,12 +52,15 @@ func (l *latency) hedgeDelay(o *Options) time.Duration {
 }
 
 // hedged runs try (with a buffer of len(p) bytes to fill) and, each time
-// delay passes without an answer, starts one more (up to maxHedges more),
-// all racing. The first success wins: its bytes end up in p, every other
-// attempt is cancelled and waited for. It returns when one succeeded, or
-// every attempt failed (the first failure is returned), or ctx ended. A
-// failure while no hedge is in flight returns at once: retrying is the
-// caller's job, after a backoff.
+// delay passes without an answer, starts one more, all racing: up to
+// 1+maxHedges at once. When that many are out and the delay passes again,
+// the oldest is given up (cancelled) and replaced, with the delay doubled
+// each time, up to maxAttempts attempts in all: a request stalled for good
+// is not waited on until the read's deadline. The first success wins: its
+// bytes end up in p, every other attempt is cancelled and waited for. It
+// returns when one succeeded, every attempt failed (the first failure is
+// returned), or ctx ended. A failure while no other attempt is in flight
+// returns at once: retrying is the caller's job, after a backoff.
 func hedged(ctx context.Context, host string, p []byte, delay time.Duration, maxHedges int,
 	lat *latency, try func(ctx context.Context, buf []byte) error) error {
 	type result struct {
@@ -66,19 +69,22 @@ func hedged(ctx context.Context, host string, p []byte, delay time.Duration, max
 		err error
 		d   time.Duration
 	}
-	results := make(chan result, maxHedges+1)
+	maxAttempts := 2 * (maxHedges + 1)
+	results := make(chan result, maxAttempts)
 	var cancels []context.CancelFunc
-	launch := func(i int, buf []byte) {
+	var done, givenUp []bool
+	launch := func(buf []byte) {
+		i := len(cancels)
 		actx, cancel := context.WithCancel(ctx)
-		cancels = append(cancels, cancel)
+		cancels, done, givenUp = append(cancels, cancel), append(done, false), append(givenUp, false)
 		go func() {
 			start := time.Now()
 			err := try(actx, buf)
 			results <- result{i, buf, err, time.Since(start)}
 		}()
 	}
-	launch(0, p)
-	inflight, fired := 1, 0
+	launch(p)
+	inflight := 1
 	timer := time.NewTimer(delay)
 	defer timer.Stop()
 
@@ -90,22 +96,34 @@ wait:
 		select {
 		case r := <-results:
 			inflight--
+			done[r.i] = true
 			if r.err == nil {
 				winner, won = r.i, r.buf
 				lat.observe(r.d)
 				break wait
 			}
-			if firstErr == nil {
+			if firstErr == nil && !givenUp[r.i] {
 				firstErr = r.err
 			}
 		case <-timer.C:
-			if fired < maxHedges {
-				fired++
-				metrics.RegistryHedgesFired.WithLabelValues(host).Inc()
-				launch(fired, make([]byte, len(p)))
-				inflight++
-				timer.Reset(delay)
+			if len(cancels) >= maxAttempts || maxHedges == 0 {
+				continue
 			}
+			if inflight > maxHedges {
+				// The oldest still out has waited several delays.
+				for i := range cancels {
+					if !done[i] && !givenUp[i] {
+						givenUp[i] = true
+						cancels[i]()
+						break
+					}
+				}
+				delay *= 2
+			}
+			metrics.RegistryHedgesFired.WithLabelValues(host).Inc()
+			launch(make([]byte, len(p)))
+			inflight++
+			timer.Reset(delay)
 		case <-ctx.Done():
 			break wait
 		}
@@ -116,7 +134,7 @@ wait:
 		c()
 	}
 	for ; inflight > 0; inflight-- {
-		if r := <-results; r.err != nil && firstErr == nil {
+		if r := <-results; r.err != nil && firstErr == nil && !givenUp[r.i] {
 			firstErr = r.err
 		}
 	}

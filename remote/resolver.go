@@ -149,6 +149,14 @@ func (r *Resolver) registryHosts(ctx context.Context, name string) ([]docker.Reg
 	return hosts, nil
 }
 
+// dropHosts forgets the hosts of registry name: the next request
+// configures them again, with new authorizers.
+func (r *Resolver) dropHosts(name string) {
+	r.mu.Lock()
+	delete(r.hosts, name)
+	r.mu.Unlock()
+}
+
 // hostsStamp identifies the hosts.toml configuration of registry name
 // without reading it: the files and directories containerd's configurer
 // would look at (<dir>/<host>, its "_port_" spelling, and _default).

@@ -35,11 +35,21 @@ func transient(err error) bool {
 	return errdefs.IsUnavailable(err) || errors.Is(err, context.DeadlineExceeded)
 }
 
+// isAuthFailure reports whether err is a refused or failed authorization:
+// retried (credentials and tokens may be renewed meanwhile), but no sign
+// of a registry being down.
+func isAuthFailure(err error) bool {
+	var ae *authError
+	return errors.As(err, &ae) || errdefs.IsUnauthorized(err)
+}
+
 // outcomeOf tells a breaker what a request's result says about its host.
 func outcomeOf(ctx context.Context, err error) int {
 	switch {
 	case ctx.Err() != nil:
 		return outcomeUnknown
+	case err != nil && isAuthFailure(err) && !errdefs.IsUnavailable(err):
+		return outcomeUp
 	case err != nil && transient(err):
 		return outcomeTransient
 	default:
@@ -96,7 +106,7 @@ func (b *Blob) withRetries(ctx context.Context, op string, try func(ctx context.
 	r := b.resolver
 	start := time.Now()
 	var last error
-	attempts := 0
+	attempts, authRetries := 0, 0
 	for round := 0; ; round++ {
 		if ctx.Err() != nil {
 			return b.giveUp(ctx, op, attempts, start, last)
@@ -140,7 +150,16 @@ func (b *Blob) withRetries(ctx context.Context, op string, try func(ctx context.
 				return b.giveUp(ctx, op, attempts, start, last)
 			}
 			last = err
-			if !transient(err) {
+			if isAuthFailure(err) && authRetries == 0 {
+				authRetries++
+				// containerd's authorizer keeps a failed token fetch
+				// (and a handler built from old credentials) for good:
+				// the next attempt gets new hosts, so a fresh
+				// authorizer asks for credentials and a token again.
+				// Once per read: a registry that refuses us is not
+				// asked again and again.
+				r.dropHosts(b.registry)
+			} else if !transient(err) {
 				permanent++
 				continue
 			}
