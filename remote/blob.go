@@ -29,6 +29,8 @@ type Blob struct {
 	// outage is set while reads of this blob fail for good, so that one
 	// outage is logged once, not once per read.
 	outage atomic.Bool
+	// redirect is the final URL of the last redirected GET, if any.
+	redirect atomic.Pointer[redirect]
 }
 
 // Size returns the blob's size in bytes as the registry reported it.
@@ -109,6 +111,11 @@ func (b *Blob) readRange(ctx context.Context, h docker.RegistryHost, p []byte, o
 	rng := fmt.Sprintf("bytes=%d-%d", off, last)
 	log.G(ctx).WithFields(log.Fields{"host": h.Host, "range": rng}).Debug("fetching blob range")
 
+	release, err := b.resolver.acquire(ctx, h.Host)
+	if err != nil {
+		return &attemptError{cause: reasonTimeout, status: "no request slot in time", err: err}
+	}
+	defer release()
 	start := time.Now()
 	reason, status := reasonNone, ""
 	var wait time.Duration // the server's Retry-After

@@ -284,3 +284,45 @@ func TestStalledHedgesAreReplaced(t *testing.T) {
 		t.Fatalf("%d stalls, want 3", c.Stalls)
 	}
 }
+
+// A redirect's target is used directly for later reads, and asked for
+// again once it fails.
+func TestRedirectCached(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	f := startFaulty(t, faultproxy.Options{Seed: 1, Redirect: true}, quick(Options{}))
+	buf := make([]byte, 100)
+	for i := range 5 {
+		if _, err := f.b.ReadAt(ctx, buf, int64(i*100)); err != nil || !bytes.Equal(buf, f.blob[i*100:i*100+100]) {
+			t.Fatal(err)
+		}
+	}
+	if c := f.proxy.Counters(); c.Redirects != 1 || c.Redirected != 5 {
+		t.Fatalf("%d redirects for 5 reads (%d served redirected), want 1", c.Redirects, c.Redirected)
+	}
+	// The storage address fails once: the registry is asked again.
+	f.proxy.SetFaults(faultproxy.Faults{})
+	f.proxy.Script(faultproxy.ServerError)
+	if _, err := f.b.ReadAt(ctx, buf, 0); err != nil || !bytes.Equal(buf, f.blob[:100]) {
+		t.Fatal(err)
+	}
+	if c := f.proxy.Counters(); c.Redirects != 2 {
+		t.Fatalf("%d redirects after the cached URL failed, want 2", c.Redirects)
+	}
+}
+
+// Requests beyond MaxRequestsPerHost wait for a slot.
+func TestRequestSlotsPerHost(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	f := startFaulty(t, faultproxy.Options{Seed: 1}, quick(Options{MaxRequestsPerHost: 1, ReadTimeout: 300 * time.Millisecond, MaxHedges: -1}))
+	release, err := f.b.resolver.acquire(ctx, f.proxy.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.b.ReadAt(ctx, make([]byte, 10), 0); !errdefs.IsUnavailable(err) {
+		t.Fatalf("with the only slot taken: %v, want unavailable", err)
+	}
+	release()
+	if _, err := f.b.ReadAt(ctx, make([]byte, 10), 0); err != nil {
+		t.Fatalf("slot free: %v", err)
+	}
+}

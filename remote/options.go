@@ -24,6 +24,10 @@ const (
 	DefaultBreakerThreshold = 10
 	DefaultBreakerProbeMin  = 100 * time.Millisecond
 	DefaultBreakerProbeMax  = time.Second
+	// DefaultMaxRequestsPerHost is well above what chunks' scheduler sends
+	// one registry at once, so that its own per-registry limit (and
+	// priorities) decide; this one bounds hedges and readers beyond it.
+	DefaultMaxRequestsPerHost = 64
 )
 
 // Options configures a Resolver.
@@ -65,6 +69,13 @@ type Options struct {
 	// the interval between probes while it is open.
 	BreakerThreshold                 int
 	BreakerProbeMin, BreakerProbeMax time.Duration
+	// RedirectTTL is how long a blob's redirect target is used directly
+	// (until then, or until it fails).
+	RedirectTTL time.Duration
+	// MaxRequestsPerHost bounds the requests (hedges included) in flight
+	// to one host from this resolver; more wait for a slot, within their
+	// read's deadline.
+	MaxRequestsPerHost int
 }
 
 func (o Options) withDefaults() Options {
@@ -107,6 +118,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.BreakerProbeMax <= 0 {
 		o.BreakerProbeMax = DefaultBreakerProbeMax
+	}
+	if o.RedirectTTL <= 0 {
+		o.RedirectTTL = DefaultRedirectTTL
+	}
+	if o.MaxRequestsPerHost <= 0 {
+		o.MaxRequestsPerHost = DefaultMaxRequestsPerHost
 	}
 	return o
 }

@@ -21,9 +21,10 @@ type Resolver struct {
 	opts Options
 
 	mu       sync.Mutex
-	hosts    map[string]hostsEntry // by registry host name as in the ref
-	breakers map[string]*breaker   // by host (a mirror or the registry), kept across hosts reloads
-	latency  map[string]*latency   // by host, likewise
+	hosts    map[string]hostsEntry    // by registry host name as in the ref
+	breakers map[string]*breaker      // by host (a mirror or the registry), kept across hosts reloads
+	latency  map[string]*latency      // by host, likewise
+	slots    map[string]chan struct{} // by host: MaxRequestsPerHost tokens
 }
 
 type hostsEntry struct {
@@ -39,6 +40,27 @@ func NewResolver(opts Options) *Resolver {
 		hosts:    make(map[string]hostsEntry),
 		breakers: make(map[string]*breaker),
 		latency:  make(map[string]*latency),
+		slots:    make(map[string]chan struct{}),
+	}
+}
+
+// acquire waits for one of host's MaxRequestsPerHost request slots, or
+// until ctx ends, and returns its release. A slot is held for one request
+// only, never while waiting for another, so slots cannot deadlock with
+// each other nor with a limit of the caller's (chunks' scheduler).
+func (r *Resolver) acquire(ctx context.Context, host string) (func(), error) {
+	r.mu.Lock()
+	ch, ok := r.slots[host]
+	if !ok {
+		ch = make(chan struct{}, r.opts.MaxRequestsPerHost)
+		r.slots[host] = ch
+	}
+	r.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 }
 
