@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +18,7 @@ import (
 	"github.com/lazyfs/lazyfs/internal/faultproxy"
 	"github.com/lazyfs/lazyfs/internal/testregistry"
 	"github.com/lazyfs/lazyfs/metrics"
+	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -324,5 +329,32 @@ func TestRequestSlotsPerHost(t *testing.T) {
 	release()
 	if _, err := f.b.ReadAt(ctx, make([]byte, 10), 0); err != nil {
 		t.Fatalf("slot free: %v", err)
+	}
+}
+
+// A chunked answer (no Content-Length) that runs past the range is not
+// the range either.
+func TestChunkedLongBodyIsRefused(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	blob := testregistry.Noise(1000, t.Name())
+	d := digest.FromBytes(blob)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			w.Header().Set("Content-Length", strconv.Itoa(len(blob)))
+			return
+		}
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes 0-99/%d", len(blob)))
+		w.WriteHeader(http.StatusPartialContent)
+		_, _ = w.Write(blob[:100])
+		w.(http.Flusher).Flush() // no Content-Length: chunked
+		_, _ = w.Write([]byte("more"))
+	}))
+	defer srv.Close()
+	b, err := NewResolver(quick(Options{ReadTimeout: 300 * time.Millisecond})).Blob(ctx, strings.TrimPrefix(srv.URL, "http://")+"/test/repo:x", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ReadAt(ctx, make([]byte, 100), 0); !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), "body longer than range") {
+		t.Fatalf("err = %v, want unavailable naming the long body", err)
 	}
 }
