@@ -1,8 +1,9 @@
 package config
 
 import (
-	"path/filepath"
 	"time"
+
+	"github.com/lazyfs/lazyfs/layout"
 )
 
 // DefaultPath is where the snapshotter looks for its configuration.
@@ -202,18 +203,18 @@ func (c Config) CacheDir() string {
 	if c.Cache.Dir != "" {
 		return c.Cache.Dir
 	}
-	return filepath.Join(c.Root, "cache")
+	return layout.Root(c.Root).Cache()
 }
 
 // Default returns the configuration used when no file exists, and the base
 // that a document overrides key by key.
 func Default() Config {
 	return Config{
-		Root:     "/var/lib/lazyfs",
-		Address:  "/run/lazyfs/snapshotter.sock",
-		RunDir:   "/run/lazyfs",
+		Root:     layout.DefaultRoot,
+		Address:  layout.RunDir(layout.DefaultRunDir).SnapshotterSocket(),
+		RunDir:   layout.DefaultRunDir,
 		LogLevel: "info",
-		LogDir:   "/var/log/lazyfs",
+		LogDir:   layout.DefaultLogDir,
 		Workers: WorkersConfig{
 			Mode:            WorkersPerImage,
 			FuseReaders:     4,

@@ -24,23 +24,29 @@ func TestContainerdSnippets(t *testing.T) {
 			"enable_remote_snapshot_annotations": "true",
 		},
 	}
-	cri := map[string]any{"snapshotter": "lazyfs", "disable_snapshot_annotations": false}
+	// 1.x's CRI needs disable_snapshot_annotations = false; 2.x's keeps its
+	// default and pulls through the transfer service (one mechanism).
+	criV1 := map[string]any{"snapshotter": "lazyfs", "disable_snapshot_annotations": false}
+	criV2 := map[string]any{"snapshotter": "lazyfs"}
 	for _, tc := range []struct {
 		file    string
 		version int64
 		// path of the CRI table that holds the snapshotter setting.
 		criPath []string
+		cri     map[string]any
 		unpack  []any
 	}{
 		{
 			file:    "../misc/systemd/containerd-config-v2.toml",
 			version: 2,
 			criPath: []string{"plugins", "io.containerd.grpc.v1.cri", "containerd"},
+			cri:     criV1,
 		},
 		{
 			file:    "../misc/systemd/containerd-config-v3.toml",
 			version: 3,
 			criPath: []string{"plugins", "io.containerd.cri.v1.images"},
+			cri:     criV2,
 			unpack: []any{
 				map[string]any{"platform": "linux/amd64", "snapshotter": "overlayfs"},
 				map[string]any{"platform": "linux/amd64", "snapshotter": "lazyfs"},
@@ -62,8 +68,8 @@ func TestContainerdSnippets(t *testing.T) {
 			if got := lookup(doc, "proxy_plugins", "lazyfs"); !reflect.DeepEqual(got, proxy) {
 				t.Errorf("proxy_plugins.lazyfs = %v, want %v", got, proxy)
 			}
-			if got := lookup(doc, tc.criPath...); !reflect.DeepEqual(got, cri) {
-				t.Errorf("%v = %v, want %v", tc.criPath, got, cri)
+			if got := lookup(doc, tc.criPath...); !reflect.DeepEqual(got, tc.cri) {
+				t.Errorf("%v = %v, want %v", tc.criPath, got, tc.cri)
 			}
 			unpack := lookup(doc, "plugins", "io.containerd.transfer.v1.local", "unpack_config")
 			if tc.unpack == nil && unpack != nil || tc.unpack != nil && !reflect.DeepEqual(unpack, tc.unpack) {

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/lazyfs/lazyfs/layout"
 )
 
 // Limits that Validate enforces.
@@ -21,11 +23,12 @@ const (
 	// FUSE connection: beyond the cores of any node, more readers only cost
 	// memory.
 	maxFuseReaders = 1024
-	// workerSocketSuffix is the longest path the supervisor puts under
-	// run_dir for a worker's socket: workers/<id>/control.sock with a
-	// 20-character worker id.
-	workerSocketSuffix = len("/workers/img-0123456789abcdef/control.sock")
 )
+
+// workerSocketSuffix is the longest path the supervisor puts under run_dir
+// for a worker's socket: workers/<id>/control.sock with a 20-character
+// worker id.
+var workerSocketSuffix = len(layout.RunDir("/").WorkerControlSocket("img-0123456789abcdef"))
 
 // Validate checks every value of c and returns an *Error listing each
 // invalid one, keyed by its dotted name, or nil.

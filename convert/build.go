@@ -1,6 +1,7 @@
 package convert
 
 import (
+	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -70,9 +71,12 @@ func buildOptions(ctx context.Context, opts Options, missed *[]string) []estargz
 	if len(opts.PrioritizedFiles) > 0 {
 		bo = append(bo, estargz.WithPrioritizedFiles(opts.PrioritizedFiles))
 	}
-	if opts.CompressionLevel != 0 {
-		bo = append(bo, estargz.WithCompressionLevel(opts.CompressionLevel))
+	level := opts.CompressionLevel
+	if level == 0 {
+		level = gzip.BestCompression // estargz's default
 	}
+	// Replaces estargz's compressor, which allocates a writer per file.
+	bo = append(bo, estargz.WithCompression(newPooledGzip(level)))
 	return bo
 }
 

@@ -62,7 +62,7 @@ func (lc *layerConverter) convert(ctx context.Context, cs content.Store, desc oc
 		return nil, err
 	}
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("layer_digest", desc.Digest))
-	if annotated(desc) || !buildable(desc.MediaType) {
+	if (annotated(desc) && !lc.opts.Rebuild) || !buildable(desc.MediaType) {
 		log.G(ctx).WithField("media_type", desc.MediaType).Debug("layer left as it is")
 		lc.opts.report(Event{Digest: desc.Digest, Size: desc.Size, Done: true})
 		return nil, nil
@@ -131,7 +131,7 @@ func (lc *layerConverter) convertLayer(ctx context.Context, cs content.Store, de
 		lc.opts.report(ev)
 	}()
 
-	if gzipped(desc.MediaType) {
+	if gzipped(desc.MediaType) && !lc.opts.Rebuild {
 		if out, err = adopt(ctx, cs, desc); err != nil {
 			return nil, err
 		}

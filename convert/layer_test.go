@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -269,5 +270,46 @@ func TestLayerConvertFuncFailedWrite(t *testing.T) {
 			t.Fatalf("build goroutine still running:\n%s", stacks)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestLayerConvertFuncRebuildsEStargz: with Rebuild, an eStargz layer
+// (here annotated already) is built again with the prioritized files
+// first, in the order given, then the prefetch landmark; without it the
+// layer is left as it is (TestLayerConvertFuncLeavesAlone).
+func TestLayerConvertFuncRebuildsEStargz(t *testing.T) {
+	ctx, cs, _ := openMetadata(t)
+	files := baseFiles()
+	raw := tarBytes(t, files)
+	blob, err := estargz.Build(io.NewSectionReader(bytes.NewReader(raw), 0, int64(len(raw))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blob.Close()
+	b, err := io.ReadAll(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := writeBlob(ctx, t, cs, ocispec.MediaTypeImageLayerGzip, b, nil)
+	src.Annotations = map[string]string{estargz.TOCJSONDigestAnnotation: blob.TOCDigest().String()}
+
+	order := []string{"usr/bin/big", "etc/hostname"}
+	got, err := convert.LayerConvertFunc(convert.Options{Rebuild: true, PrioritizedFiles: order})(ctx, cs, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got == nil || got.Digest == src.Digest {
+		t.Fatalf("got %+v, want a rebuilt layer", got)
+	}
+	checkLayer(ctx, t, cs, *got, files, false)
+	var regs []string
+	for _, name := range tocNames(parseTOC(t, readAll(ctx, t, cs, *got))) {
+		switch name {
+		case "usr/bin/big", "etc/hostname", estargz.PrefetchLandmark:
+			regs = append(regs, name)
+		}
+	}
+	if want := append(order, estargz.PrefetchLandmark); !slices.Equal(regs, want) {
+		t.Errorf("TOC order %q, want %q", regs, want)
 	}
 }

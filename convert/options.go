@@ -24,6 +24,12 @@ type Options struct {
 	// spreads its files over several layers.
 	PrioritizedFiles []string
 
+	// Rebuild rebuilds layers that are eStargz already (annotated or not)
+	// instead of leaving or annotating them: what putting PrioritizedFiles
+	// first in an eStargz image takes. Their old TOC and landmarks are
+	// dropped and written anew.
+	Rebuild bool
+
 	// CompressionLevel is the gzip level of the new layers, from
 	// gzip.HuffmanOnly (-2) to gzip.BestCompression (9). Zero selects
 	// gzip.BestCompression, estargz's default, rather than

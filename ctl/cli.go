@@ -61,7 +61,7 @@ func usagef(format string, args ...any) error {
 func commands() *command {
 	return &command{
 		name: progName,
-		subs: []*command{versionCommand(), statusCommand(), daemonsCommand(), mountsCommand(), shutdownCommand(), imageCommand()},
+		subs: []*command{versionCommand(), statusCommand(), daemonsCommand(), mountsCommand(), shutdownCommand(), imageCommand(), configCommand(), doctorCommand()},
 	}
 }
 

@@ -21,6 +21,7 @@ type convertRequest struct {
 	chunkSize  int
 	prioritize []string
 	level      int
+	rebuild    bool             // rebuild eStargz layers too (image optimize)
 	push       *resolverOptions // nil: do not push
 }
 
@@ -51,6 +52,7 @@ func convertImage(ctx context.Context, a *app, req convertRequest) error {
 		ChunkSize:        req.chunkSize,
 		PrioritizedFiles: req.prioritize,
 		CompressionLevel: req.level,
+		Rebuild:          req.rebuild,
 		Progress:         progress.report,
 	})
 	if err != nil {

@@ -125,7 +125,7 @@ func newSnapshotterFixture(t *testing.T) snapshotterFixture {
 		logDir: filepath.Join(dir, "log"),
 	}}
 	ctx := logtest.WithT(context.Background(), t)
-	srv, err := mgmtapi.Listen(ctx, filepath.Join(f.runDir, mgmtapi.SocketName), mgmtapi.NewServer(f.fake))
+	srv, err := mgmtapi.Listen(ctx, filepath.Join(f.runDir, "api.sock"), mgmtapi.NewServer(f.fake))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,11 +4,10 @@ import (
 	"errors"
 	"flag"
 	"io/fs"
-	"path/filepath"
 	"slices"
 
 	"github.com/lazyfs/lazyfs/config"
-	"github.com/lazyfs/lazyfs/mgmtapi"
+	"github.com/lazyfs/lazyfs/layout"
 )
 
 // Defaults of the global flags that do not come from the lazyfs config.
@@ -108,5 +107,5 @@ func (g *globals) mgmtSocket() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return filepath.Join(runDir, mgmtapi.SocketName), nil
+	return layout.RunDir(runDir).MgmtSocket(), nil
 }

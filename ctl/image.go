@@ -12,7 +12,7 @@ func imageCommand() *command {
 	return &command{
 		name:    "image",
 		summary: "pull images lazily through containerd and convert them to eStargz",
-		subs:    []*command{imagePullCommand(), imageConvertCommand()},
+		subs:    []*command{imagePullCommand(), imageConvertCommand(), imageOptimizeCommand()},
 	}
 }
 

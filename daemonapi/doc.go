@@ -14,6 +14,11 @@
 // daemon information, loading a layer's table of contents, detaching a
 // mount, shutdown, health and metrics ([NewServer], [Client]).
 //
+// A worker's configuration is a third, one-way message: [WorkerConfig], a
+// versioned JSON file the snapshotter writes and every worker reads at
+// start ([WriteWorkerConfig], [ReadWorkerConfig]); its identity (id and
+// sockets) comes apart, as a flag or, for the standby, as an [Identity] line.
+//
 // Errors cross both wires as {"code", "message"}, where code names the
 // errdefs class of the error, so that a caller can branch on
 // errors.Is(err, errdefs.ErrInvalidArgument) on its side of the socket.

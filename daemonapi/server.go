@@ -50,6 +50,8 @@ func NewServer(b Backend, metrics http.Handler, opts ...ServerOption) http.Handl
 		{http.MethodDelete, PathMounts + "{id}", s.detach},
 		{http.MethodPost, PathMounts + "{id}" + PathVerifySuffix, s.verify},
 		{http.MethodPost, PathMounts + "{id}" + PathVerdictSuffix, s.verdict},
+		{http.MethodGet, PathMounts + "{id}" + PathAccessesSuffix, s.accesses},
+		{http.MethodPost, PathMounts + "{id}" + PathAccessesResetSuffix, s.resetAccesses},
 		{http.MethodGet, PathHealth, s.health},
 		{http.MethodGet, PathMetrics, s.serveMetrics},
 	}

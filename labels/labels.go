@@ -9,6 +9,8 @@ import (
 	"github.com/containerd/containerd/v2/pkg/snapshotters"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/lazyfs/lazyfs/layer"
 )
 
 const (
@@ -53,13 +55,9 @@ const (
 // gzip stream at all, hence has no DiffID.
 const ForgedUndecompressable = "undecompressable"
 
-// Layer describes a layer that can be mounted lazily.
-type Layer struct {
-	ImageRef       string
-	ManifestDigest digest.Digest // may be empty: not every client sends it
-	LayerDigest    digest.Digest
-	TOCDigest      digest.Digest
-}
+// Layer is the typed layer ParseLayer returns: an alias, so that code
+// written against labels.Layer keeps compiling. New code names layer.Layer.
+type Layer = layer.Layer
 
 // ErrNotRemote is returned by ParseLayer when the labels do not describe a
 // lazily loadable layer (e.g. an image that is not eStargz).
@@ -70,33 +68,24 @@ var ErrNotRemote = fmt.Errorf("not a lazily loadable layer: %w", errdefs.ErrNotI
 // the lazy path needs is missing (the reason names it), and
 // ErrInvalidArgument when one is malformed. The chain ID is not part of the
 // layer: a forged snapshot keeps serving its own image without it.
-func ParseLayer(l map[string]string) (Layer, error) {
-	var layer Layer
+//
+// This is the one place a layer's labels are parsed: the snapshotter passes
+// the value it returns on, and the supervisor and the worker never see the
+// labels.
+func ParseLayer(l map[string]string) (layer.Layer, error) {
 	for _, key := range []string{ImageRef, LayerDigest, TOCDigest} {
 		if l[key] == "" {
-			return layer, fmt.Errorf("label %s missing: %w", key, ErrNotRemote)
+			return layer.Layer{}, fmt.Errorf("label %s missing: %w", key, ErrNotRemote)
 		}
 	}
-	layer.ImageRef = l[ImageRef]
-	var err error
-	if layer.LayerDigest, err = parseDigest(l, LayerDigest); err != nil {
-		return layer, err
+	lay := layer.Layer{
+		ImageRef:       l[ImageRef],
+		ManifestDigest: digest.Digest(l[ManifestDigest]),
+		LayerDigest:    digest.Digest(l[LayerDigest]),
+		TOCDigest:      digest.Digest(l[TOCDigest]),
 	}
-	if layer.TOCDigest, err = parseDigest(l, TOCDigest); err != nil {
-		return layer, err
+	if err := lay.Validate(); err != nil {
+		return layer.Layer{}, fmt.Errorf("labels of layer %s: %w", l[LayerDigest], err)
 	}
-	if l[ManifestDigest] != "" {
-		if layer.ManifestDigest, err = parseDigest(l, ManifestDigest); err != nil {
-			return layer, err
-		}
-	}
-	return layer, nil
-}
-
-func parseDigest(l map[string]string, key string) (digest.Digest, error) {
-	d, err := digest.Parse(l[key])
-	if err != nil {
-		return "", fmt.Errorf("label %s=%q: %v: %w", key, l[key], err, errdefs.ErrInvalidArgument)
-	}
-	return d, nil
+	return lay, nil
 }

@@ -1,21 +1,14 @@
 package labels
 
 import (
+	"github.com/lazyfs/lazyfs/layer"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
 )
 
-// BlobDigests is what a worker computed from a layer's whole blob, fetched
-// from the registry: the digest and size of the compressed bytes, and the
-// digest and size of the uncompressed stream (the DiffID). DiffID is empty
-// when the blob does not decompress; DecompressError then says why.
-type BlobDigests struct {
-	Digest           digest.Digest
-	Size             int64
-	DiffID           digest.Digest
-	UncompressedSize int64
-	DecompressError  string
-}
+// BlobDigests is layer.BlobDigests, aliased so that code written against
+// labels.BlobDigests keeps compiling.
+type BlobDigests = layer.BlobDigests
 
 // ChainID is the chain ID of a layer with diffID on top of the chain
 // parent ("" for a base layer, whose chain ID is its DiffID), as the OCI

@@ -2,6 +2,7 @@ package lazyfs
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -40,6 +41,9 @@ type FS struct {
 	ctx    context.Context
 	tree   *Tree
 	reader FileReader
+	// accesses records the first open of each file (record.go); swapped
+	// whole by ResetAccesses.
+	accesses atomic.Pointer[accessLog]
 }
 
 var _ fuse.RawFileSystem = (*FS)(nil)
@@ -49,12 +53,14 @@ var _ fuse.RawFileSystem = (*FS)(nil)
 // should carry the layer's identity (layer_digest, image_ref, mountpoint),
 // which every log line of the filesystem then names.
 func NewFS(ctx context.Context, tree *Tree, reader FileReader) *FS {
-	return &FS{
+	fs := &FS{
 		RawFileSystem: fuse.NewDefaultRawFileSystem(),
 		ctx:           ctx,
 		tree:          tree,
 		reader:        reader,
 	}
+	fs.ResetAccesses()
+	return fs
 }
 
 // String names the filesystem in go-fuse's debug output.

@@ -29,6 +29,7 @@ func (fs *FS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) f
 	case in.Flags&unix.O_ACCMODE != unix.O_RDONLY, in.Flags&unix.O_TRUNC != 0:
 		return fuse.EROFS
 	}
+	fs.accesses.Load().record(in.NodeId)
 	out.Fh = in.NodeId
 	out.OpenFlags = fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH
 	return fuse.OK

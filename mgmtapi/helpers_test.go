@@ -111,7 +111,7 @@ func shortDir(t *testing.T) string {
 func serve(t *testing.T, b *fakeBackend) (*Client, *Server) {
 	t.Helper()
 	ctx := logtest.WithT(context.Background(), t)
-	path := filepath.Join(shortDir(t), "run", SocketName)
+	path := filepath.Join(shortDir(t), "run", "api.sock")
 	srv, err := Listen(ctx, path, NewServer(b))
 	if err != nil {
 		t.Fatal(err)

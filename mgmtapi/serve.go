@@ -14,9 +14,6 @@ import (
 	"github.com/lazyfs/lazyfs/daemonapi"
 )
 
-// SocketName is the management API's socket in the run dir.
-const SocketName = "api.sock"
-
 // shutdownGrace is how long a request in flight (a restart) may finish
 // once the server closes.
 const shutdownGrace = 10 * time.Second

@@ -50,6 +50,8 @@ func NewServer(b Backend) http.Handler {
 		{http.MethodPost, PathWorkers + "{id}/restart", s.restart},
 		{http.MethodGet, PathWorkers + "{id}/logs", s.logs},
 		{http.MethodGet, PathMounts, s.mounts},
+		{http.MethodGet, PathMounts + "/{id}" + pathAccessesSuffix, s.accesses},
+		{http.MethodPost, PathMounts + "/{id}" + pathAccessesResetSuffix, s.resetAccesses},
 		{http.MethodPost, PathShutdown, s.shutdown},
 	}
 	for _, rt := range routes {

@@ -171,7 +171,32 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# crictl drives containerd's CRI in the node tests (Kubernetes' own client;
+# not packaged for Debian 12), built like containerd into $CRICTL_DIR.
+CRICTL_VERSION=v1.37.0
+CRICTL_DIR=$TOOLS/crictl-${CRICTL_VERSION#v}
+
+build_crictl() {
+	if [ -x "$CRICTL_DIR/crictl" ]; then
+		say "crictl $CRICTL_VERSION present in $CRICTL_DIR"
+		return
+	fi
+	command -v go >/dev/null 2>&1 || die "go is not installed (needed to build crictl $CRICTL_VERSION)"
+	say "building crictl $CRICTL_VERSION into $CRICTL_DIR"
+	as_root mkdir -p "$TOOLS"
+	local tmp
+	tmp=$(as_root mktemp -d "$TOOLS/.crictl-build.XXXXXX")
+	BUILD_TMP=$tmp
+	(cd / && as_root env GOFLAGS= GOBIN="$tmp" PATH="$PATH" HOME="$HOME" go install "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION")
+	as_root chmod 0755 "$tmp"
+	as_root rm -rf "$CRICTL_DIR"
+	as_root mv "$tmp" "$CRICTL_DIR"
+	BUILD_TMP=
+	say "built: $("$CRICTL_DIR/crictl" --version)"
+}
+
 install_packages
 build_containerd
+build_crictl
 [ -e /dev/fuse ] || say "warning: /dev/fuse is missing (modprobe fuse); lazy mounts will not work"
 say "done"

@@ -4,12 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/core/snapshots/storage"
 	"github.com/containerd/log"
+
+	"github.com/lazyfs/lazyfs/layout"
 )
 
 // Prepare creates an active snapshot on top of parent and returns the mounts
@@ -98,7 +99,7 @@ func (s *Snapshotter) createSnapshot(ctx context.Context, kind snapshots.Kind, k
 		if len(snap.ParentIDs) > 0 {
 			// A new layer's root directory starts out owned like its parent's,
 			// so that an image whose root is not owned by root keeps it that way.
-			if err := copyOwner(s.upperPath(snap.ParentIDs[0]), filepath.Join(tmp, "fs")); err != nil {
+			if err := copyOwner(s.upperPath(snap.ParentIDs[0]), layout.FS(tmp)); err != nil {
 				return err
 			}
 		}
@@ -116,15 +117,15 @@ func (s *Snapshotter) createSnapshot(ctx context.Context, kind snapshots.Kind, k
 // makeTempDir creates snapshots/new-XXXX/{fs,work}; work only for active
 // snapshots, which are the only ones overlayfs writes to.
 func (s *Snapshotter) makeTempDir(kind snapshots.Kind) (string, error) {
-	tmp, err := os.MkdirTemp(filepath.Join(s.root, snapshotsDir), tempPrefix)
+	tmp, err := os.MkdirTemp(s.snapshotsPath(), tempPrefix)
 	if err != nil {
 		return "", fmt.Errorf("failed to create snapshot directory: %w", err)
 	}
-	if err := os.Mkdir(filepath.Join(tmp, "fs"), 0o755); err != nil {
+	if err := os.Mkdir(layout.FS(tmp), 0o755); err != nil {
 		return tmp, fmt.Errorf("failed to create snapshot directory: %w", err)
 	}
 	if kind == snapshots.KindActive {
-		if err := os.Mkdir(filepath.Join(tmp, "work"), 0o711); err != nil {
+		if err := os.Mkdir(layout.Work(tmp), 0o711); err != nil {
 			return tmp, fmt.Errorf("failed to create snapshot directory: %w", err)
 		}
 	}

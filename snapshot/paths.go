@@ -1,21 +1,14 @@
 package snapshot
 
-import "path/filepath"
+import "github.com/lazyfs/lazyfs/layout"
 
-const (
-	snapshotsDir = "snapshots"
-	// tempPrefix names directories under construction; Cleanup removes them.
-	tempPrefix = "new-"
-)
+// tempPrefix names directories under construction; Cleanup removes them.
+const tempPrefix = "new-"
 
-func (s *Snapshotter) snapshotPath(id string) string {
-	return filepath.Join(s.root, snapshotsDir, id)
-}
+func (s *Snapshotter) snapshotsPath() string { return layout.Root(s.root).Snapshots() }
 
-func (s *Snapshotter) upperPath(id string) string {
-	return filepath.Join(s.root, snapshotsDir, id, "fs")
-}
+func (s *Snapshotter) snapshotPath(id string) string { return layout.Root(s.root).Snapshot(id) }
 
-func (s *Snapshotter) workPath(id string) string {
-	return filepath.Join(s.root, snapshotsDir, id, "work")
-}
+func (s *Snapshotter) upperPath(id string) string { return layout.Root(s.root).SnapshotFS(id) }
+
+func (s *Snapshotter) workPath(id string) string { return layout.Root(s.root).SnapshotWork(id) }

@@ -12,22 +12,23 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/lazyfs/lazyfs/labels"
+	"github.com/lazyfs/lazyfs/layer"
 	"github.com/lazyfs/lazyfs/metrics"
 )
 
 // RemoteLayers mounts layers lazily: the supervisor implements it with FUSE
 // mounts served by lazyfsd workers.
 type RemoteLayers interface {
-	// Mount makes the layer the labels describe visible at mountpoint; id
-	// names the mount (it is the snapshot's id). Any error means the layer
-	// is unpacked as usual instead.
-	Mount(ctx context.Context, id, mountpoint string, labels map[string]string) error
+	// Mount makes layer l visible at mountpoint; id names the mount (it is
+	// the snapshot's id). Any error means the layer is unpacked as usual
+	// instead.
+	Mount(ctx context.Context, id, mountpoint string, l layer.Layer) error
 	// Unmount stops serving the mount and unmounts it.
 	Unmount(ctx context.Context, id, mountpoint string) error
 	// Restore makes sure a remote snapshot of an earlier run is served at
 	// mountpoint again. It returns at once and does the work in the
 	// background (never waiting on a registry); Wait tells when it is done.
-	Restore(ctx context.Context, id, mountpoint string, labels map[string]string) error
+	Restore(ctx context.Context, id, mountpoint string, l layer.Layer) error
 	// Wait returns once none of the given snapshot ids is being mounted
 	// again (after a restart or a worker's death), or an error if one could
 	// not be. Ids that are not remote mounts return at once.
@@ -82,7 +83,7 @@ func (s *Snapshotter) prepareRemote(ctx context.Context, key, parent string, opt
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("chain_id", target))
 	layer, err := labels.ParseLayer(base.Labels)
 	if err != nil {
-		s.fallback(ctx, "not_lazy", err)
+		s.fallback(ctx, s.notLazyReason(ctx, base.Labels, err), err)
 		return false, nil
 	}
 	ctx = log.WithLogger(ctx, log.G(ctx).
@@ -111,7 +112,7 @@ func (s *Snapshotter) prepareRemote(ctx context.Context, key, parent string, opt
 		return false, err
 	}
 	mountpoint := s.upperPath(snap.ID)
-	if err := s.remote.Mount(ctx, snap.ID, mountpoint, base.Labels); err != nil {
+	if err := s.remote.Mount(ctx, snap.ID, mountpoint, layer); err != nil {
 		s.abandon(ctx, key, "")
 		s.fallback(ctx, "mount_failed", err)
 		return false, nil
@@ -157,9 +158,9 @@ func (s *Snapshotter) abandon(ctx context.Context, key, mountpoint string) {
 // fallback records that a layer is unpacked as usual instead of lazily.
 func (s *Snapshotter) fallback(ctx context.Context, reason string, err error) {
 	if errors.Is(err, labels.ErrNotRemote) {
-		// The common case for ordinary images: keep it out of the warnings.
-		log.G(ctx).WithError(err).Debug("layer is not lazily loadable; unpacking it as usual")
-		reason = "not_estargz"
+		// The common case for ordinary images: keep it out of the warnings
+		// (an eStargz layer without labels was warned about once).
+		log.G(ctx).WithError(err).WithField("reason", reason).Debug("falling back to unpacking the layer as usual")
 	} else {
 		log.G(ctx).WithError(err).WithField("reason", reason).Warn("falling back to unpacking the layer as usual")
 	}
@@ -199,7 +200,15 @@ func (s *Snapshotter) Restore(ctx context.Context) error {
 	for _, r := range found {
 		// Synchronous: by the time Restore returns, every layer is either
 		// served or known to be pending, so no Prepare can miss it.
-		if err := s.remote.Restore(ctx, r.id, r.mountpoint, r.labels); err != nil {
+		// Parsed here, once; a snapshot whose labels do not parse is still
+		// handed on (as the zero layer, which the remote layers refuse), so
+		// that waiting for it reports the failure instead of finding an
+		// empty directory.
+		l, err := labels.ParseLayer(r.labels)
+		if err != nil {
+			log.G(ctx).WithError(err).WithField("mountpoint", r.mountpoint).Error("a lazily loaded layer of the last run has unreadable labels")
+		}
+		if err := s.remote.Restore(ctx, r.id, r.mountpoint, l); err != nil {
 			log.G(ctx).WithError(err).WithField("mountpoint", r.mountpoint).Error("failed to restore a lazily loaded layer")
 		}
 	}

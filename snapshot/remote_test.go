@@ -13,13 +13,15 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/lazyfs/lazyfs/labels"
+	"github.com/lazyfs/lazyfs/layer"
 )
 
 // fakeRemote records calls; Mount fails when failMount is set.
 type fakeRemote struct {
 	mu        sync.Mutex
 	failMount error
-	mounted   map[string]string // id -> mountpoint
+	mounted   map[string]string      // id -> mountpoint
+	layers    map[string]layer.Layer // id -> the layer last mounted or restored
 	unmounted []string
 	restored  chan string
 	pending   map[string]bool // ids Wait reports as not mounted yet
@@ -44,7 +46,7 @@ type verdict struct {
 }
 
 func newFakeRemote() *fakeRemote {
-	return &fakeRemote{mounted: map[string]string{}, restored: make(chan string, 10), verdicts: map[string]verdict{}}
+	return &fakeRemote{mounted: map[string]string{}, layers: map[string]layer.Layer{}, restored: make(chan string, 10), verdicts: map[string]verdict{}}
 }
 
 func (f *fakeRemote) Verify(ctx context.Context, id string) (labels.BlobDigests, error) {
@@ -68,7 +70,7 @@ func (f *fakeRemote) SetVerdict(_ context.Context, id string, forged bool, diffI
 	return nil
 }
 
-func (f *fakeRemote) Mount(_ context.Context, id, mountpoint string, _ map[string]string) error {
+func (f *fakeRemote) Mount(_ context.Context, id, mountpoint string, l layer.Layer) error {
 	if f.onMount != nil {
 		f.onMount(id)
 	}
@@ -78,6 +80,7 @@ func (f *fakeRemote) Mount(_ context.Context, id, mountpoint string, _ map[strin
 		return f.failMount
 	}
 	f.mounted[id] = mountpoint
+	f.layers[id] = l
 	return nil
 }
 
@@ -89,7 +92,10 @@ func (f *fakeRemote) Unmount(_ context.Context, id, _ string) error {
 	return nil
 }
 
-func (f *fakeRemote) Restore(_ context.Context, id, _ string, _ map[string]string) error {
+func (f *fakeRemote) Restore(_ context.Context, id, _ string, l layer.Layer) error {
+	f.mu.Lock()
+	f.layers[id] = l
+	f.mu.Unlock()
 	f.restored <- id
 	return nil
 }
@@ -142,6 +148,17 @@ func TestPrepareRemote(t *testing.T) {
 	if len(fr.mounted) != 1 {
 		t.Fatalf("mounted %v, want one mount", fr.mounted)
 	}
+	// The remote layers get the labels parsed, once, into a typed layer.
+	wantLayer := layer.Layer{
+		ImageRef:    "127.0.0.1:5000/img:v1",
+		LayerDigest: "sha256:2222222222222222222222222222222222222222222222222222222222222222",
+		TOCDigest:   "sha256:3333333333333333333333333333333333333333333333333333333333333333",
+	}
+	for id := range fr.mounted {
+		if got := fr.layers[id]; got != wantLayer {
+			t.Fatalf("Mount got layer %+v, want %+v", got, wantLayer)
+		}
+	}
 
 	// A second pull of the same layer finds it.
 	if _, err := s.Prepare(ctx, "extract-2 chain1", "", snapshots.WithLabels(lazyLabels("chain1"))); !errdefs.IsAlreadyExists(err) {
@@ -169,7 +186,13 @@ func TestPrepareRemote(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case <-fr.restored:
+	case id := <-fr.restored:
+		fr.mu.Lock()
+		got := fr.layers[id]
+		fr.mu.Unlock()
+		if got != wantLayer {
+			t.Fatalf("Restore got layer %+v, want %+v (the committed snapshot's labels, parsed)", got, wantLayer)
+		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("remote snapshot not restored")
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/core/snapshots/storage"
@@ -55,13 +54,13 @@ func (s *Snapshotter) Cleanup(ctx context.Context) error {
 		if err != nil && !errdefs.IsNotFound(err) { // NotFound: a new, empty store
 			return err
 		}
-		entries, err := os.ReadDir(filepath.Join(s.root, snapshotsDir))
+		entries, err := os.ReadDir(s.snapshotsPath())
 		if err != nil {
 			return fmt.Errorf("failed to list snapshot directories: %w", err)
 		}
 		for _, e := range entries {
 			if _, ok := ids[e.Name()]; !ok {
-				orphans = append(orphans, filepath.Join(s.root, snapshotsDir, e.Name()))
+				orphans = append(orphans, s.snapshotPath(e.Name()))
 			}
 		}
 		return nil

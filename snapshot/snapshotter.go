@@ -28,6 +28,8 @@ import (
 	"github.com/containerd/log"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/lazyfs/lazyfs/layout"
 )
 
 // metaStore is the part of containerd's storage.MetaStore this package uses.
@@ -51,6 +53,8 @@ type Snapshotter struct {
 	wg        sync.WaitGroup
 	proofs    proofs
 	proofWait time.Duration
+
+	labelHint labelHint // warns once about eStargz layers without labels
 }
 
 var (
@@ -84,7 +88,7 @@ func New(ctx context.Context, root string, opts ...Opt) (_ *Snapshotter, err err
 	if !filepath.IsAbs(root) {
 		return nil, fmt.Errorf("snapshotter root %q must be an absolute path", root)
 	}
-	if err := os.MkdirAll(filepath.Join(root, snapshotsDir), 0o700); err != nil {
+	if err := os.MkdirAll(layout.Root(root).Snapshots(), 0o700); err != nil {
 		return nil, fmt.Errorf("failed to create snapshotter root: %w", err)
 	}
 	ok, err := fs.SupportsDType(root)
@@ -95,7 +99,7 @@ func New(ctx context.Context, root string, opts ...Opt) (_ *Snapshotter, err err
 		return nil, fmt.Errorf("%s does not support d_type, which overlayfs needs (xfs: reformat with ftype=1)", root)
 	}
 
-	dbPath := filepath.Join(root, "metadata.db")
+	dbPath := layout.Root(root).MetadataDB()
 	ms, err := storage.NewMetaStore(dbPath, func(bo *bolt.Options) error {
 		bo.Timeout = o.dbTimeout
 		return nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/lazyfs/lazyfs/internal/testreq"
+	"github.com/lazyfs/lazyfs/layout"
 )
 
 // TestMain turns on containerd's root-only tests (-test.root) when running as
@@ -154,7 +154,7 @@ func TestCrashLeftoversRemovedAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, dir := range []string{"new-123456", "999"} {
-		if err := os.MkdirAll(filepath.Join(root, snapshotsDir, dir, "fs"), 0o755); err != nil {
+		if err := os.MkdirAll(layout.Root(root).SnapshotFS(dir), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -164,7 +164,7 @@ func TestCrashLeftoversRemovedAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	entries, err := os.ReadDir(filepath.Join(root, snapshotsDir))
+	entries, err := os.ReadDir(layout.Root(root).Snapshots())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func TestCrashLeftoversRemovedAtStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := mounts[0].Source; got != filepath.Join(root, snapshotsDir, names[0], "fs") {
+	if got := mounts[0].Source; got != layout.Root(root).SnapshotFS(names[0]) {
 		t.Fatalf("live snapshot mounts %s, its directory is %s", got, names[0])
 	}
 }

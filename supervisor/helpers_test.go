@@ -17,11 +17,12 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
+	"github.com/lazyfs/lazyfs/daemonapi"
 	"github.com/lazyfs/lazyfs/failover"
 	"github.com/lazyfs/lazyfs/internal/fusetest"
 	"github.com/lazyfs/lazyfs/internal/testregistry"
 	"github.com/lazyfs/lazyfs/internal/testreq"
-	"github.com/lazyfs/lazyfs/labels"
+	"github.com/lazyfs/lazyfs/layer"
 )
 
 // testTimeout bounds every single wait on the kernel, a worker or the
@@ -92,20 +93,29 @@ func newEnv(t *testing.T, mode Mode) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	root := t.TempDir()
 	e := &env{
 		t:   t,
 		ctx: logtest.WithT(context.Background(), t),
 		reg: testregistry.New(t, "lazyfs/test"),
 		opts: Options{
-			Root:         t.TempDir(),
+			Root:         root,
 			RunDir:       runDir,
 			LogDir:       t.TempDir(),
 			Binary:       bin,
 			Mode:         mode,
 			ReadyTimeout: 10 * time.Second,
-			LogLevel:     "debug",
-			// No hosts.toml of this machine: 127.0.0.1 is plain http.
-			WorkerArgs: []string{"--hosts-dir", t.TempDir()},
+			Worker: daemonapi.WorkerConfig{
+				Version:  daemonapi.WorkerConfigVersion,
+				Root:     root,
+				RunDir:   runDir,
+				LogLevel: "debug",
+				// No hosts.toml of this machine: 127.0.0.1 is plain http.
+				HostsDir:        t.TempDir(),
+				FuseReaders:     4,
+				MemoryCacheSize: 64 << 20,
+				TOC:             daemonapi.TOCLimits{MaxCompressedSize: 64 << 20, MaxSize: 256 << 20, MaxEntries: 1_000_000},
+			},
 		},
 		mnt: t.TempDir(),
 	}
@@ -119,16 +129,15 @@ func newEnv(t *testing.T, mode Mode) *env {
 	return e
 }
 
-// labels are the Prepare labels of layer i of the image tag (its manifest
-// digest derives from the tag).
-func (e *env) labels(i int, tag string) map[string]string {
+// layer is layer i of the image tag (its manifest digest derives from the
+// tag), as the snapshotter would pass it.
+func (e *env) layer(i int, tag string) layer.Layer {
 	l := e.layers[i]
-	return map[string]string{
-		labels.TargetSnapshotRef: "sha256:" + digest.FromString("chain "+tag+strconv.Itoa(i)).Encoded(),
-		labels.ImageRef:          e.reg.Ref(tag),
-		labels.LayerDigest:       l.Digest.String(),
-		labels.TOCDigest:         l.TOCDigest.String(),
-		labels.ManifestDigest:    e.manifest(tag).String(),
+	return layer.Layer{
+		ImageRef:       e.reg.Ref(tag),
+		LayerDigest:    l.Digest,
+		TOCDigest:      l.TOCDigest,
+		ManifestDigest: e.manifest(tag),
 	}
 }
 
@@ -193,12 +202,12 @@ func (s *testSupervisor) close(keepWorkers bool) {
 	}
 }
 
-func (s *testSupervisor) mount(id, mountpoint string, lbls map[string]string) {
+func (s *testSupervisor) mount(id, mountpoint string, lay layer.Layer) {
 	t := s.e.t
 	t.Helper()
 	ctx, cancel := context.WithTimeout(s.e.ctx, testTimeout)
 	defer cancel()
-	if err := s.Mount(ctx, id, mountpoint, lbls); err != nil {
+	if err := s.Mount(ctx, id, mountpoint, lay); err != nil {
 		t.Fatalf("Mount %s: %v", id, err)
 	}
 }

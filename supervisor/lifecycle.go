@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
 
@@ -103,17 +105,20 @@ func (s *Supervisor) remountDead(ctx context.Context, mounts []*mountState) {
 	for _, m := range mounts {
 		s.pending.begin(m.id)
 	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	started := s.goRestore(func() {
 		for _, m := range mounts {
-			err := s.Mount(s.ctx, m.id, m.mountpoint, m.labels)
+			err := s.Mount(s.rctx, m.id, m.mountpoint, m.layer)
 			if err != nil {
 				log.G(ctx).WithError(err).WithField("mountpoint", m.mountpoint).Error("failed to mount a layer again after its worker died")
 			}
 			s.pending.end(m.id, err)
 		}
-	}()
+	})
+	if !started {
+		for _, m := range mounts {
+			s.pending.end(m.id, fmt.Errorf("mount %s: supervisor is shutting down: %w", m.id, errdefs.ErrUnavailable))
+		}
+	}
 }
 
 // exitCause classifies how a worker ended, for the metrics and the history
@@ -276,7 +281,7 @@ func (s *Supervisor) adopt(ctx context.Context, rec record, stored map[string]in
 	}
 	w.control = ctl
 	for id, m := range rec.Mounts {
-		ms := &mountState{id: id, mountpoint: m.Mountpoint, labels: m.Labels, conn: failover.NewConn(-1, m.Init)}
+		ms := &mountState{id: id, mountpoint: m.Mountpoint, layer: s.recordedLayer(ctx, id, m), conn: failover.NewConn(-1, m.Init)}
 		if fd, ok := stored[id]; ok {
 			ms.conn.Hold(fd, m.Init)
 			delete(stored, id)

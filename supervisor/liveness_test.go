@@ -24,7 +24,7 @@ func TestHungWorkerIsReplaced(t *testing.T) {
 	e.opts.HungTimeout = 100 * time.Millisecond
 	s := e.supervisor()
 	mp := e.mountpoint("m1")
-	s.mount("m1", mp, e.labels(0, "v1"))
+	s.mount("m1", mp, e.layer(0, "v1"))
 	id := e.workerID("v1")
 	old := s.pids()[id]
 	r := startReader(t, filepath.Join(mp, "usr/bin/big.bin"), e.layers[0].Files["usr/bin/big.bin"])
@@ -53,7 +53,7 @@ func TestReadoptedWorkerLogsReachItsFile(t *testing.T) {
 	e := newEnv(t, PerImage)
 	s := e.supervisor()
 	mp := e.mountpoint("m1")
-	s.mount("m1", mp, e.labels(0, "v1"))
+	s.mount("m1", mp, e.layer(0, "v1"))
 	id := e.workerID("v1")
 	old := s.pids()[id]
 	s.close(true)

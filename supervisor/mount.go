@@ -12,7 +12,7 @@ import (
 
 	"github.com/lazyfs/lazyfs/daemonapi"
 	"github.com/lazyfs/lazyfs/failover"
-	"github.com/lazyfs/lazyfs/labels"
+	"github.com/lazyfs/lazyfs/layer"
 	"github.com/lazyfs/lazyfs/metrics"
 )
 
@@ -21,16 +21,17 @@ import (
 // its successor may work.
 var errWorkerGone = fmt.Errorf("worker gone while mounting: %w", errdefs.ErrUnavailable)
 
-// Mount mounts the layer the labels describe at mountpoint, in the order
+// Mount mounts layer l at mountpoint, in the order
 // DESIGN.md sets: the worker loads and verifies the TOC first (hostile input
 // is parsed there, never here); only then is /dev/fuse opened, mounted and
 // its fd attached to the worker, which answers once FUSE INIT is done. A
 // worker that dies meanwhile (even while answering INIT) leaves nothing
 // behind, and the layer is mounted once more through its successor.
-func (s *Supervisor) Mount(ctx context.Context, id, mountpoint string, lbls map[string]string) error {
-	layer, err := labels.ParseLayer(lbls)
-	if err != nil {
-		return err
+func (s *Supervisor) Mount(ctx context.Context, id, mountpoint string, l layer.Layer) error {
+	// The snapshotter validated it; a layer read back from workers.db
+	// comes this way too.
+	if err := l.Validate(); err != nil {
+		return fmt.Errorf("mount %s: %w", id, err)
 	}
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("mount_id", id).WithField("mountpoint", mountpoint))
 	// A second Mount of a served id would stack a mount on it, and the
@@ -38,22 +39,22 @@ func (s *Supervisor) Mount(ctx context.Context, id, mountpoint string, lbls map[
 	if w, _ := s.findMount(id); w != nil {
 		return fmt.Errorf("mount %s is served by worker %s already: %w", id, w.id, errdefs.ErrAlreadyExists)
 	}
-	err = s.mountOnce(ctx, id, mountpoint, lbls, layer)
+	err := s.mountOnce(ctx, id, mountpoint, l)
 	if errors.Is(err, errWorkerGone) {
 		log.G(ctx).WithError(err).Warn("worker died while mounting a layer; mounting it through its successor")
-		err = s.mountOnce(ctx, id, mountpoint, lbls, layer)
+		err = s.mountOnce(ctx, id, mountpoint, l)
 	}
 	return err
 }
 
-func (s *Supervisor) mountOnce(ctx context.Context, id, mountpoint string, lbls map[string]string, layer labels.Layer) (err error) {
-	w, err := s.workerFor(ctx, layer)
+func (s *Supervisor) mountOnce(ctx context.Context, id, mountpoint string, l layer.Layer) (err error) {
+	w, err := s.workerFor(ctx, l)
 	if err != nil {
 		return err
 	}
 	ctx = s.logger(ctx, w.id)
 
-	if _, err := w.api.LoadLayer(ctx, loadRequest(id, mountpoint, layer)); err != nil {
+	if _, err := w.api.LoadLayer(ctx, loadRequest(id, mountpoint, l)); err != nil {
 		if w.isExited() {
 			return fmt.Errorf("%w: %w", errWorkerGone, err)
 		}
@@ -63,7 +64,11 @@ func (s *Supervisor) mountOnce(ctx context.Context, id, mountpoint string, lbls 
 	defer unlock()
 	defer func() {
 		if err != nil && !w.isExited() {
-			if derr := w.api.Detach(context.WithoutCancel(ctx), id); derr != nil {
+			// Not cancelled with ctx (a restore cancelled by Shutdown
+			// still detaches), but bounded: Shutdown waits for it.
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), detachTimeout)
+			defer cancel()
+			if derr := w.api.Detach(dctx, id); derr != nil {
 				log.G(ctx).WithError(derr).Warn("failed to detach a failed mount from its worker")
 			}
 		}
@@ -77,7 +82,7 @@ func (s *Supervisor) mountOnce(ctx context.Context, id, mountpoint string, lbls 
 	if err != nil {
 		return err
 	}
-	m := &mountState{id: id, mountpoint: mountpoint, labels: lbls, conn: conn}
+	m := &mountState{id: id, mountpoint: mountpoint, layer: l, conn: conn}
 	defer func() {
 		if err != nil {
 			unmountQuietly(ctx, mountpoint)
@@ -115,13 +120,16 @@ func (s *Supervisor) mountOnce(ctx context.Context, id, mountpoint string, lbls 
 	return nil
 }
 
+// detachTimeout bounds the detach of a mount that failed half-way.
+const detachTimeout = 5 * time.Second
+
 // loadRequest is what a worker is asked to load for a mount.
-func loadRequest(id, mountpoint string, layer labels.Layer) daemonapi.LoadLayerRequest {
+func loadRequest(id, mountpoint string, l layer.Layer) daemonapi.LoadLayerRequest {
 	return daemonapi.LoadLayerRequest{
 		MountID:     id,
-		ImageRef:    layer.ImageRef,
-		LayerDigest: layer.LayerDigest.String(),
-		TOCDigest:   layer.TOCDigest.String(),
+		ImageRef:    l.ImageRef,
+		LayerDigest: l.LayerDigest.String(),
+		TOCDigest:   l.TOCDigest.String(),
 		Mountpoint:  mountpoint,
 	}
 }
@@ -196,29 +204,50 @@ func (s *Supervisor) lockMount(id string) (w *worker, m *mountState, unlock func
 // through a worker that loads the TOC kept on disk, without the registry.
 // Restore returns at once and does that in the background; Wait tells when
 // it is done.
-func (s *Supervisor) Restore(ctx context.Context, id, mountpoint string, lbls map[string]string) error {
+func (s *Supervisor) Restore(ctx context.Context, id, mountpoint string, l layer.Layer) error {
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("mount_id", id).WithField("mountpoint", mountpoint))
 	if w, _ := s.findMount(id); w != nil {
 		log.G(ctx).WithField("worker_id", w.id).Debug("mount still served by its worker")
 		return nil
 	}
 	s.pending.begin(id)
-	// The supervisor's ctx, not the caller's: Close cancels this work.
-	rctx := log.WithLogger(s.ctx, log.G(ctx))
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		err := s.remount(rctx, id, mountpoint, lbls)
+	// The restores' ctx, not the caller's: Shutdown and Close cancel this
+	// work and wait for it before they list the workers.
+	rctx := log.WithLogger(s.rctx, log.G(ctx))
+	started := s.goRestore(func() {
+		err := s.remount(rctx, id, mountpoint, l)
 		if err != nil {
 			log.G(ctx).WithError(err).Error("failed to mount a layer of the last run again")
 		}
 		s.pending.end(id, err)
-	}()
+	})
+	if !started {
+		err := fmt.Errorf("mount %s: supervisor is shutting down: %w", id, errdefs.ErrUnavailable)
+		s.pending.end(id, err)
+		return err
+	}
 	return nil
 }
 
+// goRestore runs fn, which mounts layers again, in the background under
+// rwg, unless the supervisor is closing: beginClose waits for rwg once, so
+// nothing may join it afterwards.
+func (s *Supervisor) goRestore(fn func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.rwg.Add(1)
+	go func() {
+		defer s.rwg.Done()
+		fn()
+	}()
+	return true
+}
+
 // remount detaches whatever is left at mountpoint and mounts the layer again.
-func (s *Supervisor) remount(ctx context.Context, id, mountpoint string, lbls map[string]string) error {
+func (s *Supervisor) remount(ctx context.Context, id, mountpoint string, l layer.Layer) error {
 	// The mount table, not the mountpoint: a stat on a FUSE mount whose
 	// worker is gone could block.
 	stale, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(mountpoint))
@@ -231,7 +260,7 @@ func (s *Supervisor) remount(ctx context.Context, id, mountpoint string, lbls ma
 			return err
 		}
 	}
-	return s.Mount(ctx, id, mountpoint, lbls)
+	return s.Mount(ctx, id, mountpoint, l)
 }
 
 func (s *Supervisor) findMount(id string) (*worker, *mountState) {
@@ -251,8 +280,8 @@ func (s *Supervisor) findMount(id string) (*worker, *mountState) {
 // workerFor returns the worker that serves the layer's image, spawning it
 // when there is none. A worker being taken over is waited for: its id's
 // lock is held meanwhile.
-func (s *Supervisor) workerFor(ctx context.Context, layer labels.Layer) (*worker, error) {
-	id := s.workerID(layer)
+func (s *Supervisor) workerFor(ctx context.Context, l layer.Layer) (*worker, error) {
+	id := s.workerID(l)
 	unlock := s.idLocks.lock(id)
 	defer unlock()
 	if s.isClosing() {
@@ -284,14 +313,14 @@ func (s *Supervisor) workerFor(ctx context.Context, layer labels.Layer) (*worker
 // workerID names the worker of a layer: one per image (by manifest digest,
 // or by image reference when the client sent no manifest digest), or the
 // shared one.
-func (s *Supervisor) workerID(layer labels.Layer) string {
+func (s *Supervisor) workerID(l layer.Layer) string {
 	if s.opts.Mode == Shared {
 		return "shared"
 	}
-	if layer.ManifestDigest != "" {
-		return "img-" + layer.ManifestDigest.Encoded()[:16]
+	if l.ManifestDigest != "" {
+		return "img-" + l.ManifestDigest.Encoded()[:16]
 	}
-	return "ref-" + digestOf(layer.ImageRef)[:16]
+	return "ref-" + digestOf(l.ImageRef)[:16]
 }
 
 // storeFD puts a copy of the mount's fd in the systemd fd store.

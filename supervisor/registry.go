@@ -1,22 +1,26 @@
 package supervisor
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/containerd/log"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/lazyfs/lazyfs/failover"
+	"github.com/lazyfs/lazyfs/layer"
 )
 
 // record is what workers.db keeps of a worker, enough for a restarted
 // snapshotter to find it, check it is the same process, and know its mounts.
 type record struct {
 	// Version is recordVersion when written; records of version 1 (no
-	// INIT state) are read as mounts that cannot be taken over.
+	// INIT state) are read as mounts that cannot be taken over, records
+	// of versions 1 and 2 name each mount's layer by its labels.
 	Version       int                    `json:"version,omitempty"`
 	ID            string                 `json:"id"`
 	PID           int                    `json:"pid"`
@@ -27,8 +31,13 @@ type record struct {
 }
 
 type mountRecord struct {
-	Mountpoint string            `json:"mountpoint"`
-	Labels     map[string]string `json:"labels"`
+	Mountpoint string `json:"mountpoint"`
+	// Layer is the layer the mount serves (version 3 on).
+	Layer *layer.Layer `json:"layer,omitempty"`
+	// Labels are what records of versions 1 and 2 kept instead of Layer:
+	// the snapshot's labels, read once at adoption through
+	// Options.ParseLegacyLabels.
+	Labels map[string]string `json:"labels,omitempty"`
 	// Init is the connection's FUSE INIT exchange: with the fd from the
 	// systemd fd store, what a successor needs to take the connection over
 	// after the snapshotter and the worker died together.
@@ -36,7 +45,7 @@ type mountRecord struct {
 }
 
 // recordVersion is the version of the record format written.
-const recordVersion = 2
+const recordVersion = 3
 
 var workersBucket = []byte("workers")
 
@@ -111,4 +120,25 @@ func (s *Supervisor) record(w *worker) error {
 		return nil
 	}
 	return s.reg.put(w.record())
+}
+
+// recordedLayer is the layer of a recorded mount. Records written before
+// version 3 carry the snapshot's labels instead, which only the
+// snapshotter knows how to read (Options.ParseLegacyLabels). A mount whose
+// layer cannot be known keeps being served and held, but a successor
+// cannot load it: a takeover of it fails and its readers get errors.
+func (s *Supervisor) recordedLayer(ctx context.Context, id string, m mountRecord) layer.Layer {
+	if m.Layer != nil {
+		return *m.Layer
+	}
+	if s.opts.ParseLegacyLabels != nil && m.Labels != nil {
+		l, err := s.opts.ParseLegacyLabels(m.Labels)
+		if err == nil {
+			return l
+		}
+		log.G(ctx).WithError(err).WithField("mount_id", id).Warn("cannot read the layer of a recorded mount")
+		return layer.Layer{}
+	}
+	log.G(ctx).WithField("mount_id", id).Warn("recorded mount names no layer")
+	return layer.Layer{}
 }

@@ -47,16 +47,7 @@ const stopParallelism = 8
 // with the mounts they still serve, and are returned; the next snapshotter
 // re-adopts them, and its Restore mounts the unmounted layers again.
 func (s *Supervisor) Shutdown(ctx context.Context, mode ShutdownMode) ([]KeptWorker, error) {
-	s.mu.Lock()
-	s.closing = true
-	workers := make([]*worker, 0, len(s.workers))
-	for _, w := range s.workers {
-		workers = append(workers, w)
-	}
-	s.mu.Unlock()
-	// Takeovers in flight end first: they hold the locks of their ids.
-	s.tstop()
-	s.stopStandby()
+	workers := s.beginClose()
 
 	users, err := readMountUsers()
 	if err != nil && mode == KeepBusy {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"gopkg.in/natefinch/lumberjack.v2"
 
 	"github.com/lazyfs/lazyfs/daemonapi"
+	"github.com/lazyfs/lazyfs/layout"
 	"github.com/lazyfs/lazyfs/metrics"
 )
 
@@ -29,14 +29,15 @@ import (
 // sockets it listens on, unlinked, until it is killed.
 func (s *Supervisor) spawn(ctx context.Context, id string, fresh bool) (_ *worker, err error) {
 	ctx = s.logger(ctx, id)
-	dir := filepath.Join(s.opts.RunDir, "workers", id)
+	run := layout.RunDir(s.opts.RunDir)
+	dir := run.Worker(id)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("worker %s: failed to create socket dir: %w", id, err)
 	}
 	w := &worker{
 		id:      id,
-		apiSock: filepath.Join(dir, "api.sock"),
-		ctlSock: filepath.Join(dir, "control.sock"),
+		apiSock: run.WorkerAPISocket(id),
+		ctlSock: run.WorkerControlSocket(id),
 		mounts:  map[string]*mountState{},
 	}
 	w.api = daemonapi.NewClient(w.apiSock, id)
@@ -109,15 +110,11 @@ type process struct {
 // sockets) on a pipe, so that a successor takes over without paying for
 // exec and runtime initialisation.
 func (s *Supervisor) startProcess(w *worker) (_ *process, err error) {
-	args := []string{"--root", s.opts.Root, "--log-level", s.opts.LogLevel}
+	// Its whole configuration is the file New wrote; a worker started now
+	// has its id too (its sockets follow from it), a standby gets both later.
+	args := []string{"--config", layout.RunDir(s.opts.RunDir).WorkerConfig()}
 	if w != nil {
-		args = append(args, "--id", w.id, "--api-socket", w.apiSock, "--control-socket", w.ctlSock)
-	}
-	args = append(args, s.opts.WorkerArgs...)
-	if s.opts.Mode == PerImage {
-		// A per-image worker has nothing to do once its image's last layer
-		// is unmounted.
-		args = append(args, "--exit-when-idle")
+		args = append(args, "--id", w.id)
 	}
 	cmd := exec.Command(s.opts.Binary, args...)
 	// Setsid and no parent-death signal: a worker outlives a crash or an
@@ -253,7 +250,7 @@ func (s *Supervisor) waitReady(ctx context.Context, w *worker, ready *os.File) e
 var aLongTimeAgo = time.Unix(1, 0)
 
 func (s *Supervisor) logPath(id string) string {
-	return filepath.Join(s.opts.LogDir, "daemons", id+".log")
+	return layout.LogDir(s.opts.LogDir).WorkerLog(id)
 }
 
 // newLogPipe hands a re-adopted worker a new stderr: the write end of a

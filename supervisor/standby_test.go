@@ -22,7 +22,7 @@ func TestSuccessorIsTheStandby(t *testing.T) {
 	e := newEnv(t, PerImage)
 	s := e.supervisor()
 	mp := e.mountpoint("m1")
-	s.mount("m1", mp, e.labels(0, "v1"))
+	s.mount("m1", mp, e.layer(0, "v1"))
 	id := e.workerID("v1")
 	var standby int
 	eventually(t, "a standby is started", func() bool {

@@ -20,7 +20,6 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/lazyfs/lazyfs/daemonapi"
-	"github.com/lazyfs/lazyfs/labels"
 )
 
 // Mount states as MountStatus reports them.
@@ -248,12 +247,8 @@ func mountStatus(w *worker, m *mountState) MountStatus {
 		ms.Verification, ms.DiffID = string(v.State), v.DiffID
 	}
 	w.mu.Unlock()
-	// The labels were parsed when the layer was mounted; a parse error
-	// here only leaves the fields empty.
-	if layer, err := labels.ParseLayer(m.labels); err == nil {
-		ms.ImageRef = layer.ImageRef
-		ms.LayerDigest = layer.LayerDigest.String()
-	}
+	ms.ImageRef = m.layer.ImageRef
+	ms.LayerDigest = m.layer.LayerDigest.String()
 	if m.conn != nil {
 		if m.conn.CanTakeOver() {
 			ms.State = MountServing

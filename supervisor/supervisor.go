@@ -19,15 +19,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"gopkg.in/natefinch/lumberjack.v2"
 
 	"github.com/lazyfs/lazyfs/daemonapi"
 	"github.com/lazyfs/lazyfs/failover"
+	"github.com/lazyfs/lazyfs/layer"
+	"github.com/lazyfs/lazyfs/layout"
 )
 
 // Mode says how layers are spread over workers.
@@ -60,10 +62,13 @@ type Options struct {
 	Binary       string        // lazyfsd
 	Mode         Mode          // PerImage or Shared
 	ReadyTimeout time.Duration // bound on a spawned worker's start
-	LogLevel     string        // passed to workers
-	// WorkerArgs are passed to every worker as they are (limits, registry
-	// configuration, FUSE readers).
-	WorkerArgs []string
+	// Worker is every worker's configuration, built by the snapshotter
+	// from its config; its root and run dir must be Root and RunDir. New
+	// writes it to <run_dir>/workers/config.json, where every worker it
+	// starts reads it. In PerImage mode ExitWhenIdle is forced on: a
+	// per-image worker has nothing to do once its image's last layer is
+	// unmounted.
+	Worker daemonapi.WorkerConfig
 
 	// RecoverPolicy is Failover unless set.
 	RecoverPolicy RecoverPolicy
@@ -89,6 +94,10 @@ type Options struct {
 	// StoredFDs are the fds the fd store handed this start, by name
 	// (failover.TakeListenFDs). The supervisor takes them over.
 	StoredFDs map[string][]int
+	// ParseLegacyLabels reads the layer of a mount recorded in workers.db
+	// by a snapshotter older than the typed layer (labels.ParseLayer); the
+	// supervisor itself never parses labels.
+	ParseLegacyLabels func(map[string]string) (layer.Layer, error)
 	// Logs rotate each worker's log file; zero values are lumberjack's
 	// defaults (100 MB, every backup kept, forever, uncompressed).
 	Logs LogRotation
@@ -113,6 +122,13 @@ type Supervisor struct {
 	tctx  context.Context
 	tstop context.CancelFunc
 	wg    sync.WaitGroup
+	// rctx owns the layers being mounted again in the background (Restore,
+	// remountDead), rwg waits for them: Shutdown and Close end them before
+	// they list the workers, so that no worker is spawned and no layer
+	// mounted behind that list (issue 10's hang at stop).
+	rctx  context.Context
+	rstop context.CancelFunc
+	rwg   sync.WaitGroup
 
 	idLocks idLocks
 
@@ -161,18 +177,30 @@ func New(ctx context.Context, opts Options) (*Supervisor, error) {
 	if opts.HungTimeout <= 0 {
 		opts.HungTimeout = 10 * time.Second
 	}
-	for _, dir := range []string{opts.Root, filepath.Join(opts.RunDir, "workers"), filepath.Join(opts.LogDir, "daemons")} {
+	for _, dir := range []string{opts.Root, layout.RunDir(opts.RunDir).Workers(), layout.LogDir(opts.LogDir).Daemons()} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("failed to create %s: %w", dir, err)
 		}
 	}
-	reg, err := openRegistry(filepath.Join(opts.Root, "workers.db"))
+	if opts.Mode == PerImage {
+		opts.Worker.ExitWhenIdle = true
+	}
+	if err := checkWorkerConfig(opts); err != nil {
+		return nil, err
+	}
+	if err := daemonapi.WriteWorkerConfig(layout.RunDir(opts.RunDir).WorkerConfig(), opts.Worker); err != nil {
+		return nil, err
+	}
+	reg, err := openRegistry(layout.Root(opts.Root).WorkersDB())
 	if err != nil {
 		return nil, err
 	}
 	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	tctx, tstop := context.WithCancel(sctx)
+	rctx, rstop := context.WithCancel(sctx)
 	s := &Supervisor{
+		rctx:    rctx,
+		rstop:   rstop,
 		opts:    opts,
 		reg:     reg,
 		ctx:     sctx,
@@ -194,22 +222,23 @@ func New(ctx context.Context, opts Options) (*Supervisor, error) {
 	return s, nil
 }
 
+// checkWorkerConfig refuses a worker config whose root or run dir is not
+// the supervisor's: a worker would keep its TOCs, or bind its sockets,
+// where the supervisor does not look.
+func checkWorkerConfig(opts Options) error {
+	if opts.Worker.Root != opts.Root || opts.Worker.RunDir != opts.RunDir {
+		return fmt.Errorf("worker config: root %q and run_dir %q must be the snapshotter's %q and %q: %w",
+			opts.Worker.Root, opts.Worker.RunDir, opts.Root, opts.RunDir, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
 // Close stops the supervisor. Unless keepWorkers is set it unmounts every
 // layer and stops every worker; with keepWorkers the workers and their mounts
 // stay up for the next snapshotter (a live upgrade) and only the connections
 // to them are closed.
 func (s *Supervisor) Close(ctx context.Context, keepWorkers bool) error {
-	s.mu.Lock()
-	s.closing = true
-	workers := make([]*worker, 0, len(s.workers))
-	for _, w := range s.workers {
-		workers = append(workers, w)
-	}
-	s.mu.Unlock()
-
-	// Takeovers in flight end first: they hold the locks of their ids.
-	s.tstop()
-	s.stopStandby()
+	workers := s.beginClose()
 	var errs []error
 	for _, w := range workers {
 		if keepWorkers {
@@ -226,6 +255,31 @@ func (s *Supervisor) Close(ctx context.Context, keepWorkers bool) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// beginClose marks the supervisor closing, ends what could still spawn a
+// worker or mount a layer (takeovers, the standby, layers being mounted
+// again) and returns the workers to stop or keep. Restores are waited for
+// before the list is taken: a worker one of them spawned is in it.
+func (s *Supervisor) beginClose() []*worker {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	// Takeovers in flight end first: they hold the locks of their ids.
+	s.tstop()
+	s.stopStandby()
+	// Every step of a mount honours rctx, and workerFor refuses to spawn
+	// once closing is set, so this wait is short.
+	s.rstop()
+	s.rwg.Wait()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	workers := make([]*worker, 0, len(s.workers))
+	for _, w := range s.workers {
+		workers = append(workers, w)
+	}
+	return workers
 }
 
 // Workers lists the running workers.

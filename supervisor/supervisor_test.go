@@ -3,7 +3,6 @@ package supervisor
 import (
 	"context"
 	"errors"
-	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,8 +21,8 @@ func TestMountSpawnsWorkerAndUnmountStopsIt(t *testing.T) {
 	e := newEnv(t, PerImage)
 	s := e.supervisor()
 	mp := e.mountpoint("m1")
-	lbls := e.labels(0, "v1")
-	s.mount("m1", mp, lbls)
+	lay := e.layer(0, "v1")
+	s.mount("m1", mp, lay)
 
 	id := e.workerID("v1")
 	pid := s.pids()[id]
@@ -51,8 +50,8 @@ func TestMountSpawnsWorkerAndUnmountStopsIt(t *testing.T) {
 		if rec.PID != pid || rec.StartTime == 0 || rec.APISocket == "" || rec.ControlSocket == "" {
 			t.Errorf("record = %+v", rec)
 		}
-		if m := rec.Mounts["m1"]; m.Mountpoint != mp || !maps.Equal(m.Labels, lbls) {
-			t.Errorf("record of mount m1 = %+v, want mountpoint %s and the labels", m, mp)
+		if m := rec.Mounts["m1"]; m.Mountpoint != mp || m.Layer == nil || *m.Layer != lay {
+			t.Errorf("record of mount m1 = %+v, want mountpoint %s and the layer", m, mp)
 		}
 	})
 	t.Run("worker api", func(t *testing.T) {
@@ -83,11 +82,11 @@ func TestMountTwiceIsRefused(t *testing.T) {
 	e := newEnv(t, PerImage)
 	s := e.supervisor()
 	mp := e.mountpoint("m1")
-	s.mount("m1", mp, e.labels(0, "v1"))
+	s.mount("m1", mp, e.layer(0, "v1"))
 
 	ctx, cancel := context.WithTimeout(e.ctx, testTimeout)
 	defer cancel()
-	if err := s.Mount(ctx, "m1", mp, e.labels(0, "v1")); !errdefs.IsAlreadyExists(err) {
+	if err := s.Mount(ctx, "m1", mp, e.layer(0, "v1")); !errdefs.IsAlreadyExists(err) {
 		t.Errorf("second Mount of m1: %v, want ErrAlreadyExists", err)
 	}
 	if n := len(mountEntries(t, mp)); n != 1 {
@@ -101,8 +100,8 @@ func TestCloseStopsWorkersAndUnmounts(t *testing.T) {
 	base := fusetest.FuseFDs(t)
 	s := e.supervisor()
 	mps := map[string]string{"m1": e.mountpoint("m1"), "m2": e.mountpoint("m2")}
-	s.mount("m1", mps["m1"], e.labels(0, "v1"))
-	s.mount("m2", mps["m2"], e.labels(1, "v2"))
+	s.mount("m1", mps["m1"], e.layer(0, "v1"))
+	s.mount("m2", mps["m2"], e.layer(1, "v2"))
 	pids := s.pids()
 	if len(pids) != 2 {
 		t.Fatalf("workers %v, want one per image", pids)
@@ -138,8 +137,8 @@ func TestCloseKeepingWorkersThenReadopt(t *testing.T) {
 	base := fusetest.FuseFDs(t)
 	s := e.supervisor()
 	mp := e.mountpoint("m1")
-	lbls := e.labels(0, "v1")
-	s.mount("m1", mp, lbls)
+	lay := e.layer(0, "v1")
+	s.mount("m1", mp, lay)
 	id := e.workerID("v1")
 	pid := s.pids()[id]
 
@@ -162,7 +161,7 @@ func TestCloseKeepingWorkersThenReadopt(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, testTimeout)
 	defer cancel()
-	if err := s2.Restore(ctx, "m1", mp, lbls); err != nil {
+	if err := s2.Restore(ctx, "m1", mp, lay); err != nil {
 		t.Fatalf("Restore of a mount its worker serves: %v", err)
 	}
 	if err := s2.Wait(ctx, []string{"m1"}); err != nil {
@@ -187,8 +186,8 @@ func TestDeadWorkerIsForgottenAndItsLayerRestored(t *testing.T) {
 	e := newEnv(t, PerImage)
 	s := e.supervisor()
 	mp := e.mountpoint("m1")
-	lbls := e.labels(0, "v1")
-	s.mount("m1", mp, lbls)
+	lay := e.layer(0, "v1")
+	s.mount("m1", mp, lay)
 	id := e.workerID("v1")
 	old := s.pids()[id]
 	s.close(true)
@@ -213,7 +212,7 @@ func TestDeadWorkerIsForgottenAndItsLayerRestored(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, testTimeout)
 	defer cancel()
-	if err := s2.Restore(ctx, "m1", mp, lbls); err != nil {
+	if err := s2.Restore(ctx, "m1", mp, lay); err != nil {
 		t.Fatalf("Restore with the registry down: %v", err)
 	}
 	if err := s2.Wait(ctx, []string{"m1"}); err != nil {
@@ -235,8 +234,8 @@ func TestSharedModeUsesOneWorker(t *testing.T) {
 	e := newEnv(t, Shared)
 	s := e.supervisor()
 	mp1, mp2 := e.mountpoint("m1"), e.mountpoint("m2")
-	s.mount("m1", mp1, e.labels(0, "v1"))
-	s.mount("m2", mp2, e.labels(1, "v2"))
+	s.mount("m1", mp1, e.layer(0, "v1"))
+	s.mount("m2", mp2, e.layer(1, "v2"))
 
 	pids := s.pids()
 	pid := pids["shared"]

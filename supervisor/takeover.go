@@ -14,7 +14,6 @@ import (
 
 	"github.com/lazyfs/lazyfs/daemonapi"
 	"github.com/lazyfs/lazyfs/failover"
-	"github.com/lazyfs/lazyfs/labels"
 	"github.com/lazyfs/lazyfs/metrics"
 )
 
@@ -138,11 +137,7 @@ func (s *Supervisor) hand(ctx context.Context, succ *worker, mounts []*mountStat
 	g.SetLimit(8)
 	for _, m := range mounts {
 		g.Go(func() error {
-			layer, err := labels.ParseLayer(m.labels)
-			if err != nil {
-				return err
-			}
-			if _, err := succ.api.LoadLayer(gctx, loadRequest(m.id, m.mountpoint, layer)); err != nil {
+			if _, err := succ.api.LoadLayer(gctx, loadRequest(m.id, m.mountpoint, m.layer)); err != nil {
 				metrics.TakeoversRefused.WithLabelValues("load").Inc()
 				return fmt.Errorf("mount %s: %w", m.id, err)
 			}
@@ -270,7 +265,7 @@ func (s *Supervisor) takeOverStored(ctx context.Context, rec record, stored map[
 			continue
 		}
 		delete(stored, id)
-		dead.mounts[id] = &mountState{id: id, mountpoint: m.Mountpoint, labels: m.Labels, conn: failover.NewConn(fd, m.Init)}
+		dead.mounts[id] = &mountState{id: id, mountpoint: m.Mountpoint, layer: s.recordedLayer(ctx, id, m), conn: failover.NewConn(fd, m.Init)}
 	}
 	if len(dead.mounts) == 0 {
 		return false

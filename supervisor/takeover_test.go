@@ -108,7 +108,7 @@ func TestKilledWorkerIsTakenOver(t *testing.T) {
 			e := newEnv(t, PerImage)
 			s := e.supervisor()
 			mp := e.mountpoint("m1")
-			s.mount("m1", mp, e.labels(0, "v1"))
+			s.mount("m1", mp, e.layer(0, "v1"))
 			id := e.workerID("v1")
 			old := s.pids()[id]
 			if rec := s.records()[id].Mounts["m1"]; rec.Init.Check() != nil {
@@ -191,8 +191,8 @@ func TestTakeoverUnderReadersInBothModes(t *testing.T) {
 			e := newEnv(t, mode)
 			s := e.supervisor()
 			mp1, mp2 := e.mountpoint("m1"), e.mountpoint("m2")
-			s.mount("m1", mp1, e.labels(0, "v1"))
-			s.mount("m2", mp2, e.labels(1, "v2"))
+			s.mount("m1", mp1, e.layer(0, "v1"))
+			s.mount("m2", mp2, e.layer(1, "v2"))
 			r1 := startReader(t, filepath.Join(mp1, "usr/bin/big.bin"), e.layers[0].Files["usr/bin/big.bin"])
 			r2 := startReader(t, filepath.Join(mp2, "usr/share/a.conf"), e.layers[1].Files["usr/share/a.conf"])
 			r1.waitReads(t, 3)
@@ -221,7 +221,7 @@ func TestKilledAfterSupervisorRestartIsTakenOver(t *testing.T) {
 	e := newEnv(t, PerImage)
 	s := e.supervisor()
 	mp := e.mountpoint("m1")
-	s.mount("m1", mp, e.labels(0, "v1"))
+	s.mount("m1", mp, e.layer(0, "v1"))
 	id := e.workerID("v1")
 	old := s.pids()[id]
 	s.close(true)
@@ -247,7 +247,7 @@ func TestReplaceUnderReader(t *testing.T) {
 	e := newEnv(t, PerImage)
 	s := e.supervisor()
 	mp := e.mountpoint("m1")
-	s.mount("m1", mp, e.labels(0, "v1"))
+	s.mount("m1", mp, e.layer(0, "v1"))
 	id := e.workerID("v1")
 	r := startReader(t, filepath.Join(mp, "usr/bin/big.bin"), e.layers[0].Files["usr/bin/big.bin"])
 	r.waitReads(t, 3)
@@ -284,7 +284,7 @@ func TestCrashLoopGivesUp(t *testing.T) {
 	e.opts.RestartBackoff = time.Millisecond
 	s := e.supervisor()
 	mp := e.mountpoint("m1")
-	s.mount("m1", mp, e.labels(0, "v1"))
+	s.mount("m1", mp, e.layer(0, "v1"))
 	id := e.workerID("v1")
 	for i := range 2 {
 		old := s.pids()[id]
@@ -403,7 +403,7 @@ func TestFDStoreKeepsConnectionsWhenSnapshotterAndWorkerDie(t *testing.T) {
 	e.opts.FDStore = failover.NewFDStore()
 	s := e.supervisor()
 	mp := e.mountpoint("m1")
-	s.mount("m1", mp, e.labels(0, "v1"))
+	s.mount("m1", mp, e.layer(0, "v1"))
 	id := e.workerID("v1")
 	old := s.pids()[id]
 	eventually(t, "fd kept in the store", func() bool {

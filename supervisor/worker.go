@@ -7,6 +7,7 @@ import (
 
 	"github.com/lazyfs/lazyfs/daemonapi"
 	"github.com/lazyfs/lazyfs/failover"
+	"github.com/lazyfs/lazyfs/layer"
 )
 
 // worker is a running lazyfsd, spawned by this supervisor or adopted from an
@@ -40,7 +41,7 @@ type worker struct {
 type mountState struct {
 	id         string
 	mountpoint string
-	labels     map[string]string
+	layer      layer.Layer
 	// conn holds the supervisor's copy of the /dev/fuse fd and the INIT
 	// state: as long as the fd is open, the kernel keeps the connection
 	// and its readers wait for a successor when the worker dies. No copy
@@ -57,7 +58,7 @@ func (w *worker) record() record {
 	defer w.mu.Unlock()
 	rec := record{Version: recordVersion, ID: w.id, PID: w.pid, StartTime: w.startTime, APISocket: w.apiSock, ControlSocket: w.ctlSock, Mounts: map[string]mountRecord{}}
 	for id, m := range w.mounts {
-		rec.Mounts[id] = mountRecord{Mountpoint: m.mountpoint, Labels: m.labels, Init: m.conn.Init()}
+		rec.Mounts[id] = mountRecord{Mountpoint: m.mountpoint, Layer: &m.layer, Init: m.conn.Init()}
 	}
 	return rec
 }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/lazyfs/lazyfs/chunks"
 	"github.com/lazyfs/lazyfs/daemonapi"
 	"github.com/lazyfs/lazyfs/failover"
+	"github.com/lazyfs/lazyfs/layout"
 	"github.com/lazyfs/lazyfs/remote"
 	"github.com/lazyfs/lazyfs/toc"
 )
@@ -68,7 +68,7 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	if opts.FuseReaders < 2 {
 		opts.FuseReaders = 2
 	}
-	store, err := toc.NewStore(filepath.Join(opts.Root, "tocs"))
+	store, err := toc.NewStore(layout.Root(opts.Root).TOCs())
 	if err != nil {
 		return nil, err
 	}

@@ -1,7 +1,8 @@
 // Command lazyfsd is a lazyfs worker: it serves the FUSE connections of the
 // layers the snapshotter attaches to it, fetching file contents from the
 // registry on demand. The snapshotter spawns it; it is not meant to be run by
-// hand. main only wires flags to package worker and the daemonapi servers.
+// hand. main only wires its config file (daemonapi.WorkerConfig) to package
+// worker and the daemonapi servers.
 package main
 
 import (
@@ -13,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/containerd/log"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -21,6 +23,7 @@ import (
 	"github.com/lazyfs/lazyfs/cache"
 	"github.com/lazyfs/lazyfs/chunks"
 	"github.com/lazyfs/lazyfs/daemonapi"
+	"github.com/lazyfs/lazyfs/layout"
 	"github.com/lazyfs/lazyfs/metrics"
 	"github.com/lazyfs/lazyfs/remote"
 	"github.com/lazyfs/lazyfs/toc"
@@ -37,28 +40,16 @@ func main() {
 }
 
 func run() error {
-	limits := toc.DefaultLimits()
+	// Only what the spawn protocol needs is a flag; every setting is in the
+	// config file (daemonapi.WorkerConfig), so that the snapshotter builds
+	// a worker's configuration in one place.
 	var (
-		id          = flag.String("id", "", "worker id (required)")
-		apiSocket   = flag.String("api-socket", "", "unix socket of the HTTP API (required)")
-		ctlSocket   = flag.String("control-socket", "", "unix SOCK_SEQPACKET socket of the control channel (required)")
-		root        = flag.String("root", "/var/lib/lazyfs", "snapshotter root; TOCs are kept in <root>/tocs")
-		logLevel    = flag.String("log-level", "info", "trace, debug, info, warn or error")
-		exitIdle    = flag.Bool("exit-when-idle", false, "exit once no mount is left (after --idle-timeout)")
-		idleTimeout = flag.Duration("idle-timeout", 0, "with --exit-when-idle: how long to stay without a mount before exiting (0: on the last detach)")
-		hostsDir    = flag.String("hosts-dir", "/etc/containerd/certs.d", "hosts.toml directory (containerd's layout)")
-		dockerCfg   = flag.String("docker-config", "", "docker config.json with registry credentials (default: $DOCKER_CONFIG/config.json, ~/.docker/config.json)")
-		readTimeout = flag.Duration("read-timeout", remote.DefaultReadTimeout, "deadline of one registry read, retries included (capped below the kernel's FUSE request timeout)")
-		fuseReaders = flag.Int("fuse-readers", 4, "goroutines reading each FUSE connection (at least 2)")
-		memCache    = flag.Int64("memory-cache-size", chunks.DefaultMemoryCacheSize, "bytes of decompressed chunks cached in memory")
-		cacheDir    = flag.String("cache-dir", "", "on-disk chunk cache shared with the node's other workers; empty for none")
+		configPath  = flag.String("config", "", "the worker config file the snapshotter wrote (<run_dir>/workers/config.json; required)")
+		id          = flag.String("id", "", "worker id; its sockets are <run_dir>/workers/<id>/{api,control}.sock (required unless --standby-fd)")
 		readyFD     = flag.Int("ready-fd", -1, "fd to write one byte to, then close, once both sockets are bound (set by the snapshotter)")
 		standbyFD   = flag.Int("standby-fd", -1, "start as the snapshotter's standby: read the worker's identity (id and sockets, one JSON line) from this fd before serving")
 		showVersion = flag.Bool("version", false, "print the version and exit")
 	)
-	flag.Int64Var(&limits.MaxCompressedSize, "max-toc-compressed-size", limits.MaxCompressedSize, "largest compressed TOC accepted, in bytes")
-	flag.Int64Var(&limits.MaxSize, "max-toc-size", limits.MaxSize, "largest uncompressed TOC accepted, in bytes")
-	flag.IntVar(&limits.MaxEntries, "max-entries", limits.MaxEntries, "most TOC entries accepted")
 	flag.Parse()
 	if *showVersion {
 		fmt.Println("lazyfsd", version)
@@ -67,11 +58,22 @@ func run() error {
 	// The snapshotter reads our stderr through a pipe; a snapshotter that
 	// died must not take us down with SIGPIPE on the next log line.
 	signal.Ignore(syscall.SIGPIPE)
+	if *configPath == "" {
+		return errors.New("--config is required")
+	}
+	// Read before waiting as a standby: a config this binary cannot read
+	// shows at once in the standby's log, not at the next takeover.
+	cfg, err := daemonapi.ReadWorkerConfig(*configPath)
+	if err != nil {
+		return err
+	}
+	run := layout.RunDir(cfg.RunDir)
+	ident := daemonapi.Identity{ID: *id, APISocket: run.WorkerAPISocket(*id), ControlSocket: run.WorkerControlSocket(*id)}
 	if *standbyFD >= 0 {
 		// Start-up (exec, the runtime, every package's init) is done;
 		// what is left is quick once the identity comes.
 		f := os.NewFile(uintptr(*standbyFD), "identity")
-		ident, err := daemonapi.ReadIdentity(f)
+		ident, err = daemonapi.ReadIdentity(f)
 		f.Close()
 		if errors.Is(err, io.EOF) {
 			return nil // the snapshotter needs this standby no more
@@ -79,26 +81,30 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		*id, *apiSocket, *ctlSocket = ident.ID, ident.APISocket, ident.ControlSocket
+	} else if *id == "" {
+		return errors.New("--id is required unless --standby-fd is given")
 	}
-	if *id == "" || *apiSocket == "" || *ctlSocket == "" {
-		return errors.New("--id, --api-socket and --control-socket are required")
-	}
+	return serve(cfg, ident, *readyFD)
+}
+
+// serve runs the worker ident with configuration cfg until it is told to
+// stop.
+func serve(cfg daemonapi.WorkerConfig, ident daemonapi.Identity, readyFD int) error {
 	if err := log.SetFormat(log.TextFormat); err != nil {
 		return err
 	}
-	if err := log.SetLevel(*logLevel); err != nil {
+	if err := log.SetLevel(cfg.LogLevel); err != nil {
 		return err
 	}
-	ctx := log.WithLogger(context.Background(), log.L.WithField("worker_id", *id).WithField("pid", os.Getpid()))
+	ctx := log.WithLogger(context.Background(), log.L.WithField("worker_id", ident.ID).WithField("pid", os.Getpid()))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	chunkOpts := chunks.Options{MemoryCacheSize: *memCache}
+	chunkOpts := chunks.Options{MemoryCacheSize: cfg.MemoryCacheSize}
 	var disk *cache.Store
-	if *cacheDir != "" {
+	if cfg.CacheDir != "" {
 		var err error
-		if disk, err = cache.Open(ctx, *cacheDir, cache.Options{}); err != nil {
+		if disk, err = cache.Open(ctx, cfg.CacheDir, cache.Options{}); err != nil {
 			return err
 		}
 		// Closed after the worker: what its last reads fetched is written.
@@ -106,35 +112,39 @@ func run() error {
 		chunkOpts.Disk = disk
 	}
 	w, err := worker.New(ctx, worker.Options{
-		ID:           *id,
-		Version:      version,
-		Root:         *root,
-		Resolver:     remote.NewResolver(resolverOptions(ctx, *hostsDir, *dockerCfg, *readTimeout)),
-		Limits:       limits,
+		ID:       ident.ID,
+		Version:  version,
+		Root:     cfg.Root,
+		Resolver: remote.NewResolver(resolverOptions(ctx, cfg)),
+		Limits: toc.Limits{
+			MaxCompressedSize: cfg.TOC.MaxCompressedSize,
+			MaxSize:           cfg.TOC.MaxSize,
+			MaxEntries:        cfg.TOC.MaxEntries,
+		},
 		Chunks:       chunkOpts,
 		Cache:        disk,
-		FuseReaders:  *fuseReaders,
-		ExitWhenIdle: *exitIdle,
-		IdleTimeout:  *idleTimeout,
+		FuseReaders:  cfg.FuseReaders,
+		ExitWhenIdle: cfg.ExitWhenIdle,
+		IdleTimeout:  time.Duration(cfg.IdleTimeout),
 	})
 	if err != nil {
 		return err
 	}
-	ctl, err := daemonapi.ListenControl(ctx, *ctlSocket)
+	ctl, err := daemonapi.ListenControl(ctx, ident.ControlSocket)
 	if err != nil {
 		return err
 	}
-	apiListener, err := daemonapi.ListenAPI(ctx, *apiSocket)
+	apiListener, err := daemonapi.ListenAPI(ctx, ident.APISocket)
 	if err != nil {
 		ctl.Close()
 		return err
 	}
-	api := daemonapi.NewServer(w, promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}), daemonapi.WithWorkerID(*id))
-	if *readyFD >= 0 {
+	api := daemonapi.NewServer(w, promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}), daemonapi.WithWorkerID(ident.ID))
+	if readyFD >= 0 {
 		// The snapshotter waits on this instead of polling our sockets:
 		// a successor taking over a dead worker's mounts starts serving
 		// sooner.
-		ready := os.NewFile(uintptr(*readyFD), "ready")
+		ready := os.NewFile(uintptr(readyFD), "ready")
 		ready.Write([]byte{1})
 		ready.Close()
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/containerd/log"
 
+	"github.com/lazyfs/lazyfs/daemonapi"
 	"github.com/lazyfs/lazyfs/remote"
 )
 
@@ -15,17 +16,21 @@ import (
 //
 // Credentials come from the docker config.json, read again whenever it
 // changes; they are asked for only when a registry challenges a request.
-func resolverOptions(ctx context.Context, hostsDir, dockerConfig string, readTimeout time.Duration) remote.Options {
+func resolverOptions(ctx context.Context, cfg daemonapi.WorkerConfig) remote.Options {
+	readTimeout := time.Duration(cfg.ReadTimeout)
+	if readTimeout == 0 {
+		readTimeout = remote.DefaultReadTimeout
+	}
 	kernel := remote.KernelRequestTimeout()
 	capped := remote.CapReadTimeout(readTimeout, kernel)
 	if capped != readTimeout {
 		log.G(ctx).WithFields(log.Fields{"read_timeout": readTimeout, "kernel_request_timeout": kernel, "used": capped}).
 			Warn("registry read timeout capped below the kernel's FUSE request timeout")
 	}
-	creds := remote.NewDockerCredentials(remote.DockerConfigPath(dockerConfig))
+	creds := remote.NewDockerCredentials(remote.DockerConfigPath(cfg.DockerConfig))
 	log.G(ctx).WithField("docker_config", creds.Path()).Debug("registry credentials from docker config")
 	return remote.Options{
-		HostsDir:    hostsDir,
+		HostsDir:    cfg.HostsDir,
 		UserAgent:   "lazyfsd/" + version,
 		ReadTimeout: capped,
 		Credentials: creds.Credentials,

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/containerd/errdefs"
 
 	"github.com/lazyfs/lazyfs/failover"
+	"github.com/lazyfs/lazyfs/layout"
 	"github.com/lazyfs/lazyfs/mgmtapi"
 	"github.com/lazyfs/lazyfs/supervisor"
 )
@@ -20,7 +20,7 @@ import (
 // <run_dir>/api.sock.
 // stops receives the management API's shutdown requests: true drains.
 func startMgmtServer(ctx context.Context, runDir string, sup *supervisor.Supervisor, stops chan<- bool) (*mgmtapi.Server, error) {
-	return mgmtapi.Listen(ctx, filepath.Join(runDir, mgmtapi.SocketName), mgmtapi.NewServer(mgmtBackend{sup: sup, stops: stops}))
+	return mgmtapi.Listen(ctx, layout.RunDir(runDir).MgmtSocket(), mgmtapi.NewServer(mgmtBackend{sup: sup, stops: stops}))
 }
 
 // mgmtBackend answers the management API from the supervisor.

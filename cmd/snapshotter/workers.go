@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -14,7 +13,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lazyfs/lazyfs/config"
+	"github.com/lazyfs/lazyfs/daemonapi"
 	"github.com/lazyfs/lazyfs/failover"
+	"github.com/lazyfs/lazyfs/labels"
 	"github.com/lazyfs/lazyfs/remote"
 	"github.com/lazyfs/lazyfs/supervisor"
 )
@@ -27,31 +28,6 @@ func newSupervisor(ctx context.Context, cfg config.Config) (*supervisor.Supervis
 		return nil, err
 	}
 	warnWithoutResend(ctx, cfg)
-	l := cfg.Layers
-	args := []string{
-		"--hosts-dir", cfg.Registry.ConfigPath,
-		"--fuse-readers", strconv.Itoa(cfg.Workers.FuseReaders),
-		"--memory-cache-size", strconv.FormatInt(int64(l.MemoryCacheSize), 10),
-		"--max-toc-compressed-size", strconv.FormatInt(int64(l.MaxTOCCompressedSize), 10),
-		"--max-toc-size", strconv.FormatInt(int64(l.MaxTOCSize), 10),
-		"--max-entries", strconv.Itoa(l.MaxEntries),
-		// In both modes an idle worker goes after a grace; spawn adds
-		// --exit-when-idle again for per-image, which is harmless.
-		"--exit-when-idle",
-		"--idle-timeout", time.Duration(cfg.Workers.IdleTimeout).String(),
-	}
-	if cfg.Cache.Size > 0 {
-		args = append(args, "--cache-dir", cfg.CacheDir())
-	}
-	// --- registry access (issue #12): every [registry] setting a worker
-	// needs beside --hosts-dir, in one block for the typed worker message.
-	args = append(args,
-		"--read-timeout", time.Duration(cfg.Registry.ReadTimeout).String(),
-		// Resolved here, so that a worker reads the file the snapshotter
-		// was configured with whatever its own environment.
-		"--docker-config", remote.DockerConfigPath(cfg.Registry.DockerConfig),
-	)
-	// --- end of registry access
 	return supervisor.New(ctx, supervisor.Options{
 		Root:         cfg.Root,
 		RunDir:       cfg.RunDir,
@@ -59,7 +35,7 @@ func newSupervisor(ctx context.Context, cfg config.Config) (*supervisor.Supervis
 		Binary:       bin,
 		Mode:         supervisor.Mode(cfg.Workers.Mode),
 		ReadyTimeout: time.Duration(cfg.Workers.ReadyTimeout),
-		LogLevel:     cfg.LogLevel,
+		Worker:       workerConfig(cfg),
 
 		RecoverPolicy:   supervisor.RecoverPolicy(cfg.Workers.RecoverPolicy),
 		CrashLoopCount:  cfg.Workers.CrashLoopCount,
@@ -77,9 +53,42 @@ func newSupervisor(ctx context.Context, cfg config.Config) (*supervisor.Supervis
 		// so that the snapshotter and a worker dying together lose none.
 		FDStore:   failover.NewFDStore(),
 		StoredFDs: failover.TakeListenFDs(),
-
-		WorkerArgs: args,
+		// workers.db of a snapshotter older than the typed layer names
+		// each mount's layer by its labels.
+		ParseLegacyLabels: labels.ParseLayer,
 	})
+}
+
+// workerConfig is every worker's configuration, taken from the
+// snapshotter's: the one place it is built (a new worker setting goes here,
+// see daemonapi.WorkerConfig).
+func workerConfig(cfg config.Config) daemonapi.WorkerConfig {
+	l := cfg.Layers
+	wc := daemonapi.WorkerConfig{
+		Version:         daemonapi.WorkerConfigVersion,
+		Root:            cfg.Root,
+		RunDir:          cfg.RunDir,
+		LogLevel:        cfg.LogLevel,
+		HostsDir:        cfg.Registry.ConfigPath,
+		FuseReaders:     cfg.Workers.FuseReaders,
+		MemoryCacheSize: int64(l.MemoryCacheSize),
+		TOC: daemonapi.TOCLimits{
+			MaxCompressedSize: int64(l.MaxTOCCompressedSize),
+			MaxSize:           int64(l.MaxTOCSize),
+			MaxEntries:        l.MaxEntries,
+		},
+		// In both modes an idle worker goes after a grace.
+		ExitWhenIdle: true,
+		IdleTimeout:  daemonapi.Duration(cfg.Workers.IdleTimeout),
+	}
+	if cfg.Cache.Size > 0 {
+		wc.CacheDir = cfg.CacheDir()
+	}
+	// --- registry access (issue #12)
+	wc.ReadTimeout = daemonapi.Duration(cfg.Registry.ReadTimeout)
+	wc.DockerConfig = remote.DockerConfigPath(cfg.Registry.DockerConfig)
+	// --- end of registry access
+	return wc
 }
 
 // workerBinary finds lazyfsd: the configured path, else the one next to this

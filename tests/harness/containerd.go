@@ -65,6 +65,10 @@ type ContainerdOptions struct {
 	// Config is merged over the generated config (tables merge key by key,
 	// other values replace), e.g. to enable CRI.
 	Config map[string]any
+	// BeforeStart, if set, runs once the config file is written and
+	// before containerd starts: e.g. snapshotterctl config containerd
+	// --write, as an operator would run it on a node.
+	BeforeStart func(configPath string) error
 	// ReadyTimeout and StopTimeout default to 20 s and 15 s.
 	ReadyTimeout time.Duration
 	StopTimeout  time.Duration
@@ -136,6 +140,11 @@ func StartContainerd(ctx context.Context, opts ContainerdOptions) (_ *Containerd
 	cfgPath := filepath.Join(base, "config.toml")
 	if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
 		return nil, fmt.Errorf("failed to write containerd config: %w", err)
+	}
+	if opts.BeforeStart != nil {
+		if err := opts.BeforeStart(cfgPath); err != nil {
+			return nil, err
+		}
 	}
 	cmd := exec.Command(filepath.Join(c.binDir, "containerd"), "--config", cfgPath)
 	cmd.Env = c.cmdEnv()
@@ -271,6 +280,12 @@ func (c *Containerd) Version() ContainerdVersion { return c.opts.Version }
 
 // BaseDir holds containerd's root, state, sockets, config and log.
 func (c *Containerd) BaseDir() string { return c.base }
+
+// ConfigPath is the config file containerd was started with.
+func (c *Containerd) ConfigPath() string { return filepath.Join(c.base, "config.toml") }
+
+// Binary is the containerd binary of this instance's version.
+func (c *Containerd) Binary() string { return filepath.Join(c.binDir, "containerd") }
 
 // Root is containerd's root directory.
 func (c *Containerd) Root() string { return filepath.Join(c.base, "root") }

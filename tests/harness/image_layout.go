@@ -31,6 +31,12 @@ var testImagePlatform = ocispec.Platform{Architecture: "amd64", OS: "linux"}
 // headers without name or mtime, no creation dates in the config).
 // It returns the manifest's descriptor as listed in index.json.
 func WriteOCILayout(dir, tag string, layers []Layer) (ocispec.Descriptor, error) {
+	return WriteOCILayoutWithCmd(dir, tag, layers, []string{"/bin/sh"})
+}
+
+// WriteOCILayoutWithCmd is WriteOCILayout with the image's Cmd, e.g. a
+// pod sandbox ("pause") image that must keep running.
+func WriteOCILayoutWithCmd(dir, tag string, layers []Layer, cmd []string) (ocispec.Descriptor, error) {
 	if tag == "" {
 		return ocispec.Descriptor{}, fmt.Errorf("oci layout %s: empty tag: %w", dir, errdefs.ErrInvalidArgument)
 	}
@@ -55,7 +61,7 @@ func WriteOCILayout(dir, tag string, layers []Layer) (ocispec.Descriptor, error)
 		Platform: testImagePlatform,
 		Config: ocispec.ImageConfig{
 			Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-			Cmd: []string{"/bin/sh"},
+			Cmd: cmd,
 		},
 		RootFS: ocispec.RootFS{Type: "layers", DiffIDs: diffIDs},
 	}

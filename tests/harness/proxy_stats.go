@@ -47,6 +47,17 @@ func (p *Proxy) TotalBlobBytes() int64 {
 	return total
 }
 
+// TotalBlobRequests returns the number of GET requests for all blobs.
+func (p *Proxy) TotalBlobRequests() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	total := 0
+	for _, s := range p.stats {
+		total += s.requests
+	}
+	return total
+}
+
 // Reset zeroes every counter. Corruption and latency stay as set: a test
 // typically resets after the pull and then counts what a container reads.
 func (p *Proxy) Reset() {
