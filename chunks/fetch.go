@@ -14,9 +14,8 @@ import (
 // fetch completes every claim of mine from the disk cache, or else fetches
 // and verifies it from the source, and keeps it on disk: chunks
 // adjacent in the blob share one range request up to MaxRequestSize, which
-// read-ahead may widen, and up to Parallel requests run at once. A chunk
-// that fails is fetched once more before its error is final.
-func (r *Reader) fetch(ctx context.Context, mine []claim) {
+// read-ahead may widen, and up to Parallel requests run at once.
+func (r *Reader) fetch(ctx context.Context, mine []claim, class Priority, lift *Lift) {
 	mine = r.fromDisk(ctx, mine)
 	var eg errgroup.Group
 	eg.SetLimit(r.opts.Parallel)
@@ -24,7 +23,7 @@ func (r *Reader) fetch(ctx context.Context, mine []claim) {
 		eg.Go(func() error {
 			// Extended only now, when the request is about to go out,
 			// so that it skips what other reads fetched meanwhile.
-			r.fetchWithRetry(ctx, r.readAhead(ctx, g))
+			r.fetchOnce(ctx, r.readAhead(ctx, g), class, lift)
 			return nil // outcomes travel in the claims
 		})
 	}
@@ -62,35 +61,36 @@ func (r *Reader) groups(claims []claim) [][]claim {
 	return out
 }
 
-// fetchWithRetry fetches one group and completes each of its claims,
-// retrying the chunks a read asked for that failed once (regrouped, since
-// the failures need not be adjacent, and without read-ahead). A
-// speculative chunk that failed is dropped: its failure is no read's, and
-// a reader waiting for it fetches it itself, with a retry of its own.
-func (r *Reader) fetchWithRetry(ctx context.Context, g []claim) {
-	datas, errs := r.fetchGroup(ctx, g)
-	var again, badSpec []claim
-	var againErr, badSpecErr error
+// fetchOnce fetches one group and completes each of its claims. There is
+// one attempt per range at this layer: the source (package remote) owns
+// retries, backoff and hedging, so that they are never stacked. A chunk
+// that fails is final for the reads that asked for it; a speculative one is
+// dropped (its failure is no read's, and a reader waiting for it fetches it
+// itself).
+func (r *Reader) fetchOnce(ctx context.Context, g []claim, class Priority, lift *Lift) {
+	datas, errs := r.fetchGroup(ctx, g, class, lift)
+	var badSpec, failed []claim
+	var badSpecErr, failedErr error
 	for i, cl := range g {
+		err := errs[i]
 		switch {
-		case errs[i] == nil:
+		case err == nil:
 			r.fetched(ctx, cl, datas[i])
-		case cl.speculative:
-			if errors.Is(errs[i], ErrVerification) {
-				if badSpec == nil {
-					badSpecErr = errs[i]
-				}
-				badSpec = append(badSpec, cl)
+			continue
+		case cl.speculative && errors.Is(err, ErrVerification):
+			if badSpec == nil {
+				badSpecErr = err
 			}
-			r.complete(ctx, cl, nil, r.chunkError(cl.c, errs[i]))
-		case ctx.Err() != nil:
-			r.complete(ctx, cl, nil, r.chunkError(cl.c, errs[i]))
-		default:
-			if again == nil {
-				againErr = errs[i]
+			badSpec = append(badSpec, cl)
+		case !cl.speculative && ctx.Err() == nil && !errors.Is(err, ErrUnavailable):
+			// Unavailable sources are logged once per outage by
+			// r.outage, not once per chunk.
+			if failed == nil {
+				failedErr = err
 			}
-			again = append(again, cl)
+			failed = append(failed, cl)
 		}
+		r.complete(ctx, cl, nil, r.chunkError(cl.c, err))
 	}
 	if len(badSpec) > 0 {
 		// A request that failed as a whole is logged below; bad bytes
@@ -100,44 +100,43 @@ func (r *Reader) fetchWithRetry(ctx context.Context, g []claim) {
 		log.G(ctx).WithError(badSpecErr).WithFields(fields).WithField("chunks", len(badSpec)).
 			Warn("chunk read ahead failed verification, dropped")
 	}
-	if len(again) == 0 {
-		return
-	}
-	log.G(ctx).WithError(againErr).WithFields(r.chunkFields(again[0].c)).WithField("chunks", len(again)).
-		Warn("chunk fetch failed, retrying")
-	for _, rg := range r.groups(again) {
-		datas, errs := r.fetchGroup(ctx, rg)
-		failed := 0
-		for i, cl := range rg {
-			if errs[i] == nil {
-				r.fetched(ctx, cl, datas[i])
-				continue
-			}
-			if failed++; failed == 1 && ctx.Err() == nil {
-				log.G(ctx).WithError(errs[i]).WithFields(r.chunkFields(cl.c)).Error("chunk fetch failed after retry")
-			}
-			r.complete(ctx, cl, nil, r.chunkError(cl.c, errs[i]))
-		}
+	if len(failed) > 0 {
+		log.G(ctx).WithError(failedErr).WithFields(r.chunkFields(failed[0].c)).WithField("chunks", len(failed)).
+			Error("chunk fetch failed")
 	}
 }
 
 // fetchGroup reads the compressed bytes of the adjacent chunks of g (in
 // blob order) with one request and decodes each, every compressed stream
 // once. It returns each chunk's verified data or error.
-func (r *Reader) fetchGroup(ctx context.Context, g []claim) ([][]byte, []error) {
+func (r *Reader) fetchGroup(ctx context.Context, g []claim, class Priority, lift *Lift) ([][]byte, []error) {
 	datas, errs := make([][]byte, len(g)), make([]error, len(g))
 	start := g[0].c.BlobOffset
-	buf := make([]byte, streamsEnd(g)-start)
+	end := streamsEnd(g)
+	release, err := r.opts.Scheduler.Acquire(ctx, r.opts.Registry, class, end-start, lift)
+	if err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return datas, errs
+	}
+	buf := make([]byte, end-start)
 	n, err := r.src.ReadAt(ctx, buf, start)
+	release()
 	if n < len(buf) {
 		if err == nil || err == io.EOF {
 			err = fmt.Errorf("%w: source returned %d of %d bytes at blob offset %d", io.ErrUnexpectedEOF, n, len(buf), start)
+		}
+		if ctx.Err() == nil {
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+			r.outage.failed(ctx, r.opts.LayerDigest, err)
 		}
 		for i := range errs {
 			errs[i] = err
 		}
 		return datas, errs
 	}
+	r.outage.ended(ctx, r.opts.LayerDigest)
 	// A full read may come with io.EOF at the end of the blob.
 	metrics.ChunkFetches.Add(float64(len(g)))
 	metrics.ChunkFetchBytes.Add(float64(len(buf)))

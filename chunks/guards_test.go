@@ -51,6 +51,9 @@ func TestDigestMismatchIsVerificationError(t *testing.T) {
 			file[1].Digest = tc.digest(file[1])
 			src := &memSource{blob: l.blob}
 			r := NewReader(src, Options{LayerDigest: testLayerDigest})
+			// The second read may prefetch the bad chunk in the
+			// background, logging to this test: wait for it.
+			defer r.waitBackground()
 			p := bytes.Repeat([]byte{0xAA}, 100)
 			n, err := r.ReadAt(ctx, file, p, file[1].Offset)
 			failedRead(t, n, err, p, ErrVerification)

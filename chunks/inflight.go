@@ -24,6 +24,9 @@ type pending struct {
 	// waiting should fetch it itself: the fetching read's own context
 	// ended, or the chunk was only read ahead, which gets no retry.
 	refetch bool
+	// lift raises the fetch that claimed the chunk, if it was not a
+	// foreground read's, to the foreground class (nil for those).
+	lift *Lift
 }
 
 // claim is a chunk a read fetches: index into the read's chunks, and the
@@ -52,7 +55,7 @@ func (r *Reader) claimMissing(need []Chunk, out [][]byte) (mine, wait []claim) {
 		}
 		// Keyed by digest alone: equal digests are equal bytes. The size
 		// check guards against a chunk list that lies about its size.
-		if d, ok := r.cache.get(c.Digest); ok && int64(len(d)) == c.Size {
+		if d, ok := r.cache.get(c.Digest, c.Size); ok {
 			out[i] = d
 			continue
 		}
@@ -72,10 +75,10 @@ func (r *Reader) claimMissing(need []Chunk, out [][]byte) (mine, wait []claim) {
 // the cache before the fetch leaves the in-flight table, so that no reader
 // ever finds a chunk in neither and fetches it again.
 func (r *Reader) complete(ctx context.Context, cl claim, data []byte, err error) {
-	r.mu.Lock()
 	if err == nil {
 		r.cache.add(cl.c.Digest, data)
 	}
+	r.mu.Lock()
 	delete(r.inflight, keyOf(cl.c))
 	r.mu.Unlock()
 	cl.p.data, cl.p.err = data, err
@@ -94,7 +97,7 @@ func (r *Reader) load(ctx context.Context, need []Chunk) ([][]byte, error) {
 		}
 		// Every claim of ours is completed by fetch, even on error, so
 		// readers waiting for them never hang.
-		r.fetch(ctx, mine)
+		r.fetch(ctx, mine, Foreground, nil)
 		for _, cl := range mine {
 			if cl.p.err != nil {
 				return nil, cl.p.err
@@ -102,6 +105,9 @@ func (r *Reader) load(ctx context.Context, need []Chunk) ([][]byte, error) {
 			out[cl.idx] = cl.p.data
 		}
 		for _, cl := range wait {
+			// A container waits for this chunk: a prefetch still
+			// queued for it must not wait behind other prefetches.
+			cl.p.lift.Raise()
 			select {
 			case <-cl.p.done:
 			case <-ctx.Done():

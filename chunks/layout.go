@@ -2,6 +2,7 @@ package chunks
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -89,4 +90,10 @@ func (l *Layout) chunk(i int) Chunk {
 		InnerOffset: e.innerOffset,
 		Digest:      e.digest,
 	}
+}
+
+// Chunks returns every chunk of the layout in blob order (file offsets
+// zero), e.g. for Reader.Fill of a whole layer.
+func (l *Layout) Chunks() []Chunk {
+	return l.Before(math.MaxInt64)
 }

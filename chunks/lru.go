@@ -10,10 +10,12 @@ import (
 // equal bytes, whichever layer or file they came from), bounded by the sum
 // of their sizes. It is not safe for concurrent use.
 type lru struct {
-	max   int64
-	size  int64
-	order *list.List // of *lruEntry, most recently used first
-	byKey map[digest.Digest]*list.Element
+	max  int64
+	size int64
+	// evicted counts the chunks evicted so far.
+	evicted int64
+	order   *list.List // of *lruEntry, most recently used first
+	byKey   map[digest.Digest]*list.Element
 }
 
 type lruEntry struct {
@@ -61,5 +63,6 @@ func (c *lru) add(d digest.Digest, data []byte) {
 		c.order.Remove(e)
 		delete(c.byKey, ent.key)
 		c.size -= int64(len(ent.data))
+		c.evicted++
 	}
 }

@@ -50,9 +50,7 @@ func TestMemoryCacheBound(t *testing.T) {
 		if _, err := r.ReadAt(ctx, file, p, off); err != nil && off+int64(len(p)) < int64(len(l.data["f"])) {
 			t.Fatal(err)
 		}
-		r.mu.Lock()
-		size := r.cache.size
-		r.mu.Unlock()
+		size := r.cache.Size()
 		if size > bound {
 			t.Fatalf("cache holds %d bytes, bound is %d", size, bound)
 		}

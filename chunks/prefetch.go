@@ -69,7 +69,7 @@ func (r *Reader) prefetchSequential(ctx context.Context, file []Chunk, off, end 
 	r.background.Add(1)
 	go func() {
 		defer r.background.Done()
-		r.fetch(bctx, mine)
+		r.fetch(bctx, mine, Prefetch, mine[0].p.lift)
 		r.prefetchDone(bctx, mine)
 	}()
 }
@@ -98,6 +98,7 @@ func (r *Reader) claimPrefetch(file []Chunk, k, n int) []claim {
 	st := &r.prefetch
 	budget := r.opts.MemoryCacheSize / 4
 	var mine []claim
+	lift := NewLift() // one for the claims of this call, fetched together
 	for j := k + 1; j <= k+n && j < len(file); j++ {
 		c, prev := file[j], file[j-1]
 		if c.Offset != prev.Offset+prev.Size || c.Size <= 0 || c.BlobSize <= 0 || c.BlobOffset < 0 || c.InnerOffset < 0 {
@@ -112,7 +113,7 @@ func (r *Reader) claimPrefetch(file []Chunk, k, n int) []claim {
 		}
 		st.chunks++
 		st.bytes += c.Size
-		p := &pending{done: make(chan struct{})}
+		p := &pending{done: make(chan struct{}), lift: lift}
 		r.inflight[key] = p
 		mine = append(mine, claim{idx: -1, c: c, p: p, speculative: true})
 	}
@@ -139,7 +140,9 @@ func (r *Reader) prefetchDone(ctx context.Context, mine []claim) {
 		return
 	}
 	r.prefetchDropped.Add(int64(len(failed)))
-	if err := failed[0].p.err; !errors.Is(err, ErrVerification) {
+	// Verification failures were logged by the fetch, an unreachable
+	// source by r.outage.
+	if err := failed[0].p.err; !errors.Is(err, ErrVerification) && !errors.Is(err, ErrUnavailable) {
 		log.G(ctx).WithError(err).WithFields(r.chunkFields(failed[0].c)).WithField("chunks", len(failed)).
 			Warn("chunk prefetch failed, dropped")
 	}

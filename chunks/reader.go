@@ -32,9 +32,21 @@ const (
 // Options configures a Reader.
 type Options struct {
 	// MemoryCacheSize bounds the decompressed bytes of verified chunks kept
-	// in memory, least recently used evicted first. Zero means the default;
-	// a negative value keeps nothing, so every read fetches again.
+	// in memory, least recently used evicted first, when Memory is nil (the
+	// Reader then has a memory tier of its own). Zero means the default; a
+	// negative value keeps nothing, so every read fetches again. With
+	// Memory set, its budget is used instead.
 	MemoryCacheSize int64
+	// Memory, if set, is the worker-wide memory tier the Reader shares
+	// with the worker's other layers: one budget for all of them.
+	Memory *Memory
+	// Scheduler, if set, orders this Reader's range requests with those
+	// of the worker's other layers, under a limit per Registry; nil sends
+	// them at once (Parallel still bounds one read's).
+	Scheduler *Scheduler
+	// Registry names the registry (host) the source reads from, which
+	// Scheduler limits requests per.
+	Registry string
 	// MaxRequestSize bounds the compressed bytes of one merged range
 	// request. A single chunk larger than it is still fetched whole.
 	MaxRequestSize int64
@@ -77,10 +89,15 @@ type Options struct {
 
 func (o Options) withDefaults() Options {
 	switch {
+	case o.Memory != nil:
+		o.MemoryCacheSize = o.Memory.Budget()
 	case o.MemoryCacheSize == 0:
 		o.MemoryCacheSize = DefaultMemoryCacheSize
 	case o.MemoryCacheSize < 0:
 		o.MemoryCacheSize = 0
+	}
+	if o.Memory == nil {
+		o.Memory = NewMemory(o.MemoryCacheSize)
 	}
 	if o.MaxRequestSize <= 0 {
 		o.MaxRequestSize = DefaultMaxRequestSize
@@ -122,7 +139,7 @@ type Reader struct {
 	opts Options
 
 	mu       sync.Mutex
-	cache    *lru
+	cache    *Memory // the worker's memory tier, or the Reader's own
 	inflight map[fetchKey]*pending
 	prefetch prefetchState
 
@@ -131,6 +148,8 @@ type Reader struct {
 	background sync.WaitGroup
 	// prefetchDropped counts prefetched chunks that failed.
 	prefetchDropped atomic.Int64
+	// outage logs an unreachable source once per outage.
+	outage outage
 
 	gzipReaders sync.Pool // of *gzip.Reader, to reuse their buffers
 }
@@ -141,7 +160,7 @@ func NewReader(src Source, opts Options) *Reader {
 	return &Reader{
 		src:      src,
 		opts:     opts,
-		cache:    newLRU(opts.MemoryCacheSize),
+		cache:    opts.Memory,
 		inflight: make(map[fetchKey]*pending),
 		prefetch: prefetchState{lastEnd: make(map[fetchKey]int64)},
 	}

@@ -70,6 +70,7 @@ type Config struct {
 	Registry RegistryConfig `toml:"registry"`
 	Shutdown ShutdownConfig `toml:"shutdown"`
 	Cache    CacheConfig    `toml:"cache"`
+	Fetch    FetchConfig    `toml:"fetch"`
 }
 
 // ShutdownConfig is the [shutdown] table. On SIGINT or SIGTERM the
@@ -159,8 +160,8 @@ type LayersConfig struct {
 	// MaxEntries bounds the number of entries of a TOC.
 	MaxEntries int `toml:"max_entries"`
 	// MemoryCacheSize bounds the in-memory cache of decompressed chunks of
-	// each mounted layer, not of a whole worker: a worker serving N layers
-	// may hold N times it. Issue #11 makes it one budget per worker.
+	// a whole worker: one budget shared by every layer it serves, whatever
+	// their number (in shared mode, every lazy layer of the node).
 	MemoryCacheSize ByteSize `toml:"memory_cache_size"`
 	// ProofWait bounds how long a pull that brings another blob for a
 	// chain ID already mounted lazily waits for the stored layer's proof
@@ -196,6 +197,27 @@ type CacheConfig struct {
 	// Dir is where the cache lives; empty means <root>/cache. It must be
 	// local: workers rename files into it and the evictor relies on atimes.
 	Dir string `toml:"dir"`
+}
+
+// FetchConfig is the [fetch] table: how workers schedule range requests to
+// registries, and the prefetch of each layer's prioritized files.
+type FetchConfig struct {
+	// Concurrency bounds a worker's range requests in flight to one
+	// registry, per class: reads containers wait on have this many slots
+	// of their own; prefetch and background fetches share as many, and
+	// only use them while the registry is not busy with reads (1 to 1024).
+	Concurrency int `toml:"concurrency"`
+	// Prefetch fetches, when a layer is mounted, the files its eStargz
+	// builder put before the prefetch landmark (what the image's entry
+	// point needs first), at a priority below reads.
+	Prefetch bool `toml:"prefetch"`
+	// BackgroundConcurrency bounds a worker's background (whole-layer)
+	// requests in flight to one registry (1 to 1024, within the shared
+	// slots).
+	BackgroundConcurrency int `toml:"background_concurrency"`
+	// BackgroundRate bounds the compressed bytes per second a worker's
+	// background requests ask of one registry; 0 means no bound.
+	BackgroundRate ByteSize `toml:"background_rate"`
 }
 
 // CacheDir returns the chunk cache's directory: Cache.Dir, else <root>/cache.
@@ -245,6 +267,12 @@ func Default() Config {
 		},
 		Cache: CacheConfig{
 			Size: 10 * GiB,
+		},
+		Fetch: FetchConfig{
+			Concurrency:           8,
+			Prefetch:              true,
+			BackgroundConcurrency: 2,
+			BackgroundRate:        0,
 		},
 	}
 }

@@ -72,6 +72,13 @@ func TestParseOverlaysDefaults(t *testing.T) {
 			want: func(c *config.Config) { c.Cache.Size, c.Cache.Dir = 2*config.GiB, "/srv/lazyfs-cache" },
 		},
 		{
+			name: "fetch table",
+			doc:  "[fetch]\nconcurrency = 4\nprefetch = false\nbackground_concurrency = 1\nbackground_rate = \"20MiB\"\n",
+			want: func(c *config.Config) {
+				c.Fetch = config.FetchConfig{Concurrency: 4, Prefetch: false, BackgroundConcurrency: 1, BackgroundRate: 20 * config.MiB}
+			},
+		},
+		{
 			name: "cache off",
 			doc:  "cache.size = 0\n",
 			want: func(c *config.Config) { c.Cache.Size = 0 },
@@ -115,7 +122,7 @@ func TestParseProblems(t *testing.T) {
 		{
 			name: "unknown top-level key",
 			doc:  "root = \"/srv\"\nkeep_workers = true\n",
-			want: []string{"config.toml:2: keep_workers: unknown key; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown, cache"},
+			want: []string{"config.toml:2: keep_workers: unknown key; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown, cache, fetch"},
 		},
 		{
 			name: "unknown key in a table",
@@ -135,7 +142,7 @@ func TestParseProblems(t *testing.T) {
 		{
 			name: "unknown table and the keys below it",
 			doc:  "[prefetch]\nsize = 1\nmore = 2\n",
-			want: []string{"config.toml:1: prefetch: unknown table; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown, cache"},
+			want: []string{"config.toml:1: prefetch: unknown table; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown, cache, fetch"},
 		},
 		{
 			name: "unknown key in [cache]",
@@ -389,13 +396,13 @@ config_path = "rel"
 `,
 			want: []string{
 				"config.toml:1: root: must be a string, got an integer",
-				"config.toml:2: foo: unknown key; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown, cache",
+				"config.toml:2: foo: unknown key; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown, cache, fetch",
 				`config.toml:4: workers.mode: "per-node" is not one of "per-image", "shared"`,
 				"config.toml:5: workers.fuse_readers: 1 is out of range: must be from 2 (a reader must stay free for the kernel's INTERRUPT) to 1024",
 				`config.toml:6: workers.ready_timeout: must be a duration string such as "10s", "500ms" or "1m30s", got an integer`,
 				`config.toml:8: layers.max_toc_size: "64 megs" has an unknown unit "megs": want one of B, KB, MB, GB, TB, KiB, MiB, GiB, TiB`,
 				"config.toml:9: layers.max_entries: 0 is out of range: must be at least 1",
-				"config.toml:10: bogus: unknown table; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown, cache",
+				"config.toml:10: bogus: unknown table; the top-level keys are root, address, run_dir, log_level, log_dir, keep_workers_on_exit, debug, workers, layers, registry, shutdown, cache, fetch",
 				`config.toml:13: registry.config_path: "rel" is not an absolute path`,
 			},
 		},

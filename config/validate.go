@@ -23,6 +23,10 @@ const (
 	// FUSE connection: beyond the cores of any node, more readers only cost
 	// memory.
 	maxFuseReaders = 1024
+	// maxFetchConcurrency bounds the requests a worker sends one registry
+	// at once: past it, a registry throttles or refuses rather than serves
+	// faster.
+	maxFetchConcurrency = 1024
 )
 
 // workerSocketSuffix is the longest path the supervisor puts under run_dir
@@ -103,6 +107,15 @@ func (c Config) Validate() error {
 	}
 	if c.Cache.Dir != "" {
 		v.absPath("cache.dir", c.Cache.Dir)
+	}
+	if n := c.Fetch.Concurrency; n < 1 || n > maxFetchConcurrency {
+		v.add("fetch.concurrency", "%d is out of range: must be from 1 to %d", n, maxFetchConcurrency)
+	}
+	if n := c.Fetch.BackgroundConcurrency; n < 1 || n > maxFetchConcurrency {
+		v.add("fetch.background_concurrency", "%d is out of range: must be from 1 to %d", n, maxFetchConcurrency)
+	}
+	if c.Fetch.BackgroundRate < 0 {
+		v.add("fetch.background_rate", "%s is out of range: must be 0 (no bound) or more", c.Fetch.BackgroundRate)
 	}
 	if len(v.problems) == 0 {
 		return nil

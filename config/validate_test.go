@@ -40,6 +40,7 @@ func TestValidateZeroConfig(t *testing.T) {
 		"workers.restart_backoff", "workers.health_interval", "workers.hung_timeout", "workers.logs.max_size",
 		"layers.max_toc_compressed_size", "layers.max_toc_size", "layers.max_entries",
 		"layers.memory_cache_size", "layers.proof_wait", "registry.config_path", "registry.read_timeout",
+		"fetch.concurrency", "fetch.background_concurrency",
 	}
 	if len(keys) != len(want) {
 		t.Fatalf("problems for %q, want %q", keys, want)

@@ -44,7 +44,8 @@ type WorkerConfig struct {
 	HostsDir string `json:"hosts_dir"`
 	// FuseReaders is the number of goroutines reading each FUSE connection.
 	FuseReaders int `json:"fuse_readers"`
-	// MemoryCacheSize bounds the decompressed chunks cached in memory.
+	// MemoryCacheSize bounds the decompressed chunks cached in memory, by
+	// the whole worker (one budget for all its layers).
 	MemoryCacheSize int64 `json:"memory_cache_size"`
 	// CacheDir is the node's on-disk chunk cache; empty for none.
 	CacheDir string    `json:"cache_dir,omitempty"`
@@ -65,6 +66,25 @@ type WorkerConfig struct {
 	// kernel's FUSE request timeout.
 	ReadTimeout Duration `json:"read_timeout,omitempty"`
 	// --- end of registry access
+	// Fetch schedules the worker's range requests ([fetch]).
+	Fetch FetchConfig `json:"fetch"`
+}
+
+// FetchConfig is how a worker schedules its range requests to registries
+// (package chunks' Scheduler) and whether it prefetches each layer's
+// prioritized files. Zero values mean the scheduler's defaults.
+type FetchConfig struct {
+	// Concurrency bounds the requests in flight to one registry, per
+	// class (reads; prefetch and background share as many).
+	Concurrency int `json:"concurrency"`
+	// Prefetch fetches each layer's prioritized files once it is served.
+	Prefetch bool `json:"prefetch"`
+	// BackgroundConcurrency bounds the background requests in flight to
+	// one registry.
+	BackgroundConcurrency int `json:"background_concurrency"`
+	// BackgroundRate bounds the compressed bytes per second background
+	// requests ask of one registry; 0 means no bound.
+	BackgroundRate int64 `json:"background_rate"`
 }
 
 // TOCLimits bound the table of contents a worker accepts.
@@ -96,6 +116,8 @@ const (
 	// than the one blocked on the interrupted request is free to read it.
 	MinFuseReaders = 2
 	MaxFuseReaders = 1024
+	// MaxFetchConcurrency bounds FetchConfig's concurrencies.
+	MaxFetchConcurrency = 1024
 	// maxWorkerConfig bounds the file: a few hundred bytes are expected.
 	maxWorkerConfig = 64 << 10
 )
@@ -145,6 +167,15 @@ func (c WorkerConfig) Validate() error {
 	}
 	if c.ReadTimeout < 0 {
 		return bad("read_timeout", "is negative (%s)", time.Duration(c.ReadTimeout))
+	}
+	if n := c.Fetch.Concurrency; n < 0 || n > MaxFetchConcurrency {
+		return bad("fetch.concurrency", "is %d, not within 0 (the default)..%d", n, MaxFetchConcurrency)
+	}
+	if n := c.Fetch.BackgroundConcurrency; n < 0 || n > MaxFetchConcurrency {
+		return bad("fetch.background_concurrency", "is %d, not within 0 (the default)..%d", n, MaxFetchConcurrency)
+	}
+	if c.Fetch.BackgroundRate < 0 {
+		return bad("fetch.background_rate", "is negative (%d)", c.Fetch.BackgroundRate)
 	}
 	return nil
 }

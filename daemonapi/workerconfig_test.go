@@ -24,6 +24,7 @@ func validWorkerConfig() WorkerConfig {
 		TOC:             TOCLimits{MaxCompressedSize: 1, MaxSize: 1, MaxEntries: 1},
 		ExitWhenIdle:    true,
 		IdleTimeout:     Duration(30 * time.Second),
+		Fetch:           FetchConfig{Concurrency: 8, Prefetch: true, BackgroundConcurrency: 2, BackgroundRate: 20 << 20},
 	}
 }
 
@@ -45,6 +46,15 @@ func TestWorkerConfigValidate(t *testing.T) {
 		{"most fuse readers", func(c *WorkerConfig) { c.FuseReaders = MaxFuseReaders }, ""},
 		{"no memory cache", func(c *WorkerConfig) { c.MemoryCacheSize = 0 }, ""},
 		{"exit on the last detach", func(c *WorkerConfig) { c.IdleTimeout = 0 }, ""},
+		{"default fetch concurrency", func(c *WorkerConfig) { c.Fetch.Concurrency = 0 }, ""},
+		{"most fetch concurrency", func(c *WorkerConfig) { c.Fetch.Concurrency = MaxFetchConcurrency }, ""},
+		{"too much fetch concurrency", func(c *WorkerConfig) { c.Fetch.Concurrency = MaxFetchConcurrency + 1 }, "fetch.concurrency"},
+		{"negative fetch concurrency", func(c *WorkerConfig) { c.Fetch.Concurrency = -1 }, "fetch.concurrency"},
+		{"most background concurrency", func(c *WorkerConfig) { c.Fetch.BackgroundConcurrency = MaxFetchConcurrency }, ""},
+		{"too much background concurrency", func(c *WorkerConfig) { c.Fetch.BackgroundConcurrency = MaxFetchConcurrency + 1 }, "fetch.background_concurrency"},
+		{"negative background concurrency", func(c *WorkerConfig) { c.Fetch.BackgroundConcurrency = -1 }, "fetch.background_concurrency"},
+		{"unbounded background rate", func(c *WorkerConfig) { c.Fetch.BackgroundRate = 0 }, ""},
+		{"negative background rate", func(c *WorkerConfig) { c.Fetch.BackgroundRate = -1 }, "fetch.background_rate"},
 		{"other version", func(c *WorkerConfig) { c.Version = WorkerConfigVersion + 1 }, "version"},
 		{"no version", func(c *WorkerConfig) { c.Version = 0 }, "version"},
 		{"no root", func(c *WorkerConfig) { c.Root = "" }, "root"},

@@ -6,9 +6,12 @@ import (
 	"io"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/lazyfs/lazyfs/metrics"
 )
 
 // Open opens a regular file for reading. The handle is the NodeId, so that
@@ -76,12 +79,20 @@ func (fs *FS) readFailed(ctx context.Context, in *fuse.ReadIn, size int, err err
 		return fuse.EINTR
 	}
 	opRead.failed()
-	log.G(fs.ctx).WithError(err).WithFields(log.Fields{
+	entry := log.G(fs.ctx).WithError(err).WithFields(log.Fields{
 		"node":   in.NodeId,
 		"path":   fs.tree.path(uint32(in.NodeId)),
 		"offset": in.Offset,
 		"size":   size,
-	}).Error("failed to read file contents")
+	})
+	if errdefs.IsUnavailable(err) {
+		// The registry is down and the data in no cache: the reader
+		// logged the outage once for the layer; every read is counted.
+		metrics.UnavailableReads.Inc()
+		entry.Debug("failed to read file contents")
+		return fuse.EIO
+	}
+	entry.Error("failed to read file contents")
 	return fuse.EIO
 }
 

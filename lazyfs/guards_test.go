@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/lazyfs/lazyfs/chunks"
 	"github.com/lazyfs/lazyfs/failover"
+	"github.com/lazyfs/lazyfs/metrics"
 )
 
 // The tests in this file call the FS's operations the way go-fuse does and
@@ -613,5 +615,34 @@ func TestStatBlocks(t *testing.T) {
 		if a.Blocks != want {
 			t.Errorf("%s: %d blocks, want %d", path, a.Blocks, want)
 		}
+	}
+}
+
+// TestUnavailableReadCounted guards readFailed's class check: a read whose
+// data the registry could not provide is an EIO counted in
+// lazyfs_unavailable_reads_total (its log line is the reader's, once per
+// outage); any other failure is an EIO that is not.
+func TestUnavailableReadCounted(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		err   error
+		count float64
+	}{
+		{"registry unreachable", fmt.Errorf("layer x: %w", chunks.ErrUnavailable), 1},
+		{"verification failure", fmt.Errorf("layer x: %w", chunks.ErrVerification), 0},
+		{"other error", errors.New("boom"), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs, tr := guardFS(t, readerFunc(func(context.Context, []chunks.Chunk, []byte, int64) (int, error) {
+				return 0, tc.err
+			}))
+			before := counterValue(t, metrics.UnavailableReads)
+			if _, st := readStatus(fs, idOf(t, tr, "file"), 0, 10, nil); st != fuse.EIO {
+				t.Errorf("Read = %v, want EIO", st)
+			}
+			if got := counterValue(t, metrics.UnavailableReads) - before; got != tc.count {
+				t.Errorf("lazyfs_unavailable_reads_total grew by %v, want %v", got, tc.count)
+			}
+		})
 	}
 }

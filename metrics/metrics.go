@@ -66,6 +66,10 @@ var (
 		Namespace: namespace, Name: "fuse_op_failures_total",
 		Help: "FUSE operations answered with an I/O error (not ENOENT and the like), by operation.",
 	}, []string{"op"})
+	UnavailableReads = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "unavailable_reads_total",
+		Help: "FUSE READs answered with EIO because their data was in no cache and the registry could not provide it (unreachable, an error status, a short answer); included in fuse_op_failures_total. The outage is logged once per layer.",
+	})
 	ReadsServed = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: namespace, Name: "fuse_reads_total",
 		Help: "FUSE READ requests answered successfully.",
@@ -110,7 +114,7 @@ func init() {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		MountDuration, Fallbacks, LayerProofs, ForgedLayers,
 		TOCFetchDuration, TOCParseDuration,
-		FuseOpDuration, FuseOpFailures, ReadsServed, BytesServed,
+		FuseOpDuration, FuseOpFailures, UnavailableReads, ReadsServed, BytesServed,
 		ChunkFetches, ChunkFetchBytes, VerificationFailures, ReadAheadBytes,
 		RegistryRequestDuration, RegistryRequestFailures,
 	)

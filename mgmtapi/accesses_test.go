@@ -38,7 +38,7 @@ func (r *recordingBackend) ResetAccesses(_ context.Context, id string) error {
 func TestAccessesThroughManagementAPI(t *testing.T) {
 	ctx := logtest.WithT(context.Background(), t)
 	b := &recordingBackend{fakeBackend: &fakeBackend{}, files: map[string][]string{"7": {"bin/sh", "etc/passwd"}}}
-	path := filepath.Join(shortDir(t), "run", SocketName)
+	path := filepath.Join(shortDir(t), "run", "api.sock")
 	srv, err := Listen(ctx, path, NewServer(b))
 	if err != nil {
 		t.Fatal(err)

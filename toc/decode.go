@@ -1,7 +1,6 @@
 package toc
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,26 +10,6 @@ import (
 
 	"github.com/containerd/stargz-snapshotter/estargz"
 )
-
-// decompressTOC extracts stargz.index.json from the compressed TOC (a gzip
-// stream holding a tar with that one entry), reading at most maxSize+1 bytes
-// of it whatever the tar header claims.
-func decompressTOC(compressed []byte, maxSize int64) ([]byte, error) {
-	// The legacy and current gzip formats share the TOC stream format.
-	rc, err := new(estargz.GzipDecompressor).DecompressTOC(bytes.NewReader(compressed))
-	if err != nil {
-		return nil, refuse(ReasonMalformed, "", fmt.Errorf("failed to open TOC stream: %w", err))
-	}
-	defer rc.Close()
-	raw, err := io.ReadAll(io.LimitReader(rc, maxSize+1))
-	if err != nil {
-		return nil, refuse(ReasonMalformed, "", fmt.Errorf("failed to decompress TOC: %w", err))
-	}
-	if int64(len(raw)) > maxSize {
-		return nil, refuse(ReasonTOCTooLarge, "", fmt.Errorf("TOC JSON exceeds the limit of %d bytes", maxSize))
-	}
-	return raw, nil
-}
 
 // ctxCheckInterval is how many entries are decoded between checks of ctx:
 // often enough to stop a huge TOC promptly, rarely enough to cost nothing.
@@ -44,11 +23,11 @@ const ctxCheckInterval = 4096
 // It accepts what json.Unmarshal into a JTOC accepts (keys match
 // case-insensitively, unknown keys are ignored) except for a repeated
 // top-level key, which is refused rather than resolved last-wins.
-func decodeTOC(ctx context.Context, raw []byte, maxEntries int) (*estargz.JTOC, error) {
+func decodeTOC(ctx context.Context, raw io.Reader, maxEntries int) (*estargz.JTOC, error) {
 	malformed := func(err error) error {
 		return refuse(ReasonMalformed, "", fmt.Errorf("invalid TOC JSON: %w", err))
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec := json.NewDecoder(raw)
 	if err := expectDelim(dec, '{'); err != nil {
 		return nil, malformed(err)
 	}
@@ -111,6 +90,7 @@ func decodeEntries(ctx context.Context, dec *json.Decoder, maxEntries int) ([]*e
 		return nil, malformed(fmt.Errorf("entries is %v, not an array", tok))
 	}
 	var entries []*estargz.TOCEntry
+	var in interner
 	for dec.More() {
 		if len(entries) == maxEntries {
 			return nil, refuse(ReasonTooManyEntries, "", fmt.Errorf("TOC has more than %d entries", maxEntries))
@@ -124,6 +104,7 @@ func decodeEntries(ctx context.Context, dec *json.Decoder, maxEntries int) ([]*e
 		if err := dec.Decode(e); err != nil {
 			return nil, malformed(fmt.Errorf("entry %d: %w", len(entries), err))
 		}
+		in.shrink(e)
 		entries = append(entries, e)
 	}
 	if err := expectDelim(dec, ']'); err != nil {
@@ -141,4 +122,46 @@ func expectDelim(dec *json.Decoder, want json.Delim) error {
 		return fmt.Errorf("found %v where %v was expected", tok, want)
 	}
 	return nil
+}
+
+// maxInterned bounds the distinct strings an interner keeps: the values
+// worth sharing (timestamps of a reproducible build, owner names, entry
+// types) repeat; a TOC of distinct values only costs the map this much.
+const maxInterned = 4096
+
+// interner shares the strings that repeat across the entries of a TOC, so
+// that a TOC of 300,000 entries holds one copy of its build timestamp, not
+// 300,000: the decoded TOC is most of a worker's memory while a layer
+// loads.
+type interner struct {
+	seen map[string]string
+}
+
+func (in *interner) intern(s string) string {
+	if s == "" {
+		return s
+	}
+	if v, ok := in.seen[s]; ok {
+		return v
+	}
+	if in.seen == nil {
+		in.seen = make(map[string]string)
+	}
+	if len(in.seen) < maxInterned {
+		in.seen[s] = s
+	}
+	return s
+}
+
+// shrink shares e's repeated strings: with the other entries' (type,
+// timestamp, owner names) and, within e, a chunk digest equal to the
+// file's digest (a file of one chunk).
+func (in *interner) shrink(e *estargz.TOCEntry) {
+	e.Type = in.intern(e.Type)
+	e.ModTime3339 = in.intern(e.ModTime3339)
+	e.Uname = in.intern(e.Uname)
+	e.Gname = in.intern(e.Gname)
+	if e.ChunkDigest == e.Digest {
+		e.ChunkDigest = e.Digest
+	}
 }

@@ -58,24 +58,22 @@ func Fetch(ctx context.Context, src Source, blobDigest, tocDigest digest.Digest,
 	// Refused TOCs are timed too: parsing hostile input costs the same.
 	parseStart := time.Now()
 	defer func() { metrics.TOCParseDuration.Observe(time.Since(parseStart).Seconds()) }()
-	raw, err := decompressTOC(compressed, lim.MaxSize)
+	// Decoded as it is inflated: the JSON is never held whole.
+	raw, _, err := openTOC(compressed, lim.MaxSize)
 	if err != nil {
 		return nil, err
 	}
-	if got := tocDigest.Algorithm().FromBytes(raw); got != tocDigest {
-		return nil, refuse(ReasonTOCDigestMismatch, "", fmt.Errorf("TOC JSON has digest %s, annotation says %s", got, tocDigest))
-	}
-	jtoc, err := decodeTOC(ctx, raw, lim.MaxEntries)
+	jtoc, tocSize, err := decodeVerified(ctx, raw, tocDigest, lim.MaxSize, lim.MaxEntries)
 	if err != nil {
 		return nil, err
 	}
 	l := &Layer{
-		BlobDigest: blobDigest,
-		BlobSize:   blobSize,
-		TOCDigest:  tocDigest,
-		TOCOffset:  tocOffset,
-		TOC:        jtoc,
-		TOCJSON:    raw,
+		BlobDigest:    blobDigest,
+		BlobSize:      blobSize,
+		TOCDigest:     tocDigest,
+		TOCOffset:     tocOffset,
+		TOC:           jtoc,
+		TOCCompressed: compressed,
 	}
 	if err := Validate(l, lim); err != nil {
 		return nil, err
@@ -85,7 +83,7 @@ func Fetch(ctx context.Context, src Source, blobDigest, tocDigest digest.Digest,
 	log.G(ctx).WithFields(log.Fields{
 		"toc_digest":      tocDigest,
 		"entries":         len(jtoc.Entries),
-		"toc_size":        len(raw),
+		"toc_size":        tocSize,
 		"compressed_size": compressedSize,
 		"fetch_duration":  fetchDuration,
 		"parse_duration":  parseDuration,

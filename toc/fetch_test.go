@@ -79,8 +79,8 @@ func TestFetchAcceptsRealLayers(t *testing.T) {
 				t.Errorf("layer = {%s %d %s %d}, want {%s %d %s %d}", l.BlobDigest, l.BlobSize, l.TOCDigest, l.TOCOffset,
 					blobDigest(blob), len(blob), tocDigest, len(body))
 			}
-			if got := digest.FromBytes(l.TOCJSON); got != tocDigest {
-				t.Errorf("TOCJSON digest = %s, want %s", got, tocDigest)
+			if got := digest.FromBytes(tocJSON(t, l)); got != tocDigest {
+				t.Errorf("digest of the JSON in TOCCompressed = %s, want %s", got, tocDigest)
 			}
 			if !slices.Equal(cleanNames(l.TOC), cleanNames(want)) {
 				t.Errorf("names = %q, want %q", cleanNames(l.TOC), cleanNames(want))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -359,7 +360,7 @@ func TestStoreGetBoundsStoredTOC(t *testing.T) {
 		t.Fatal(err)
 	}
 	lim := toc.DefaultLimits()
-	lim.MaxSize = int64(len(l.TOCJSON))
+	lim.MaxSize = int64(len(tocJSON(t, l)))
 	if _, err := s.Get(l.TOCDigest, lim); err != nil {
 		t.Fatalf("Get at exactly MaxSize: %v", err)
 	}
@@ -457,4 +458,28 @@ func TestRefusedErrorWithoutCause(t *testing.T) {
 	if !errdefs.IsInvalidArgument(err) {
 		t.Errorf("%v is not invalid argument", err)
 	}
+}
+
+// TestFetchRefusesDeclaredTOCSize pins openTOC's check of the size the
+// TOC's tar header declares: at MaxSize the TOC loads; one byte more is
+// refused as too large from the header alone, even when the stream holds
+// far less (nothing is inflated to find out).
+func TestFetchRefusesDeclaredTOCSize(t *testing.T) {
+	tocJSON := []byte(`{"version":1,"entries":[]}`)
+	lim := toc.DefaultLimits()
+	lim.MaxSize = int64(len(tocJSON))
+	blob := slices.Concat(make([]byte, 8), tarGzip(t, estargz.TOCTarName, int64(len(tocJSON)), tocJSON), footer(t, 8))
+	if _, err := toc.Fetch(testCtx(t), newSource(blob), blobDigest(blob), digest.FromBytes(tocJSON), lim); err != nil {
+		t.Fatalf("TOC declaring exactly MaxSize: %v", err)
+	}
+	lim.MaxSize--
+	_, err := toc.Fetch(testCtx(t), newSource(blob), blobDigest(blob), digest.FromBytes(tocJSON), lim)
+	assertRefused(t, err, blobDigest(blob), toc.ReasonTOCTooLarge, "")
+
+	// A header declaring more than the limit over a short stream: the
+	// refusal names the size, not a truncated stream.
+	lim = toc.DefaultLimits()
+	lied := slices.Concat(make([]byte, 8), tarGzip(t, estargz.TOCTarName, lim.MaxSize+1, tocJSON), footer(t, 8))
+	_, err = toc.Fetch(testCtx(t), newSource(lied), blobDigest(lied), digest.FromBytes(tocJSON), lim)
+	assertRefused(t, err, blobDigest(lied), toc.ReasonTOCTooLarge, "")
 }

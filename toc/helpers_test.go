@@ -15,6 +15,8 @@ import (
 
 	"github.com/containerd/stargz-snapshotter/estargz"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/lazyfs/lazyfs/toc"
 )
 
 // fakeSource serves a blob from memory and counts range requests and bytes.
@@ -309,3 +311,22 @@ func chunksOf(t testing.TB, jtoc *estargz.JTOC, name string) []*estargz.TOCEntry
 }
 
 func blobDigest(blob []byte) digest.Digest { return digest.FromBytes(blob) }
+
+// tocJSON returns the TOC JSON inside l's compressed TOC.
+func tocJSON(t testing.TB, l *toc.Layer) []byte {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(l.TOCCompressed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr.Multistream(false)
+	tr := tar.NewReader(zr)
+	if _, err := tr.Next(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -34,9 +34,12 @@ type Layer struct {
 	// or, for a file of one chunk without a ChunkDigest, the entry's Digest.
 	// A ChunkSize of 0 means "to the end of the file".
 	TOC *estargz.JTOC
-	// TOCJSON is the exact JSON that TOCDigest was verified against: the
-	// Store keeps these bytes so that a reload can verify them again. It is
-	// as large as the TOC itself; once the layer is stored, a caller that
-	// keeps the Layer may set it to nil.
-	TOCJSON []byte
+	// TOCCompressed is the compressed TOC as the blob holds it (a gzip
+	// stream of a tar with stargz.index.json), set by Fetch: Store.Put
+	// writes the JSON inside it, whose digest is TOCDigest, so that a
+	// reload can verify it again. It is a fraction of the JSON's size (the
+	// JSON itself is never held whole: it is decoded as it is inflated);
+	// once the layer is stored, a caller that keeps the Layer may set it
+	// to nil. Store.Get leaves it nil.
+	TOCCompressed []byte
 }

@@ -1,12 +1,14 @@
 package toc
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,9 +68,10 @@ func NewStore(dir string) (*Store, error) {
 	return s, nil
 }
 
-// Put stores l's TOC JSON and metadata. It refuses (errdefs.ErrInvalidArgument)
-// a layer whose TOCJSON does not match its TOCDigest. The metadata is written
-// first, so that a TOC file is never found without it.
+// Put stores l's TOC JSON (inflated from TOCCompressed straight to the
+// file) and metadata. It refuses (errdefs.ErrInvalidArgument) a layer whose
+// JSON does not match its TOCDigest. The metadata is written first, so that
+// a TOC file is never found without it.
 func (s *Store) Put(l *Layer) error {
 	if l == nil {
 		return fmt.Errorf("no layer to store: %w", errdefs.ErrInvalidArgument)
@@ -79,8 +82,8 @@ func (s *Store) Put(l *Layer) error {
 	if err := l.BlobDigest.Validate(); err != nil {
 		return fmt.Errorf("invalid blob digest %q: %w: %w", l.BlobDigest, err, errdefs.ErrInvalidArgument)
 	}
-	if got := l.TOCDigest.Algorithm().FromBytes(l.TOCJSON); got != l.TOCDigest {
-		return fmt.Errorf("TOC JSON of layer %s has digest %s, not %s: %w", l.BlobDigest, got, l.TOCDigest, errdefs.ErrInvalidArgument)
+	if l.TOCCompressed == nil {
+		return fmt.Errorf("layer %s has no compressed TOC to store: %w", l.BlobDigest, errdefs.ErrInvalidArgument)
 	}
 	meta, err := json.Marshal(storedMeta{
 		BlobDigest: l.BlobDigest,
@@ -96,11 +99,19 @@ func (s *Store) Put(l *Layer) error {
 		return fmt.Errorf("failed to create TOC store directory: %w", err)
 	}
 	name := l.TOCDigest.Encoded()
-	if err := writeFileAtomic(dir, name+metaSuffix, meta); err != nil {
+	// The JSON is written and verified first, under a temporary name, so
+	// that bytes that are not the TOC leave nothing behind.
+	tmp, err := writeTOCTemp(dir, name+tocSuffix, l)
+	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(dir, name+tocSuffix, l.TOCJSON); err != nil {
+	if err := writeFileAtomic(dir, name+metaSuffix, meta); err != nil {
+		os.Remove(tmp)
 		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name+tocSuffix)); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("failed to rename %s into place: %w", name+tocSuffix, err)
 	}
 	return syncDir(dir)
 }
@@ -124,16 +135,19 @@ func (s *Store) Get(tocDigest digest.Digest, lim Limits) (_ *Layer, retErr error
 	}
 	defer func() { retErr = withLayer(retErr, meta.BlobDigest) }()
 
-	raw, err := readBounded(filepath.Join(dir, name+tocSuffix), tocDigest, lim.MaxSize)
+	f, err := openBounded(filepath.Join(dir, name+tocSuffix), tocDigest, lim.MaxSize)
 	if err != nil {
 		return nil, err
 	}
-	if got := tocDigest.Algorithm().FromBytes(raw); got != tocDigest {
-		return nil, refuse(ReasonTOCDigestMismatch, "", fmt.Errorf("stored TOC JSON has digest %s", got))
-	}
+	defer f.Close()
+	// Decoded as it is read, and verified: the JSON is never held whole.
 	// The API has no ctx: decoding a stored TOC cannot be cancelled.
-	jtoc, err := decodeTOC(context.Background(), raw, lim.MaxEntries)
+	jtoc, _, err := decodeVerified(context.Background(), bufio.NewReaderSize(f, 64<<10), tocDigest, lim.MaxSize, lim.MaxEntries)
 	if err != nil {
+		var re *RefusedError
+		if errors.As(err, &re) && re.Reason == ReasonTOCDigestMismatch {
+			return nil, refuse(ReasonTOCDigestMismatch, "", fmt.Errorf("stored %w", err))
+		}
 		return nil, err
 	}
 	l := &Layer{
@@ -142,7 +156,6 @@ func (s *Store) Get(tocDigest digest.Digest, lim Limits) (_ *Layer, retErr error
 		TOCDigest:  tocDigest,
 		TOCOffset:  meta.TOCOffset,
 		TOC:        jtoc,
-		TOCJSON:    raw,
 	}
 	if err := Validate(l, lim); err != nil {
 		return nil, err
@@ -189,9 +202,9 @@ func (m *storedMeta) check(tocDigest digest.Digest) error {
 	return nil
 }
 
-// readBounded reads a stored TOC, refusing it before allocating if it is
+// openBounded opens a stored TOC, refusing it before reading if it is
 // larger than maxSize.
-func readBounded(path string, tocDigest digest.Digest, maxSize int64) ([]byte, error) {
+func openBounded(path string, tocDigest digest.Digest, maxSize int64) (*os.File, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("TOC %s: %w", tocDigest, errdefs.ErrNotFound)
@@ -199,19 +212,50 @@ func readBounded(path string, tocDigest digest.Digest, maxSize int64) ([]byte, e
 	if err != nil {
 		return nil, fmt.Errorf("failed to open stored TOC: %w", err)
 	}
-	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
+		f.Close()
 		return nil, fmt.Errorf("failed to stat stored TOC: %w", err)
 	}
 	if fi.Size() > maxSize {
+		f.Close()
 		return nil, refuse(ReasonTOCTooLarge, "", fmt.Errorf("stored TOC JSON is %d bytes, limit is %d", fi.Size(), maxSize))
 	}
-	raw := make([]byte, fi.Size())
-	if _, err := io.ReadFull(f, raw); err != nil {
-		return nil, fmt.Errorf("failed to read stored TOC: %w", err)
+	return f, nil
+}
+
+// writeTOCTemp inflates l's compressed TOC into a synced temporary file
+// for dir/name (mode 0600), hashing it on the way, and returns its path if
+// its digest is l.TOCDigest; the caller renames it into place.
+func writeTOCTemp(dir, name string, l *Layer) (_ string, retErr error) {
+	raw, _, err := openTOC(l.TOCCompressed, math.MaxInt64)
+	if err != nil {
+		return "", fmt.Errorf("compressed TOC of layer %s: %w: %w", l.BlobDigest, err, errdefs.ErrInvalidArgument)
 	}
-	return raw, nil
+	f, err := os.CreateTemp(dir, "."+name+tempInfix+"*") // mode 0600
+	if err != nil {
+		return "", fmt.Errorf("failed to create temporary file for %s: %w", name, err)
+	}
+	defer func() {
+		if retErr != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	h := l.TOCDigest.Algorithm().Hash()
+	if _, err := io.Copy(io.MultiWriter(f, h), raw); err != nil {
+		return "", fmt.Errorf("failed to write %s: %w", name, err)
+	}
+	if got := digestOf(l.TOCDigest, h); got != l.TOCDigest {
+		return "", fmt.Errorf("TOC JSON of layer %s has digest %s, not %s: %w", l.BlobDigest, got, l.TOCDigest, errdefs.ErrInvalidArgument)
+	}
+	if err := f.Sync(); err != nil {
+		return "", fmt.Errorf("failed to sync %s: %w", name, err)
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("failed to close %s: %w", name, err)
+	}
+	return f.Name(), nil
 }
 
 // writeFileAtomic writes data to dir/name with mode 0600 through a synced

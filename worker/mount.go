@@ -31,6 +31,17 @@ type mount struct {
 	req       daemonapi.LoadLayerRequest
 	layerInfo daemonapi.LayerInfo
 	fs        *lazyfs.FS
+	reader    *chunks.Reader
+	// life bounds the mount's background work (sequential prefetch, the
+	// prefetch of its prioritized files): end() cancels it when the mount
+	// is detached, or the worker stops.
+	life context.Context
+	end  context.CancelFunc
+	// prioritized are the chunks before the layer's eStargz prefetch
+	// landmark, fetched once the mount is first served; nil when the
+	// layer has none (or its no-prefetch landmark).
+	prioritized []chunks.Chunk
+	prefetching sync.Once
 
 	mu    sync.Mutex
 	state daemonapi.MountState
@@ -50,8 +61,9 @@ func newMount(w *Worker, req daemonapi.LoadLayerRequest, layer *toc.Layer, src c
 		return nil, fmt.Errorf("layer %s: %w", req.LayerDigest, err)
 	}
 	entries := len(layer.TOC.Entries)
+	landmark, hasLandmark := prefetchLandmark(layer.TOC)
 	// The tree holds what serving needs; the decoded TOC can go.
-	layer.TOC, layer.TOCJSON = nil, nil
+	layer.TOC, layer.TOCCompressed = nil, nil
 	if entries >= bigTOCEntries {
 		// Decoding a big TOC allocates several times what the tree keeps;
 		// hand that back to the kernel now rather than when the runtime
@@ -65,9 +77,15 @@ func newMount(w *Worker, req daemonapi.LoadLayerRequest, layer *toc.Layer, src c
 	// The layer-wide layout lets a read of a small file fetch its
 	// neighbours in the blob with it (read-ahead).
 	opts.Layout = chunks.NewLayout(tree.Chunks())
-	// Background prefetches end with the worker.
-	opts.Context = w.ctx
+	opts.Registry = registryOf(req.ImageRef)
+	// Background work ends with the mount (detach) or the worker.
+	life, end := context.WithCancel(w.ctx)
+	opts.Context = life
 	reader := chunks.NewReader(src, opts)
+	var prioritized []chunks.Chunk
+	if hasLandmark && w.opts.Prefetch {
+		prioritized = opts.Layout.Before(landmark)
+	}
 	// Every FUSE op's ctx derives from this one: its logger names the layer,
 	// and the worker's shutdown cancels reads in flight.
 	fctx := log.WithLogger(w.ctx, log.G(w.ctx).
@@ -86,6 +104,10 @@ func newMount(w *Worker, req daemonapi.LoadLayerRequest, layer *toc.Layer, src c
 			Entries:     entries,
 		},
 		fs:           lazyfs.NewFS(fctx, tree, reader),
+		reader:       reader,
+		life:         log.WithLogger(life, log.G(fctx)),
+		end:          end,
+		prioritized:  prioritized,
 		state:        daemonapi.MountLoaded,
 		verification: daemonapi.Unverified,
 		fd:           -1,

@@ -32,7 +32,13 @@ type Options struct {
 	Root     string // the snapshotter root: TOCs are kept in <root>/tocs
 	Resolver *remote.Resolver
 	Limits   toc.Limits
-	Chunks   chunks.Options
+	// Chunks configures every layer's reader. Its Memory and Scheduler are
+	// the worker's, shared by all its layers (New creates them when nil:
+	// one memory budget, MemoryCacheSize, and one limit per registry).
+	Chunks chunks.Options
+	// Prefetch fetches the prioritized files of each layer (those before
+	// its eStargz prefetch landmark) when it is first served.
+	Prefetch bool
 	// Cache, if set, is the node's chunk cache (also Chunks.Disk): each
 	// loaded layer's chunk list is recorded there, so that the snapshotter
 	// can report the layer's cached bytes.
@@ -55,6 +61,9 @@ type Worker struct {
 	done  chan struct{} // closed when the worker should exit
 	once  sync.Once
 
+	// background tracks the mounts' prefetch goroutines.
+	background sync.WaitGroup
+
 	mu     sync.Mutex
 	mounts map[string]*mount
 	idle   idleState // under mu
@@ -67,6 +76,19 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	}
 	if opts.FuseReaders < 2 {
 		opts.FuseReaders = 2
+	}
+	if opts.Chunks.Memory == nil {
+		size := opts.Chunks.MemoryCacheSize
+		switch {
+		case size == 0:
+			size = chunks.DefaultMemoryCacheSize
+		case size < 0:
+			size = 0
+		}
+		opts.Chunks.Memory = chunks.NewMemory(size)
+	}
+	if opts.Chunks.Scheduler == nil {
+		opts.Chunks.Scheduler = chunks.NewScheduler(chunks.SchedulerOptions{})
 	}
 	store, err := toc.NewStore(layout.Root(opts.Root).TOCs())
 	if err != nil {
@@ -105,6 +127,9 @@ func (w *Worker) Close() {
 	for _, m := range mounts {
 		m.stopServing(time.Second)
 	}
+	// Prefetches end soon after the worker's context: their requests
+	// are cancelled with it.
+	w.background.Wait()
 }
 
 // Info describes the worker and its mounts.
@@ -214,7 +239,7 @@ func (w *Worker) loadTOC(ctx context.Context, ref string, layerDigest, tocDigest
 		// Serving works without it; only a later remount needs the registry.
 		log.G(ctx).WithError(err).Warn("failed to keep the TOC on disk")
 	}
-	layer.TOCJSON = nil // kept on disk now; the decoded TOC is all that is needed
+	layer.TOCCompressed = nil // kept on disk now; the decoded TOC is all that is needed
 	return layer, blob, nil
 }
 
@@ -230,6 +255,7 @@ func (w *Worker) Detach(ctx context.Context, mountID string) error {
 		return fmt.Errorf("mount %s: %w", mountID, errdefs.ErrNotFound)
 	}
 	m.stopServing(5 * time.Second)
+	m.close()
 	log.G(ctx).WithField("mount_id", mountID).Info("mount detached")
 	if idle && w.opts.ExitWhenIdle {
 		w.idleFrom(ctx)
@@ -261,6 +287,11 @@ func (w *Worker) Attach(ctx context.Context, req daemonapi.AttachRequest, fd int
 	st, err := m.serve(ctx, fd, req)
 	if err == nil && req.Resume != nil {
 		log.G(ctx).WithField("mount_id", req.MountID).WithField("resend_deferred", req.DeferResend).Info("connection taken over")
+	}
+	if err == nil {
+		// After a takeover too: what the dead worker prefetched is on
+		// disk and costs the registry nothing.
+		m.startPrefetch()
 	}
 	return st, err
 }

@@ -100,7 +100,17 @@ func serve(cfg daemonapi.WorkerConfig, ident daemonapi.Identity, readyFD int) er
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	chunkOpts := chunks.Options{MemoryCacheSize: cfg.MemoryCacheSize}
+	// One memory budget and one request scheduler for every layer of the
+	// worker.
+	chunkOpts := chunks.Options{
+		MemoryCacheSize: cfg.MemoryCacheSize,
+		Memory:          chunks.NewMemory(cfg.MemoryCacheSize),
+		Scheduler: chunks.NewScheduler(chunks.SchedulerOptions{
+			Concurrency:           cfg.Fetch.Concurrency,
+			BackgroundConcurrency: cfg.Fetch.BackgroundConcurrency,
+			BackgroundRate:        cfg.Fetch.BackgroundRate,
+		}),
+	}
 	var disk *cache.Store
 	if cfg.CacheDir != "" {
 		var err error
@@ -122,6 +132,7 @@ func serve(cfg daemonapi.WorkerConfig, ident daemonapi.Identity, readyFD int) er
 			MaxEntries:        cfg.TOC.MaxEntries,
 		},
 		Chunks:       chunkOpts,
+		Prefetch:     cfg.Fetch.Prefetch,
 		Cache:        disk,
 		FuseReaders:  cfg.FuseReaders,
 		ExitWhenIdle: cfg.ExitWhenIdle,

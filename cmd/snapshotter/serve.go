@@ -61,6 +61,11 @@ func serve(ctx context.Context, cfg config.Config) error {
 	if err := sn.Restore(ctx); err != nil {
 		return err
 	}
+	stopTOCPruner, err := startTOCPruner(ctx, cfg, sn)
+	if err != nil {
+		return err
+	}
+	defer stopTOCPruner()
 
 	l, err := listenUnix(cfg.Address)
 	if err != nil {

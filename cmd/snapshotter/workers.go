@@ -80,6 +80,12 @@ func workerConfig(cfg config.Config) daemonapi.WorkerConfig {
 		// In both modes an idle worker goes after a grace.
 		ExitWhenIdle: true,
 		IdleTimeout:  daemonapi.Duration(cfg.Workers.IdleTimeout),
+		Fetch: daemonapi.FetchConfig{
+			Concurrency:           cfg.Fetch.Concurrency,
+			Prefetch:              cfg.Fetch.Prefetch,
+			BackgroundConcurrency: cfg.Fetch.BackgroundConcurrency,
+			BackgroundRate:        int64(cfg.Fetch.BackgroundRate),
+		},
 	}
 	if cfg.Cache.Size > 0 {
 		wc.CacheDir = cfg.CacheDir()

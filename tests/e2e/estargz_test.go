@@ -56,6 +56,12 @@ func (s *stack) convertToEStargz(t testing.TB, pullHost string) estargzImage {
 // srcRef is converted and pushed as repo:tag.
 func (s *stack) convertImage(t testing.TB, srcRef, repo, tag, pullHost string) estargzImage {
 	t.Helper()
+	return s.convertImageWith(t, srcRef, repo, tag, pullHost, convert.Options{})
+}
+
+// convertImageWith is convertImage with conversion options.
+func (s *stack) convertImageWith(t testing.TB, srcRef, repo, tag, pullHost string, opts convert.Options) estargzImage {
+	t.Helper()
 	ctx := context.Background()
 	start := time.Now()
 	pushRef := s.reg.Addr() + "/" + repo + ":" + tag
@@ -63,7 +69,7 @@ func (s *stack) convertImage(t testing.TB, srcRef, repo, tag, pullHost string) e
 		t.Fatal(err)
 	}
 	// The converter logs through ctx: into the test's output, not stderr.
-	img, err := convert.Image(logtest.WithT(ctx, t), s.cl, srcRef, pushRef, convert.Options{})
+	img, err := convert.Image(logtest.WithT(ctx, t), s.cl, srcRef, pushRef, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

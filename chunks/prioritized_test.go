@@ -1,0 +1,132 @@
+package chunks
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/containerd/log/logtest"
+	"github.com/containerd/stargz-snapshotter/estargz"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/lazyfs/lazyfs/metrics"
+)
+
+// prioritizedLayer has files a and b (prioritized, first in the blob) and c
+// after them, 3 chunks each.
+func prioritizedLayer(t *testing.T) (*testLayer, *Layout, int64) {
+	t.Helper()
+	l := buildLayer(t, []testFile{{"a", fileData(30_000, 41)}, {"b", fileData(30_000, 42)}, {"c", fileData(30_000, 43)}},
+		estargz.WithChunkSize(10_000))
+	var all []Chunk
+	for _, name := range []string{"a", "b", "c"} {
+		all = append(all, l.files[name]...)
+	}
+	return l, NewLayout(all), l.files["c"][0].BlobOffset
+}
+
+// TestLayoutBefore pins Before at its edge: a stream starting at the
+// landmark's offset is not before it; one byte further, it is.
+func TestLayoutBefore(t *testing.T) {
+	l, layout, landmark := prioritizedLayer(t)
+	if got := layout.Before(landmark); len(got) != 6 || got[0].Digest != l.files["a"][0].Digest || got[5].Digest != l.files["b"][2].Digest {
+		t.Errorf("Before(landmark) = %d chunks, want the 6 of a and b in blob order", len(got))
+	}
+	if got := layout.Before(landmark + 1); len(got) != 7 {
+		t.Errorf("Before(landmark+1) = %d chunks, want 7", len(got))
+	}
+	if got := layout.Before(0); len(got) != 0 {
+		t.Errorf("Before(0) = %d chunks, want none", len(got))
+	}
+}
+
+// TestPrefetchMergesAndSkipsCached guards Prefetch: the prioritized chunks
+// go out as one merged range request, progress reaches their size, reads
+// of them afterwards cost the source nothing, what follows the landmark is
+// not fetched, and a second prefetch of chunks held in memory asks nothing.
+func TestPrefetchMergesAndSkipsCached(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	l, layout, landmark := prioritizedLayer(t)
+	src := &memSource{blob: l.blob}
+	r := NewReader(src, Options{LayerDigest: testLayerDigest, ReadAhead: -1, SequentialPrefetch: -1})
+	var progress int64
+	if err := r.Prefetch(ctx, layout.Before(landmark), func(done int64) { progress = done }); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(src.spans()); n != 1 {
+		t.Errorf("prefetch of 6 adjacent chunks sent %d requests, want 1 merged", n)
+	}
+	if progress != 60_000 {
+		t.Errorf("progress = %d, want 60000 (the files before the landmark)", progress)
+	}
+	for _, c := range fetchesOf(src, l.files["c"]) {
+		if c != 0 {
+			t.Error("a chunk after the landmark was prefetched")
+		}
+	}
+	calls := len(src.spans())
+	for _, name := range []string{"a", "b"} {
+		if _, err := r.ReadAt(ctx, l.files[name], make([]byte, 30_000), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Prefetch(ctx, layout.Before(landmark), nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(src.spans()) - calls; n != 0 {
+		t.Errorf("reads and a second prefetch of prefetched chunks sent %d requests, want 0", n)
+	}
+}
+
+// TestPrefetchStopsWithItsContext guards the ctx check: a prefetch whose
+// mount was detached asks the source nothing more.
+func TestPrefetchStopsWithItsContext(t *testing.T) {
+	l, layout, landmark := prioritizedLayer(t)
+	src := &memSource{blob: l.blob}
+	r := NewReader(src, Options{LayerDigest: testLayerDigest})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := r.Prefetch(ctx, layout.Before(landmark), nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("Prefetch after its context ended = %v, want context.Canceled", err)
+	}
+	if n := len(src.spans()); n != 0 {
+		t.Errorf("%d requests after the context ended, want 0", n)
+	}
+}
+
+// TestFillBackground guards Fill's class: a whole-layer fill goes through
+// the scheduler as background work (paced, its own slots), and leaves
+// every chunk of the layer readable without the source.
+func TestFillBackground(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	l, layout, _ := prioritizedLayer(t)
+	src := &memSource{blob: l.blob}
+	s := NewScheduler(SchedulerOptions{})
+	r := NewReader(src, Options{LayerDigest: testLayerDigest, Scheduler: s, Registry: "reg", MemoryCacheSize: 1 << 20})
+	before := histogramSamples(t, "background")
+	if err := r.Fill(ctx, layout.Chunks(), Background, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := histogramSamples(t, "background") - before; got == 0 {
+		t.Error("no background request went through the scheduler")
+	}
+	calls := len(src.spans())
+	for _, name := range []string{"a", "b", "c"} {
+		if _, err := r.ReadAt(ctx, l.files[name], make([]byte, 30_000), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(src.spans()) - calls; n != 0 {
+		t.Errorf("%d requests after a whole-layer fill, want 0", n)
+	}
+}
+
+func histogramSamples(t *testing.T, class string) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := metrics.FetchWait.WithLabelValues(class).(prometheus.Histogram).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
+}
