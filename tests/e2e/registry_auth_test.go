@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -120,14 +119,5 @@ cat %[1]s/helper.answer
 	t.Logf("credential helper: called %d times, %d tokens issued", len(calls)/2, c.TokensIssued-before.TokensIssued)
 	if len(calls) == 0 || c.TokensIssued == before.TokensIssued {
 		t.Fatalf("the credential helper was never asked (calls %q, %+v)", calls, c)
-	}
-}
-
-// dropPageCache drops the kernel's page cache, so that the next reads of
-// a lazily mounted file reach its worker. It affects the whole machine.
-func dropPageCache(t *testing.T) {
-	t.Helper()
-	if out, err := exec.Command("sh", "-c", "sync; echo 1 > /proc/sys/vm/drop_caches").CombinedOutput(); err != nil {
-		t.Fatalf("drop page cache: %v: %s", err, out)
 	}
 }
