@@ -20,7 +20,7 @@ UNITDIR    ?= $(SYSCONFDIR)/systemd/system
 CONTAINERD_VERSION ?= 2.3.7
 
 .PHONY: install
-.PHONY: all build deps lint check-tree test test-unit test-e2e demo bench bench-e2e bench-optimize bench-failover bench-identity mutation clean
+.PHONY: all build deps lint check-tree test test-unit test-e2e demo bench bench-e2e bench-optimize bench-registry bench-failover bench-identity mutation clean
 
 all: build
 
@@ -109,6 +109,13 @@ bench: deps build
 
 bench-e2e: deps build
 	$(GO) run ./tests/bench $(BENCH_ARGS)
+
+# bench-registry measures how registry reads ride out faults (resets + 5xx,
+# stalls, truncated and corrupt answers, an outage) through the fault proxy,
+# against a no-fault baseline of the same run; BENCH_REGISTRY_ARGS e.g.
+# "-runs 20 -latency 20ms -down 60s".
+bench-registry:
+	$(GO) run ./tests/benchregistry $(BENCH_REGISTRY_ARGS)
 
 # bench-optimize measures whether an image optimized with `snapshotterctl
 # image optimize` starts faster than its plain eStargz conversion: lazy pull

@@ -40,6 +40,10 @@ const (
 
 var recoverPolicies = []string{RecoverFailover, RecoverRemount}
 
+// MaxReadTimeout bounds registry.read_timeout: a reader blocked longer
+// than this on one read is better served by an error.
+const MaxReadTimeout = Duration(10 * time.Minute)
+
 // Config is the snapshotter's configuration. The toml tags are the key names.
 type Config struct {
 	// Root holds the metadata databases, the snapshots, the kept TOCs and,
@@ -216,9 +220,14 @@ type RegistryConfig struct {
 	// for containerd apply to lazy pulls as well.
 	ConfigPath string `toml:"config_path"`
 	// DockerConfig is the path of a docker config.json with registry
-	// credentials. It is validated but not used yet: no credentials reach
-	// the workers until issue #12 wires it.
+	// credentials (auths, credHelpers, credsStore); empty means
+	// $DOCKER_CONFIG/config.json, then ~/.docker/config.json. Workers read
+	// it again whenever it changes.
 	DockerConfig string `toml:"docker_config"`
+	// ReadTimeout is the one deadline of a registry read a FUSE READ
+	// waits on, retries, hedges and backoffs included (issue #12). The
+	// worker caps it below the kernel's FUSE request timeout, if any.
+	ReadTimeout Duration `toml:"read_timeout"`
 }
 
 // CacheConfig is the [cache] table: the on-disk chunk cache every worker
@@ -299,7 +308,8 @@ func Default() Config {
 			ProofConcurrency:     1,
 		},
 		Registry: RegistryConfig{
-			ConfigPath: "/etc/containerd/certs.d",
+			ConfigPath:  "/etc/containerd/certs.d",
+			ReadTimeout: Duration(30 * time.Second),
 		},
 		Cache: CacheConfig{
 			Size: 10 * GiB,

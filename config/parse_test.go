@@ -137,7 +137,7 @@ func TestParseProblems(t *testing.T) {
 		{
 			name: "unknown key in an inline table",
 			doc:  "registry = { config_path = \"/etc/certs.d\", mirror = \"x\" }\n",
-			want: []string{"config.toml:1: registry.mirror: unknown key; the keys of [registry] are config_path, docker_config"},
+			want: []string{"config.toml:1: registry.mirror: unknown key; the keys of [registry] are config_path, docker_config, read_timeout"},
 		},
 		{
 			name: "unknown table and the keys below it",

@@ -111,6 +111,9 @@ func (c Config) Validate() error {
 	if c.Registry.DockerConfig != "" {
 		v.absPath("registry.docker_config", c.Registry.DockerConfig)
 	}
+	if c.Registry.ReadTimeout <= 0 || c.Registry.ReadTimeout > MaxReadTimeout {
+		v.add("registry.read_timeout", "%s is out of range: must be longer than 0s and at most %s", c.Registry.ReadTimeout, MaxReadTimeout)
+	}
 	if c.Cache.Size < 0 {
 		v.add("cache.size", "%s is out of range: must be 0 (no disk cache) or more", c.Cache.Size)
 	}

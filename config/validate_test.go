@@ -39,7 +39,7 @@ func TestValidateZeroConfig(t *testing.T) {
 		"workers.ready_timeout", "workers.recover_policy", "workers.crash_loop_count", "workers.crash_loop_window",
 		"workers.restart_backoff", "workers.health_interval", "workers.hung_timeout", "workers.logs.max_size",
 		"layers.max_toc_compressed_size", "layers.max_toc_size", "layers.max_entries",
-		"layers.memory_cache_size", "layers.proof_wait", "layers.verify", "containerd.snapshotter", "registry.config_path",
+		"layers.memory_cache_size", "layers.proof_wait", "layers.verify", "containerd.snapshotter", "registry.config_path", "registry.read_timeout",
 		"fetch.concurrency", "fetch.background_concurrency",
 	}
 	if len(keys) != len(want) {

@@ -62,12 +62,19 @@ type resolverOptions struct {
 }
 
 // newResolver returns containerd's docker resolver over the hosts that
-// hosts.toml configures. Registry credentials are not read yet: only
-// anonymous access, or headers set in hosts.toml.
+// hosts.toml configures, with credentials from the docker config.json and
+// retries of its GET and HEAD requests.
 func newResolver(ctx context.Context, opts resolverOptions) remotes.Resolver {
 	return docker.NewResolver(docker.ResolverOptions{Hosts: registryHosts(ctx, opts)})
 }
 
 func registryHosts(ctx context.Context, opts resolverOptions) docker.RegistryHosts {
-	return remote.ConfigureHosts(ctx, remote.HostsOptions{HostsDir: opts.hostsDir, PlainHTTP: opts.plainHTTP})
+	// Retry: a reset or a 5xx on the manifest request must not fail a
+	// whole pull; remote's RetryTransport retries GET and HEAD only.
+	// Credentials from the docker config.json ($DOCKER_CONFIG, then
+	// ~/.docker), as the workers read them.
+	creds := remote.NewDockerCredentials(remote.DockerConfigPath(""))
+	return remote.ConfigureHosts(ctx, remote.HostsOptions{
+		HostsDir: opts.hostsDir, PlainHTTP: opts.plainHTTP, Retry: true, Credentials: creds.Credentials,
+	})
 }

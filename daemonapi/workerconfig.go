@@ -54,6 +54,18 @@ type WorkerConfig struct {
 	// IdleTimeout (0: on its last detach).
 	ExitWhenIdle bool     `json:"exit_when_idle"`
 	IdleTimeout  Duration `json:"idle_timeout"`
+
+	// --- registry access (issue #12)
+	// DockerConfig is the docker config.json with registry credentials,
+	// resolved by the snapshotter so that a worker reads the file it was
+	// configured with whatever its own environment; read again when it
+	// changes.
+	DockerConfig string `json:"docker_config,omitempty"`
+	// ReadTimeout is the one deadline of a registry read, retries
+	// included; 0 is remote's default. The worker caps it below the
+	// kernel's FUSE request timeout.
+	ReadTimeout Duration `json:"read_timeout,omitempty"`
+	// --- end of registry access
 	// Fetch schedules the worker's range requests ([fetch]).
 	Fetch FetchConfig `json:"fetch"`
 }
@@ -129,6 +141,7 @@ func (c WorkerConfig) Validate() error {
 		{"run_dir", c.RunDir, false},
 		{"hosts_dir", c.HostsDir, true},
 		{"cache_dir", c.CacheDir, true},
+		{"docker_config", c.DockerConfig, true},
 	} {
 		if f.value == "" && f.optional {
 			continue
@@ -151,6 +164,9 @@ func (c WorkerConfig) Validate() error {
 	}
 	if c.IdleTimeout < 0 {
 		return bad("idle_timeout", "is negative (%s)", time.Duration(c.IdleTimeout))
+	}
+	if c.ReadTimeout < 0 {
+		return bad("read_timeout", "is negative (%s)", time.Duration(c.ReadTimeout))
 	}
 	if n := c.Fetch.Concurrency; n < 0 || n > MaxFetchConcurrency {
 		return bad("fetch.concurrency", "is %d, not within 0 (the default)..%d", n, MaxFetchConcurrency)

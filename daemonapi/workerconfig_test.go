@@ -71,6 +71,12 @@ func TestWorkerConfigValidate(t *testing.T) {
 		{"no toc", func(c *WorkerConfig) { c.TOC.MaxSize = 0 }, "toc"},
 		{"no toc entries", func(c *WorkerConfig) { c.TOC.MaxEntries = 0 }, "toc"},
 		{"negative idle timeout", func(c *WorkerConfig) { c.IdleTimeout = -1 }, "idle_timeout"},
+		{"no docker config", func(c *WorkerConfig) { c.DockerConfig = "" }, ""},
+		{"absolute docker config", func(c *WorkerConfig) { c.DockerConfig = "/root/.docker/config.json" }, ""},
+		{"relative docker config", func(c *WorkerConfig) { c.DockerConfig = ".docker/config.json" }, "docker_config"},
+		{"default read timeout", func(c *WorkerConfig) { c.ReadTimeout = 0 }, ""},
+		{"shortest read timeout", func(c *WorkerConfig) { c.ReadTimeout = 1 }, ""},
+		{"negative read timeout", func(c *WorkerConfig) { c.ReadTimeout = -1 }, "read_timeout"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := validWorkerConfig()

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/containerd/v2/pkg/reference"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	"github.com/lazyfs/lazyfs/metrics"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -23,6 +25,12 @@ type Blob struct {
 	repo     string // repository path below the registry
 	dgst     digest.Digest
 	size     int64
+
+	// outage is set while reads of this blob fail for good, so that one
+	// outage is logged once, not once per read.
+	outage atomic.Bool
+	// redirect is the final URL of the last redirected GET, if any.
+	redirect atomic.Pointer[redirect]
 }
 
 // Size returns the blob's size in bytes as the registry reported it.
@@ -31,13 +39,25 @@ func (b *Blob) Size() int64 { return b.size }
 // Digest returns the blob's digest.
 func (b *Blob) Digest() digest.Digest { return b.dgst }
 
-// ReadAt fills p with the blob's bytes at off using one range request
-// ("Range: bytes=off-end") per host, trying the hosts in order (mirrors
-// first) until one answers 206 with the matching Content-Range and the
-// whole body. Like io.ReaderAt it returns io.EOF with fewer bytes when p
-// reaches past the end of the blob. On error no byte count is reported and
-// p may hold partial data.
+// ReadAt fills p with the blob's bytes at off with one bounded range
+// request ("Range: bytes=off-end") at a time, trying the hosts in order
+// (mirrors first). Transient failures (resets, 5xx, 429, stalls, bodies
+// that are not exactly the range asked for) are retried with backoff, a
+// request slower than the host's recent latency is hedged, all under one
+// deadline: ctx's, or Options.ReadTimeout when ctx has none or a later
+// one. Like io.ReaderAt it returns io.EOF with fewer bytes when p reaches
+// past the end of the blob. On error no byte count is reported and p may
+// hold partial data.
 func (b *Blob) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	return b.ReadAtVerified(ctx, p, off, nil)
+}
+
+// ReadAtVerified is ReadAt with a check of the bytes: verify (if not nil)
+// is called with each answer's bytes before they are accepted, and an
+// answer it refuses is retried like a truncated one, under the same
+// deadline. It is how a caller that can tell good bytes from bad (chunk
+// digests) leaves the retrying of corrupt answers to this package too.
+func (b *Blob) ReadAtVerified(ctx context.Context, p []byte, off int64, verify func([]byte) error) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("blob %s: negative offset %d: %w", b.dgst, off, errdefs.ErrInvalidArgument)
 	}
@@ -51,30 +71,39 @@ func (b *Blob) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	if want == 0 {
 		return 0, nil
 	}
-	hosts, err := b.resolver.registryHosts(ctx, b.registry)
+	ctx, cancel := context.WithTimeout(ctx, b.resolver.opts.ReadTimeout)
+	defer cancel()
+	ctx = log.WithLogger(ctx, log.G(ctx).WithField("layer_digest", b.dgst))
+	op := fmt.Sprintf("GET range bytes=%d-%d", off, off+int64(want)-1)
+	err := b.withRetries(ctx, op, func(ctx context.Context, h docker.RegistryHost) error {
+		r := b.resolver
+		return hedged(ctx, h.Host, p[:want], r.latencyOf(h.Host).hedgeDelay(&r.opts), r.opts.MaxHedges, r.latencyOf(h.Host),
+			func(ctx context.Context, buf []byte) error {
+				if err := b.readRange(ctx, h, buf, off); err != nil {
+					return err
+				}
+				if verify == nil {
+					return nil
+				}
+				if err := verify(buf); err != nil {
+					metrics.RegistryRequests.WithLabelValues(h.Host, reasonCorrupt).Inc()
+					return &attemptError{cause: reasonCorrupt, status: "corrupt bytes",
+						err: fmt.Errorf("GET %s %s: %w: %w", b.where(h), op, err, errdefs.ErrUnavailable)}
+				}
+				return nil
+			})
+	})
 	if err != nil {
 		return 0, err
 	}
-	ctx = log.WithLogger(ctx, log.G(ctx).WithField("layer_digest", b.dgst))
-	for i, h := range hosts {
-		err = b.readRange(ctx, h, p[:want], off)
-		if err == nil {
-			if eof {
-				return want, io.EOF
-			}
-			return want, nil
-		}
-		if ctx.Err() != nil {
-			return 0, fmt.Errorf("%w: %w", err, ctx.Err())
-		}
-		if i < len(hosts)-1 {
-			log.G(ctx).WithError(err).WithField("host", h.Host).Warn("blob range request failed, trying next host")
-		}
+	if eof {
+		return want, io.EOF
 	}
-	return 0, err
+	return want, nil
 }
 
-// readRange fetches exactly len(p) bytes at off from host h.
+// readRange fetches exactly len(p) bytes at off from host h. Its error is
+// an *attemptError.
 func (b *Blob) readRange(ctx context.Context, h docker.RegistryHost, p []byte, off int64) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, b.resolver.opts.RequestTimeout)
 	defer cancel()
@@ -82,9 +111,24 @@ func (b *Blob) readRange(ctx context.Context, h docker.RegistryHost, p []byte, o
 	rng := fmt.Sprintf("bytes=%d-%d", off, last)
 	log.G(ctx).WithFields(log.Fields{"host": h.Host, "range": rng}).Debug("fetching blob range")
 
+	release, err := b.resolver.acquire(ctx, h.Host)
+	if err != nil {
+		return &attemptError{cause: reasonTimeout, status: "no request slot in time", err: err}
+	}
+	defer release()
 	start := time.Now()
-	reason := reasonNone
-	defer func() { observeRequest(http.MethodGet, start, reason) }()
+	reason, status := reasonNone, ""
+	var wait time.Duration // the server's Retry-After
+	defer func() {
+		observeRequest(http.MethodGet, start, reason)
+		observeHost(h.Host, start, reason, int64(len(p)))
+		if err != nil {
+			if status == "" {
+				status = err.Error()
+			}
+			err = &attemptError{cause: reason, status: status, retryAfter: wait, err: err}
+		}
+	}()
 
 	resp, err := b.do(ctx, h, http.MethodGet, http.Header{
 		"Range": {rng},
@@ -93,7 +137,7 @@ func (b *Blob) readRange(ctx context.Context, h docker.RegistryHost, p []byte, o
 		"Accept-Encoding": {"identity"},
 	})
 	if err != nil {
-		reason = reasonOf(err)
+		reason, status = reasonOf(err), transportStatus(err)
 		return err
 	}
 	defer closeBody(resp)
@@ -101,25 +145,40 @@ func (b *Blob) readRange(ctx context.Context, h docker.RegistryHost, p []byte, o
 	switch resp.StatusCode {
 	case http.StatusPartialContent:
 	case http.StatusOK:
-		reason = reasonRange
+		reason, status = reasonRange, resp.Status
 		return fmt.Errorf("GET %s range %s: host ignored the Range header: %w", b.where(h), rng, errdefs.ErrNotImplemented)
 	default:
-		reason = statusReason(resp.StatusCode)
+		reason, status = statusReason(resp.StatusCode), resp.Status
+		wait = retryAfter(resp.Header, time.Now())
 		return b.statusError(http.MethodGet, h, resp)
 	}
 	first, end, total, err := parseContentRange(resp.Header.Get("Content-Range"))
 	if err != nil {
-		reason = reasonRange
+		reason, status = reasonRange, "bad Content-Range"
 		return fmt.Errorf("GET %s range %s: %w: %w", b.where(h), rng, err, errdefs.ErrUnavailable)
 	}
 	if first != off || end != last || (total >= 0 && total != b.size) {
-		reason = reasonRange
+		reason, status = reasonRange, "wrong Content-Range"
 		return fmt.Errorf("GET %s range %s: answered with %q for a blob of %d bytes: %w",
 			b.where(h), rng, resp.Header.Get("Content-Range"), b.size, errdefs.ErrUnavailable)
 	}
+	// A body longer than the range is not the range, even if it starts
+	// with the right bytes: something between us and the registry is
+	// broken, and the next answer may be too.
+	if resp.ContentLength >= 0 && resp.ContentLength != int64(len(p)) {
+		reason, status = reasonRange, "body length differs from range"
+		return fmt.Errorf("GET %s range %s: Content-Length %d for %d bytes: %w", b.where(h), rng, resp.ContentLength, len(p), errdefs.ErrUnavailable)
+	}
 	if n, err := io.ReadFull(resp.Body, p); err != nil {
-		reason = reasonShortRead
+		reason, status = reasonShortRead, "truncated body"
 		return fmt.Errorf("GET %s range %s: read %d of %d bytes: %w: %w", b.where(h), rng, n, len(p), err, errdefs.ErrUnavailable)
+	}
+	if resp.ContentLength < 0 {
+		var one [1]byte
+		if n, _ := resp.Body.Read(one[:]); n > 0 {
+			reason, status = reasonRange, "body longer than range"
+			return fmt.Errorf("GET %s range %s: body longer than %d bytes: %w", b.where(h), rng, len(p), errdefs.ErrUnavailable)
+		}
 	}
 	return nil
 }

@@ -32,7 +32,7 @@ func TestBlobReadAt(t *testing.T) {
 	data := testBlob(100_000)
 	d := reg.addBlob(data)
 
-	b, err := NewResolver(Options{}).Blob(ctx, reg.ref(), d)
+	b, err := NewResolver(quick(Options{})).Blob(ctx, reg.ref(), d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestBlobSize(t *testing.T) {
 			reg := newFakeRegistry(t, "library/test")
 			reg.noHead = tc.noHead
 			data := testBlob(4321)
-			b, err := NewResolver(Options{}).Blob(ctx, reg.ref(), reg.addBlob(data))
+			b, err := NewResolver(quick(Options{})).Blob(ctx, reg.ref(), reg.addBlob(data))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -157,7 +157,7 @@ func TestBlobErrors(t *testing.T) {
 			reg := newFakeRegistry(t, "library/test")
 			d := reg.addBlob(testBlob(1000))
 			host := reg.host()
-			r := NewResolver(Options{})
+			r := NewResolver(quick(Options{}))
 			var b *Blob
 			var err error
 			if tc.atOpen {
@@ -190,7 +190,7 @@ func TestBlobTimeout(t *testing.T) {
 	ctx := logtest.WithT(context.Background(), t)
 	reg := newFakeRegistry(t, "library/test")
 	d := reg.addBlob(testBlob(1000))
-	b, err := NewResolver(Options{RequestTimeout: 200 * time.Millisecond}).Blob(ctx, reg.ref(), d)
+	b, err := NewResolver(quick(Options{RequestTimeout: 200 * time.Millisecond})).Blob(ctx, reg.ref(), d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func TestBlobInvalidArguments(t *testing.T) {
 		{name: "bad digest", ref: reg.ref(), dgst: "sha256:1234"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := NewResolver(Options{}).Blob(ctx, tc.ref, tc.dgst)
+			_, err := NewResolver(quick(Options{})).Blob(ctx, tc.ref, tc.dgst)
 			if !errdefs.IsInvalidArgument(err) {
 				t.Errorf("Blob(%q, %q): err = %v, want invalid argument", tc.ref, tc.dgst, err)
 			}
@@ -243,7 +243,7 @@ func TestBlobDigestRef(t *testing.T) {
 	data := testBlob(10)
 	d := reg.addBlob(data)
 	ref := fmt.Sprintf("%s/%s@%s", reg.host(), reg.repo, digest.FromString("manifest"))
-	b, err := NewResolver(Options{}).Blob(ctx, ref, d)
+	b, err := NewResolver(quick(Options{})).Blob(ctx, ref, d)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,10 @@ type HostsOptions struct {
 	PlainHTTP bool
 	// Credentials, if set, answers a registry's authentication challenge.
 	Credentials func(host string) (string, string, error)
+	// Retry wraps each host's client in a RetryTransport: for callers
+	// (containerd's resolver and fetcher) whose requests remote does not
+	// send itself. Blob reads retry on their own and need not set it.
+	Retry bool
 }
 
 // ConfigureHosts returns the hosts of each registry as hosts.toml
@@ -35,6 +39,18 @@ func ConfigureHosts(ctx context.Context, opts HostsOptions) docker.RegistryHosts
 		if local, _ := docker.MatchLocalhost(name); local || opts.PlainHTTP {
 			hopts.DefaultScheme = "http"
 		}
-		return config.ConfigureHosts(ctx, hopts)(name)
+		hosts, err := config.ConfigureHosts(ctx, hopts)(name)
+		if err != nil || !opts.Retry {
+			return hosts, err
+		}
+		for i := range hosts {
+			if hosts[i].Client == nil {
+				continue
+			}
+			c := *hosts[i].Client
+			c.Transport = NewRetryTransport(c.Transport)
+			hosts[i].Client = &c
+		}
+		return hosts, nil
 	}
 }

@@ -7,6 +7,27 @@ const (
 	DefaultUserAgent      = "lazyfs"
 	DefaultRequestTimeout = time.Minute
 	DefaultHostsTTL       = time.Minute
+	// DefaultReadTimeout bounds one read (a FUSE READ's fetch), retries
+	// included: long enough to ride out a registry restart, short enough
+	// that an application sees an error rather than a hang.
+	DefaultReadTimeout = 30 * time.Second
+	// DefaultBackoffMin is small: a reset or a 5xx from one backend of a
+	// registry is usually gone on the next connection, and a registry
+	// that is really down trips the circuit breaker, which does the
+	// holding back.
+	DefaultBackoffMin       = 5 * time.Millisecond
+	DefaultBackoffMax       = 2 * time.Second
+	DefaultHedgeMin         = 20 * time.Millisecond
+	DefaultHedgeMax         = time.Second
+	DefaultHedgeFactor      = 1.5
+	DefaultMaxHedges        = 2
+	DefaultBreakerThreshold = 10
+	DefaultBreakerProbeMin  = 100 * time.Millisecond
+	DefaultBreakerProbeMax  = time.Second
+	// DefaultMaxRequestsPerHost is well above what chunks' scheduler sends
+	// one registry at once, so that its own per-registry limit (and
+	// priorities) decide; this one bounds hedges and readers beyond it.
+	DefaultMaxRequestsPerHost = 64
 )
 
 // Options configures a Resolver.
@@ -20,15 +41,41 @@ type Options struct {
 	Credentials func(host string) (string, string, error)
 	// UserAgent is sent with every request unless hosts.toml sets one.
 	UserAgent string
-	// RequestTimeout bounds one HTTP request to one host, body included,
-	// so that a stalled connection fails over to the next host instead of
-	// blocking a reader forever.
+	// RequestTimeout bounds one HTTP request to one host, body included;
+	// ReadTimeout, when shorter, bounds it too.
 	RequestTimeout time.Duration
-	// HostsTTL is how long the hosts of a registry (and with them their
-	// HTTP connections and cached tokens) are reused before hosts.toml is
-	// read again, so that an edited hosts.toml takes effect without a
-	// restart.
+	// HostsTTL is how often the hosts.toml files of a registry are looked
+	// at (stat only); the hosts, their HTTP connections and their cached
+	// tokens are built again only when one changed.
 	HostsTTL time.Duration
+
+	// ReadTimeout is the one deadline of a read (ReadAt) or a size lookup
+	// whose ctx has none: every retry, hedge and backoff fits in it. The
+	// worker caps it by the kernel's FUSE request timeout.
+	ReadTimeout time.Duration
+	// BackoffMin and BackoffMax bound the exponential backoff (with full
+	// jitter) between retries; a 429's Retry-After is honoured when
+	// longer.
+	BackoffMin, BackoffMax time.Duration
+	// HedgeMin, HedgeMax and HedgeFactor derive the hedge delay from a
+	// host's recent latency (HedgeFactor × its 90th percentile (1.5 by default: a request half again as slow as 9 in 10 recent ones is rarely just slow), within
+	// the bounds); MaxHedges is how many extra requests may race a
+	// stalled one (negative: none).
+	HedgeMin, HedgeMax time.Duration
+	HedgeFactor        float64
+	MaxHedges          int
+	// BreakerThreshold is how many transient failures in a row open a
+	// host's circuit breaker; BreakerProbeMin and BreakerProbeMax bound
+	// the interval between probes while it is open.
+	BreakerThreshold                 int
+	BreakerProbeMin, BreakerProbeMax time.Duration
+	// RedirectTTL is how long a blob's redirect target is used directly
+	// (until then, or until it fails).
+	RedirectTTL time.Duration
+	// MaxRequestsPerHost bounds the requests (hedges included) in flight
+	// to one host from this resolver; more wait for a slot, within their
+	// read's deadline.
+	MaxRequestsPerHost int
 }
 
 func (o Options) withDefaults() Options {
@@ -40,6 +87,43 @@ func (o Options) withDefaults() Options {
 	}
 	if o.HostsTTL <= 0 {
 		o.HostsTTL = DefaultHostsTTL
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = DefaultReadTimeout
+	}
+	if o.BackoffMin <= 0 {
+		o.BackoffMin = DefaultBackoffMin
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = DefaultBackoffMax
+	}
+	if o.HedgeMin <= 0 {
+		o.HedgeMin = DefaultHedgeMin
+	}
+	if o.HedgeMax <= 0 {
+		o.HedgeMax = DefaultHedgeMax
+	}
+	if o.HedgeFactor <= 0 {
+		o.HedgeFactor = DefaultHedgeFactor
+	}
+	if o.MaxHedges == 0 {
+		o.MaxHedges = DefaultMaxHedges
+	}
+	o.MaxHedges = max(o.MaxHedges, 0)
+	if o.BreakerThreshold <= 0 {
+		o.BreakerThreshold = DefaultBreakerThreshold
+	}
+	if o.BreakerProbeMin <= 0 {
+		o.BreakerProbeMin = DefaultBreakerProbeMin
+	}
+	if o.BreakerProbeMax <= 0 {
+		o.BreakerProbeMax = DefaultBreakerProbeMax
+	}
+	if o.RedirectTTL <= 0 {
+		o.RedirectTTL = DefaultRedirectTTL
+	}
+	if o.MaxRequestsPerHost <= 0 {
+		o.MaxRequestsPerHost = DefaultMaxRequestsPerHost
 	}
 	return o
 }

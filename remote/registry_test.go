@@ -179,3 +179,15 @@ func (f *fakeRegistry) serveBlob(w http.ResponseWriter, r *http.Request, d diges
 	}
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(blob))
 }
+
+// quick shortens the deadline and backoffs of o for tests of failures:
+// a read that cannot succeed gives up in about a second, not
+// DefaultReadTimeout.
+func quick(o Options) Options {
+	if o.ReadTimeout == 0 {
+		o.ReadTimeout = time.Second
+	}
+	o.BackoffMax = 50 * time.Millisecond
+	o.BreakerProbeMax = 100 * time.Millisecond
+	return o
+}

@@ -45,6 +45,11 @@ func (b *Blob) do(ctx context.Context, h docker.RegistryHost, method string, hdr
 		return nil, fmt.Errorf("%s %s: %w: %w", method, b.where(h), err, errdefs.ErrInvalidArgument)
 	}
 	u := b.blobURL(h)
+	if method == http.MethodGet {
+		if resp, ok := b.viaRedirect(ctx, h, hdr); ok {
+			return resp, nil
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		req, err := http.NewRequestWithContext(ctx, method, u, nil)
 		if err != nil {
@@ -69,6 +74,9 @@ func (b *Blob) do(ctx context.Context, h docker.RegistryHost, method string, hdr
 			return nil, fmt.Errorf("%s %s: %w", method, b.where(h), classifyTransportError(err))
 		}
 		if resp.StatusCode != http.StatusUnauthorized || attempt > 0 || h.Authorizer == nil {
+			if method == http.MethodGet && resp.StatusCode/100 == 2 && resp.Request != nil && resp.Request.URL.String() != u {
+				b.rememberRedirect(h, resp.Request.URL.String())
+			}
 			return resp, nil
 		}
 		err = h.Authorizer.AddResponses(ctx, []*http.Response{resp})

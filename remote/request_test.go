@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log/logtest"
@@ -19,7 +22,7 @@ func TestTokenAuth(t *testing.T) {
 	data := testBlob(1000)
 	d := reg.addBlob(data)
 
-	b, err := NewResolver(Options{}).Blob(ctx, reg.ref(), d)
+	b, err := NewResolver(quick(Options{})).Blob(ctx, reg.ref(), d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,12 +75,12 @@ func TestCredentials(t *testing.T) {
 
 			var mu sync.Mutex
 			var asked []string
-			r := NewResolver(Options{Credentials: func(host string) (string, string, error) {
+			r := NewResolver(quick(Options{Credentials: func(host string) (string, string, error) {
 				mu.Lock()
 				defer mu.Unlock()
 				asked = append(asked, host)
 				return tc.user, tc.pass, nil
-			}})
+			}}))
 			_, err := r.Blob(ctx, reg.ref(), d)
 			switch {
 			case tc.wantErr == nil && err != nil:
@@ -116,7 +119,7 @@ server = "`+upstream.srv.URL+`"
     X-Lazyfs-Test = "from-hosts-toml"
 `)
 
-	b, err := NewResolver(Options{HostsDir: dir}).Blob(ctx, upstream.ref(), d)
+	b, err := NewResolver(quick(Options{HostsDir: dir})).Blob(ctx, upstream.ref(), d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +165,7 @@ func TestHostsCached(t *testing.T) {
 	reg := newFakeRegistry(t, "library/test")
 	reg.token = "tok"
 	d1, d2 := reg.addBlob(testBlob(10)), reg.addBlob(testBlob(20))
-	r := NewResolver(Options{})
+	r := NewResolver(quick(Options{}))
 	if _, err := r.Blob(ctx, reg.ref(), d1); err != nil {
 		t.Fatal(err)
 	}
@@ -172,5 +175,42 @@ func TestHostsCached(t *testing.T) {
 	// One client and authorizer per registry: the token is fetched once.
 	if n := len(reg.tokenRequests()); n != 1 {
 		t.Errorf("token fetched %d times for two blobs, want 1", n)
+	}
+}
+
+// Past HostsTTL the hosts (and the tokens their authorizers hold) are kept
+// unless a hosts.toml changed.
+func TestHostsKeptUntilHostsTomlChanges(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	reg := newFakeRegistry(t, "library/test")
+	reg.token = "tok"
+	d := reg.addBlob(testBlob(10))
+	dir := t.TempDir()
+	host := strings.SplitN(reg.ref(), "/", 2)[0]
+	hdir := filepath.Join(dir, host)
+	if err := os.MkdirAll(hdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	toml := "server = \"http://" + host + "\"\n"
+	if err := os.WriteFile(filepath.Join(hdir, "hosts.toml"), []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := NewResolver(quick(Options{HostsDir: dir, HostsTTL: time.Nanosecond}))
+	for range 3 {
+		if _, err := r.Blob(ctx, reg.ref(), d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(reg.tokenRequests()); n != 1 {
+		t.Fatalf("token fetched %d times with hosts.toml unchanged, want 1", n)
+	}
+	if err := os.WriteFile(filepath.Join(hdir, "hosts.toml"), []byte(toml+"# edited\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Blob(ctx, reg.ref(), d); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(reg.tokenRequests()); n != 2 {
+		t.Fatalf("token fetched %d times after hosts.toml changed, want 2 (hosts configured again)", n)
 	}
 }

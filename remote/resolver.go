@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -19,21 +20,72 @@ import (
 type Resolver struct {
 	opts Options
 
-	mu    sync.Mutex
-	hosts map[string]hostsEntry // by registry host name as in the ref
+	mu       sync.Mutex
+	hosts    map[string]hostsEntry    // by registry host name as in the ref
+	breakers map[string]*breaker      // by host (a mirror or the registry), kept across hosts reloads
+	latency  map[string]*latency      // by host, likewise
+	slots    map[string]chan struct{} // by host: MaxRequestsPerHost tokens
 }
 
 type hostsEntry struct {
 	hosts   []docker.RegistryHost
 	expires time.Time
+	stamp   string // hostsStamp when the hosts were configured
 }
 
 // NewResolver returns a Resolver configured by opts.
 func NewResolver(opts Options) *Resolver {
 	return &Resolver{
-		opts:  opts.withDefaults(),
-		hosts: make(map[string]hostsEntry),
+		opts:     opts.withDefaults(),
+		hosts:    make(map[string]hostsEntry),
+		breakers: make(map[string]*breaker),
+		latency:  make(map[string]*latency),
+		slots:    make(map[string]chan struct{}),
 	}
+}
+
+// acquire waits for one of host's MaxRequestsPerHost request slots, or
+// until ctx ends, and returns its release. A slot is held for one request
+// only, never while waiting for another, so slots cannot deadlock with
+// each other nor with a limit of the caller's (chunks' scheduler).
+func (r *Resolver) acquire(ctx context.Context, host string) (func(), error) {
+	r.mu.Lock()
+	ch, ok := r.slots[host]
+	if !ok {
+		ch = make(chan struct{}, r.opts.MaxRequestsPerHost)
+		r.slots[host] = ch
+	}
+	r.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// breaker returns host's circuit breaker.
+func (r *Resolver) breaker(host string) *breaker {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b, ok := r.breakers[host]
+	if !ok {
+		b = newBreaker(host, &r.opts)
+		r.breakers[host] = b
+	}
+	return b
+}
+
+// latencyOf returns the recent latencies of host.
+func (r *Resolver) latencyOf(host string) *latency {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l, ok := r.latency[host]
+	if !ok {
+		l = &latency{}
+		r.latency[host] = l
+	}
+	return l
 }
 
 // Blob resolves ref (e.g. "127.0.0.1:5000/library/busybox:latest", a tag
@@ -72,12 +124,27 @@ func (r *Resolver) Blob(ctx context.Context, ref string, dgst digest.Digest) (*B
 
 // registryHosts returns the hosts that may serve blobs of registry name,
 // in the order hosts.toml gives (mirrors first, the registry last).
+//
+// They are built once and kept: each host's HTTP client (its pooled
+// connections) and authorizer (its bearer tokens) live as long as the
+// Resolver. Every HostsTTL the files that configure the registry are
+// looked at (stat only), and the hosts are built again only if one
+// changed, so that an edited hosts.toml still takes effect without a
+// restart.
 func (r *Resolver) registryHosts(ctx context.Context, name string) ([]docker.RegistryHost, error) {
 	now := time.Now()
 	r.mu.Lock()
 	e, ok := r.hosts[name]
 	r.mu.Unlock()
 	if ok && now.Before(e.expires) {
+		return e.hosts, nil
+	}
+	stamp := hostsStamp(r.opts.HostsDir, name)
+	if ok && stamp == e.stamp {
+		r.mu.Lock()
+		e.expires = now.Add(r.opts.HostsTTL)
+		r.hosts[name] = e
+		r.mu.Unlock()
 		return e.hosts, nil
 	}
 
@@ -94,9 +161,40 @@ func (r *Resolver) registryHosts(ctx context.Context, name string) ([]docker.Reg
 	if len(hosts) == 0 {
 		return nil, fmt.Errorf("registry %s: no host with pull capability configured: %w", name, errdefs.ErrNotFound)
 	}
+	if ok {
+		log.G(ctx).WithField("registry", name).Info("hosts.toml changed: registry hosts configured again")
+	}
 
 	r.mu.Lock()
-	r.hosts[name] = hostsEntry{hosts: hosts, expires: now.Add(r.opts.HostsTTL)}
+	r.hosts[name] = hostsEntry{hosts: hosts, expires: now.Add(r.opts.HostsTTL), stamp: stamp}
 	r.mu.Unlock()
 	return hosts, nil
+}
+
+// dropHosts forgets the hosts of registry name: the next request
+// configures them again, with new authorizers.
+func (r *Resolver) dropHosts(name string) {
+	r.mu.Lock()
+	delete(r.hosts, name)
+	r.mu.Unlock()
+}
+
+// hostsStamp identifies the hosts.toml configuration of registry name
+// without reading it: the files and directories containerd's configurer
+// would look at (<dir>/<host>, its "_port_" spelling, and _default).
+func hostsStamp(dir, name string) string {
+	if dir == "" {
+		return ""
+	}
+	var b strings.Builder
+	port := name
+	if i := strings.LastIndex(name, ":"); i > 0 {
+		port = name[:i] + "_" + name[i+1:] + "_"
+	}
+	for _, d := range []string{dir, filepath.Join(dir, name), filepath.Join(dir, port), filepath.Join(dir, "_default")} {
+		for _, p := range []string{d, filepath.Join(d, "hosts.toml")} {
+			fmt.Fprintf(&b, "%+v;", stampOf(p))
+		}
+	}
+	return b.String()
 }

@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net/http"
 	"time"
@@ -11,26 +12,31 @@ import (
 	"github.com/containerd/log"
 )
 
-// fetchSize asks the hosts in order for the blob's size.
+// fetchSize asks the hosts in order for the blob's size, with the
+// retries of ReadAt under one deadline.
 func (b *Blob) fetchSize(ctx context.Context) (int64, error) {
-	hosts, err := b.resolver.registryHosts(ctx, b.registry)
-	if err != nil {
-		return 0, err
-	}
-	for i, h := range hosts {
-		var size int64
-		size, err = b.sizeFrom(ctx, h)
+	ctx, cancel := context.WithTimeout(ctx, b.resolver.opts.ReadTimeout)
+	defer cancel()
+	var size int64
+	r := b.resolver
+	err := b.withRetries(ctx, "size lookup", func(ctx context.Context, h docker.RegistryHost) error {
+		// Hedged like a read: each attempt leaves the size in its own
+		// 8-byte buffer, the winner's is copied to out.
+		var out [8]byte
+		lat := r.latencyOf(h.Host)
+		err := hedged(ctx, h.Host, out[:], lat.hedgeDelay(&r.opts), r.opts.MaxHedges, lat, func(ctx context.Context, buf []byte) error {
+			s, err := b.sizeFrom(ctx, h)
+			if err == nil {
+				binary.LittleEndian.PutUint64(buf, uint64(s))
+			}
+			return err
+		})
 		if err == nil {
-			return size, nil
+			size = int64(binary.LittleEndian.Uint64(out[:]))
 		}
-		if ctx.Err() != nil {
-			return 0, fmt.Errorf("%w: %w", err, ctx.Err())
-		}
-		if i < len(hosts)-1 {
-			log.G(ctx).WithError(err).WithField("host", h.Host).Warn("blob size request failed, trying next host")
-		}
-	}
-	return 0, err
+		return err
+	})
+	return size, err
 }
 
 // sizeFrom asks host h for the blob's size: HEAD first, then a one-byte

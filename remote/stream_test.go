@@ -17,7 +17,7 @@ func TestBlobStream(t *testing.T) {
 	reg := newFakeRegistry(t, "library/test")
 	data := testBlob(2*StreamChunk + 123)
 	d := reg.addBlob(data)
-	b, err := NewResolver(Options{}).Blob(ctx, reg.ref(), d)
+	b, err := NewResolver(quick(Options{})).Blob(ctx, reg.ref(), d)
 	if err != nil {
 		t.Fatal(err)
 	}

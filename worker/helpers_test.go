@@ -47,10 +47,12 @@ func newWorkerIdle(t *testing.T, root string, exitWhenIdle bool, idleTimeout tim
 	t.Helper()
 	ctx := logtest.WithT(context.Background(), t)
 	w, err := worker.New(ctx, worker.Options{
-		ID:           "test",
-		Version:      "test-version",
-		Root:         root,
-		Resolver:     remote.NewResolver(remote.Options{}),
+		ID:      "test",
+		Version: "test-version",
+		Root:    root,
+		// A read the registry cannot serve fails within the tests'
+		// waits, not remote's default deadline of 30 s.
+		Resolver:     remote.NewResolver(remote.Options{ReadTimeout: 3 * time.Second}),
 		Limits:       toc.DefaultLimits(),
 		FuseReaders:  2,
 		ExitWhenIdle: exitWhenIdle,

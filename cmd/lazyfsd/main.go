@@ -125,7 +125,7 @@ func serve(cfg daemonapi.WorkerConfig, ident daemonapi.Identity, readyFD int) er
 		ID:       ident.ID,
 		Version:  version,
 		Root:     cfg.Root,
-		Resolver: remote.NewResolver(remote.Options{HostsDir: cfg.HostsDir, UserAgent: "lazyfsd/" + version}),
+		Resolver: remote.NewResolver(resolverOptions(ctx, cfg)),
 		Limits: toc.Limits{
 			MaxCompressedSize: cfg.TOC.MaxCompressedSize,
 			MaxSize:           cfg.TOC.MaxSize,

@@ -16,6 +16,7 @@ import (
 	"github.com/lazyfs/lazyfs/daemonapi"
 	"github.com/lazyfs/lazyfs/failover"
 	"github.com/lazyfs/lazyfs/labels"
+	"github.com/lazyfs/lazyfs/remote"
 	"github.com/lazyfs/lazyfs/supervisor"
 )
 
@@ -89,6 +90,10 @@ func workerConfig(cfg config.Config) daemonapi.WorkerConfig {
 	if cfg.Cache.Size > 0 {
 		wc.CacheDir = cfg.CacheDir()
 	}
+	// --- registry access (issue #12)
+	wc.ReadTimeout = daemonapi.Duration(cfg.Registry.ReadTimeout)
+	wc.DockerConfig = remote.DockerConfigPath(cfg.Registry.DockerConfig)
+	// --- end of registry access
 	return wc
 }
 

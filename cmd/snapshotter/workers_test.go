@@ -64,12 +64,15 @@ func TestWorkerConfigFromConfig(t *testing.T) {
 	cfg.Layers.MemoryCacheSize = 5
 	cfg.Layers.MaxTOCCompressedSize, cfg.Layers.MaxTOCSize, cfg.Layers.MaxEntries = 11, 12, 13
 	cfg.Cache.Size = 1
+	cfg.Registry.DockerConfig = "/etc/lazyfs/auth.json"
+	cfg.Registry.ReadTimeout = config.Duration(7 * time.Second)
 	cfg.Fetch = config.FetchConfig{Concurrency: 3, Prefetch: false, BackgroundConcurrency: 4, BackgroundRate: 6}
 	want := daemonapi.WorkerConfig{
 		Version: daemonapi.WorkerConfigVersion, Root: "/r", RunDir: "/run/x", LogLevel: "debug", HostsDir: "/hosts",
 		FuseReaders: 7, MemoryCacheSize: 5, CacheDir: cfg.CacheDir(),
 		TOC:          daemonapi.TOCLimits{MaxCompressedSize: 11, MaxSize: 12, MaxEntries: 13},
 		ExitWhenIdle: true, IdleTimeout: daemonapi.Duration(3 * time.Second),
+		DockerConfig: "/etc/lazyfs/auth.json", ReadTimeout: daemonapi.Duration(7 * time.Second),
 		Fetch: daemonapi.FetchConfig{Concurrency: 3, Prefetch: false, BackgroundConcurrency: 4, BackgroundRate: 6},
 	}
 	if got := workerConfig(cfg); got != want {

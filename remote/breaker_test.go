@@ -1,0 +1,130 @@
+package remote
+
+import (
+	"net/http"
+	"testing"
+	"time"
+)
+
+func TestBreakerOpensAtThreshold(t *testing.T) {
+	o := (Options{BreakerThreshold: 3, BreakerProbeMin: time.Second, BreakerProbeMax: 4 * time.Second}).withDefaults()
+	b := newBreaker("h", &o)
+	now := time.Now()
+	for i := range 2 {
+		b.done(now, false, outcomeTransient)
+		if ok, _, _, _ := b.allow(now); !ok {
+			t.Fatalf("open after %d failures, threshold 3", i+1)
+		}
+	}
+	b.done(now, false, outcomeTransient)
+	if ok, _, _, _ := b.allow(now); ok {
+		t.Fatal("still closed after 3 failures in a row")
+	}
+	// The probe slot comes after BreakerProbeMin, one probe at a time.
+	if ok, _, at, _ := b.allow(now.Add(999 * time.Millisecond)); ok || !at.Equal(now.Add(time.Second)) {
+		t.Fatalf("probe allowed early (next at %v)", at.Sub(now))
+	}
+	ok, probe, _, _ := b.allow(now.Add(time.Second))
+	if !ok || !probe {
+		t.Fatal("no probe at its time")
+	}
+	if ok, _, _, _ := b.allow(now.Add(time.Second)); ok {
+		t.Fatal("a second request while the probe is out")
+	}
+	// A failed probe doubles the interval, up to the maximum.
+	b.done(now.Add(time.Second), true, outcomeTransient)
+	if ok, _, at, _ := b.allow(now.Add(time.Second)); ok || !at.Equal(now.Add(3*time.Second)) {
+		t.Fatalf("next probe at +%v, want +3s", at.Sub(now))
+	}
+	// A probe the caller cancelled says nothing: the breaker stays open.
+	_, probe, _, _ = b.allow(now.Add(3 * time.Second))
+	b.done(now.Add(3*time.Second), probe, outcomeUnknown)
+	if !b.isOpen() {
+		t.Fatal("a cancelled probe closed the breaker")
+	}
+	_, probe, _, _ = b.allow(now.Add(3 * time.Second))
+	if !probe {
+		t.Fatal("no probe after a cancelled one")
+	}
+	b.done(now.Add(3*time.Second), true, outcomeUp)
+	if b.isOpen() {
+		t.Fatal("open after a successful probe")
+	}
+}
+
+func TestBreakerSuccessResetsCount(t *testing.T) {
+	o := (Options{BreakerThreshold: 2}).withDefaults()
+	b := newBreaker("h", &o)
+	now := time.Now()
+	b.done(now, false, outcomeTransient)
+	b.done(now, false, outcomeUp) // a 404 says the host is up
+	b.done(now, false, outcomeTransient)
+	if b.isOpen() {
+		t.Fatal("failures not in a row opened the breaker")
+	}
+}
+
+func TestBreakerWakesWaiters(t *testing.T) {
+	o := (Options{BreakerThreshold: 1}).withDefaults()
+	b := newBreaker("h", &o)
+	now := time.Now()
+	b.done(now, false, outcomeTransient)
+	_, _, _, changed := b.allow(now)
+	b.done(now, false, outcomeUp) // a request sent before it opened
+	select {
+	case <-changed:
+	default:
+		t.Fatal("closing did not wake the waiters")
+	}
+}
+
+func TestBackoffBounds(t *testing.T) {
+	o := (Options{BackoffMin: 10 * time.Millisecond, BackoffMax: 80 * time.Millisecond}).withDefaults()
+	for n, ceil := range []time.Duration{10, 20, 40, 80, 80, 80} {
+		for range 200 {
+			if d := backoff(&o, n); d <= 0 || d > ceil*time.Millisecond {
+				t.Fatalf("backoff(%d) = %v, want in (0, %v]", n, d, ceil*time.Millisecond)
+			}
+		}
+	}
+	if d := backoff(&o, 1000); d <= 0 || d > o.BackoffMax {
+		t.Fatalf("backoff(1000) = %v", d)
+	}
+}
+
+func TestRetryAfterParsing(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	for v, want := range map[string]time.Duration{
+		"":                              0,
+		"3":                             3 * time.Second,
+		"-1":                            0,
+		"soon":                          0,
+		"Mon, 07 Dec 2026 12:00:05 GMT": 5 * time.Second,
+		"Mon, 07 Dec 2026 11:59:00 GMT": 0,
+	} {
+		if got := retryAfter(http.Header{"Retry-After": {v}}, now); got != want {
+			t.Errorf("Retry-After %q = %v, want %v", v, got, want)
+		}
+	}
+}
+
+func TestHedgeDelayFollowsLatency(t *testing.T) {
+	o := (Options{HedgeMin: 10 * time.Millisecond, HedgeMax: time.Second, HedgeFactor: 2}).withDefaults()
+	var l latency
+	for range minLatencySamples - 1 {
+		l.observe(50 * time.Millisecond)
+	}
+	if d := l.hedgeDelay(&o); d != time.Second {
+		t.Fatalf("with too few samples: %v, want HedgeMax", d)
+	}
+	l.observe(50 * time.Millisecond)
+	if d := l.hedgeDelay(&o); d != 100*time.Millisecond {
+		t.Fatalf("hedge delay %v, want 2 × 50 ms", d)
+	}
+	for range latencySamples {
+		l.observe(time.Millisecond)
+	}
+	if d := l.hedgeDelay(&o); d != 10*time.Millisecond {
+		t.Fatalf("hedge delay %v, want HedgeMin", d)
+	}
+}

@@ -1,0 +1,92 @@
+package remote
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lazyfs/lazyfs/internal/faultproxy"
+	"github.com/lazyfs/lazyfs/internal/testregistry"
+)
+
+func startTransportProxy(t *testing.T) (*faultproxy.Proxy, string) {
+	t.Helper()
+	reg := testregistry.New(t, "test/repo")
+	d := reg.AddBlob(testregistry.Noise(4096, t.Name()))
+	up, _, _ := strings.Cut(reg.Ref("x"), "/")
+	p, err := faultproxy.Start(faultproxy.Options{Upstream: up, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p, "http://" + p.Addr() + "/v2/test/repo/blobs/" + d.String()
+}
+
+func TestRetryTransportRetriesIdempotentRequests(t *testing.T) {
+	p, url := startTransportProxy(t)
+	p.Script(faultproxy.Reset, faultproxy.ServerError, faultproxy.TooMany)
+	c := &http.Client{Transport: NewRetryTransport(&http.Transport{DisableKeepAlives: true})}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || len(body) != 4096 {
+		t.Fatalf("got %s, %d bytes", resp.Status, len(body))
+	}
+	if got := p.Counters().BlobRequests; got != 4 {
+		t.Fatalf("%d requests, want 4 (3 faults, then the answer)", got)
+	}
+}
+
+func TestRetryTransportGivesUp(t *testing.T) {
+	p, url := startTransportProxy(t)
+	p.SetFaults(faultproxy.Faults{Status5xx: 1})
+	tr := NewRetryTransport(&http.Transport{DisableKeepAlives: true})
+	tr.Attempts = 3
+	resp, err := (&http.Client{Transport: tr}).Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || p.Counters().BlobRequests != 3 {
+		t.Fatalf("got %s after %d requests, want the last 503 after 3", resp.Status, p.Counters().BlobRequests)
+	}
+	// A request with a body is never sent twice.
+	p2, url2 := startTransportProxy(t)
+	p2.SetFaults(faultproxy.Faults{Status5xx: 1, AllRequests: true})
+	resp, err = (&http.Client{Transport: tr}).Post(url2, "text/plain", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if n := p2.Counters().Requests; n != 1 {
+		t.Fatalf("POST sent %d times", n)
+	}
+	// The ctx ends the waits.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	tr.Attempts, tr.Backoff.BackoffMin, tr.Backoff.BackoffMax = 100, time.Second, time.Second
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if _, err := (&http.Client{Transport: tr}).Do(req); err == nil {
+		t.Fatal("no error when the ctx ended")
+	}
+}
+
+func TestConfigureHostsRetryWraps(t *testing.T) {
+	hosts, err := ConfigureHosts(context.Background(), HostsOptions{Retry: true})("127.0.0.1:5000")
+	if err != nil || len(hosts) == 0 {
+		t.Fatal(hosts, err)
+	}
+	if _, ok := hosts[0].Client.Transport.(*RetryTransport); !ok {
+		t.Fatalf("transport %T, want a RetryTransport", hosts[0].Client.Transport)
+	}
+	hosts, _ = ConfigureHosts(context.Background(), HostsOptions{})("127.0.0.1:5000")
+	if _, ok := hosts[0].Client.Transport.(*RetryTransport); ok {
+		t.Fatal("wrapped without Retry")
+	}
+}
