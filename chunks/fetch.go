@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/containerd/log"
 	"github.com/lazyfs/lazyfs/metrics"
@@ -121,7 +122,35 @@ func (r *Reader) fetchGroup(ctx context.Context, g []claim, class Priority, lift
 		return datas, errs
 	}
 	buf := make([]byte, end-start)
-	n, err := r.src.ReadAt(ctx, buf, start)
+	var n int
+	var decoded *decodedGroup // an answer verify decoded: a good one if any
+	if vs, ok := r.src.(VerifyingSource); ok {
+		// Each answer is decoded and verified as it arrives; one with a
+		// chunk that fails its digest is retried by the source. Hedged
+		// attempts may call verify at once.
+		var mu sync.Mutex
+		n, err = vs.ReadAtVerified(ctx, buf, start, func(b []byte) error {
+			d := r.decodeGroup(g, start, b)
+			mu.Lock()
+			defer mu.Unlock()
+			if decoded == nil || decoded.firstErr() != nil {
+				decoded = d
+			}
+			return d.firstErr()
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil && decoded != nil && errors.Is(err, ErrVerification) {
+			// The source gave up on corrupt answers: the chunks of the
+			// last one that verified are served, the others are EIO
+			// (a verification failure, not an outage).
+			release()
+			r.outage.ended(ctx, r.opts.LayerDigest)
+			return decoded.datas, decoded.errs
+		}
+	} else {
+		n, err = r.src.ReadAt(ctx, buf, start)
+	}
 	release()
 	if n < len(buf) {
 		if err == nil || err == io.EOF {
@@ -140,7 +169,35 @@ func (r *Reader) fetchGroup(ctx context.Context, g []claim, class Priority, lift
 	// A full read may come with io.EOF at the end of the blob.
 	metrics.ChunkFetches.Add(float64(len(g)))
 	metrics.ChunkFetchBytes.Add(float64(len(buf)))
-	asked := int64(0) // bytes of the streams holding a chunk a read asked for
+	if decoded == nil {
+		decoded = r.decodeGroup(g, start, buf)
+	}
+	metrics.ReadAheadBytes.Add(float64(max(0, int64(len(buf))-decoded.asked)))
+	return decoded.datas, decoded.errs
+}
+
+// decodedGroup is a group's answer decoded: each chunk's verified data or
+// error, and how many of its bytes some read asked for.
+type decodedGroup struct {
+	datas [][]byte
+	errs  []error
+	asked int64 // bytes of the streams holding a chunk a read asked for
+}
+
+func (d *decodedGroup) firstErr() error {
+	for _, err := range d.errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// decodeGroup decodes the compressed bytes buf (from blob offset start) of
+// the adjacent chunks of g, every compressed stream once, and verifies
+// each chunk against its digest. Every failure is counted.
+func (r *Reader) decodeGroup(g []claim, start int64, buf []byte) *decodedGroup {
+	d := &decodedGroup{datas: make([][]byte, len(g)), errs: make([]error, len(g))}
 	cs := make([]Chunk, 0, len(g))
 	for i := 0; i < len(g); {
 		// g[i:j] share one stream.
@@ -153,18 +210,17 @@ func (r *Reader) fetchGroup(ctx context.Context, g []claim, class Priority, lift
 			speculative = speculative && g[j].speculative
 		}
 		if !speculative {
-			asked += end - off
+			d.asked += end - off
 		}
-		r.decodeStream(cs, buf[off-start:end-start], datas[i:j], errs[i:j])
-		for _, err := range errs[i:j] {
+		r.decodeStream(cs, buf[off-start:end-start], d.datas[i:j], d.errs[i:j])
+		for _, err := range d.errs[i:j] {
 			if err != nil {
 				metrics.VerificationFailures.Inc()
 			}
 		}
 		i = j
 	}
-	metrics.ReadAheadBytes.Add(float64(max(0, int64(len(buf))-asked)))
-	return datas, errs
+	return d
 }
 
 // chunkError names the layer and the chunk's place in blob and file.

@@ -18,6 +18,15 @@ type Source interface {
 	ReadAt(ctx context.Context, p []byte, off int64) (int, error)
 }
 
+// VerifyingSource is a Source that checks each answer with verify before
+// accepting it and retries the answers verify refuses (package remote's
+// Blob does, under the read's one deadline). Corrupt bytes from a registry
+// are then retried where every other fault is, never stacked here.
+type VerifyingSource interface {
+	Source
+	ReadAtVerified(ctx context.Context, p []byte, off int64, verify func([]byte) error) (int, error)
+}
+
 // Defaults used when an Options field is left zero.
 const (
 	DefaultMemoryCacheSize = 64 << 20

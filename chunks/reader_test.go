@@ -403,3 +403,72 @@ func TestInvalidChunkLists(t *testing.T) {
 		})
 	}
 }
+
+// retryingSource is a VerifyingSource that, like package remote, retries an
+// answer its caller's check refuses, up to attempts times.
+type retryingSource struct {
+	*memSource
+	attempts int
+}
+
+func (s *retryingSource) ReadAtVerified(ctx context.Context, p []byte, off int64, verify func([]byte) error) (int, error) {
+	var err error
+	for range s.attempts {
+		var n int
+		n, err = s.ReadAt(ctx, p, off)
+		if err != nil && err != io.EOF {
+			return 0, err
+		}
+		if verify == nil {
+			return n, err
+		}
+		if err = verify(p[:n]); err == nil {
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("gave up after %d corrupt answers: %w", s.attempts, err)
+}
+
+// TestVerificationRetriedBySource guards that a chunk failing its digest is
+// handed back to a VerifyingSource to retry (the registry's flipped bytes
+// never reach a reader as EIO while a retry can fix them), and that a
+// source giving up on corrupt answers is a verification failure, not an
+// outage.
+func TestVerificationRetriedBySource(t *testing.T) {
+	l := buildLayer(t, []testFile{{"f", fileData(50_000, 7)}}, estargz.WithChunkSize(10_000))
+	file := l.files["f"]
+	c := file[2]
+	want := l.data["f"][c.Offset : c.Offset+c.Size]
+	corruptFirst := func(ctx context.Context, n int, p []byte, off int64) error {
+		if n == 1 {
+			return corruptByte(ctx, n, p, off)
+		}
+		return nil
+	}
+	t.Run("corrupt once", func(t *testing.T) {
+		ctx := logtest.WithT(context.Background(), t)
+		src := &retryingSource{memSource: &memSource{blob: l.blob, hook: corruptFirst}, attempts: 3}
+		r := NewReader(src, Options{LayerDigest: testLayerDigest})
+		p := make([]byte, c.Size)
+		n, err := r.ReadAt(ctx, file, p, c.Offset)
+		if err != nil || n != len(p) || !bytes.Equal(p, want) {
+			t.Fatalf("ReadAt = %d, %v; want the chunk's bytes after the source's retry", n, err)
+		}
+		if got := len(src.spans()); got != 2 {
+			t.Errorf("%d source calls, want 2 (the corrupt answer and its retry)", got)
+		}
+	})
+	t.Run("always corrupt", func(t *testing.T) {
+		ctx := logtest.WithT(context.Background(), t)
+		src := &retryingSource{memSource: &memSource{blob: l.blob, hook: corruptByte}, attempts: 3}
+		r := NewReader(src, Options{LayerDigest: testLayerDigest})
+		p := make([]byte, c.Size)
+		n, err := r.ReadAt(ctx, file, p, c.Offset)
+		if n != 0 || !errors.Is(err, ErrVerification) || errors.Is(err, ErrUnavailable) {
+			t.Fatalf("ReadAt = %d, %v; want 0 and a verification failure (not an outage)", n, err)
+		}
+		if got := len(src.spans()); got != 3 {
+			t.Errorf("%d source calls, want 3", got)
+		}
+	})
+}

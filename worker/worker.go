@@ -352,6 +352,12 @@ type lazyBlob struct {
 }
 
 func (b *lazyBlob) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	return b.ReadAtVerified(ctx, p, off, nil)
+}
+
+// ReadAtVerified makes lazyBlob a chunks.VerifyingSource: an answer whose
+// chunks fail their digests is retried by package remote.
+func (b *lazyBlob) ReadAtVerified(ctx context.Context, p []byte, off int64, verify func([]byte) error) (int, error) {
 	b.mu.Lock()
 	blob := b.blob
 	b.mu.Unlock()
@@ -365,5 +371,5 @@ func (b *lazyBlob) ReadAt(ctx context.Context, p []byte, off int64) (int, error)
 		b.blob = blob
 		b.mu.Unlock()
 	}
-	return blob.ReadAt(ctx, p, off)
+	return blob.ReadAtVerified(ctx, p, off, verify)
 }
