@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -37,6 +38,11 @@ const forgedLabel = labels.Forged
 
 // callTimeout bounds one question to containerd: a Prepare waits on it.
 const callTimeout = 10 * time.Second
+
+// dialTimeout bounds connecting to containerd. A socket that exists but
+// does not answer costs every container Prepare this much until it does,
+// so it is kept short.
+const dialTimeout = 2 * time.Second
 
 // maxConfigs bounds the cache of chain IDs per config digest; a node keeps
 // far fewer images, and a full cache is simply dropped.
@@ -89,7 +95,13 @@ func (x *Index) connect() (*client.Client, error) {
 	if x.closed {
 		return nil, fmt.Errorf("image index of containerd at %s is closed: %w", x.address, errdefs.ErrUnavailable)
 	}
-	c, err := client.New(x.address, client.WithTimeout(callTimeout))
+	// No socket at all (a wrong [containerd] address, containerd not
+	// started yet) fails at once rather than after a dial timeout: each
+	// container Prepare would wait that long.
+	if _, err := os.Stat(x.address); err != nil {
+		return nil, fmt.Errorf("failed to connect to containerd at %s ([containerd] address): %w: %w", x.address, errdefs.ErrUnavailable, err)
+	}
+	c, err := client.New(x.address, client.WithTimeout(dialTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("failed to connect to containerd at %s: %w", x.address, err)
 	}

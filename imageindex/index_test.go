@@ -3,13 +3,16 @@ package imageindex
 import (
 	"context"
 	"encoding/json"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/plugins/content/local"
+	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -72,5 +75,20 @@ func TestBlobsByChainID(t *testing.T) {
 	}
 	if _, err := x.blobsByChainID(ctx, cs, images.Image{Name: "short", Target: manifest(1)}); err == nil {
 		t.Error("a manifest with fewer layers than its config's DiffIDs was accepted")
+	}
+}
+
+// TestConnectWithoutSocketFailsAtOnce guards the socket check: a wrong
+// [containerd] address must not cost every container Prepare a dial
+// timeout. The bound is far above a stat and far below dialTimeout.
+func TestConnectWithoutSocketFailsAtOnce(t *testing.T) {
+	x := New(filepath.Join(t.TempDir(), "containerd.sock"))
+	start := time.Now()
+	err := x.Connect()
+	if took := time.Since(start); took > dialTimeout/2 {
+		t.Errorf("Connect took %s with no socket, want an immediate failure", took)
+	}
+	if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), "[containerd] address") {
+		t.Fatalf("Connect = %v, want an unavailable error naming [containerd] address", err)
 	}
 }

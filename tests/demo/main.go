@@ -93,6 +93,11 @@ func run(ctx context.Context) (err error) {
 	}
 	stop.Add(ctrd.Close)
 	logs = append(logs, ctrd.Logs()...)
+	// The snapshotter asks this containerd which images share a layer
+	// before a container may use one not proven yet ([layers] verify).
+	if err := sn.UseContainerd(ctrd.Address()); err != nil {
+		return err
+	}
 
 	step("building a test image (busybox + generated files, 3 layers) and converting it to eStargz")
 	layout := filepath.Join(work, "layout")
