@@ -167,8 +167,12 @@ grep -v ': OK$' /tmp/sums; exit $rc`, harness.TestImageChecksumsPath)
 
 	fmt.Printf("\nlazyfs snapshots:\n%s\n", indent(snaps))
 	fmt.Printf("size of the pulled eStargz image (manifest, config, layers): %s\n", mib(imageSize))
-	fmt.Printf("served by the registry for the lazy pull (TOCs only): %s in %s\n", mib(pulled), pullTime.Round(time.Millisecond))
-	fmt.Printf("served for the container's reads: %s; container ran in %s\n", mib(proxy.TotalBlobBytes()-pulled), runTime.Round(time.Millisecond))
+	// Once a layer is mounted its worker also prefetches the image's
+	// prioritized files and proves the layer in the background (the proof
+	// streams the whole blob once and fills the chunk cache), so bytes go
+	// on flowing while the pull and the container run.
+	fmt.Printf("lazy pull took %s; served by the registry meanwhile (TOCs, prefetch, background proofs): %s\n", pullTime.Round(time.Millisecond), mib(pulled))
+	fmt.Printf("container ran in %s; served by the registry meanwhile: %s\n", runTime.Round(time.Millisecond), mib(proxy.TotalBlobBytes()-pulled))
 	step("demo succeeded; stopping everything it started")
 	return nil
 }
