@@ -55,10 +55,6 @@ const (
 // gzip stream at all, hence has no DiffID.
 const ForgedUndecompressable = "undecompressable"
 
-// Layer is the typed layer ParseLayer returns: an alias, so that code
-// written against labels.Layer keeps compiling. New code names layer.Layer.
-type Layer = layer.Layer
-
 // ErrNotRemote is returned by ParseLayer when the labels do not describe a
 // lazily loadable layer (e.g. an image that is not eStargz).
 var ErrNotRemote = fmt.Errorf("not a lazily loadable layer: %w", errdefs.ErrNotImplemented)

@@ -1,14 +1,9 @@
 package labels
 
 import (
-	"github.com/lazyfs/lazyfs/layer"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
 )
-
-// BlobDigests is layer.BlobDigests, aliased so that code written against
-// labels.BlobDigests keeps compiling.
-type BlobDigests = layer.BlobDigests
 
 // ChainID is the chain ID of a layer with diffID on top of the chain
 // parent ("" for a base layer, whose chain ID is its DiffID), as the OCI

@@ -15,6 +15,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/lazyfs/lazyfs/labels"
+	"github.com/lazyfs/lazyfs/layer"
 	"github.com/lazyfs/lazyfs/metrics"
 )
 
@@ -25,7 +26,7 @@ type Prover interface {
 	// Verify fetches the whole blob of the layer mounted as id and
 	// returns its compressed and uncompressed digests. It takes as long
 	// as a download of the blob.
-	Verify(ctx context.Context, id string) (labels.BlobDigests, error)
+	Verify(ctx context.Context, id string) (layer.BlobDigests, error)
 	// SetVerdict tells the server of mount id what the proof found, so
 	// that it reports it (and, later, refuses to serve a forged layer).
 	SetVerdict(ctx context.Context, id string, forged bool, diffID digest.Digest) error

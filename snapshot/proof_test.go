@@ -13,6 +13,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/lazyfs/lazyfs/labels"
+	"github.com/lazyfs/lazyfs/layer"
 	"github.com/lazyfs/lazyfs/metrics"
 )
 
@@ -56,19 +57,19 @@ func newProofEnv(t *testing.T, opts ...Opt) *proofEnv {
 		diffIDs: map[string]digest.Digest{},
 		blobs:   map[string]digest.Digest{},
 	}
-	e.fr.verify = func(ctx context.Context, id string) (labels.BlobDigests, error) {
+	e.fr.verify = func(ctx context.Context, id string) (layer.BlobDigests, error) {
 		e.started <- id
 		select {
 		case <-e.release:
 		case <-ctx.Done():
-			return labels.BlobDigests{}, ctx.Err()
+			return layer.BlobDigests{}, ctx.Err()
 		}
 		e.fr.mu.Lock()
 		defer e.fr.mu.Unlock()
 		if e.fail != nil {
-			return labels.BlobDigests{}, e.fail
+			return layer.BlobDigests{}, e.fail
 		}
-		return labels.BlobDigests{Digest: e.blobs[id], Size: 1, DiffID: e.diffIDs[id], UncompressedSize: 2}, nil
+		return layer.BlobDigests{Digest: e.blobs[id], Size: 1, DiffID: e.diffIDs[id], UncompressedSize: 2}, nil
 	}
 	var err error
 	e.s, err = New(testContext(t), t.TempDir(), append([]Opt{WithRemoteLayers(e.fr), noBackgroundProofs}, opts...)...)

@@ -29,7 +29,7 @@ type fakeRemote struct {
 
 	// verify answers Verify (nil: the test expects no proof); verifies
 	// counts the calls; verdicts records SetVerdict by id.
-	verify   func(ctx context.Context, id string) (labels.BlobDigests, error)
+	verify   func(ctx context.Context, id string) (layer.BlobDigests, error)
 	verifies int
 	verdicts map[string]verdict
 	// onMount, if set, runs at the start of every Mount (without the
@@ -49,13 +49,13 @@ func newFakeRemote() *fakeRemote {
 	return &fakeRemote{mounted: map[string]string{}, layers: map[string]layer.Layer{}, restored: make(chan string, 10), verdicts: map[string]verdict{}}
 }
 
-func (f *fakeRemote) Verify(ctx context.Context, id string) (labels.BlobDigests, error) {
+func (f *fakeRemote) Verify(ctx context.Context, id string) (layer.BlobDigests, error) {
 	f.mu.Lock()
 	f.verifies++
 	verify := f.verify
 	f.mu.Unlock()
 	if verify == nil {
-		return labels.BlobDigests{}, fmt.Errorf("unexpected proof of %s: %w", id, errdefs.ErrNotImplemented)
+		return layer.BlobDigests{}, fmt.Errorf("unexpected proof of %s: %w", id, errdefs.ErrNotImplemented)
 	}
 	return verify(ctx, id)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/lazyfs/lazyfs/labels"
+	"github.com/lazyfs/lazyfs/layer"
 )
 
 // findRemote returns the committed remote snapshot that containerd would
@@ -46,12 +47,12 @@ func (s *Snapshotter) findRemote(ctx context.Context, target, parent string) (in
 // and two digests), so the caller waits for the proof, bounded by
 // proofWait: proven, yes; forged, no (the incident is handled by the proof,
 // and the caller mounts its own blob); no outcome in time, a clear error.
-func (s *Snapshotter) mayReuse(ctx context.Context, stored snapshots.Info, layer labels.Layer) (bool, error) {
+func (s *Snapshotter) mayReuse(ctx context.Context, stored snapshots.Info, want layer.Layer) (bool, error) {
 	have, err := labels.ParseLayer(stored.Labels)
 	if err != nil {
 		return false, fmt.Errorf("stored snapshot %s: %w", stored.Name, err)
 	}
-	if have.LayerDigest == layer.LayerDigest && have.TOCDigest == layer.TOCDigest {
+	if have.LayerDigest == want.LayerDigest && have.TOCDigest == want.TOCDigest {
 		return true, nil
 	}
 	if p, ok := recordedProof(stored); ok {
@@ -62,20 +63,20 @@ func (s *Snapshotter) mayReuse(ctx context.Context, stored snapshots.Info, layer
 		"stored_image_ref":    have.ImageRef,
 	}).Warn("another blob at an existing chain ID: waiting for the stored layer's proof")
 
-	call := s.prove(ctx, stored.Name, layer.ImageRef)
+	call := s.prove(ctx, stored.Name, want.ImageRef)
 	timer := time.NewTimer(s.proofWait)
 	defer timer.Stop()
 	select {
 	case <-call.done:
 	case <-timer.C:
 		return false, fmt.Errorf("layer %s of %s claims chain ID %s, where layer %s of %s is stored and still being proven after %v (the proof goes on; retry the pull): %w",
-			layer.LayerDigest, layer.ImageRef, stored.Labels[labels.TargetSnapshotRef], have.LayerDigest, have.ImageRef, s.proofWait, errdefs.ErrUnavailable)
+			want.LayerDigest, want.ImageRef, stored.Labels[labels.TargetSnapshotRef], have.LayerDigest, have.ImageRef, s.proofWait, errdefs.ErrUnavailable)
 	case <-ctx.Done():
 		return false, fmt.Errorf("waiting for the proof of layer %s: %w", have.LayerDigest, ctx.Err())
 	}
 	if call.res.err != nil {
 		return false, fmt.Errorf("layer %s of %s claims chain ID %s, where another blob is stored that could not be proven: %w",
-			layer.LayerDigest, layer.ImageRef, stored.Labels[labels.TargetSnapshotRef], call.res.err)
+			want.LayerDigest, want.ImageRef, stored.Labels[labels.TargetSnapshotRef], call.res.err)
 	}
 	return !call.res.forged, nil
 }

@@ -66,12 +66,7 @@ func TestWorkerServesFromDiskCache(t *testing.T) {
 		t.Errorf("cached bytes of the layer: %d in %d chunks (known %v), want some", size, chunks, ok)
 	}
 
-	e.reg.Stop()
-	second, _ := newCachingWorker(t, e.root)
-	m2 := mountFuse(t)
-	load(t, second, e.request("m2", m2.dir))
-	attach(t, second, "m2", m2)
-	testregistry.CheckFiles(t, testTimeout, m2.dir, e.layer)
+	checkServedWithRegistryDown(t, e)
 }
 
 // TestProofFillsTheChunkCache: issue 14's proof reads the whole blob once
@@ -88,12 +83,7 @@ func TestProofFillsTheChunkCache(t *testing.T) {
 	}
 	disk.Flush()
 
-	e.reg.Stop()
-	second, _ := newCachingWorker(t, e.root)
-	m2 := mountFuse(t)
-	load(t, second, e.request("m2", m2.dir))
-	attach(t, second, "m2", m2)
-	testregistry.CheckFiles(t, testTimeout, m2.dir, e.layer)
+	checkServedWithRegistryDown(t, e)
 }
 
 // TestProofCachesOnlyVerifiedChunks guards the chunk digest check of the
@@ -127,4 +117,17 @@ func TestProofCachesOnlyVerifiedChunks(t *testing.T) {
 	if len(files) != 0 {
 		t.Errorf("a proof of other bytes cached %d chunks: %v", len(files), files)
 	}
+}
+
+// checkServedWithRegistryDown stops e's registry and checks that a second
+// worker on the same root serves every file of the layer from the chunk
+// cache.
+func checkServedWithRegistryDown(t *testing.T, e *env) {
+	t.Helper()
+	e.reg.Stop()
+	second, _ := newCachingWorker(t, e.root)
+	m2 := mountFuse(t)
+	load(t, second, e.request("m2", m2.dir))
+	attach(t, second, "m2", m2)
+	testregistry.CheckFiles(t, testTimeout, m2.dir, e.layer)
 }
