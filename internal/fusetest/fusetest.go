@@ -13,6 +13,7 @@ package fusetest
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -64,6 +65,24 @@ func ReadFD(fd int) ([]byte, error) {
 			return out, nil
 		}
 		out = append(out, buf[:n]...)
+	}
+}
+
+// Reader reads fd with read(2), as an io.Reader.
+type Reader int
+
+func (fd Reader) Read(p []byte) (int, error) {
+	for {
+		n, err := unix.Read(int(fd), p)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return 0, &os.PathError{Op: "read", Path: fmt.Sprintf("fd %d", int(fd)), Err: err}
+		case n == 0 && len(p) > 0:
+			return 0, io.EOF
+		}
+		return n, nil
 	}
 }
 
