@@ -228,7 +228,7 @@ func compareContents(t *testing.T, native, mnt string, want map[string]entryStat
 		if sha256Of(gotData) != sha256Of(wantData) {
 			t.Errorf("%s: contents differ (%d bytes, native %d)", p, len(gotData), len(wantData))
 		}
-		fd, err := unix.Open(filepath.Join(mnt, p), unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
+		fd, err := fusetest.Open(filepath.Join(mnt, p), unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
 		if err != nil {
 			t.Errorf("%s: open O_DIRECT: %v", p, err)
 			continue
@@ -239,7 +239,7 @@ func compareContents(t *testing.T, native, mnt string, want map[string]entryStat
 				off = max(0, int64(len(wantData))+off)
 			}
 			buf := make([]byte, r[1])
-			n, err := unix.Pread(fd, buf, off)
+			n, err := fusetest.Pread(fd, buf, off)
 			if err != nil {
 				t.Errorf("%s: pread(%d, %d): %v", p, off, r[1], err)
 				continue
@@ -327,7 +327,7 @@ func checkSpecialCases(t *testing.T, mnt string, tree *Tree) {
 // (many calls, each continuing at the kernel's offset).
 func checkRawListing(t *testing.T, dir, parent string) {
 	t.Helper()
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := fusetest.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,16 +388,16 @@ func TestFSReadErrorIsEIO(t *testing.T) {
 	failures := counterValue(t, metrics.FuseOpFailures.WithLabelValues("read"))
 
 	within(t, "reads", func() {
-		fd, err := unix.Open(filepath.Join(m.dir, "bin/busybox"), unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
+		fd, err := fusetest.Open(filepath.Join(m.dir, "bin/busybox"), unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer unix.Close(fd)
 		buf := make([]byte, 100)
-		if _, err := unix.Pread(fd, buf, bad.Offset+10); !errors.Is(err, unix.EIO) {
+		if _, err := fusetest.Pread(fd, buf, bad.Offset+10); !errors.Is(err, unix.EIO) {
 			t.Errorf("read of a failing chunk: %v, want EIO", err)
 		}
-		if _, err := unix.Pread(fd, buf, 0); err != nil {
+		if _, err := fusetest.Pread(fd, buf, 0); err != nil {
 			t.Errorf("read of a good chunk: %v", err)
 		}
 	})

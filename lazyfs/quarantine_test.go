@@ -31,10 +31,10 @@ func TestQuarantineRefusesEverything(t *testing.T) {
 		}
 		// Kept open across the quarantine: its pages are in the
 		// kernel's cache, which only InvalidateAll drops.
-		if open, err = unix.Open(file, unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+		if open, err = fusetest.Open(file, unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := unix.Pread(open, make([]byte, 100), 0); err != nil {
+		if _, err := fusetest.Pread(open, make([]byte, 100), 0); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -48,7 +48,7 @@ func TestQuarantineRefusesEverything(t *testing.T) {
 		t.Fatalf("InvalidateAll: %v", err)
 	}
 	within(t, "accesses after the quarantine", func() {
-		if n, err := unix.Pread(open, make([]byte, 100), 0); !errors.Is(err, unix.EIO) {
+		if n, err := fusetest.Pread(open, make([]byte, 100), 0); !errors.Is(err, unix.EIO) {
 			t.Errorf("read of a file opened and cached before the quarantine = %d bytes, %v; want EIO", n, err)
 		}
 		if _, err := fusetest.ReadFile(file); !errors.Is(err, unix.EIO) {

@@ -84,7 +84,7 @@ func startReader(t *testing.T, path string, want []byte) *reader {
 	r := &reader{done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
-		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
+		fd, err := fusetest.Open(path, unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
 		if err != nil {
 			r.fail(err)
 			return
@@ -95,7 +95,7 @@ func startReader(t *testing.T, path string, want []byte) *reader {
 		for !r.stopF.Load() {
 			off := rng.Int64N(int64(len(want)))
 			size := 1 + rng.IntN(len(buf))
-			n, err := unix.Pread(fd, buf[:size], off)
+			n, err := fusetest.Pread(fd, buf[:size], off)
 			if err != nil {
 				r.fail(fmt.Errorf("pread(%d, %d): %w", off, size, err))
 				return

@@ -117,7 +117,7 @@ func TestWorkerMemoryBudget(t *testing.T) {
 		within(t, "read a 100 MiB file", func() {
 			// Plain system calls: os.Open on a mount this process
 			// serves can wedge the runtime (see package fusetest).
-			fd, err := unix.Open(filepath.Join(dir, "data.bin"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			fd, err := fusetest.Open(filepath.Join(dir, "data.bin"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -26,7 +26,7 @@ import (
 
 // ReadFile reads a whole file with open(2) and read(2).
 func ReadFile(path string) ([]byte, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
@@ -34,11 +34,33 @@ func ReadFile(path string) ([]byte, error) {
 	return ReadFD(fd)
 }
 
+// Open is open(2), retried on EINTR.
+func Open(path string, flags int, mode uint32) (int, error) {
+	for {
+		fd, err := unix.Open(path, flags, mode)
+		if !errors.Is(err, unix.EINTR) {
+			return fd, err
+		}
+	}
+}
+
+// Pread is pread(2), retried on EINTR: lazyfs answers a READ the kernel
+// interrupted (the Go runtime's preemption signal is enough) with EINTR,
+// which os.File retries and a bare system call returns.
+func Pread(fd int, p []byte, off int64) (int, error) {
+	for {
+		n, err := unix.Pread(fd, p, off)
+		if !errors.Is(err, unix.EINTR) {
+			return n, err
+		}
+	}
+}
+
 // ReadFileUncached reads a whole file as ReadFile does, after evicting its
 // pages from the page cache, so that the read reaches the FUSE server (the
 // kernel keeps a lazyfs file's pages across opens: FOPEN_KEEP_CACHE).
 func ReadFileUncached(path string) ([]byte, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
