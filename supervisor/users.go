@@ -16,10 +16,13 @@ import (
 // Only the mount table is read: a mountpoint whose worker may be down is
 // never touched.
 type mountUsers struct {
-	// lowers are the overlays' lower dirs as the mount table shows them:
-	// absolute, or relative when the mounter shortened a long option by
-	// changing directory first (containerd does, past a page of options).
+	// lowers are the overlays' absolute lower dirs.
 	lowers map[string]bool
+	// relLowers are the lower dirs the mounter shortened to relative ones
+	// by changing directory first (containerd does, past a page of
+	// options), each with the upper dirs of the overlays naming it ("" for
+	// an overlay without one: a read-only view).
+	relLowers map[string][]string
 	// mountpoint → device of the filesystem mounted there, and how many
 	// mounts show that device.
 	devs  map[string]dev
@@ -38,7 +41,7 @@ func readMountUsers() (*mountUsers, error) {
 }
 
 func newMountUsers(infos []*mountinfo.Info) *mountUsers {
-	u := &mountUsers{lowers: map[string]bool{}, devs: map[string]dev{}, count: map[dev]int{}}
+	u := &mountUsers{lowers: map[string]bool{}, relLowers: map[string][]string{}, devs: map[string]dev{}, count: map[dev]int{}}
 	for _, in := range infos {
 		d := dev{in.Major, in.Minor}
 		u.devs[in.Mountpoint] = d
@@ -46,15 +49,27 @@ func newMountUsers(infos []*mountinfo.Info) *mountUsers {
 		if in.FSType != "overlay" {
 			continue
 		}
+		var lowers []string
+		upper := ""
 		for _, opt := range splitEscaped(in.VFSOptions, ',') {
 			key, val, ok := strings.Cut(opt, "=")
+			switch {
+			case !ok:
+			case key == "upperdir":
+				upper = filepath.Clean(unescape(val))
 			// lowerdir= lists every layer; lowerdir+= and datadir+= (the
 			// new mount API) name one each.
-			if !ok || (key != "lowerdir" && key != "lowerdir+" && key != "datadir+") {
-				continue
+			case key == "lowerdir" || key == "lowerdir+" || key == "datadir+":
+				for _, dir := range splitEscaped(val, ':') {
+					lowers = append(lowers, filepath.Clean(unescape(dir)))
+				}
 			}
-			for _, dir := range splitEscaped(val, ':') {
-				u.lowers[filepath.Clean(unescape(dir))] = true
+		}
+		for _, dir := range lowers {
+			if filepath.IsAbs(dir) {
+				u.lowers[dir] = true
+			} else {
+				u.relLowers[dir] = append(u.relLowers[dir], upper)
 			}
 		}
 	}
@@ -62,17 +77,34 @@ func newMountUsers(infos []*mountinfo.Info) *mountUsers {
 }
 
 // uses tells whether an overlay or a second mount builds on the mount at
-// mountpoint. A relative lower dir that the mountpoint ends with counts as a
-// use: keeping a layer nobody uses costs a worker until the next start,
-// unmounting a used one breaks a container.
+// mountpoint.
+//
+// A relative lower dir that the mountpoint ends with is resolved against
+// the overlay's upper dir: the mounter shortened the lower dirs to what
+// follows their common directory, and a container's upper dir lies in the
+// same snapshotter's directory as its lowers, so the overlay builds on this
+// mountpoint only if its upper dir is under the same base. Another
+// snapshotter's container whose relative lower dir happens to read the same
+// ("12/fs") is not a use. Without an absolute upper dir (a read-only view)
+// it counts as a use: keeping a layer nobody uses costs a worker until the
+// next start, unmounting a used one breaks a container.
 func (u *mountUsers) uses(mountpoint string) bool {
 	mountpoint = filepath.Clean(mountpoint)
 	if d, ok := u.devs[mountpoint]; ok && u.count[d] > 1 {
 		return true
 	}
-	for dir := range u.lowers {
-		if dir == mountpoint || (!filepath.IsAbs(dir) && strings.HasSuffix(mountpoint, "/"+dir)) {
-			return true
+	if u.lowers[mountpoint] {
+		return true
+	}
+	for dir, uppers := range u.relLowers {
+		base, ok := strings.CutSuffix(mountpoint, "/"+dir)
+		if !ok {
+			continue
+		}
+		for _, upper := range uppers {
+			if !filepath.IsAbs(upper) || strings.HasPrefix(upper, base+"/") {
+				return true
+			}
 		}
 	}
 	return false

@@ -18,7 +18,16 @@ func TestMountUsers(t *testing.T) {
 			overlay("lowerdir=/var/lib/lazyfs/snapshots/13/fs:" + mp + ",upperdir=/u,workdir=/w")}, true},
 		// containerd shortens long options by changing directory first.
 		{"relative lower dir", []*mountinfo.Info{fuse(mp, 40),
-			overlay("lowerdir=13/fs:12/fs,upperdir=/u,workdir=/w")}, true},
+			overlay("lowerdir=13/fs:12/fs,upperdir=/var/lib/lazyfs/snapshots/20/fs,workdir=/var/lib/lazyfs/snapshots/20/work")}, true},
+		{"relative lower dir of a read-only view", []*mountinfo.Info{fuse(mp, 40),
+			overlay("lowerdir=13/fs:12/fs")}, true},
+		{"relative lower dir with a relative upper dir", []*mountinfo.Info{fuse(mp, 40),
+			overlay("lowerdir=13/fs:12/fs,upperdir=20/fs,workdir=20/work")}, true},
+		// The same relative name in another snapshotter's container.
+		{"relative lower dir of another root", []*mountinfo.Info{fuse(mp, 40),
+			overlay("lowerdir=13/fs:12/fs,upperdir=/other/snapshots/20/fs,workdir=/other/snapshots/20/work")}, false},
+		{"relative lower dir under a sibling root", []*mountinfo.Info{fuse(mp, 40),
+			overlay("lowerdir=13/fs:12/fs,upperdir=/var/lib/lazyfs/snapshots2/20/fs,workdir=/w")}, false},
 		{"lowerdir+ of the new mount API", []*mountinfo.Info{fuse(mp, 40),
 			overlay("lowerdir+=" + mp + ",upperdir=/u,workdir=/w")}, true},
 		{"another layer's overlay", []*mountinfo.Info{fuse(mp, 40),
