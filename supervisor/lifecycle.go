@@ -41,6 +41,10 @@ func (s *Supervisor) handleExit(ctx context.Context, w *worker) {
 	s.mu.Lock()
 	ours := s.workers[w.id] == w
 	closing := s.closing
+	if !closing {
+		s.exits.Add(1)
+		defer s.exits.Done()
+	}
 	s.mu.Unlock()
 	if !ours {
 		// Replaced already (a planned replacement, or a takeover that

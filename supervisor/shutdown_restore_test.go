@@ -1,16 +1,20 @@
 package supervisor
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
 
+	"github.com/lazyfs/lazyfs/internal/fusetest"
 	"github.com/lazyfs/lazyfs/layer"
 )
 
@@ -140,4 +144,79 @@ func TestRestoreAfterCloseIsRefused(t *testing.T) {
 	if err := s.Wait(ctx, []string{"m1"}); !errdefs.IsUnavailable(err) {
 		t.Fatalf("Wait for a layer refused by Restore = %v, want unavailable", err)
 	}
+}
+
+// A SIGTERM while a takeover is under way must keep the successor serving
+// a layer a container uses. The bug: Shutdown listed the workers while the
+// takeover of a dead one was starting its successor; the successor,
+// installed after the list, was never looked at: not kept for the next
+// snapshotter, it ended with this one and the container's layer was left
+// without a server. Shutdown now waits for deaths being handled before it
+// lists the workers.
+//
+// The successor is held mid-start by a gated binary (the standby, which
+// would start it in a few milliseconds, is taken away first) until
+// Shutdown has begun. A bind mount of the layer stands for the container.
+func TestShutdownDuringTakeover(t *testing.T) {
+	e := newEnv(t, PerImage)
+	gate := t.TempDir()
+	e.opts.Binary = gatedBinary(t, gate)
+	s := e.supervisor()
+	mp := e.mountpoint("m1")
+	s.mount("m1", mp, e.layer(0, "v1"))
+	view := t.TempDir()
+	if err := unix.Mount(mp, view, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(view, unix.MNT_DETACH) })
+	id := e.workerID("v1")
+	dead := s.current(id)
+	eventually(t, "a standby worker", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.standby != nil
+	})
+	// Its replacement comes a second after it ends, long after the spawn
+	// below.
+	s.stopStandby()
+	touch(t, filepath.Join(gate, "gate"))
+
+	if err := syscall.Kill(dead.pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the successor starting", func() bool {
+		_, err := os.Stat(filepath.Join(gate, "started"))
+		return err == nil
+	})
+	s.closed = true
+	type result struct {
+		kept []KeptWorker
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		kept, err := s.Shutdown(e.ctx, KeepBusy)
+		done <- result{kept, err}
+	}()
+	eventually(t, "Shutdown begun", s.isClosing)
+	touch(t, filepath.Join(gate, "go"))
+
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(shutdownBound):
+		t.Fatalf("Shutdown did not return within %v of a takeover under way", shutdownBound)
+	}
+	if r.err != nil {
+		t.Errorf("Shutdown: %v", r.err)
+	}
+	if len(r.kept) != 1 || r.kept[0].ID != id || r.kept[0].PID == dead.pid || processGone(r.kept[0].PID) {
+		t.Fatalf("Shutdown kept %+v; want the successor of %s (not pid %d), running", r.kept, id, dead.pid)
+	}
+	within(t, "read the used layer after Shutdown", func() {
+		got, err := fusetest.ReadFile(filepath.Join(view, "usr/share/a.conf"))
+		if err != nil || !bytes.Equal(got, e.layers[0].Files["usr/share/a.conf"]) {
+			t.Errorf("read of a used layer after Shutdown: %d bytes, %v", len(got), err)
+		}
+	})
 }

@@ -129,6 +129,12 @@ type Supervisor struct {
 	rctx  context.Context
 	rstop context.CancelFunc
 	rwg   sync.WaitGroup
+	// exits waits for the handling of worker deaths in flight: a takeover
+	// past its cancellation point installs a successor, which Shutdown
+	// and Close must see when they list the workers (else the successor
+	// would outlive a drain and its unused layers stay mounted). Added to
+	// only while closing is false, under mu.
+	exits sync.WaitGroup
 
 	idLocks idLocks
 
@@ -272,6 +278,8 @@ func (s *Supervisor) beginClose() []*worker {
 	// once closing is set, so this wait is short.
 	s.rstop()
 	s.rwg.Wait()
+	// After tstop and rstop, whose cancellation bounds this wait.
+	s.exits.Wait()
 
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -280,9 +280,12 @@ func (s *Supervisor) takeOverStored(ctx context.Context, rec record, stored map[
 		s.pending.begin(m.id)
 	}
 	log.G(ctx).WithField("pid", rec.PID).WithField("mounts", len(mounts)).Warn("worker of the last run died with the snapshotter; taking its connections over from the fd store")
+	// New has not returned: closing cannot be set yet.
 	s.wg.Add(1)
+	s.exits.Add(1)
 	go func() {
 		defer s.wg.Done()
+		defer s.exits.Done()
 		unlock := s.idLocks.lock(dead.id)
 		defer unlock()
 		s.takeOver(s.logger(s.ctx, dead.id), dead, mounts, "snapshotter_restart")
