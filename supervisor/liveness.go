@@ -28,7 +28,7 @@ func (s *Supervisor) watchHealth(w *worker) {
 	ctx := s.logger(s.ctx, w.id)
 	tick := time.NewTicker(s.opts.HealthInterval)
 	defer tick.Stop()
-	misses := 0
+	var misses missedChecks
 	for {
 		select {
 		case <-w.exited:
@@ -46,17 +46,30 @@ func (s *Supervisor) watchHealth(w *worker) {
 		hctx, cancel := context.WithTimeout(ctx, s.opts.HungTimeout)
 		err := w.api.Health(hctx)
 		cancel()
-		if err == nil || w.isExited() {
-			misses = 0
-			continue
+		// A worker that exited meanwhile is the process watcher's.
+		hung := misses.observe(err == nil || w.isExited())
+		if err != nil && !w.isExited() {
+			log.G(ctx).WithError(err).WithField("pid", w.pid).WithField("misses", int(misses)).Warn("worker missed a health check")
 		}
-		misses++
-		log.G(ctx).WithError(err).WithField("pid", w.pid).WithField("misses", misses).Warn("worker missed a health check")
-		if misses >= hungMisses {
+		if hung {
 			s.killHung(ctx, w)
 			return
 		}
 	}
+}
+
+// missedChecks counts the health checks a worker missed in a row.
+type missedChecks int
+
+// observe records one check's outcome and reports whether the worker now
+// counts as hung: hungMisses misses in a row; an answer starts over.
+func (m *missedChecks) observe(answered bool) (hung bool) {
+	if answered {
+		*m = 0
+		return false
+	}
+	*m++
+	return *m >= hungMisses
 }
 
 // killHung ends a hung worker: SIGQUIT first, so that the Go runtime writes
