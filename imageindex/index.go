@@ -39,9 +39,11 @@ const forgedLabel = labels.Forged
 // callTimeout bounds one question to containerd: a Prepare waits on it.
 const callTimeout = 10 * time.Second
 
-// dialTimeout bounds connecting to containerd. A socket that exists but
-// does not answer costs every container Prepare this much until it does,
-// so it is kept short.
+// dialTimeout bounds one connection attempt to containerd (the client
+// dials lazily, at the first question): a question to a socket that exists
+// but does not answer fails after this, not after callTimeout, and every
+// container Prepare asking pays it until containerd answers, so it is kept
+// short.
 const dialTimeout = 2 * time.Second
 
 // maxConfigs bounds the cache of chain IDs per config digest; a node keeps

@@ -3,6 +3,7 @@ package imageindex
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/plugins/content/local"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
@@ -90,5 +92,48 @@ func TestConnectWithoutSocketFailsAtOnce(t *testing.T) {
 	}
 	if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), "[containerd] address") {
 		t.Fatalf("Connect = %v, want an unavailable error naming [containerd] address", err)
+	}
+}
+
+// TestSilentSocketIsBounded guards dialTimeout: containerd's client dials
+// lazily, and a socket that exists but never answers (containerd hung, or
+// another program's socket) fails a question once a connection attempt has
+// taken dialTimeout, not after the client's default of 10 s (which
+// callTimeout would not cut shorter) that every container Prepare asking
+// would pay.
+func TestSilentSocketIsBounded(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "containerd.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	// Accepts and never speaks gRPC; what it accepted is closed with l.
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	x := New(sock)
+	defer x.Close()
+	ctx := namespaces.WithNamespace(context.Background(), "default")
+	start := time.Now()
+	_, err = x.OtherBlobs(ctx, []snapshot.ChainLayer{{ChainID: digest.FromString("chain"), Layer: digest.FromString("blob")}})
+	took := time.Since(start)
+	if err == nil {
+		t.Fatal("a question to a socket that never answers succeeded")
+	}
+	if took > 2*dialTimeout {
+		t.Errorf("a question to a silent socket took %s, want about %s", took, dialTimeout)
 	}
 }
