@@ -97,6 +97,9 @@ func (a *app) doctor(ctx context.Context, node *nodeFlags, kernel func() []conta
 		add(checkImageFS(v, loaded, p))
 	}
 	add(a.checkLive(ctx)...)
+	if cfg, err := a.g.config(); err == nil {
+		add(checkContainerdAddress(cfg.Containerd.Address, cfg.Containerd.Snapshotter, a.g.address, a.g.snapshotter)...)
+	}
 	add(a.checkSnapshotterHealth(ctx))
 	add(checkStartOrder("/"))
 	return append(out, kernel()...)
@@ -117,6 +120,38 @@ func checkImageFS(v containerdconf.Version, l containerdconf.Loaded, p container
 			Message: fmt.Sprintf("CRI reports %s, which does not exist: %s", path, fix)}
 	}
 	return containerdconf.Finding{Severity: containerdconf.Pass, Check: "image file system", Message: "CRI reports " + path}
+}
+
+// checkContainerdAddress: lazyfs asks containerd which images reach a
+// layer (layers.verify = "before-share") and removes forged snapshots
+// through it. Pointed at no containerd, it cannot tell images apart, and a
+// container on a layer not proven yet waits for the proof; pointed at
+// another containerd, it asks the wrong one.
+func checkContainerdAddress(lazyfsAddr, lazyfsName, containerdAddr, pluginName string) []containerdconf.Finding {
+	const check = "snapshotter's containerd"
+	containerdAddr = strings.TrimPrefix(containerdAddr, "unix://")
+	var out []containerdconf.Finding
+	switch lst, err := os.Stat(lazyfsAddr); {
+	case lazyfsAddr == "":
+		out = append(out, containerdconf.Finding{Severity: containerdconf.Warn, Check: check, Key: "[containerd] address (lazyfs's config)",
+			Message: fmt.Sprintf("empty: lazyfs cannot tell images apart, so a container on a layer not proven yet waits for the proof; set it to %s", containerdAddr)})
+	case err != nil:
+		out = append(out, containerdconf.Finding{Severity: containerdconf.Fail, Check: check, Key: "[containerd] address (lazyfs's config)",
+			Message: fmt.Sprintf("%v: lazyfs cannot ask containerd, so a container on a layer not proven yet waits for the proof; set it to %s", err, containerdAddr)})
+	default:
+		if cst, err := os.Stat(containerdAddr); err == nil && !os.SameFile(lst, cst) {
+			out = append(out, containerdconf.Finding{Severity: containerdconf.Warn, Check: check, Key: "[containerd] address (lazyfs's config)",
+				Message: fmt.Sprintf("lazyfs asks the containerd at %s, not the one at %s: is that the containerd that pulls through lazyfs?", lazyfsAddr, containerdAddr)})
+		}
+	}
+	if lazyfsName != pluginName {
+		out = append(out, containerdconf.Finding{Severity: containerdconf.Fail, Check: check, Key: "[containerd] snapshotter (lazyfs's config)",
+			Message: fmt.Sprintf("%q, but containerd knows lazyfs as %q: forged layers' snapshots would be looked for under the wrong name", lazyfsName, pluginName)})
+	}
+	if len(out) == 0 {
+		out = append(out, containerdconf.Finding{Severity: containerdconf.Pass, Check: check, Message: "lazyfs asks the containerd at " + lazyfsAddr})
+	}
+	return out
 }
 
 // checkLive asks the running containerd for the lazyfs plugin and, through
