@@ -29,10 +29,11 @@ func TestIdleGrace(t *testing.T) {
 		t.Fatal("exited while it serves a layer loaded during its grace")
 	case <-time.After(3 * grace):
 	}
+	// Taken before the call: the grace starts inside Detach.
+	detached := time.Now()
 	if err := w.Detach(ctx, "b"); err != nil {
 		t.Fatal(err)
 	}
-	detached := time.Now()
 	select {
 	case <-w.Done():
 		if took := time.Since(detached); took < grace {
