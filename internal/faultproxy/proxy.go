@@ -5,11 +5,12 @@
 //
 // Faults (each a probability per blob request, see Faults): connection
 // resets, 5xx answers, 429 with Retry-After, stalls before the answer or
-// of the body after it, truncated bodies, bodies longer than the range, flipped bytes in range
-// responses, a registry that is down (every connection reset). Beside
-// faults it can redirect blob GETs to a second address (as registries
-// redirect to a storage service) and require a bearer token from its own
-// small token server, tokens that expire after a set time.
+// of the body after it, truncated bodies, bodies longer than the range,
+// flipped bytes in range responses, a registry that is down (every
+// connection reset). Beside faults it can redirect blob GETs to a second
+// address (as registries redirect to a storage service) and require a
+// bearer token from its own small token server, tokens that expire after
+// a set time.
 package faultproxy
 
 import (
