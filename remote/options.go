@@ -58,7 +58,8 @@ type Options struct {
 	// worker caps it by the kernel's FUSE request timeout.
 	ReadTimeout time.Duration
 	// BackoffMin and BackoffMax bound the exponential backoff (with full
-	// jitter) between retries; a 429's Retry-After is honoured when
+	// jitter) between retries from the second on (the first goes out at
+	// once, unless after a 429); a 429's Retry-After is honoured when
 	// longer.
 	BackoffMin, BackoffMax time.Duration
 	// HedgeMin, HedgeMax and HedgeFactor derive the hedge delays from a

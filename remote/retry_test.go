@@ -3,6 +3,8 @@ package remote
 import (
 	"bytes"
 	"context"
+	"errors"
+	"net/http"
 	"testing"
 	"time"
 
@@ -70,5 +72,34 @@ func TestTooManyRequestsBacksOffAtOnce(t *testing.T) {
 	}
 	if c := f.proxy.Counters(); c.TooMany != 1 || c.BlobRequests != 2 {
 		t.Fatalf("%d 429s in %d blob requests, want 1 in 2", c.TooMany, c.BlobRequests)
+	}
+}
+
+// snapshotterctl's RetryTransport follows the same rule: a 5xx is retried
+// at once, a 429 only after a backoff.
+func TestRetryTransportFirstRetryAtOnce(t *testing.T) {
+	p, url := startTransportProxy(t)
+	tr := NewRetryTransport(&http.Transport{DisableKeepAlives: true})
+	tr.Backoff = hourBackoff().withDefaults()
+	get := func(timeout time.Duration) (*http.Response, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := (&http.Client{Transport: tr}).Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return resp, err
+	}
+	p.Script(faultproxy.ServerError)
+	if resp, err := get(10 * time.Second); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("one 503, then no retry before a backoff of an hour: %v", err)
+	}
+	p.Script(faultproxy.TooMany)
+	if _, err := get(300 * time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("after a 429: %v, want the request's deadline passed while backing off", err)
+	}
+	if c := p.Counters(); c.BlobRequests != 3 {
+		t.Fatalf("%d requests, want 3 (503, answer, 429)", c.BlobRequests)
 	}
 }
