@@ -46,19 +46,24 @@ func TestHedgeOnAnswerDelay(t *testing.T) {
 	f := primed(t, time.Millisecond, 10*time.Second)
 	f.proxy.SetFaults(faultproxy.Faults{StallFor: time.Minute})
 	f.proxy.Script(faultproxy.Stall)
-	if fired, won := f.readChecked(t); fired != 1 || won != 1 {
-		t.Fatalf("%v hedges fired, %v won; want 1 and 1", fired, won)
+	// A hedge not answered within 1.5 ms on a busy machine gets a hedge
+	// of its own: at least one, not exactly one.
+	if fired, won := f.readChecked(t); fired < 1 || won != 1 {
+		t.Fatalf("%v hedges fired, %v won; want at least 1, and 1", fired, won)
 	}
 }
 
 // Once answered, a request whose body is on its way is given the time
 // whole requests took, not raced at the (much shorter) answer delay.
 func TestAnsweredRequestNotHedgedEarly(t *testing.T) {
-	f := primed(t, time.Millisecond, 10*time.Second)
-	f.proxy.SetFaults(faultproxy.Faults{StallFor: 200 * time.Millisecond})
+	// Answers in 200 ms (a hedge after 300 ms: time enough for a loopback
+	// answer on a busy machine), whole requests in 10 s; the body comes
+	// a second after the answer.
+	f := primed(t, 200*time.Millisecond, 10*time.Second)
+	f.proxy.SetFaults(faultproxy.Faults{StallFor: time.Second})
 	f.proxy.Script(faultproxy.StallBody)
 	if fired, _ := f.readChecked(t); fired != 0 {
-		t.Fatalf("%v hedges fired for a body 200 ms late, whole requests taking 10 s", fired)
+		t.Fatalf("%v hedges fired for a body 1 s late, whole requests taking 10 s", fired)
 	}
 	if c := f.proxy.Counters(); c.BodyStalls != 1 {
 		t.Fatalf("%d body stalls, want 1", c.BodyStalls)
@@ -71,7 +76,7 @@ func TestStalledBodyHedged(t *testing.T) {
 	f := primed(t, time.Millisecond, 20*time.Millisecond)
 	f.proxy.SetFaults(faultproxy.Faults{StallFor: time.Minute})
 	f.proxy.Script(faultproxy.StallBody)
-	if fired, won := f.readChecked(t); fired != 1 || won != 1 {
-		t.Fatalf("%v hedges fired, %v won; want 1 and 1", fired, won)
+	if fired, won := f.readChecked(t); fired < 1 || won != 1 {
+		t.Fatalf("%v hedges fired, %v won; want at least 1, and 1", fired, won)
 	}
 }
