@@ -76,10 +76,10 @@ func (b *Blob) ReadAtVerified(ctx context.Context, p []byte, off int64, verify f
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("layer_digest", b.dgst))
 	op := fmt.Sprintf("GET range bytes=%d-%d", off, off+int64(want)-1)
 	err := b.withRetries(ctx, op, func(ctx context.Context, h docker.RegistryHost) error {
-		r := b.resolver
-		return hedged(ctx, h.Host, p[:want], r.latencyOf(h.Host).hedgeDelay(&r.opts), r.opts.MaxHedges, r.latencyOf(h.Host),
-			func(ctx context.Context, buf []byte) error {
-				if err := b.readRange(ctx, h, buf, off); err != nil {
+		lat := b.resolver.latencyOf(h.Host)
+		return hedged(ctx, h.Host, p[:want], lat.hedgeDelays(&b.resolver.opts), b.resolver.opts.MaxHedges, lat,
+			func(ctx context.Context, buf []byte, answered func()) error {
+				if err := b.readRange(ctx, h, buf, off, answered); err != nil {
 					return err
 				}
 				if verify == nil {
@@ -102,9 +102,10 @@ func (b *Blob) ReadAtVerified(ctx context.Context, p []byte, off int64, verify f
 	return want, nil
 }
 
-// readRange fetches exactly len(p) bytes at off from host h. Its error is
-// an *attemptError.
-func (b *Blob) readRange(ctx context.Context, h docker.RegistryHost, p []byte, off int64) (err error) {
+// readRange fetches exactly len(p) bytes at off from host h, calling
+// answered (if not nil) once the host has answered, before the body. Its
+// error is an *attemptError.
+func (b *Blob) readRange(ctx context.Context, h docker.RegistryHost, p []byte, off int64, answered func()) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, b.resolver.opts.RequestTimeout)
 	defer cancel()
 	last := off + int64(len(p)) - 1
@@ -141,6 +142,9 @@ func (b *Blob) readRange(ctx context.Context, h docker.RegistryHost, p []byte, o
 		return err
 	}
 	defer closeBody(resp)
+	if answered != nil {
+		answered()
+	}
 
 	switch resp.StatusCode {
 	case http.StatusPartialContent:

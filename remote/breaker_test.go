@@ -112,19 +112,36 @@ func TestHedgeDelayFollowsLatency(t *testing.T) {
 	o := (Options{HedgeMin: 10 * time.Millisecond, HedgeMax: time.Second, HedgeFactor: 2}).withDefaults()
 	var l latency
 	for range minLatencySamples - 1 {
-		l.observe(50 * time.Millisecond)
+		l.observe(20*time.Millisecond, 50*time.Millisecond)
 	}
-	if d := l.hedgeDelay(&o); d != time.Second {
-		t.Fatalf("with too few samples: %v, want HedgeMax", d)
+	if d := l.hedgeDelays(&o); d != (hedgeDelays{time.Second, time.Second}) {
+		t.Fatalf("with too few samples: %+v, want HedgeMax", d)
 	}
-	l.observe(50 * time.Millisecond)
-	if d := l.hedgeDelay(&o); d != 100*time.Millisecond {
-		t.Fatalf("hedge delay %v, want 2 × 50 ms", d)
+	l.observe(20*time.Millisecond, 50*time.Millisecond)
+	if d := l.hedgeDelays(&o); d != (hedgeDelays{40 * time.Millisecond, 100 * time.Millisecond}) {
+		t.Fatalf("hedge delays %+v, want 2 × 20 ms to an answer, 2 × 50 ms in all", d)
+	}
+	// The 90th percentile, not the mean nor the maximum: 6 slow
+	// answers in 64 are not enough to move it, 7 are (the 7th replaces
+	// the oldest, a fast one).
+	for i := range latencySamples {
+		d := time.Millisecond
+		if i >= latencySamples-6 {
+			d = 100 * time.Millisecond
+		}
+		l.observe(d, 8*time.Millisecond)
+	}
+	if d := l.hedgeDelays(&o); d != (hedgeDelays{10 * time.Millisecond, 16 * time.Millisecond}) {
+		t.Fatalf("hedge delays %+v, want HedgeMin to an answer, 2 × 8 ms in all", d)
+	}
+	l.observe(100*time.Millisecond, 8*time.Millisecond)
+	if d := l.hedgeDelays(&o); d.answer != 200*time.Millisecond || d.full != 200*time.Millisecond {
+		t.Fatalf("hedge delays %+v, want 2 × 100 ms for both (never less in all than to an answer)", d)
 	}
 	for range latencySamples {
-		l.observe(time.Millisecond)
+		l.observe(time.Second, time.Second)
 	}
-	if d := l.hedgeDelay(&o); d != 10*time.Millisecond {
-		t.Fatalf("hedge delay %v, want HedgeMin", d)
+	if d := l.hedgeDelays(&o); d != (hedgeDelays{time.Second, time.Second}) {
+		t.Fatalf("hedge delays %+v, want HedgeMax", d)
 	}
 }

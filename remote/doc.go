@@ -11,14 +11,16 @@
 //
 // Every read (Blob.ReadAt, the size lookup) runs under one deadline
 // (Options.ReadTimeout, or the caller's if earlier). Within it, transient
-// failures (resets, timeouts, 5xx, 429, bad bodies) are retried with
-// exponential backoff and full jitter, honouring Retry-After (retry.go); a
-// request slower than its host's recent latency is hedged: a second request
-// races it and the first answer wins (hedge.go); and a host that keeps
-// failing trips its circuit breaker, which holds requests back and lets one
-// probe through at a bounded rate until the host answers again
-// (breaker.go). A read that gives up returns an error naming registry,
-// repository, layer and the last status, logged once per layer per outage.
+// failures (resets, timeouts, 5xx, 429, bad bodies) are retried, the
+// first time at once, then with exponential backoff and full jitter,
+// honouring Retry-After (retry.go); a request not answered within its
+// host's recent time to an answer, or not done within its recent whole
+// requests' time, is hedged: a second request races it and the first
+// answer wins (hedge.go); and a host that keeps failing trips its circuit
+// breaker, which holds requests back and lets one probe through at a
+// bounded rate until the host answers again (breaker.go). A read that
+// gives up returns an error naming registry, repository, layer and the
+// last status, logged once per layer per outage.
 //
 // Registries on localhost or a loopback address are spoken to over plain
 // http unless a hosts.toml says otherwise, like ctr's --plain-http.

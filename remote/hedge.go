@@ -10,82 +10,134 @@ import (
 )
 
 // latencySamples is how many recent successful requests of a host the
-// hedge delay is derived from.
+// hedge delays are derived from.
 const latencySamples = 64
 
 // minLatencySamples is how many samples a host needs before its hedge
-// delay follows them; until then HedgeMax is used.
+// delays follow them; until then HedgeMax is used.
 const minLatencySamples = 4
 
-// latency keeps the durations of a host's recent successful requests.
+// latency keeps a host's recent successful requests: how long each took
+// to be answered (status and headers: the server's time to first byte)
+// and how long in all, body included.
+//
+// The two are kept apart because a stall almost always comes before the
+// answer (a lost packet, a backend that does not respond, a queue), and
+// the time to an answer does not grow with the size of the range asked
+// for: a request of 4 KiB and one of 4 MiB are answered equally fast, so
+// a deadline on the answer can be tight where one on the whole request
+// must allow for the largest body.
 type latency struct {
-	mu   sync.Mutex
+	mu              sync.Mutex
+	firstByte, full samples
+}
+
+// samples is a ring of the latest latencySamples durations.
+type samples struct {
 	ring [latencySamples]time.Duration
 	n    int // samples stored, up to latencySamples
 	next int
 }
 
-func (l *latency) observe(d time.Duration) {
+func (s *samples) add(d time.Duration) {
+	s.ring[s.next] = d
+	s.next = (s.next + 1) % latencySamples
+	s.n = min(s.n+1, latencySamples)
+}
+
+// p90 is the 90th percentile of the samples.
+func (s *samples) p90() time.Duration {
+	v := slices.Clone(s.ring[:s.n])
+	slices.Sort(v)
+	return v[(len(v)*9)/10]
+}
+
+// observe records a successful request answered after firstByte and done
+// after full.
+func (l *latency) observe(firstByte, full time.Duration) {
 	l.mu.Lock()
-	l.ring[l.next] = d
-	l.next = (l.next + 1) % latencySamples
-	l.n = min(l.n+1, latencySamples)
+	l.firstByte.add(firstByte)
+	l.full.add(full)
 	l.mu.Unlock()
 }
 
-// hedgeDelay is how long a request may take before a second one races it:
-// HedgeFactor times the 90th percentile of recent requests, within
-// [HedgeMin, HedgeMax]. A request slower than nearly all recent ones is
-// likely stalled (a lost packet, a slow backend), and a fresh one is then
-// usually faster than waiting.
-func (l *latency) hedgeDelay(o *Options) time.Duration {
+// hedgeDelays are how long an attempt may go before a second one races
+// it: without an answer (answer), and in all once answered (full).
+type hedgeDelays struct {
+	answer, full time.Duration
+}
+
+// hedgeDelays derives the hedge delays from the host's recent requests:
+// HedgeFactor times the 90th percentile of their time to an answer, and
+// of their whole duration, each within [HedgeMin, HedgeMax]. A request
+// slower than nearly all recent ones is likely stalled, and a fresh one
+// is then usually faster than waiting.
+func (l *latency) hedgeDelays(o *Options) hedgeDelays {
 	l.mu.Lock()
-	if l.n < minLatencySamples {
-		l.mu.Unlock()
-		return o.HedgeMax
+	defer l.mu.Unlock()
+	if l.full.n < minLatencySamples {
+		return hedgeDelays{o.HedgeMax, o.HedgeMax}
 	}
-	s := slices.Clone(l.ring[:l.n])
-	l.mu.Unlock()
-	slices.Sort(s)
-	p90 := s[(len(s)*9)/10]
-	return min(max(time.Duration(o.HedgeFactor*float64(p90)), o.HedgeMin), o.HedgeMax)
+	bound := func(p90 time.Duration) time.Duration {
+		return min(max(time.Duration(o.HedgeFactor*float64(p90)), o.HedgeMin), o.HedgeMax)
+	}
+	answer := bound(l.firstByte.p90())
+	return hedgeDelays{answer: answer, full: max(bound(l.full.p90()), answer)}
 }
 
 // hedged runs try (with a buffer of len(p) bytes to fill) and, each time
-// delay passes without an answer, starts one more, all racing: up to
-// 1+maxHedges at once. When that many are out and the delay passes again,
-// the oldest is given up (cancelled) and replaced, with the delay doubled
-// each time, up to maxAttempts attempts in all: a request stalled for good
-// is not waited on until the read's deadline. The first success wins: its
-// bytes end up in p, every other attempt is cancelled and waited for. It
-// returns when one succeeded, every attempt failed (the first failure is
-// returned), or ctx ended. A failure while no other attempt is in flight
-// returns at once: retrying is the caller's job, after a backoff.
-func hedged(ctx context.Context, host string, p []byte, delay time.Duration, maxHedges int,
-	lat *latency, try func(ctx context.Context, buf []byte) error) error {
+// an attempt goes past its delay, starts one more, all racing: up to
+// 1+maxHedges at once. The newest attempt's delay is delays.answer until
+// try reports (by calling answered) that the server answered, then
+// delays.full from its start. When that many are out and the delay
+// passes again, the oldest is given up (cancelled) and replaced, with the
+// delays doubled each time, up to 2×(maxHedges+1) attempts in all: a
+// request stalled for good is not waited on until the read's deadline.
+// The first success wins: its bytes end up in p, every other attempt is
+// cancelled and waited for. It returns when one succeeded, every attempt
+// failed (the first failure is returned), or ctx ended. A failure while
+// no other attempt is in flight returns at once: retrying is the caller's
+// job.
+func hedged(ctx context.Context, host string, p []byte, delays hedgeDelays, maxHedges int,
+	lat *latency, try func(ctx context.Context, buf []byte, answered func()) error) error {
 	type result struct {
-		i   int
-		buf []byte
-		err error
-		d   time.Duration
+		i            int
+		buf          []byte
+		err          error
+		firstByte, d time.Duration
 	}
 	maxAttempts := 2 * (maxHedges + 1)
 	results := make(chan result, maxAttempts)
+	answers := make(chan int, maxAttempts) // one send at most per attempt: never blocks
 	var cancels []context.CancelFunc
+	var starts []time.Time
 	var done, givenUp []bool
 	launch := func(buf []byte) {
 		i := len(cancels)
 		actx, cancel := context.WithCancel(ctx)
-		cancels, done, givenUp = append(cancels, cancel), append(done, false), append(givenUp, false)
+		start := time.Now()
+		cancels, starts = append(cancels, cancel), append(starts, start)
+		done, givenUp = append(done, false), append(givenUp, false)
 		go func() {
-			start := time.Now()
-			err := try(actx, buf)
-			results <- result{i, buf, err, time.Since(start)}
+			var firstByte time.Duration
+			err := try(actx, buf, func() {
+				if firstByte == 0 {
+					firstByte = max(time.Since(start), 1)
+					answers <- i
+				}
+			})
+			d := time.Since(start)
+			if firstByte == 0 {
+				// No separate answer (a HEAD): the whole request was it.
+				firstByte = d
+			}
+			results <- result{i, buf, err, firstByte, d}
 		}()
 	}
 	launch(p)
 	inflight := 1
-	timer := time.NewTimer(delay)
+	scale := time.Duration(1) // doubles with each attempt given up
+	timer := time.NewTimer(delays.answer)
 	defer timer.Stop()
 
 	var firstErr error
@@ -99,11 +151,17 @@ wait:
 			done[r.i] = true
 			if r.err == nil {
 				winner, won = r.i, r.buf
-				lat.observe(r.d)
+				lat.observe(r.firstByte, r.d)
 				break wait
 			}
 			if firstErr == nil && !givenUp[r.i] {
 				firstErr = r.err
+			}
+		case i := <-answers:
+			if i == len(starts)-1 && !done[i] {
+				// The newest attempt was answered: it is now given
+				// the time a whole request takes, from its start.
+				timer.Reset(max(time.Until(starts[i].Add(scale*delays.full)), 0))
 			}
 		case <-timer.C:
 			if len(cancels) >= maxAttempts || maxHedges == 0 {
@@ -118,12 +176,12 @@ wait:
 						break
 					}
 				}
-				delay *= 2
+				scale *= 2
 			}
 			metrics.RegistryHedgesFired.WithLabelValues(host).Inc()
 			launch(make([]byte, len(p)))
 			inflight++
-			timer.Reset(delay)
+			timer.Reset(scale * delays.answer)
 		case <-ctx.Done():
 			break wait
 		}

@@ -15,9 +15,13 @@ const (
 	// registry is usually gone on the next connection, and a registry
 	// that is really down trips the circuit breaker, which does the
 	// holding back.
-	DefaultBackoffMin       = 5 * time.Millisecond
-	DefaultBackoffMax       = 2 * time.Second
-	DefaultHedgeMin         = 20 * time.Millisecond
+	DefaultBackoffMin = 5 * time.Millisecond
+	DefaultBackoffMax = 2 * time.Second
+	// DefaultHedgeMin is a floor for hosts answering in a millisecond or
+	// two (loopback, a registry on the LAN), whose 90th percentile is
+	// mostly scheduling noise; from a registry across a network the
+	// delays follow its latency. A hedge to so fast a host costs little.
+	DefaultHedgeMin         = 5 * time.Millisecond
 	DefaultHedgeMax         = time.Second
 	DefaultHedgeFactor      = 1.5
 	DefaultMaxHedges        = 2
@@ -54,13 +58,17 @@ type Options struct {
 	// worker caps it by the kernel's FUSE request timeout.
 	ReadTimeout time.Duration
 	// BackoffMin and BackoffMax bound the exponential backoff (with full
-	// jitter) between retries; a 429's Retry-After is honoured when
+	// jitter) between retries from the second on (the first goes out at
+	// once, unless after a 429); a 429's Retry-After is honoured when
 	// longer.
 	BackoffMin, BackoffMax time.Duration
-	// HedgeMin, HedgeMax and HedgeFactor derive the hedge delay from a
-	// host's recent latency (HedgeFactor × its 90th percentile (1.5 by default: a request half again as slow as 9 in 10 recent ones is rarely just slow), within
-	// the bounds); MaxHedges is how many extra requests may race a
-	// stalled one (negative: none).
+	// HedgeMin, HedgeMax and HedgeFactor derive the hedge delays from a
+	// host's recent requests: HedgeFactor × the 90th percentile of their
+	// time to an answer (status and headers) for a request not answered
+	// yet, and of their whole duration for one receiving its body, within
+	// the bounds (1.5 by default: a request half again as slow as 9 in 10
+	// recent ones is rarely just slow); MaxHedges is how many extra
+	// requests may race a stalled one (negative: none).
 	HedgeMin, HedgeMax time.Duration
 	HedgeFactor        float64
 	MaxHedges          int

@@ -85,9 +85,26 @@ func retryAfter(h http.Header, now time.Time) time.Duration {
 	return 0
 }
 
-// backoff is the wait before retry number n (0 for the first retry):
-// exponential from BackoffMin up to BackoffMax, with full jitter so that
-// the readers a fault hit together do not come back together.
+// retryWait is the wait before try n+1 of a request after try n (0: the
+// first) failed for cause (a reason* constant): none after the first
+// try, then backoff(n-1). An isolated reset, 5xx or broken body is
+// usually gone on the next connection or backend, and waiting first would
+// cost a fast registry more than the fault itself (a backoff floor of
+// 5 ms is a whole request on loopback). A 429 always waits: the registry
+// asked us to slow down (its Retry-After, when longer, is honoured by the
+// caller). A registry that keeps failing trips its circuit breaker, which
+// does the holding back; until then, from the second retry on, the
+// backoff grows.
+func retryWait(o *Options, n int, cause string) time.Duration {
+	if n == 0 && cause != reason429 {
+		return 0
+	}
+	return backoff(o, max(n-1, 0))
+}
+
+// backoff is the n-th backoff (0: the first): exponential from
+// BackoffMin up to BackoffMax, with full jitter so that the readers a
+// fault hit together do not come back together.
 func backoff(o *Options, n int) time.Duration {
 	d := o.BackoffMax
 	if n < 30 {
@@ -175,7 +192,8 @@ func (b *Blob) withRetries(ctx context.Context, op string, try func(ctx context.
 			return b.giveUp(ctx, op, attempts, start, last)
 		}
 		if sent > 0 {
-			wait = max(wait, backoff(&r.opts, round))
+			cause, _ := causeOf(last)
+			wait = max(wait, retryWait(&r.opts, round, cause))
 			wake = nil
 		}
 		if dl, ok := ctx.Deadline(); ok && time.Now().Add(wait).After(dl) {

@@ -24,7 +24,8 @@ func (b *Blob) fetchSize(ctx context.Context) (int64, error) {
 		// 8-byte buffer, the winner's is copied to out.
 		var out [8]byte
 		lat := r.latencyOf(h.Host)
-		err := hedged(ctx, h.Host, out[:], lat.hedgeDelay(&r.opts), r.opts.MaxHedges, lat, func(ctx context.Context, buf []byte) error {
+		// The answer is the whole of a HEAD: its delay is the answer's.
+		err := hedged(ctx, h.Host, out[:], lat.hedgeDelays(&r.opts), r.opts.MaxHedges, lat, func(ctx context.Context, buf []byte, _ func()) error {
 			s, err := b.sizeFrom(ctx, h)
 			if err == nil {
 				binary.LittleEndian.PutUint64(buf, uint64(s))

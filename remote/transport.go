@@ -15,8 +15,9 @@ const DefaultTransportAttempts = 6
 // RetryTransport retries the idempotent requests (GET and HEAD without a
 // body) of clients that remote does not drive itself — containerd's
 // resolver and fetcher in `snapshotterctl image pull` — with the same rules
-// as Blob.ReadAt: exponential backoff with full jitter on resets and other
-// failed round trips, 5xx, 408 and 429 (honouring Retry-After), until
+// as Blob.ReadAt (retryWait): on resets and other failed round trips, 5xx,
+// 408 and 429 (honouring Retry-After), the first retry at once (after a
+// 429 a backoff), then exponential backoff with full jitter, until
 // Attempts requests were sent or the request's ctx ends. A body cut short
 // after the headers cannot be retried here: the caller sees it (containerd
 // then fails the digest check of what it read).
@@ -57,7 +58,7 @@ func (t *RetryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			closeBody(resp)
 		}
 		metrics.RegistryRetries.WithLabelValues(req.URL.Host, cause).Inc()
-		wait = max(wait, backoff(&t.Backoff, n))
+		wait = max(wait, retryWait(&t.Backoff, n, cause))
 		timer := time.NewTimer(wait)
 		select {
 		case <-timer.C:

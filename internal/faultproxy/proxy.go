@@ -4,12 +4,13 @@
 // repeated; counters say what it did, for tests to assert on.
 //
 // Faults (each a probability per blob request, see Faults): connection
-// resets, 5xx answers, 429 with Retry-After, stalls before the answer,
-// truncated bodies, bodies longer than the range, flipped bytes in range
-// responses, a registry that is down (every connection reset). Beside
-// faults it can redirect blob GETs to a second address (as registries
-// redirect to a storage service) and require a bearer token from its own
-// small token server, tokens that expire after a set time.
+// resets, 5xx answers, 429 with Retry-After, stalls before the answer or
+// of the body after it, truncated bodies, bodies longer than the range,
+// flipped bytes in range responses, a registry that is down (every
+// connection reset). Beside faults it can redirect blob GETs to a second
+// address (as registries redirect to a storage service) and require a
+// bearer token from its own small token server, tokens that expire after
+// a set time.
 package faultproxy
 
 import (
@@ -38,10 +39,11 @@ type Faults struct {
 	Truncate  float64 // a GET body ends half-way (the connection is closed)
 	Lengthen  float64 // a GET body carries extra bytes past the range asked for
 	Flip      float64 // one byte of a 206 body is flipped
+	StallBody float64 // a GET is answered (status and headers) at once, its body after StallFor
 
 	// RetryAfter is the Retry-After of a 429, in whole seconds (0 sends "0").
 	RetryAfter time.Duration
-	// StallFor is how long a stalled request waits (default 2 s).
+	// StallFor is how long a stalled request or body waits (default 2 s).
 	StallFor time.Duration
 	// AllRequests applies the faults to every request, not only blobs
 	// (manifests, /v2/ pings, token requests excluded).
@@ -59,6 +61,7 @@ type Counters struct {
 	Truncated     int64
 	Lengthened    int64
 	Flipped       int64
+	BodyStalls    int64
 	Down          int64 // requests reset because the registry was set down
 	Redirects     int64 // blob GETs answered with a redirect
 	Redirected    int64 // requests served on the redirect address
@@ -121,7 +124,7 @@ type Proxy struct {
 
 type counters struct {
 	requests, blobRequests, resets, status5xx, tooMany, stalls, truncated, lengthened,
-	flipped, down, redirects, redirected, unauthorized, tokensIssued, bodyBytes, tokenRequests atomic.Int64
+	flipped, bodyStalls, down, redirects, redirected, unauthorized, tokensIssued, bodyBytes, tokenRequests atomic.Int64
 }
 
 // Start starts a proxy for opts.Upstream on a free port of 127.0.0.1.
@@ -210,7 +213,8 @@ func (p *Proxy) Counters() Counters {
 		Requests: c.requests.Load(), BlobRequests: c.blobRequests.Load(), Resets: c.resets.Load(),
 		Status5xx: c.status5xx.Load(), TooMany: c.tooMany.Load(), Stalls: c.stalls.Load(),
 		Truncated: c.truncated.Load(), Lengthened: c.lengthened.Load(), Flipped: c.flipped.Load(),
-		Down: c.down.Load(), Redirects: c.redirects.Load(), Redirected: c.redirected.Load(),
+		BodyStalls: c.bodyStalls.Load(),
+		Down:       c.down.Load(), Redirects: c.redirects.Load(), Redirected: c.redirected.Load(),
 		Unauthorized: c.unauthorized.Load(), TokensIssued: c.tokensIssued.Load(),
 		BodyBytes: c.bodyBytes.Load(), TokenRequests: c.tokenRequests.Load(),
 	}
@@ -243,6 +247,7 @@ const (
 	Truncate
 	Lengthen
 	Flip
+	StallBody // status and headers at once, the body after StallFor
 )
 
 // Script makes the next blob GETs meet the given faults, one each in
@@ -268,7 +273,7 @@ func (p *Proxy) draw(blob bool, method string) (Fault, Faults) {
 		return None, f
 	}
 	x := p.rng.Float64()
-	for i, pr := range []float64{f.Reset, f.Status5xx, f.TooMany, f.Stall, f.Truncate, f.Lengthen, f.Flip} {
+	for i, pr := range []float64{f.Reset, f.Status5xx, f.TooMany, f.Stall, f.Truncate, f.Lengthen, f.Flip, f.StallBody} {
 		if x < pr {
 			return Fault(i + 1), f
 		}
@@ -349,11 +354,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, blob bool) {
 		return
 	case Stall:
 		p.c.stalls.Add(1)
-		d := cfg.StallFor
-		if d <= 0 {
-			d = 2 * time.Second
-		}
-		if !sleep(r.Context(), d) {
+		if !sleep(r.Context(), stallFor(cfg)) {
 			return
 		}
 	}
@@ -372,7 +373,15 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, blob bool) {
 	if f == Flip && resp.StatusCode != http.StatusPartialContent {
 		f = None
 	}
-	p.answer(w, resp, f)
+	p.answer(w, resp, f, cfg)
+}
+
+// stallFor is how long a stall of cfg lasts.
+func stallFor(cfg Faults) time.Duration {
+	if cfg.StallFor <= 0 {
+		return 2 * time.Second
+	}
+	return cfg.StallFor
 }
 
 // roundTrip sends r to the upstream registry.
@@ -391,8 +400,8 @@ func (p *Proxy) roundTrip(r *http.Request) (*http.Response, error) {
 	return p.transport.RoundTrip(out)
 }
 
-// answer copies resp to w, damaged as f says.
-func (p *Proxy) answer(w http.ResponseWriter, resp *http.Response, f Fault) {
+// answer copies resp to w, damaged or delayed as f says.
+func (p *Proxy) answer(w http.ResponseWriter, resp *http.Response, f Fault, cfg Faults) {
 	for k, v := range resp.Header {
 		w.Header()[k] = v
 	}
@@ -427,6 +436,16 @@ func (p *Proxy) answer(w http.ResponseWriter, resp *http.Response, f Fault) {
 		p.c.bodyBytes.Add(int64(n))
 	default:
 		w.WriteHeader(resp.StatusCode)
+		if f == StallBody {
+			p.c.bodyStalls.Add(1)
+			// The client has its answer; the body keeps it waiting.
+			if fl, ok := w.(http.Flusher); ok {
+				fl.Flush()
+			}
+			if !sleep(resp.Request.Context(), stallFor(cfg)) {
+				return
+			}
+		}
 		n, _ := io.Copy(w, resp.Body)
 		p.c.bodyBytes.Add(n)
 	}

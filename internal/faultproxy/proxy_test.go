@@ -2,6 +2,7 @@ package faultproxy
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -132,6 +133,31 @@ func TestEachFault(t *testing.T) {
 			resp, body, err := get(t, f.url(), "bytes=0-9")
 			tc.check(t, f, resp, body, err)
 		})
+	}
+}
+
+// A stalled body comes after an answer: the client has status and
+// headers while the body is held back.
+func TestStallBodyAnswersFirst(t *testing.T) {
+	f := start(t, Options{Seed: 1})
+	f.p.SetFaults(Faults{StallBody: 1, StallFor: time.Minute})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, f.url(), nil)
+	req.Header.Set("Range", "bytes=0-9")
+	resp, err := client().Do(req)
+	if err != nil {
+		t.Fatalf("no answer before the stalled body: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusPartialContent || f.p.Counters().BodyStalls != 1 {
+		t.Fatalf("got %v, %+v", resp.Status, f.p.Counters())
+	}
+	// The body does come, after StallFor.
+	f.p.SetFaults(Faults{StallBody: 1, StallFor: 100 * time.Millisecond})
+	resp2, body, err := get(t, f.url(), "bytes=0-9")
+	if err != nil || resp2.StatusCode != http.StatusPartialContent || !bytes.Equal(body, f.blob[:10]) {
+		t.Fatalf("got %v, %d bytes, %v", resp2, len(body), err)
 	}
 }
 

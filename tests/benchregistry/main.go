@@ -6,8 +6,12 @@
 // fault-injecting proxy (internal/faultproxy) stands in front of it. One
 // run reads the whole blob in chunk-sized ranges from several readers
 // through the scenario's remote.Resolver (one per scenario, as a worker
-// keeps one for its life), each range checked against the blob's bytes the way chunks
-// checks digests (remote.Blob.ReadAtVerified). Scenarios:
+// keeps one for its life), each range checked against the blob's bytes
+// the way chunks checks digests (remote.Blob.ReadAtVerified). The
+// scenarios take turns, one run each, so that the load of a shared
+// machine weighs on all of them alike. Besides medians and ratios it
+// prints remote's own counters per scenario (retries, hedges fired,
+// circuit breaker opens): where the time went. Scenarios:
 //
 //	baseline       no faults
 //	resets+5xx     30 % connection resets + 10 % 503
@@ -45,6 +49,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/lazyfs/lazyfs/internal/faultproxy"
+	"github.com/lazyfs/lazyfs/metrics"
 	"github.com/lazyfs/lazyfs/remote"
 )
 
@@ -87,39 +92,55 @@ func run(runs, size, chunk, readers int, down, latency time.Duration) error {
 	b := &bench{blob: blob, dgst: dgst, proxy: proxy, chunk: chunk, readers: readers}
 
 	fmt.Printf("blob %d MiB, reads of %d KiB, %d readers, %d runs per scenario, %s added per request\n\n", size>>20, chunk>>10, readers, runs, latency)
-	fmt.Printf("%-12s %10s %10s %8s %8s %8s %10s\n", "scenario", "median", "max", "ratio", "errors", "wrong", "requests")
-	var base time.Duration
-	for _, sc := range []struct {
+	fmt.Printf("%-12s %10s %10s %8s %8s %8s %10s %8s %8s %6s\n", "scenario", "median", "max", "ratio", "errors", "wrong", "requests", "retries", "hedges", "opens")
+	type scenario struct {
 		name   string
 		faults faultproxy.Faults
-	}{
-		{"baseline", faultproxy.Faults{}},
-		{"resets+5xx", faultproxy.Faults{Reset: 0.3, Status5xx: 0.1}},
-		{"stalls", faultproxy.Faults{Stall: 0.2, StallFor: 2 * time.Second}},
-		{"truncated", faultproxy.Faults{Truncate: 0.1}},
-		{"flipped", faultproxy.Faults{Flip: 0.05}},
-	} {
-		proxy.SetFaults(sc.faults)
-		var times []time.Duration
-		var errs, wrong int
-		before := proxy.Counters().Requests
-		// One resolver per scenario, as a worker keeps one for its life:
-		// the first run starts without latency history (hedges wait
-		// HedgeMax), later ones have it.
-		r := remote.NewResolver(remote.Options{})
-		for range runs {
-			d, e, w := b.readOnce(r)
-			times = append(times, d)
-			errs += e
-			wrong += w
+		// One resolver per scenario, as a worker keeps one for its
+		// life: the first run starts without latency history (hedges
+		// wait HedgeMax), later ones have it.
+		r           *remote.Resolver
+		times       []time.Duration
+		errs, wrong int
+		requests    int64
+		remote      remoteCounts
+	}
+	scenarios := []*scenario{
+		{name: "baseline", faults: faultproxy.Faults{}},
+		{name: "resets+5xx", faults: faultproxy.Faults{Reset: 0.3, Status5xx: 0.1}},
+		{name: "stalls", faults: faultproxy.Faults{Stall: 0.2, StallFor: 2 * time.Second}},
+		{name: "truncated", faults: faultproxy.Faults{Truncate: 0.1}},
+		{name: "flipped", faults: faultproxy.Faults{Flip: 0.05}},
+	}
+	for _, sc := range scenarios {
+		sc.r = remote.NewResolver(remote.Options{})
+	}
+	// The scenarios take turns, one run each, so that a machine whose
+	// load changes over the minutes of a benchmark (other builds, other
+	// tests) weighs on every scenario alike, not on the ones that happen
+	// to run while it is busy: the ratios compare like with like.
+	for range runs {
+		for _, sc := range scenarios {
+			proxy.SetFaults(sc.faults)
+			before, m0 := proxy.Counters().Requests, counts()
+			d, e, w := b.readOnce(sc.r)
+			sc.times = append(sc.times, d)
+			sc.errs += e
+			sc.wrong += w
+			sc.requests += proxy.Counters().Requests - before
+			sc.remote = sc.remote.plus(counts().minus(m0))
 		}
-		slices.Sort(times)
-		med := times[len(times)/2]
+	}
+	var base time.Duration
+	for _, sc := range scenarios {
+		slices.Sort(sc.times)
+		med := sc.times[len(sc.times)/2]
 		if sc.name == "baseline" {
 			base = med
 		}
-		fmt.Printf("%-12s %10s %10s %7.2fx %8d %8d %10d\n", sc.name, med.Round(time.Millisecond), times[len(times)-1].Round(time.Millisecond),
-			float64(med)/float64(base), errs, wrong, proxy.Counters().Requests-before)
+		m := sc.remote
+		fmt.Printf("%-12s %10s %10s %7.2fx %8d %8d %10d %8d %8d %6d\n", sc.name, med.Round(time.Millisecond), sc.times[len(sc.times)-1].Round(time.Millisecond),
+			float64(med)/float64(base), sc.errs, sc.wrong, sc.requests, m.retries, m.hedges, m.opens)
 	}
 	proxy.SetFaults(faultproxy.Faults{})
 	if down > 0 {
@@ -236,4 +257,41 @@ func serveBlob(blob []byte, dgst digest.Digest) (string, error) {
 		}
 	}))
 	return strings.TrimSpace(ln.Addr().String()), nil
+}
+
+// remoteCounts are remote's own counters (metrics.Registry), summed over
+// hosts: why a scenario cost what it did.
+type remoteCounts struct{ retries, hedges, opens int }
+
+func counts() remoteCounts {
+	var c remoteCounts
+	mfs, err := metrics.Registry.Gather()
+	if err != nil {
+		return c
+	}
+	for _, mf := range mfs {
+		var dst *int
+		switch mf.GetName() {
+		case "lazyfs_registry_retries_total":
+			dst = &c.retries
+		case "lazyfs_registry_hedges_fired_total":
+			dst = &c.hedges
+		case "lazyfs_registry_circuit_opens_total":
+			dst = &c.opens
+		default:
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			*dst += int(m.GetCounter().GetValue())
+		}
+	}
+	return c
+}
+
+func (c remoteCounts) minus(o remoteCounts) remoteCounts {
+	return remoteCounts{c.retries - o.retries, c.hedges - o.hedges, c.opens - o.opens}
+}
+
+func (c remoteCounts) plus(o remoteCounts) remoteCounts {
+	return remoteCounts{c.retries + o.retries, c.hedges + o.hedges, c.opens + o.opens}
 }
