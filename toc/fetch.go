@@ -15,8 +15,10 @@ import (
 	"github.com/lazyfs/lazyfs/metrics"
 )
 
-// Fetch reads the TOC of the eStargz blob src with two range requests (the
-// footer, then the TOC), bounds it by lim, verifies the raw JSON against
+// Fetch reads the TOC of the eStargz blob src with two reads (the footer,
+// then the TOC; with WithTail, what the tail holds costs no request and a
+// TOC that starts before it one request for the bytes before it), bounds it
+// by lim, verifies the raw JSON against
 // tocDigest (the layer's containerd.io/snapshot/stargz/toc.digest
 // annotation), decodes it and validates it.
 //

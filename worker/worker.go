@@ -50,6 +50,26 @@ type Options struct {
 	// ProofRate bounds how fast a proof reads a blob, in bytes per second
 	// ([fetch] background_rate); 0 is no bound.
 	ProofRate int64
+	// TOCTailBytes is how much of a blob's end the first request of a
+	// layer asks for (0: DefaultTOCTailBytes).
+	TOCTailBytes int
+}
+
+// DefaultTOCTailBytes is how much of a blob's end loading a layer asks for
+// with its first request: the footer and a compressed TOC of up to about
+// 250 KiB (a layer of ~4,000 files: 3,000 small files measured 174 KiB)
+// come in one round trip; a bigger TOC costs one more request for the part
+// the tail lacks. A layer whose TOC is smaller pays with the end of its
+// last file's data: at most this much per layer.
+const DefaultTOCTailBytes = 256 << 10
+
+// tailBytes is the size of the tail a layer's load asks for.
+func (w *Worker) tailBytes() int {
+	n := w.opts.TOCTailBytes
+	if n <= 0 {
+		n = DefaultTOCTailBytes
+	}
+	return min(n, remote.MaxTailBytes)
 }
 
 // Worker serves layers. It implements daemonapi.Backend,
@@ -225,16 +245,18 @@ func (w *Worker) loadTOC(ctx context.Context, ref string, layerDigest, tocDigest
 	layer, err := w.store.Get(tocDigest, w.opts.Limits)
 	if err == nil && layer.BlobDigest == layerDigest {
 		log.G(ctx).Debug("using the kept TOC")
-		return layer, &lazyBlob{resolver: w.opts.Resolver, ref: ref, dgst: layerDigest}, nil
+		return layer, &lazyBlob{resolver: w.opts.Resolver, ref: ref, dgst: layerDigest, size: layer.BlobSize}, nil
 	}
 	if err != nil && !errdefs.IsNotFound(err) {
 		log.G(ctx).WithError(err).Warn("kept TOC unusable; fetching it again")
 	}
-	blob, err := w.opts.Resolver.Blob(ctx, ref, layerDigest)
+	// One request answers the blob's size, its footer and (mostly) its
+	// TOC; a bigger TOC costs one more for what the tail lacks.
+	blob, tail, err := w.opts.Resolver.BlobTail(ctx, ref, layerDigest, w.tailBytes())
 	if err != nil {
 		return nil, nil, err
 	}
-	layer, err = toc.Fetch(ctx, blob, layerDigest, tocDigest, w.opts.Limits)
+	layer, err = toc.Fetch(ctx, toc.WithTail(blob, tail), layerDigest, tocDigest, w.opts.Limits)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -346,6 +368,9 @@ type lazyBlob struct {
 	resolver *remote.Resolver
 	ref      string
 	dgst     digest.Digest
+	// size is the blob's size as the kept TOC recorded it: the first read
+	// then needs no size lookup. 0 means unknown.
+	size int64
 
 	mu   sync.Mutex
 	blob *remote.Blob
@@ -363,7 +388,11 @@ func (b *lazyBlob) ReadAtVerified(ctx context.Context, p []byte, off int64, veri
 	b.mu.Unlock()
 	if blob == nil {
 		var err error
-		blob, err = b.resolver.Blob(ctx, b.ref, b.dgst)
+		if b.size > 0 {
+			blob, err = b.resolver.BlobOfSize(b.ref, b.dgst, b.size)
+		} else {
+			blob, err = b.resolver.Blob(ctx, b.ref, b.dgst)
+		}
 		if err != nil {
 			return 0, err
 		}
