@@ -108,7 +108,8 @@ bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 3x $(UNIT_PKGS)
 
 bench-e2e: deps build
-	$(GO) run ./tests/bench $(BENCH_ARGS)
+	$(GO) run ./tests/bench -network loopback $(BENCH_ARGS)
+	$(GO) run ./tests/bench -network remote $(BENCH_ARGS)
 
 # bench-registry measures how registry reads ride out faults (resets + 5xx,
 # stalls, truncated and corrupt answers, an outage) through the fault proxy,

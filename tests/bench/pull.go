@@ -17,6 +17,9 @@ type pullResult struct {
 	// RegistryBytes are the blob body bytes the registry served from the
 	// start of the pull until the command finished.
 	RegistryBytes int64 `json:"registry_bytes"`
+	// RegistryRequests are the blob GET and HEAD requests the registry
+	// answered in that time.
+	RegistryRequests int `json:"registry_requests"`
 }
 
 // pullAndRun pulls ref with snapshotter and runs `true` in a container of
@@ -42,9 +45,12 @@ func pullAndRun(ctx context.Context, st *stack, ref, snapshotter, id string) (pu
 		RunSeconds:    done.Sub(pulled).Seconds(),
 		TotalSeconds:  done.Sub(start).Seconds(),
 		RegistryBytes: st.proxy.TotalBlobBytes(),
+		// Counted once the command ended: requests still running then
+		// (background fetches) are in, and their bytes so far.
+		RegistryRequests: st.proxy.TotalBlobRequests() + st.proxy.TotalBlobHeads(),
 	}
-	progress("    %-9s pull %s + run %s = %s, registry served %s", snapshotter,
-		seconds(r.PullSeconds), seconds(r.RunSeconds), seconds(r.TotalSeconds), mib(r.RegistryBytes))
+	progress("    %-9s pull %s + run %s = %s, registry served %s in %d blob requests", snapshotter,
+		seconds(r.PullSeconds), seconds(r.RunSeconds), seconds(r.TotalSeconds), mib(r.RegistryBytes), r.RegistryRequests)
 	return r, nil
 }
 

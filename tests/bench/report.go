@@ -20,6 +20,8 @@ type runResult struct {
 	// so that neither side always pays the stack's first-use costs.
 	LazyFirst bool       `json:"lazy_first"`
 	Lazy      pullResult `json:"lazy_pull"`
+	// LazyQuiet is the lazy pull with prefetch and background proofs off.
+	LazyQuiet pullResult `json:"lazy_pull_quiet"`
 	Full      pullResult `json:"full_pull"`
 	LazyRead  readResult `json:"lazy_read"`
 	FullRead  readResult `json:"overlayfs_read"`
@@ -71,10 +73,17 @@ var metrics = []metric{
 	{secPull, "pull.lazy.pull_s", "  of which pull", "s", "%.3f", always(func(r runResult) float64 { return r.Lazy.PullSeconds })},
 	{secPull, "pull.lazy.run_s", "  of which run", "s", "%.3f", always(func(r runResult) float64 { return r.Lazy.RunSeconds })},
 	{secPull, "pull.lazy.registry_mib", "  registry bytes until the command ended", "MiB", "%.2f", always(func(r runResult) float64 { return mibOf(r.Lazy.RegistryBytes) })},
+	{secPull, "pull.lazy.registry_requests", "  registry blob requests (GET, HEAD) until then", "", "%.0f", always(func(r runResult) float64 { return float64(r.Lazy.RegistryRequests) })},
+	{secPull, "pull.quiet.total_s", "lazyfs, prefetch + background proof off: pull + run", "s", "%.3f", always(func(r runResult) float64 { return r.LazyQuiet.TotalSeconds })},
+	{secPull, "pull.quiet.pull_s", "  of which pull", "s", "%.3f", always(func(r runResult) float64 { return r.LazyQuiet.PullSeconds })},
+	{secPull, "pull.quiet.run_s", "  of which run", "s", "%.3f", always(func(r runResult) float64 { return r.LazyQuiet.RunSeconds })},
+	{secPull, "pull.quiet.registry_mib", "  registry bytes until the command ended", "MiB", "%.3f", always(func(r runResult) float64 { return mibOf(r.LazyQuiet.RegistryBytes) })},
+	{secPull, "pull.quiet.registry_requests", "  registry blob requests (GET, HEAD) until then", "", "%.0f", always(func(r runResult) float64 { return float64(r.LazyQuiet.RegistryRequests) })},
 	{secPull, "pull.full.total_s", "overlayfs, original image: pull + run", "s", "%.3f", always(func(r runResult) float64 { return r.Full.TotalSeconds })},
 	{secPull, "pull.full.pull_s", "  of which pull", "s", "%.3f", always(func(r runResult) float64 { return r.Full.PullSeconds })},
 	{secPull, "pull.full.run_s", "  of which run", "s", "%.3f", always(func(r runResult) float64 { return r.Full.RunSeconds })},
 	{secPull, "pull.full.registry_mib", "  registry bytes until the command ended", "MiB", "%.2f", always(func(r runResult) float64 { return mibOf(r.Full.RegistryBytes) })},
+	{secPull, "pull.full.registry_requests", "  registry blob requests (GET, HEAD) until then", "", "%.0f", always(func(r runResult) float64 { return float64(r.Full.RegistryRequests) })},
 	{secPull, "pull.ratio_time", "ratio lazy / full, time", "x", "%.3f", always(func(r runResult) float64 { return r.Lazy.TotalSeconds / r.Full.TotalSeconds })},
 	{secPull, "pull.ratio_bytes", "ratio lazy / full, registry bytes", "x", "%.4f", always(func(r runResult) float64 {
 		return float64(r.Lazy.RegistryBytes) / float64(r.Full.RegistryBytes)
@@ -133,6 +142,7 @@ func median(vals []float64) float64 {
 // report is the benchmark's output, printed as a table and written as JSON.
 type report struct {
 	Started  time.Time `json:"started"`
+	Network  string    `json:"network"`
 	Runs     int       `json:"runs"`
 	Machine  machine   `json:"machine"`
 	Notes    []string  `json:"notes"`
@@ -166,7 +176,6 @@ type goal struct {
 
 var notes = []string{
 	"each run starts a fresh lazyfs-snapshotter and containerd (empty roots: no TOC, content or snapshot of an earlier run); the registry and its counting proxy are shared",
-	"registry: docker-registry on loopback behind the harness proxy, no added latency; registry bytes are blob response bodies",
 	"the page cache is dropped (sync; echo 3 > /proc/sys/vm/drop_caches, as root) before every timed pull and every cold read, so registry blobs and unpacked files come from the VM's disk (which the host may cache: the overlayfs cold read varies most)",
 	"runs alternate which pull goes first; ratios are computed per run, then the median is taken",
 	"pull times include starting ctr; run is `ctr run --rm` of `true`",
@@ -221,8 +230,8 @@ func judgeMemory(entries int, results []runResult) goal {
 
 // printTable writes the human-readable report.
 func (rep report) printTable(w io.Writer) {
-	fmt.Fprintf(w, "\nlazyfs benchmark: %d run(s), %s, %d CPUs, kernel %s, containerd %s, lazyfs %s\n",
-		rep.Runs, rep.Started.Format(time.RFC3339), rep.Machine.CPUs, rep.Machine.Kernel, rep.Machine.Containerd, rep.Machine.Lazyfs)
+	fmt.Fprintf(w, "\nlazyfs benchmark, %s registry: %d run(s), %s, %d CPUs, kernel %s, containerd %s, lazyfs %s\n",
+		rep.Network, rep.Runs, rep.Started.Format(time.RFC3339), rep.Machine.CPUs, rep.Machine.Kernel, rep.Machine.Containerd, rep.Machine.Lazyfs)
 	for _, n := range rep.Notes {
 		fmt.Fprintf(w, "  - %s\n", n)
 	}
