@@ -55,3 +55,28 @@ func (t *tailSource) ReadAt(ctx context.Context, p []byte, off int64) (int, erro
 	}
 	return n, nil
 }
+
+// Region reads what Fetch needs of an eStargz blob, the compressed TOC and
+// the footer (the bytes from the TOC's offset to the end), with the footer's
+// place and the compressed TOC's size bounded as Fetch bounds them, and
+// nothing verified: it is how a layer is resolved ahead, before its TOC
+// digest is known. Fetch(WithTail(src, region)) then verifies it all without
+// a request. Through WithTail it costs at most one request.
+func Region(ctx context.Context, src Source, lim Limits) ([]byte, error) {
+	if err := lim.check(); err != nil {
+		return nil, err
+	}
+	size := src.Size()
+	tocOffset, footerSize, err := readFooter(ctx, src, size)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := compressedTOCSize(size, tocOffset, footerSize, lim.MaxCompressedSize); err != nil {
+		return nil, err
+	}
+	region := make([]byte, size-tocOffset)
+	if err := readFull(ctx, src, region, tocOffset); err != nil {
+		return nil, fmt.Errorf("failed to read %d bytes of TOC and footer at offset %d: %w", len(region), tocOffset, err)
+	}
+	return region, nil
+}

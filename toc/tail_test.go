@@ -2,6 +2,7 @@ package toc_test
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 
 	"github.com/containerd/stargz-snapshotter/estargz"
@@ -99,5 +100,39 @@ func TestTailLongerThanBlobRefused(t *testing.T) {
 	p := make([]byte, 4)
 	if n, err := toc.WithTail(src, blob).ReadAt(testCtx(t), p, 6); n != 4 || err != nil || string(p) != "6789" {
 		t.Errorf("whole-blob tail: %d %q %v", n, p, err)
+	}
+}
+
+// TestRegion: the region is the blob from the TOC's offset on, read with
+// one request through a tail that lacks part of it; a compressed TOC over
+// the limit is refused before it is read, at the limit it is read.
+func TestRegion(t *testing.T) {
+	blob, _ := baseBlob(t)
+	body, _ := splitBlob(t, blob)
+	compressed := int64(len(blob) - len(body) - estargz.FooterSize)
+	src := newSource(blob)
+	region, err := toc.Region(testCtx(t), toc.WithTail(src, blob[len(blob)-estargz.FooterSize:]), toc.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(region, blob[len(body):]) {
+		t.Errorf("region of %d bytes, want the %d from the TOC's offset", len(region), len(blob)-len(body))
+	}
+	if requests, n := src.stats(); requests != 1 || n != compressed {
+		t.Errorf("%d requests for %d bytes, want 1 for the %d bytes of compressed TOC", requests, n, compressed)
+	}
+	lim := toc.DefaultLimits()
+	lim.MaxCompressedSize = compressed
+	if _, err := toc.Region(testCtx(t), newSource(blob), lim); err != nil {
+		t.Errorf("TOC at the limit: %v", err)
+	}
+	lim.MaxCompressedSize = compressed - 1
+	src = newSource(blob)
+	var refused *toc.RefusedError
+	if _, err := toc.Region(testCtx(t), src, lim); !errors.As(err, &refused) || refused.Reason != toc.ReasonTOCTooLarge {
+		t.Errorf("TOC one byte over the limit: %v, want refused as too large", err)
+	}
+	if requests, _ := src.stats(); requests != 1 {
+		t.Errorf("%d requests for a TOC over the limit, want the footer's only", requests)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -87,6 +88,9 @@ type Worker struct {
 	// background tracks the mounts' prefetch goroutines.
 	background sync.WaitGroup
 
+	// ahead holds the layers of an image resolved ahead of their load.
+	ahead *ahead
+
 	mu     sync.Mutex
 	mounts map[string]*mount
 	idle   idleState // under mu
@@ -126,6 +130,7 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 		stop:   stop,
 		done:   make(chan struct{}),
 		mounts: map[string]*mount{},
+		ahead:  newAhead(),
 	}
 	if opts.ExitWhenIdle && opts.IdleTimeout > 0 {
 		// A worker whose first layer never comes (its load failed in the
@@ -200,7 +205,7 @@ func (w *Worker) LoadLayer(ctx context.Context, req daemonapi.LoadLayerRequest) 
 	w.mu.Lock()
 	if m, ok := w.mounts[req.MountID]; ok {
 		w.mu.Unlock()
-		if m.req == req {
+		if sameRequest(m.req, req) {
 			return m.layerInfo, nil // a retried request
 		}
 		return daemonapi.LayerInfo{}, fmt.Errorf("mount %s: %w", req.MountID, errdefs.ErrAlreadyExists)
@@ -209,7 +214,7 @@ func (w *Worker) LoadLayer(ctx context.Context, req daemonapi.LoadLayerRequest) 
 	w.mu.Unlock()
 	defer w.loaded()
 
-	layer, src, err := w.loadTOC(ctx, req.ImageRef, layerDigest, tocDigest)
+	layer, src, err := w.loadTOC(ctx, req.ImageRef, layerDigest, tocDigest, nextLayers(req))
 	if err == nil {
 		var m *mount
 		if m, err = newMount(w, req, layer, src); err == nil {
@@ -227,6 +232,25 @@ func (w *Worker) LoadLayer(ctx context.Context, req daemonapi.LoadLayerRequest) 
 	return daemonapi.LayerInfo{}, err
 }
 
+// nextLayers are the layers of req's image to resolve ahead: those its
+// request lists, but not its own. daemonapi validated them.
+func nextLayers(req daemonapi.LoadLayerRequest) []digest.Digest {
+	var next []digest.Digest
+	for _, s := range req.NextLayers {
+		if d, err := digest.Parse(s); err == nil && s != req.LayerDigest {
+			next = append(next, d)
+		}
+	}
+	return next
+}
+
+// sameRequest reports whether a and b ask for the same load: a retried
+// request.
+func sameRequest(a, b daemonapi.LoadLayerRequest) bool {
+	return a.MountID == b.MountID && a.ImageRef == b.ImageRef && a.LayerDigest == b.LayerDigest &&
+		a.TOCDigest == b.TOCDigest && a.Mountpoint == b.Mountpoint && slices.Equal(a.NextLayers, b.NextLayers)
+}
+
 // addMount records a loaded layer under its mount id.
 func (w *Worker) addMount(ctx context.Context, req daemonapi.LoadLayerRequest, m *mount) (daemonapi.LayerInfo, error) {
 	w.mu.Lock()
@@ -240,8 +264,10 @@ func (w *Worker) addMount(ctx context.Context, req daemonapi.LoadLayerRequest, m
 }
 
 // loadTOC returns the layer's verified TOC, from the store when it was kept
-// before, else from the registry (and then keeps it).
-func (w *Worker) loadTOC(ctx context.Context, ref string, layerDigest, tocDigest digest.Digest) (*toc.Layer, chunks.Source, error) {
+// before, else from the registry (and then keeps it). A layer fetched from
+// the registry is a pull's: the image's next layers are resolved ahead
+// meanwhile.
+func (w *Worker) loadTOC(ctx context.Context, ref string, layerDigest, tocDigest digest.Digest, next []digest.Digest) (*toc.Layer, chunks.Source, error) {
 	layer, err := w.store.Get(tocDigest, w.opts.Limits)
 	if err == nil && layer.BlobDigest == layerDigest {
 		log.G(ctx).Debug("using the kept TOC")
@@ -250,11 +276,18 @@ func (w *Worker) loadTOC(ctx context.Context, ref string, layerDigest, tocDigest
 	if err != nil && !errdefs.IsNotFound(err) {
 		log.G(ctx).WithError(err).Warn("kept TOC unusable; fetching it again")
 	}
-	// One request answers the blob's size, its footer and (mostly) its
-	// TOC; a bigger TOC costs one more for what the tail lacks.
-	blob, tail, err := w.opts.Resolver.BlobTail(ctx, ref, layerDigest, w.tailBytes())
-	if err != nil {
-		return nil, nil, err
+	if len(next) > 0 {
+		w.ahead.start(w.ctx, w.opts.Resolver, ref, next, w.tailBytes(), w.opts.Limits)
+	}
+	blob, tail, ok := w.ahead.take(ctx, layerDigest)
+	if !ok {
+		// One request answers the blob's size, its footer and (mostly)
+		// its TOC; a bigger TOC costs one more for what the tail lacks.
+		if blob, tail, err = w.opts.Resolver.BlobTail(ctx, ref, layerDigest, w.tailBytes()); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		log.G(ctx).Debug("footer and TOC resolved ahead")
 	}
 	layer, err = toc.Fetch(ctx, toc.WithTail(blob, tail), layerDigest, tocDigest, w.opts.Limits)
 	if err != nil {
