@@ -16,7 +16,8 @@ import (
 // The window starts as g's own streams, takes in the other chunks of those
 // streams, then grows forward and, with what budget is left, backward, one
 // whole stream at a time, while the next stream is contiguous with it, fits
-// in ReadAhead compressed bytes, and its nearest chunk is neither cached
+// in the window's compressed bytes (readAheadWindow: small at first, grown
+// by sequential misses up to ReadAhead), and its nearest chunk is neither cached
 // nor in flight (a chunk someone holds or fetches is where another window
 // ends). The decompressed size of the chunks added is bounded by a quarter
 // of the memory cache, so one window cannot flush it. Claiming under the
