@@ -215,7 +215,10 @@ func runOnce(ctx context.Context, env harness.Env, proxy *harness.Proxy, imgs be
 		if r.Full, err = pullAndRun(ctx, st, fullRef, "overlayfs", fmt.Sprintf("bench-full-%d", n)); err != nil {
 			return err
 		}
-		r.FullRead, err = readBigFile(ctx, st, fullRef, "overlayfs", imgs.bigSHA256, false)
+		if r.FullRead, err = readBigFile(ctx, st, fullRef, "overlayfs", imgs.bigSHA256, false); err != nil {
+			return err
+		}
+		r.FullSmall, err = readSmallFiles(ctx, st, fullRef, "overlayfs")
 		return err
 	}
 	order := []func() error{lazy, full}
@@ -227,7 +230,7 @@ func runOnce(ctx context.Context, env harness.Env, proxy *harness.Proxy, imgs be
 			return r, err
 		}
 	}
-	if r.LazyQuiet, err = quietPull(ctx, env, proxy, lazyRef, filepath.Join(dir, "quiet"), n, of); err != nil {
+	if err = quietRun(ctx, env, proxy, imgs, lazyRef, filepath.Join(dir, "quiet"), n, of, &r); err != nil {
 		return r, err
 	}
 
@@ -251,11 +254,12 @@ func runOnce(ctx context.Context, env harness.Env, proxy *harness.Proxy, imgs be
 	return r, nil
 }
 
-// quietPull is the lazy pull + first command on a stack of its own with no
-// background fetching (quietConfig), so that it starts as cold as the
-// others.
-func quietPull(ctx context.Context, env harness.Env, proxy *harness.Proxy, ref, dir string, n, of int) (r pullResult, err error) {
-	progress("run %d/%d: lazy pull of %s + first command, prefetch and background proofs off", n, of, ref)
+// quietRun measures lazyfs with no background fetching (quietConfig) on a
+// stack of its own, so that it starts as cold as the others: the pull and
+// first command, then cold reads that nothing fetched before (the 64 MiB
+// file, then the small files), and the worker's memory after them.
+func quietRun(ctx context.Context, env harness.Env, proxy *harness.Proxy, imgs benchImages, ref, dir string, n, of int, r *runResult) (err error) {
+	progress("run %d/%d: lazy pull of %s + first command, prefetch and background proofs off; cold reads", n, of, ref)
 	var stop harness.Closers
 	defer stop.Close()
 	st, err := startStack(ctx, env, proxy, dir, quietConfig, &stop)
@@ -265,9 +269,29 @@ func quietPull(ctx context.Context, env harness.Env, proxy *harness.Proxy, ref, 
 		}
 	}()
 	if err != nil {
-		return r, err
+		return err
 	}
-	return pullAndRun(ctx, st, ref, "lazyfs", fmt.Sprintf("bench-quiet-%d", n))
+	if r.LazyQuiet, err = pullAndRun(ctx, st, ref, "lazyfs", fmt.Sprintf("bench-quiet-%d", n)); err != nil {
+		return err
+	}
+	w, err := findWorker(ctx, st.sn.RunDir(), ref)
+	if err != nil || w == nil {
+		return fmt.Errorf("no worker serves %s: %v", ref, err)
+	}
+	if r.QuietWorkerIdle, err = readMemStatus(ctx, w); err != nil {
+		return err
+	}
+	if r.QuietRead, err = readBigFile(ctx, st, ref, "lazyfs", imgs.bigSHA256, true); err != nil {
+		return err
+	}
+	if r.QuietSmall, err = readSmallFiles(ctx, st, ref, "lazyfs"); err != nil {
+		return err
+	}
+	if r.QuietWorkerRead, err = readMemStatus(ctx, w); err != nil {
+		return err
+	}
+	progress("    worker %s idle after the pull: %s; after the reads: %s", w.id, r.QuietWorkerIdle, r.QuietWorkerRead)
+	return nil
 }
 
 func describeMachine(env harness.Env) machine {

@@ -22,10 +22,18 @@ type runResult struct {
 	Lazy      pullResult `json:"lazy_pull"`
 	// LazyQuiet is the lazy pull with prefetch and background proofs off.
 	LazyQuiet pullResult `json:"lazy_pull_quiet"`
-	Full      pullResult `json:"full_pull"`
-	LazyRead  readResult `json:"lazy_read"`
-	FullRead  readResult `json:"overlayfs_read"`
-	Many      manyResult `json:"many_entries"`
+	// QuietRead and QuietSmall are cold reads on that stack, which nothing
+	// fetched in the background; QuietWorkerIdle and QuietWorkerRead the
+	// memory of its worker after the pull and after those reads.
+	QuietRead       readResult  `json:"lazy_quiet_read"`
+	QuietSmall      smallResult `json:"lazy_quiet_small_files"`
+	QuietWorkerIdle memStatus   `json:"lazy_quiet_worker_idle"`
+	QuietWorkerRead memStatus   `json:"lazy_quiet_worker_after_reads"`
+	FullSmall       smallResult `json:"overlayfs_small_files"`
+	Full            pullResult  `json:"full_pull"`
+	LazyRead        readResult  `json:"lazy_read"`
+	FullRead        readResult  `json:"overlayfs_read"`
+	Many            manyResult  `json:"many_entries"`
 	// Findings are what a reader must know beyond the numbers: fallbacks,
 	// errors in the logs, a walk that found the wrong number of entries.
 	Findings []string `json:"findings,omitempty"`
@@ -63,10 +71,14 @@ func mibOf(n int64) float64 { return float64(n) / (1 << 20) }
 func kibToMiB(n int64) float64 { return float64(n) / 1024 }
 
 const (
-	secPull = "1. pull + first command (ctr image pull, then ctr run --rm … true)"
-	secRead = "2. sequential read of the 64 MiB file from the host, 1 MiB reads"
-	secMany = "3. lazy pull of a one-layer image with many entries"
+	secPull  = "1. pull + first command (ctr image pull, then ctr run --rm … true)"
+	secRead  = "2. sequential read of the 64 MiB file from the host, 1 MiB reads"
+	secMany  = "3. lazy pull of a one-layer image with many entries"
+	secQuiet = "3. cold reads with prefetch and background proofs off (nothing fetched them before), warm read, worker memory"
 )
+
+// bigSeconds is the time of a read of the 64 MiB file at mibps.
+func bigSeconds(mibps float64) float64 { return float64(bigFileSize) / (1 << 20) / mibps }
 
 var metrics = []metric{
 	{secPull, "pull.lazy.total_s", "lazyfs, eStargz image: pull + run", "s", "%.3f", always(func(r runResult) float64 { return r.Lazy.TotalSeconds })},
@@ -95,6 +107,19 @@ var metrics = []metric{
 	{secRead, "read.overlayfs_cold_mib_s", "overlayfs after a full pull, cold", "MiB/s", "%.1f", always(func(r runResult) float64 { return r.FullRead.ColdMiBps })},
 	{secRead, "read.ratio_cold", "ratio lazy / overlayfs, cold throughput", "x", "%.3f", always(func(r runResult) float64 { return r.LazyRead.ColdMiBps / r.FullRead.ColdMiBps })},
 	{secRead, "read.lazy_warm_mib_s", "lazyfs, warm second read (context)", "MiB/s", "%.1f", always(func(r runResult) float64 { return r.LazyRead.WarmMiBps })},
+
+	{secQuiet, "quiet.read.cold_s", "lazyfs, cold read of the 64 MiB file", "s", "%.3f", always(func(r runResult) float64 { return bigSeconds(r.QuietRead.ColdMiBps) })},
+	{secQuiet, "quiet.read.registry_mib", "  registry bytes during it", "MiB", "%.2f", always(func(r runResult) float64 { return mibOf(r.QuietRead.RegistryBytes) })},
+	{secQuiet, "quiet.read.registry_requests", "  registry blob requests during it", "", "%.0f", always(func(r runResult) float64 { return float64(r.QuietRead.RegistryRequests) })},
+	{secQuiet, "quiet.read.warm_s", "lazyfs, warm read of the 64 MiB file", "s", "%.3f", always(func(r runResult) float64 { return bigSeconds(r.QuietRead.WarmMiBps) })},
+	{secQuiet, "overlayfs.read.cold_s", "overlayfs after a full pull, cold read of the 64 MiB file", "s", "%.3f", always(func(r runResult) float64 { return bigSeconds(r.FullRead.ColdMiBps) })},
+	{secQuiet, "quiet.small.cold_s", "lazyfs, cold read of the small files", "s", "%.3f", always(func(r runResult) float64 { return r.QuietSmall.Seconds })},
+	{secQuiet, "quiet.small.registry_mib", "  registry bytes during it", "MiB", "%.2f", always(func(r runResult) float64 { return mibOf(r.QuietSmall.RegistryBytes) })},
+	{secQuiet, "quiet.small.registry_requests", "  registry blob requests during it", "", "%.0f", always(func(r runResult) float64 { return float64(r.QuietSmall.RegistryRequests) })},
+	{secQuiet, "overlayfs.small.cold_s", "overlayfs after a full pull, cold read of the small files", "s", "%.3f", always(func(r runResult) float64 { return r.FullSmall.Seconds })},
+	{secQuiet, "quiet.worker.idle_vmrss_mib", "lazyfs worker VmRSS after the pull + first command", "MiB", "%.1f", always(func(r runResult) float64 { return kibToMiB(r.QuietWorkerIdle.VmRSSKiB) })},
+	{secQuiet, "quiet.worker.read_vmrss_mib", "lazyfs worker VmRSS after the reads", "MiB", "%.1f", always(func(r runResult) float64 { return kibToMiB(r.QuietWorkerRead.VmRSSKiB) })},
+	{secQuiet, "quiet.worker.read_vmhwm_mib", "lazyfs worker VmHWM (peak) after the reads", "MiB", "%.1f", always(func(r runResult) float64 { return kibToMiB(r.QuietWorkerRead.VmHWMKiB) })},
 
 	{secMany, "many.pull_s", "lazy pull (TOC fetch + parse + mount)", "s", "%.3f", always(func(r runResult) float64 { return r.Many.PullSeconds })},
 	{secMany, "many.registry_mib", "  registry bytes of the pull", "MiB", "%.2f", always(func(r runResult) float64 { return mibOf(r.Many.RegistryBytes) })},
