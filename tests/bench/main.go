@@ -1,18 +1,23 @@
 // Command bench is `make bench-e2e`: it measures lazyfs end to end against
-// a baseline measured in the same run, with a real registry, containerd
-// 2.3.7, runc and FUSE, and reports medians over the runs:
+// a baseline measured in the same run, with a real registry (on loopback, or
+// behind a proxy emulating a remote one: -network remote), containerd 2.3.7,
+// runc and FUSE, and reports medians over the runs:
 //
 //  1. pull + first command: an eStargz image pulled lazily with the lazyfs
-//     snapshotter and `ctr run --rm … true`, against a full pull of the
-//     original image with overlayfs; times and registry bytes;
+//     snapshotter and `ctr run --rm … true`, with the default configuration
+//     and with prefetch and background proofs off, against a full pull of
+//     the original image with overlayfs; times, registry requests and bytes;
 //  2. a cold sequential read of a 64 MiB file from the host through the
 //     image's rootfs view, lazyfs against overlayfs after the full pull,
 //     plus a warm second read through lazyfs;
-//  3. the memory (VmRSS, VmHWM) of the worker serving a layer of 300,000
+//  3. on the stack without background fetching (nothing fetched the data
+//     before): cold reads of the 64 MiB file and of 2,000 small files, the
+//     warm read, and the worker's memory after the pull and the reads;
+//  4. the memory (VmRSS, VmHWM) of the worker serving a layer of 300,000
 //     entries, after the lazy pull and after an lstat walk of the tree,
 //     judged against 200 MiB.
 //
-// Usage: go run ./tests/bench [-runs 3] [-json FILE] [-entries N] [-cache DIR]
+// Usage: go run ./tests/bench [-runs 5] [-network loopback|remote] [-json FILE] [-entries N] [-cache DIR]
 //
 // It needs root (mounts, containerd, drop_caches), /dev/fuse, the tools of
 // scripts/install-deps.sh and `make build`. Each run starts a fresh
