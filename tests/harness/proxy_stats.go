@@ -58,6 +58,16 @@ func (p *Proxy) TotalBlobRequests() int {
 	return total
 }
 
+// BlobHeads returns the number of HEAD requests for dgst (size lookups).
+func (p *Proxy) BlobHeads(dgst digest.Digest) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s := p.stats[dgst]; s != nil {
+		return s.heads
+	}
+	return 0
+}
+
 // TotalBlobHeads returns the number of HEAD requests for all blobs (size
 // lookups).
 func (p *Proxy) TotalBlobHeads() int {
