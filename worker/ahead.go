@@ -67,8 +67,10 @@ func (a *ahead) start(ctx context.Context, res *remote.Resolver, ref string, lay
 		a.mu.Lock()
 		_, held := a.entries[d]
 		full := a.bytes >= a.budget
+		var e *aheadEntry
 		if !held && !full {
-			a.entries[d] = &aheadEntry{done: make(chan struct{})}
+			e = &aheadEntry{done: make(chan struct{})}
+			a.entries[d] = e
 		}
 		a.mu.Unlock()
 		if full {
@@ -79,14 +81,16 @@ func (a *ahead) start(ctx context.Context, res *remote.Resolver, ref string, lay
 			continue
 		}
 		started = append(started, d)
-		go a.resolve(ctx, res, ref, d, tailBytes, lim)
+		go a.resolve(ctx, res, ref, d, e, tailBytes, lim)
 	}
 	if len(started) > 0 {
 		log.G(ctx).WithFields(log.Fields{"image_ref": ref, "layers": len(started)}).Debug("resolving the image's next layers ahead")
 	}
 }
 
-func (a *ahead) resolve(ctx context.Context, res *remote.Resolver, ref string, d digest.Digest, tailBytes int, lim toc.Limits) {
+// resolve fetches d's region for e, which holds d's place until claimed
+// (take) or dropped.
+func (a *ahead) resolve(ctx context.Context, res *remote.Resolver, ref string, d digest.Digest, e *aheadEntry, tailBytes int, lim toc.Limits) {
 	ctx = log.WithLogger(ctx, log.G(ctx).WithFields(log.Fields{"image_ref": ref, "layer_digest": d}))
 	var blob *remote.Blob
 	var region []byte
@@ -102,7 +106,6 @@ func (a *ahead) resolve(ctx context.Context, res *remote.Resolver, ref string, d
 		err = ctx.Err()
 	}
 	a.mu.Lock()
-	e := a.entries[d]
 	e.blob, e.region, e.err = blob, region, err
 	close(e.done)
 	a.bytes += int64(len(region))
