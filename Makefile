@@ -100,15 +100,18 @@ demo: deps build
 	$(GO) run ./tests/demo
 
 # bench runs the Go benchmarks (chunk reads, TOC parsing, tree memory);
-# bench-e2e measures lazy pull against full pull, cold FUSE reads against
-# native reads and a worker's memory with a 300,000-entry layer, against real
-# containerd and a registry (needs root; about 5 minutes, longer on the first
-# run, which builds and caches the test images).
+# bench-e2e measures lazy pull + first command against full pull (registry
+# requests and bytes too), cold FUSE reads against native reads and a worker's
+# memory (also with a 300,000-entry layer), against real containerd and a
+# registry on loopback, then through a proxy emulating a remote registry
+# (20 ms per request, 200 Mbit/s); needs root; about 10 minutes, longer on
+# the first run, which builds and caches the test images.
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 3x $(UNIT_PKGS)
 
 bench-e2e: deps build
-	$(GO) run ./tests/bench $(BENCH_ARGS)
+	$(GO) run ./tests/bench -network loopback $(BENCH_ARGS)
+	$(GO) run ./tests/bench -network remote $(BENCH_ARGS)
 
 # bench-registry measures how registry reads ride out faults (resets + 5xx,
 # stalls, truncated and corrupt answers, an outage) through the fault proxy,

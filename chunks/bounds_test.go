@@ -229,6 +229,42 @@ func TestReadAheadWindow(t *testing.T) {
 	}
 }
 
+// TestReadAheadGrowsOnlySequentially pins the window's growth at its
+// edges: a first miss gets ReadAheadStart; a miss where the last window
+// ended, or up to one window past it, doubles it up to ReadAhead; a miss
+// one byte further, or before the last window's end, starts again.
+func TestReadAheadGrowsOnlySequentially(t *testing.T) {
+	layout := adjacent(64, 4, 1) // chunk i is the 1-byte stream at blob offset i
+	newReader := func() *Reader {
+		return NewReader(nil, Options{Layout: NewLayout(layout), ReadAhead: 8, ReadAheadStart: 2, MaxRequestSize: 1 << 20, MemoryCacheSize: 1 << 20})
+	}
+	// miss reads chunk at and returns the window's blob range.
+	miss := func(r *Reader, at int) [2]int64 {
+		g := r.readAhead(context.Background(), claimed(r, layout[at:at+1]))
+		return [2]int64{g[0].c.BlobOffset, streamsEnd(g)}
+	}
+	for _, tc := range []struct {
+		name   string
+		misses []int      // chunks missed in turn
+		want   [][2]int64 // their windows
+	}{
+		{"doubles while sequential, up to ReadAhead", []int{0, 2, 6, 14, 22}, [][2]int64{{0, 2}, {2, 6}, {6, 14}, {14, 22}, {22, 30}}},
+		{"exactly a window past the last end", []int{0, 4}, [][2]int64{{0, 2}, {4, 8}}},
+		{"one byte more than a window past", []int{0, 5}, [][2]int64{{0, 2}, {5, 7}}},
+		{"before the last window's end", []int{10, 5}, [][2]int64{{10, 12}, {5, 7}}},
+		{"a jump resets a grown window", []int{0, 2, 40}, [][2]int64{{0, 2}, {2, 6}, {40, 42}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newReader()
+			for i, at := range tc.misses {
+				if got := miss(r, at); got != tc.want[i] {
+					t.Fatalf("miss %d (chunk %d): window %v, want %v", i, at, got, tc.want[i])
+				}
+			}
+		})
+	}
+}
+
 func TestOptionsDefaults(t *testing.T) {
 	l := NewLayout(adjacent(2, 10, 10))
 	for _, tc := range []struct {

@@ -16,7 +16,8 @@ import (
 // The window starts as g's own streams, takes in the other chunks of those
 // streams, then grows forward and, with what budget is left, backward, one
 // whole stream at a time, while the next stream is contiguous with it, fits
-// in ReadAhead compressed bytes, and its nearest chunk is neither cached
+// in the window's compressed bytes (readAheadWindow: small at first, grown
+// by sequential misses up to ReadAhead), and its nearest chunk is neither cached
 // nor in flight (a chunk someone holds or fetches is where another window
 // ends). The decompressed size of the chunks added is bounded by a quarter
 // of the memory cache, so one window cannot flush it. Claiming under the
@@ -32,12 +33,14 @@ func (r *Reader) readAhead(ctx context.Context, g []claim) []claim {
 		return g
 	}
 	start, end := g[0].c.BlobOffset, streamsEnd(g)
-	if end-start >= r.opts.ReadAhead {
+	r.mu.Lock()
+	limit := r.readAheadWindow(start)
+	if end-start >= limit {
+		r.raEnd = end
+		r.mu.Unlock()
 		return g
 	}
-	w := window{r: r, start: start, end: end, memory: r.opts.MemoryCacheSize / 4}
-
-	r.mu.Lock()
+	w := window{r: r, start: start, end: end, limit: limit, memory: r.opts.MemoryCacheSize / 4}
 	first := l.firstAt(start)
 	for i := first; i < len(l.entries); i++ {
 		if !w.forward(i) {
@@ -49,6 +52,7 @@ func (r *Reader) readAhead(ctx context.Context, g []claim) []claim {
 			break
 		}
 	}
+	r.raEnd = w.end
 	r.mu.Unlock()
 
 	w.spec = r.fromDisk(ctx, w.spec)
@@ -62,11 +66,27 @@ func (r *Reader) readAhead(ctx context.Context, g []claim) []claim {
 	return all
 }
 
+// readAheadWindow returns the window of a miss at blob offset start, under
+// r.mu: doubled (up to ReadAhead) when the miss is sequential, starting at
+// or at most a window after where the last window ended, and back to
+// ReadAheadStart otherwise. A container's first command reads scattered
+// files, each a small window; a reader walking the blob grows it, for far
+// fewer requests.
+func (r *Reader) readAheadWindow(start int64) int64 {
+	if r.raEnd >= 0 && start >= r.raEnd && start-r.raEnd <= r.raWindow {
+		r.raWindow = min(2*r.raWindow, r.opts.ReadAhead)
+	} else {
+		r.raWindow = r.opts.ReadAheadStart
+	}
+	return r.raWindow
+}
+
 // window is the blob range [start, end) one request will read while
 // readAhead grows it. Its methods run under r.mu.
 type window struct {
 	r          *Reader
 	start, end int64
+	limit      int64 // the compressed bytes the window may span
 	memory     int64 // decompressed bytes the speculative chunks may still take
 	spec       []claim
 }
@@ -79,7 +99,7 @@ func (w *window) forward(i int) bool {
 	case e.blobOffset+e.blobSize <= w.end:
 		// Its stream is read anyway: take it if nobody has it.
 		return w.take(i, false)
-	case e.blobOffset == w.end && e.blobOffset+e.blobSize-w.start <= w.r.opts.ReadAhead:
+	case e.blobOffset == w.end && e.blobOffset+e.blobSize-w.start <= w.limit:
 		if !w.take(i, true) {
 			return false
 		}
@@ -98,7 +118,7 @@ func (w *window) backward(i int) bool {
 	switch {
 	case e.blobOffset >= w.start && e.blobOffset+e.blobSize <= w.end:
 		return w.take(i, false)
-	case e.blobOffset+e.blobSize == w.start && w.end-e.blobOffset <= w.r.opts.ReadAhead:
+	case e.blobOffset+e.blobSize == w.start && w.end-e.blobOffset <= w.limit:
 		if !w.take(i, true) {
 			return false
 		}

@@ -33,6 +33,9 @@ const (
 	DefaultMaxRequestSize  = 4 << 20
 	DefaultParallel        = 4
 	DefaultReadAhead       = 512 << 10
+	// DefaultReadAheadStart is the first read-ahead window of a layer,
+	// and the window after a miss away from the last one.
+	DefaultReadAheadStart = 64 << 10
 	// DefaultSequentialPrefetch is enough to keep two fetches of a file
 	// read sequentially in flight while the read is served.
 	DefaultSequentialPrefetch = 2
@@ -78,6 +81,14 @@ type Options struct {
 	// so that read-ahead never evicts most of what the cache holds; without
 	// a memory cache there is no read-ahead.
 	ReadAhead int64
+	// ReadAheadStart is the window a miss starts with: a miss that starts
+	// where the layer's last window ended (or up to a window past it) is
+	// sequential and doubles the window, up to ReadAhead; any other miss
+	// starts again from ReadAheadStart. A container's first command reads
+	// a few scattered files, which a small window serves with few bytes
+	// it does not need; a walk of the tree in blob order grows it. Zero
+	// means DefaultReadAheadStart; it is capped at ReadAhead.
+	ReadAheadStart int64
 	// SequentialPrefetch is how many chunks of a file, after the last one
 	// a sequential read of it reaches, are fetched in the background, so
 	// that the fetches of a file read from start to end overlap instead of
@@ -124,6 +135,10 @@ func (o Options) withDefaults() Options {
 	if o.Layout == nil || o.MemoryCacheSize == 0 {
 		o.ReadAhead = 0
 	}
+	if o.ReadAheadStart <= 0 {
+		o.ReadAheadStart = DefaultReadAheadStart
+	}
+	o.ReadAheadStart = min(o.ReadAheadStart, o.ReadAhead)
 	switch {
 	case o.SequentialPrefetch == 0:
 		o.SequentialPrefetch = DefaultSequentialPrefetch
@@ -151,6 +166,9 @@ type Reader struct {
 	cache    *Memory // the worker's memory tier, or the Reader's own
 	inflight map[fetchKey]*pending
 	prefetch prefetchState
+	// raWindow is the read-ahead window of the next miss, and raEnd where
+	// the last window ended in the blob (readahead.go).
+	raWindow, raEnd int64
 
 	// background tracks the prefetch goroutines, which end soon after
 	// Options.Context does.
@@ -172,6 +190,8 @@ func NewReader(src Source, opts Options) *Reader {
 		cache:    opts.Memory,
 		inflight: make(map[fetchKey]*pending),
 		prefetch: prefetchState{lastEnd: make(map[fetchKey]int64)},
+		raWindow: opts.ReadAheadStart,
+		raEnd:    -1,
 	}
 }
 

@@ -73,7 +73,16 @@ type LoadLayerRequest struct {
 	LayerDigest string `json:"layer_digest"`
 	TOCDigest   string `json:"toc_digest"`
 	Mountpoint  string `json:"mountpoint"`
+	// NextLayers are optional: the digests of the image's layers after
+	// this one (containerd's cri.image-layers label), which the worker
+	// resolves ahead while it loads this one, so that their own loads make
+	// no request. At most MaxNextLayers.
+	NextLayers []string `json:"next_layers,omitempty"`
 }
+
+// MaxNextLayers bounds LoadLayerRequest.NextLayers (containerd's label
+// holds about 50 digests in its 4 KiB).
+const MaxNextLayers = 128
 
 // LayerInfo describes a loaded layer: the size of its blob and the number
 // of entries in its verified table of contents.

@@ -45,6 +45,9 @@ func TestLoadLayerRequestBounds(t *testing.T) {
 		{"mountpoint relative", func(r *LoadLayerRequest) { r.Mountpoint = "a" }, false},
 		{"layer digest without algorithm", func(r *LoadLayerRequest) { r.LayerDigest = strings.Repeat("1", 64) }, false},
 		{"TOC digest too short", func(r *LoadLayerRequest) { r.TOCDigest = "sha256:" + strings.Repeat("2", 63) }, false},
+		{"next layers at the limit", func(r *LoadLayerRequest) { r.NextLayers = nextLayers(MaxNextLayers) }, true},
+		{"next layers over the limit", func(r *LoadLayerRequest) { r.NextLayers = nextLayers(MaxNextLayers + 1) }, false},
+		{"next layer malformed", func(r *LoadLayerRequest) { r.NextLayers = append(nextLayers(1), "sha256:12") }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := valid
@@ -61,6 +64,14 @@ func TestLoadLayerRequestBounds(t *testing.T) {
 			}
 		})
 	}
+}
+
+func nextLayers(n int) []string {
+	l := make([]string, n)
+	for i := range l {
+		l[i] = "sha256:" + strings.Repeat("3", 64)
+	}
+	return l
 }
 
 // TestMountIDCharacters pins every edge of the allowed byte ranges: a

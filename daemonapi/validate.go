@@ -71,6 +71,14 @@ func (r LoadLayerRequest) validate() error {
 	if !path.IsAbs(r.Mountpoint) || path.Clean(r.Mountpoint) != r.Mountpoint {
 		return fmt.Errorf("mountpoint %q is not an absolute clean path: %w", r.Mountpoint, errdefs.ErrInvalidArgument)
 	}
+	if len(r.NextLayers) > MaxNextLayers {
+		return fmt.Errorf("next_layers lists %d layers, more than %d: %w", len(r.NextLayers), MaxNextLayers, errdefs.ErrInvalidArgument)
+	}
+	for _, d := range r.NextLayers {
+		if _, err := digest.Parse(d); err != nil {
+			return fmt.Errorf("next_layers: %q: %w: %w", d, errdefs.ErrInvalidArgument, err)
+		}
+	}
 	return nil
 }
 

@@ -5,6 +5,7 @@ package labels
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/containerd/containerd/v2/pkg/snapshotters"
 	"github.com/containerd/errdefs"
@@ -25,6 +26,9 @@ const (
 	ImageRef       = snapshotters.TargetRefLabel
 	ManifestDigest = snapshotters.TargetManifestDigestLabel
 	LayerDigest    = snapshotters.TargetLayerDigestLabel
+	// ImageLayers lists the digests of the layer and the image's layers
+	// after it, comma-separated (cut short to fit a label's size).
+	ImageLayers = snapshotters.TargetImageLayersLabel
 
 	// TOCDigest is the eStargz layer annotation with the digest of the
 	// layer's table of contents; without it no TOC can be trusted and the
@@ -79,9 +83,30 @@ func ParseLayer(l map[string]string) (layer.Layer, error) {
 		ManifestDigest: digest.Digest(l[ManifestDigest]),
 		LayerDigest:    digest.Digest(l[LayerDigest]),
 		TOCDigest:      digest.Digest(l[TOCDigest]),
+		NextLayers:     nextLayers(l[ImageLayers], digest.Digest(l[LayerDigest])),
 	}
 	if err := lay.Validate(); err != nil {
 		return layer.Layer{}, fmt.Errorf("labels of layer %s: %w", l[LayerDigest], err)
 	}
 	return lay, nil
+}
+
+// nextLayers parses the ImageLayers label into the layers after self: a
+// hint only, so a malformed label is not an error; the digests before the
+// first malformed one (or the first MaxNextLayers) are kept.
+func nextLayers(v string, self digest.Digest) []digest.Digest {
+	var next []digest.Digest
+	for s := range strings.SplitSeq(v, ",") {
+		if s == "" || len(next) == layer.MaxNextLayers {
+			break
+		}
+		d, err := digest.Parse(s)
+		if err != nil {
+			break
+		}
+		if d != self {
+			next = append(next, d)
+		}
+	}
+	return next
 }

@@ -2,9 +2,15 @@ package labels
 
 import (
 	"errors"
+	"maps"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/lazyfs/lazyfs/layer"
 )
 
 func TestParseLayer(t *testing.T) {
@@ -51,6 +57,39 @@ func TestParseLayer(t *testing.T) {
 			}
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestParseNextLayers: the image-layers label becomes the layers after this
+// one, without this one; a malformed digest ends the hint there (it is a
+// hint: the layer itself stays lazy), and the hint is bounded.
+func TestParseNextLayers(t *testing.T) {
+	d := func(c string) string { return "sha256:" + strings.Repeat(c, 64) }
+	base := map[string]string{ImageRef: "127.0.0.1:5000/img:v1", LayerDigest: d("2"), TOCDigest: d("3")}
+	many := make([]string, layer.MaxNextLayers+2)
+	for i := range many {
+		many[i] = d("5")
+	}
+	for _, tc := range []struct {
+		name, label string
+		want        int
+	}{
+		{"none", "", 0},
+		{"own digest skipped", d("2") + "," + d("4") + "," + d("5"), 2},
+		{"malformed ends the hint", d("2") + "," + d("4") + ",sha256:12," + d("5"), 1},
+		{"bounded", strings.Join(many, ","), layer.MaxNextLayers},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := maps.Clone(base)
+			l[ImageLayers] = tc.label
+			lay, err := ParseLayer(l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(lay.NextLayers) != tc.want || slices.Contains(lay.NextLayers, digest.Digest(d("2"))) {
+				t.Errorf("next layers %v, want %d without the layer's own", lay.NextLayers, tc.want)
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
 )
 
 const (
@@ -29,6 +30,14 @@ func TestValidate(t *testing.T) {
 	if err := optional.Validate(); err != nil {
 		t.Fatalf("layer without manifest digest refused: %v", err)
 	}
+	next := valid()
+	next.NextLayers = make([]digest.Digest, MaxNextLayers)
+	for i := range next.NextLayers {
+		next.NextLayers[i] = d3
+	}
+	if err := next.Validate(); err != nil {
+		t.Fatalf("layer with %d next layers refused: %v", MaxNextLayers, err)
+	}
 	atLimit := valid()
 	atLimit.ImageRef = strings.Repeat("a", MaxImageRefLength)
 	if err := atLimit.Validate(); err != nil {
@@ -49,6 +58,8 @@ func TestValidate(t *testing.T) {
 		{"no toc digest", func(l *Layer) { l.TOCDigest = "" }, "toc digest"},
 		{"toc digest without algorithm", func(l *Layer) { l.TOCDigest = "1111" }, "toc digest"},
 		{"bad manifest digest", func(l *Layer) { l.ManifestDigest = "sha256:12" }, "manifest digest"},
+		{"one next layer too many", func(l *Layer) { l.NextLayers = make([]digest.Digest, MaxNextLayers+1) }, "next layers"},
+		{"bad next layer", func(l *Layer) { l.NextLayers = []digest.Digest{d1, "sha256:12"} }, "next layer"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := valid()

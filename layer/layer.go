@@ -36,7 +36,15 @@ type Layer struct {
 	// from the layer descriptor's annotation: what the worker verifies the
 	// TOC it fetches against.
 	TOCDigest digest.Digest `json:"toc_digest"`
+	// NextLayers are the digests of the image's layers after this one
+	// (containerd's cri.image-layers label, at most MaxNextLayers): a hint
+	// for the worker, which resolves them ahead while it loads this one.
+	// It may be empty.
+	NextLayers []digest.Digest `json:"next_layers,omitempty"`
 }
+
+// MaxNextLayers bounds Layer.NextLayers (daemonapi.MaxNextLayers too).
+const MaxNextLayers = 128
 
 // Validate checks every field; the error names the field and is of class
 // invalid argument.
@@ -61,6 +69,14 @@ func (l Layer) Validate() error {
 		}
 		if err := f.value.Validate(); err != nil {
 			return fmt.Errorf("layer: %s %q: %w: %w", f.name, f.value, errdefs.ErrInvalidArgument, err)
+		}
+	}
+	if len(l.NextLayers) > MaxNextLayers {
+		return fmt.Errorf("layer: %d next layers, more than %d: %w", len(l.NextLayers), MaxNextLayers, errdefs.ErrInvalidArgument)
+	}
+	for _, d := range l.NextLayers {
+		if err := d.Validate(); err != nil {
+			return fmt.Errorf("layer: next layer %q: %w: %w", d, errdefs.ErrInvalidArgument, err)
 		}
 	}
 	return nil

@@ -44,9 +44,14 @@ var (
 		Namespace: namespace, Name: "prefetch_done_bytes",
 		Help: "Decompressed bytes of a layer's prioritized files cached so far by its prefetch (equal to prefetch_bytes once done), by layer.",
 	}, []string{"layer_digest"})
+
+	LayersResolvedAhead = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "layers_resolved_ahead_total",
+		Help: "Layers of an image whose footer and TOC a worker fetched at the image's first lazy Prepare, before their own, by result: used (their load made no request), failed (their load fetches them itself), unused (dropped unclaimed after a while, or over the memory bound: skipped).",
+	}, []string{"result"})
 )
 
 func init() {
 	Registry.MustRegister(MemoryCacheHits, MemoryCacheMisses, MemoryCacheBytes, MemoryCacheEvictions,
-		FetchQueueLength, FetchesInFlight, FetchWait, PrefetchBytes, PrefetchDoneBytes)
+		FetchQueueLength, FetchesInFlight, FetchWait, PrefetchBytes, PrefetchDoneBytes, LayersResolvedAhead)
 }

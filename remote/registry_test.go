@@ -34,6 +34,7 @@ type fakeRegistry struct {
 	badContentRange bool   // Content-Range one byte off
 	shortBody       bool   // body half as long as the range
 	stall           bool   // never answer blob GETs with a range
+	noSuffix        bool   // a suffix range ("bytes=-N") answers 416
 	token           string // non-empty: blobs need "Bearer <token>"
 	user, pass      string // non-empty: the token server needs these
 }
@@ -148,6 +149,9 @@ func (f *fakeRegistry) serveBlob(w http.ResponseWriter, r *http.Request, d diges
 	rng := r.Header.Get("Range")
 	if r.Method == http.MethodGet && rng != "" {
 		switch {
+		case f.noSuffix && strings.HasPrefix(rng, "bytes=-"):
+			w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+			return
 		case f.stall:
 			f.mu.Unlock()
 			<-r.Context().Done()

@@ -94,6 +94,20 @@ func (r *Resolver) latencyOf(host string) *latency {
 // hosts in order for the blob's size (HEAD, or a 1-byte ranged GET where
 // HEAD is refused) and fails if none knows it.
 func (r *Resolver) Blob(ctx context.Context, ref string, dgst digest.Digest) (*Blob, error) {
+	b, err := r.newBlob(ref, dgst)
+	if err != nil {
+		return nil, err
+	}
+	ctx = log.WithLogger(ctx, log.G(ctx).WithFields(log.Fields{"image_ref": ref, "layer_digest": dgst}))
+	if b.size, err = b.fetchSize(ctx); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// newBlob checks ref and dgst and returns a handle whose size is not known
+// yet.
+func (r *Resolver) newBlob(ref string, dgst digest.Digest) (*Blob, error) {
 	spec, err := reference.Parse(ref)
 	if err != nil {
 		return nil, fmt.Errorf("invalid image reference %q: %w: %w", ref, err, errdefs.ErrInvalidArgument)
@@ -108,18 +122,13 @@ func (r *Resolver) Blob(ctx context.Context, ref string, dgst digest.Digest) (*B
 		// must be fully qualified, as the CRI labels carry them.
 		return nil, fmt.Errorf("image reference %q has no repository after the registry host: %w", ref, errdefs.ErrInvalidArgument)
 	}
-	b := &Blob{
+	return &Blob{
 		resolver: r,
 		spec:     spec,
 		registry: name,
 		repo:     repo,
 		dgst:     dgst,
-	}
-	ctx = log.WithLogger(ctx, log.G(ctx).WithFields(log.Fields{"image_ref": ref, "layer_digest": dgst}))
-	if b.size, err = b.fetchSize(ctx); err != nil {
-		return nil, err
-	}
-	return b, nil
+	}, nil
 }
 
 // registryHosts returns the hosts that may serve blobs of registry name,
@@ -197,4 +206,19 @@ func hostsStamp(dir, name string) string {
 		}
 	}
 	return b.String()
+}
+
+// BlobOfSize returns a handle for the blob dgst of ref whose size is known
+// already (a kept TOC records it): no request is made. A wrong size shows at
+// the first read, whose Content-Range names the real one.
+func (r *Resolver) BlobOfSize(ref string, dgst digest.Digest, size int64) (*Blob, error) {
+	if size <= 0 {
+		return nil, fmt.Errorf("blob %s: size %d: %w", dgst, size, errdefs.ErrInvalidArgument)
+	}
+	b, err := r.newBlob(ref, dgst)
+	if err != nil {
+		return nil, err
+	}
+	b.size = size
+	return b, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -155,7 +156,7 @@ func TestPrepareRemote(t *testing.T) {
 		TOCDigest:   "sha256:3333333333333333333333333333333333333333333333333333333333333333",
 	}
 	for id := range fr.mounted {
-		if got := fr.layers[id]; got != wantLayer {
+		if got := fr.layers[id]; !reflect.DeepEqual(got, wantLayer) {
 			t.Fatalf("Mount got layer %+v, want %+v", got, wantLayer)
 		}
 	}
@@ -190,7 +191,7 @@ func TestPrepareRemote(t *testing.T) {
 		fr.mu.Lock()
 		got := fr.layers[id]
 		fr.mu.Unlock()
-		if got != wantLayer {
+		if !reflect.DeepEqual(got, wantLayer) {
 			t.Fatalf("Restore got layer %+v, want %+v (the committed snapshot's labels, parsed)", got, wantLayer)
 		}
 	case <-time.After(5 * time.Second):

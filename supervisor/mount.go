@@ -9,6 +9,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/moby/sys/mountinfo"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/lazyfs/lazyfs/daemonapi"
 	"github.com/lazyfs/lazyfs/failover"
@@ -131,7 +132,16 @@ func loadRequest(id, mountpoint string, l layer.Layer) daemonapi.LoadLayerReques
 		LayerDigest: l.LayerDigest.String(),
 		TOCDigest:   l.TOCDigest.String(),
 		Mountpoint:  mountpoint,
+		NextLayers:  digestStrings(l.NextLayers),
 	}
+}
+
+func digestStrings(ds []digest.Digest) []string {
+	var s []string
+	for _, d := range ds {
+		s = append(s, d.String())
+	}
+	return s
 }
 
 // waitExited waits at most d for w's process to be gone: a control

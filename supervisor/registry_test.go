@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"errors"
+	"reflect"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -28,20 +29,20 @@ func TestRecordedLayer(t *testing.T) {
 	ctx := context.Background()
 	other := want
 	other.ImageRef = "r/img:v2"
-	if got := s.recordedLayer(ctx, "m", mountRecord{Layer: &other, Labels: legacy}); got != other {
+	if got := s.recordedLayer(ctx, "m", mountRecord{Layer: &other, Labels: legacy}); !reflect.DeepEqual(got, other) {
 		t.Errorf("typed record: got %+v, want %+v", got, other)
 	}
 	if parsed != nil {
 		t.Errorf("labels parsed although the record has a typed layer")
 	}
-	if got := s.recordedLayer(ctx, "m", mountRecord{Labels: legacy}); got != want {
+	if got := s.recordedLayer(ctx, "m", mountRecord{Labels: legacy}); !reflect.DeepEqual(got, want) {
 		t.Errorf("legacy record: got %+v, want %+v", got, want)
 	}
-	if got := s.recordedLayer(ctx, "m", mountRecord{Labels: map[string]string{}}); got != (layer.Layer{}) {
+	if got := s.recordedLayer(ctx, "m", mountRecord{Labels: map[string]string{}}); !reflect.DeepEqual(got, layer.Layer{}) {
 		t.Errorf("unreadable legacy record: got %+v, want the zero layer", got)
 	}
 	s.opts.ParseLegacyLabels = nil
-	if got := s.recordedLayer(ctx, "m", mountRecord{Labels: legacy}); got != (layer.Layer{}) {
+	if got := s.recordedLayer(ctx, "m", mountRecord{Labels: legacy}); !reflect.DeepEqual(got, layer.Layer{}) {
 		t.Errorf("legacy record without a parser: got %+v, want the zero layer", got)
 	}
 	if err := (layer.Layer{}).Validate(); err == nil {

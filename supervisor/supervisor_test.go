@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -50,7 +51,7 @@ func TestMountSpawnsWorkerAndUnmountStopsIt(t *testing.T) {
 		if rec.PID != pid || rec.StartTime == 0 || rec.APISocket == "" || rec.ControlSocket == "" {
 			t.Errorf("record = %+v", rec)
 		}
-		if m := rec.Mounts["m1"]; m.Mountpoint != mp || m.Layer == nil || *m.Layer != lay {
+		if m := rec.Mounts["m1"]; m.Mountpoint != mp || m.Layer == nil || !reflect.DeepEqual(*m.Layer, lay) {
 			t.Errorf("record of mount m1 = %+v, want mountpoint %s and the layer", m, mp)
 		}
 	})

@@ -58,7 +58,9 @@ func (w *worker) record() record {
 	defer w.mu.Unlock()
 	rec := record{Version: recordVersion, ID: w.id, PID: w.pid, StartTime: w.startTime, APISocket: w.apiSock, ControlSocket: w.ctlSock, Mounts: map[string]mountRecord{}}
 	for id, m := range w.mounts {
-		rec.Mounts[id] = mountRecord{Mountpoint: m.mountpoint, Layer: &m.layer, Init: m.conn.Init()}
+		l := m.layer
+		l.NextLayers = nil // a pull's hint: a restore has no use for it
+		rec.Mounts[id] = mountRecord{Mountpoint: m.mountpoint, Layer: &l, Init: m.conn.Init()}
 	}
 	return rec
 }

@@ -15,8 +15,10 @@ import (
 	"github.com/lazyfs/lazyfs/metrics"
 )
 
-// Fetch reads the TOC of the eStargz blob src with two range requests (the
-// footer, then the TOC), bounds it by lim, verifies the raw JSON against
+// Fetch reads the TOC of the eStargz blob src with two reads (the footer,
+// then the TOC; with WithTail, what the tail holds costs no request and a
+// TOC that starts before it one request for the bytes before it), bounds it
+// by lim, verifies the raw JSON against
 // tocDigest (the layer's containerd.io/snapshot/stargz/toc.digest
 // annotation), decodes it and validates it.
 //
@@ -113,19 +115,29 @@ func readFooter(ctx context.Context, src Source, blobSize int64) (tocOffset, foo
 // readCompressedTOC checks the compressed TOC's place and size before it
 // allocates or fetches anything, then fetches it with one request.
 func readCompressedTOC(ctx context.Context, src Source, blobSize, tocOffset, footerSize, maxSize int64) ([]byte, error) {
-	end := blobSize - footerSize
-	if tocOffset < 0 || tocOffset >= end {
-		return nil, refuse(ReasonBadOffset, "", fmt.Errorf("footer puts the TOC at offset %d, outside the %d-byte blob body", tocOffset, end))
-	}
-	size := end - tocOffset
-	if size > maxSize {
-		return nil, refuse(ReasonTOCTooLarge, "", fmt.Errorf("compressed TOC is %d bytes, limit is %d", size, maxSize))
+	size, err := compressedTOCSize(blobSize, tocOffset, footerSize, maxSize)
+	if err != nil {
+		return nil, err
 	}
 	buf := make([]byte, size)
 	if err := readFull(ctx, src, buf, tocOffset); err != nil {
 		return nil, fmt.Errorf("failed to read %d-byte TOC at offset %d: %w", size, tocOffset, err)
 	}
 	return buf, nil
+}
+
+// compressedTOCSize checks the TOC's place in the blob and the compressed
+// TOC's size against maxSize, and returns that size.
+func compressedTOCSize(blobSize, tocOffset, footerSize, maxSize int64) (int64, error) {
+	end := blobSize - footerSize
+	if tocOffset < 0 || tocOffset >= end {
+		return 0, refuse(ReasonBadOffset, "", fmt.Errorf("footer puts the TOC at offset %d, outside the %d-byte blob body", tocOffset, end))
+	}
+	size := end - tocOffset
+	if size > maxSize {
+		return 0, refuse(ReasonTOCTooLarge, "", fmt.Errorf("compressed TOC is %d bytes, limit is %d", size, maxSize))
+	}
+	return size, nil
 }
 
 // readFull makes exactly one ReadAt call: the source does one bounded range

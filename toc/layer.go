@@ -8,8 +8,8 @@ import (
 )
 
 // Source is the layer blob. The worker's registry client satisfies it; each
-// ReadAt is one bounded range request, so Fetch makes exactly two calls: the
-// footer and the TOC.
+// ReadAt is one bounded range request, so Fetch makes at most two calls: the
+// footer and the TOC (none, or one, through WithTail).
 type Source interface {
 	Size() int64
 	// ReadAt follows io.ReaderAt: n < len(p) only with an error.

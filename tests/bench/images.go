@@ -19,9 +19,11 @@ const (
 	bigFileSize = 64 << 20
 	bigFileSeed = 64
 
-	smallDirs     = 30
-	smallPerDir   = 100 // smallDirs*smallPerDir small files, 512 B to 4 KiB
+	smallDirs     = 20
+	smallPerDir   = 100 // smallDirs*smallPerDir small files of smallFileSize
+	smallFileSize = 4 << 10
 	smallFileSeed = 7
+	smallFilesDir = "/data/small"
 
 	// manyDirs directories at the root of the many-entry layer share the
 	// layer's files; with the default 300,000 entries that is 300 dirs of
@@ -69,7 +71,7 @@ func newAppImage(busyboxPath string) (appImage, error) {
 		dir := fmt.Sprintf("/data/small/d%02d", d)
 		small = append(small, harness.File{Path: dir, Mode: os.ModeDir | 0o755})
 		for f := range smallPerDir {
-			content := make([]byte, 512+rng.IntN(4096-512+1))
+			content := make([]byte, smallFileSize)
 			for i := range content {
 				// Text-like bytes: small files in images compress well.
 				content[i] = 'a' + byte(rng.IntN(16))

@@ -1,18 +1,23 @@
 // Command bench is `make bench-e2e`: it measures lazyfs end to end against
-// a baseline measured in the same run, with a real registry, containerd
-// 2.3.7, runc and FUSE, and reports medians over the runs:
+// a baseline measured in the same run, with a real registry (on loopback, or
+// behind a proxy emulating a remote one: -network remote), containerd 2.3.7,
+// runc and FUSE, and reports medians over the runs:
 //
 //  1. pull + first command: an eStargz image pulled lazily with the lazyfs
-//     snapshotter and `ctr run --rm … true`, against a full pull of the
-//     original image with overlayfs; times and registry bytes;
+//     snapshotter and `ctr run --rm … true`, with the default configuration
+//     and with prefetch and background proofs off, against a full pull of
+//     the original image with overlayfs; times, registry requests and bytes;
 //  2. a cold sequential read of a 64 MiB file from the host through the
 //     image's rootfs view, lazyfs against overlayfs after the full pull,
 //     plus a warm second read through lazyfs;
-//  3. the memory (VmRSS, VmHWM) of the worker serving a layer of 300,000
+//  3. on the stack without background fetching (nothing fetched the data
+//     before): cold reads of the 64 MiB file and of 2,000 small files, the
+//     warm read, and the worker's memory after the pull and the reads;
+//  4. the memory (VmRSS, VmHWM) of the worker serving a layer of 300,000
 //     entries, after the lazy pull and after an lstat walk of the tree,
 //     judged against 200 MiB.
 //
-// Usage: go run ./tests/bench [-runs 3] [-json FILE] [-entries N] [-cache DIR]
+// Usage: go run ./tests/bench [-runs 5] [-network loopback|remote] [-json FILE] [-entries N] [-cache DIR]
 //
 // It needs root (mounts, containerd, drop_caches), /dev/fuse, the tools of
 // scripts/install-deps.sh and `make build`. Each run starts a fresh
@@ -53,18 +58,33 @@ type options struct {
 	entries  int
 	cacheDir string
 	logsDir  string
+	network  string
+}
+
+// networks are the registry links -network emulates with the counting
+// proxy: loopback as is, and a remote registry (20 ms added to every
+// request, blob bodies capped at 200 Mbit/s for all responses together).
+var networks = map[string]struct {
+	latency   time.Duration
+	bandwidth int64 // bits per second; 0: none
+	note      string
+}{
+	"loopback": {note: "registry: docker-registry on loopback behind the harness proxy, no added latency; registry bytes are blob response bodies"},
+	"remote": {latency: 20 * time.Millisecond, bandwidth: 200e6,
+		note: "registry: docker-registry behind the harness proxy emulating a remote registry: 20 ms added to every request, blob bodies capped at 200 Mbit/s (all responses together); registry bytes are blob response bodies"},
 }
 
 func main() {
 	var opts options
-	flag.IntVar(&opts.runs, "runs", 3, "number of measured runs; the report gives medians over them")
+	flag.IntVar(&opts.runs, "runs", 5, "number of measured runs; the report gives medians over them")
 	flag.StringVar(&opts.jsonPath, "json", "", "also write the report as JSON to this file")
 	flag.IntVar(&opts.entries, "entries", 300_000, "entries of the many-entry layer (directories included)")
 	flag.StringVar(&opts.logsDir, "logs", "", "copy the logs of every run's snapshotter, workers and containerd into this directory")
+	flag.StringVar(&opts.network, "network", "loopback", "registry link to emulate: loopback or remote (20 ms per request, 200 Mbit/s)")
 	flag.StringVar(&opts.cacheDir, "cache", "/var/cache/lazyfs-bench", "directory keeping eStargz conversions between invocations; empty converts every time")
 	flag.Parse()
-	if opts.runs < 1 || opts.entries < 2*manyDirs || flag.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "usage: bench [-runs N>=1] [-json FILE] [-entries N>=%d] [-cache DIR] [-logs DIR]\n", 2*manyDirs)
+	if _, ok := networks[opts.network]; opts.runs < 1 || opts.entries < 2*manyDirs || flag.NArg() > 0 || !ok {
+		fmt.Fprintf(os.Stderr, "usage: bench [-runs N>=1] [-json FILE] [-entries N>=%d] [-cache DIR] [-logs DIR] [-network loopback|remote]\n", 2*manyDirs)
 		os.Exit(2)
 	}
 
@@ -137,6 +157,9 @@ func run(ctx context.Context, opts options) (err error) {
 	if err != nil {
 		return err
 	}
+	nw := networks[opts.network]
+	proxy.SetLatency(nw.latency)
+	proxy.SetBandwidth(nw.bandwidth)
 	var results []runResult
 	for i := range opts.runs {
 		r, err := runOnce(ctx, env, proxy, imgs, filepath.Join(work, fmt.Sprintf("run%d", i+1)), opts.logsDir, i+1, opts.runs)
@@ -147,6 +170,8 @@ func run(ctx context.Context, opts options) (err error) {
 	}
 
 	rep := newReport(started, describeMachine(env), opts.entries, results)
+	rep.Network = opts.network
+	rep.Notes = append([]string{nw.note}, rep.Notes...)
 	rep.printTable(os.Stdout)
 	if opts.jsonPath != "" {
 		if err := rep.writeJSON(opts.jsonPath); err != nil {
@@ -162,10 +187,16 @@ func run(ctx context.Context, opts options) (err error) {
 // prints the stack's logs before tearing it down (teardown removes them).
 func runOnce(ctx context.Context, env harness.Env, proxy *harness.Proxy, imgs benchImages, dir, logsDir string, n, of int) (r runResult, err error) {
 	r = runResult{Run: n, LazyFirst: n%2 == 1}
+	// First, alone: the other stack's background proofs would add their
+	// bytes to its reads (they share the registry).
+	lazyRef := ref(proxy.Addr(), appRepo, lazyTag)
+	if err = quietRun(ctx, env, proxy, imgs, lazyRef, filepath.Join(dir, "quiet"), n, of, &r); err != nil {
+		return r, err
+	}
 	progress("run %d/%d: starting lazyfs-snapshotter and containerd", n, of)
 	var stop harness.Closers
 	defer stop.Close()
-	st, err := startStack(ctx, env, proxy, dir, &stop)
+	st, err := startStack(ctx, env, proxy, dir, nil, &stop)
 	defer func() {
 		if err != nil && ctx.Err() == nil {
 			harness.PrintLogs(os.Stderr, st.logs())
@@ -180,7 +211,6 @@ func runOnce(ctx context.Context, env harness.Env, proxy *harness.Proxy, imgs be
 		return r, err
 	}
 
-	lazyRef := ref(proxy.Addr(), appRepo, lazyTag)
 	fullRef := ref(proxy.Addr(), appRepo, origTag)
 	lazy := func() (err error) {
 		progress("run %d/%d: lazy pull of %s + first command, then cold read", n, of, lazyRef)
@@ -195,7 +225,10 @@ func runOnce(ctx context.Context, env harness.Env, proxy *harness.Proxy, imgs be
 		if r.Full, err = pullAndRun(ctx, st, fullRef, "overlayfs", fmt.Sprintf("bench-full-%d", n)); err != nil {
 			return err
 		}
-		r.FullRead, err = readBigFile(ctx, st, fullRef, "overlayfs", imgs.bigSHA256, false)
+		if r.FullRead, err = readBigFile(ctx, st, fullRef, "overlayfs", imgs.bigSHA256, false); err != nil {
+			return err
+		}
+		r.FullSmall, err = readSmallFiles(ctx, st, fullRef, "overlayfs")
 		return err
 	}
 	order := []func() error{lazy, full}
@@ -207,7 +240,6 @@ func runOnce(ctx context.Context, env harness.Env, proxy *harness.Proxy, imgs be
 			return r, err
 		}
 	}
-
 	for _, rr := range []readResult{r.LazyRead, r.FullRead} {
 		if rr.ResidentPct > 1 {
 			r.Findings = append(r.Findings, fmt.Sprintf("%.0f%% of %s was in the page cache through %s right before the cold read, despite drop_caches", rr.ResidentPct, bigFilePath, rr.Snapshotter))
@@ -226,6 +258,46 @@ func runOnce(ctx context.Context, env harness.Env, proxy *harness.Proxy, imgs be
 	}
 	r.Findings = append(r.Findings, st.notableLogLines()...)
 	return r, nil
+}
+
+// quietRun measures lazyfs with no background fetching (quietConfig) on a
+// stack of its own, so that it starts as cold as the others: the pull and
+// first command, then cold reads that nothing fetched before (the 64 MiB
+// file, then the small files), and the worker's memory after them.
+func quietRun(ctx context.Context, env harness.Env, proxy *harness.Proxy, imgs benchImages, ref, dir string, n, of int, r *runResult) (err error) {
+	progress("run %d/%d: lazy pull of %s + first command, prefetch and background proofs off; cold reads", n, of, ref)
+	var stop harness.Closers
+	defer stop.Close()
+	st, err := startStack(ctx, env, proxy, dir, quietConfig, &stop)
+	defer func() {
+		if err != nil && ctx.Err() == nil {
+			harness.PrintLogs(os.Stderr, st.logs())
+		}
+	}()
+	if err != nil {
+		return err
+	}
+	if r.LazyQuiet, err = pullAndRun(ctx, st, ref, "lazyfs", fmt.Sprintf("bench-quiet-%d", n)); err != nil {
+		return err
+	}
+	w, err := findWorker(ctx, st.sn.RunDir(), ref)
+	if err != nil || w == nil {
+		return fmt.Errorf("no worker serves %s: %v", ref, err)
+	}
+	if r.QuietWorkerIdle, err = readMemStatus(ctx, w); err != nil {
+		return err
+	}
+	if r.QuietRead, err = readBigFile(ctx, st, ref, "lazyfs", imgs.bigSHA256, true); err != nil {
+		return err
+	}
+	if r.QuietSmall, err = readSmallFiles(ctx, st, ref, "lazyfs"); err != nil {
+		return err
+	}
+	if r.QuietWorkerRead, err = readMemStatus(ctx, w); err != nil {
+		return err
+	}
+	progress("    worker %s idle after the pull: %s; after the reads: %s", w.id, r.QuietWorkerIdle, r.QuietWorkerRead)
+	return nil
 }
 
 func describeMachine(env harness.Env) machine {

@@ -17,6 +17,9 @@ type pullResult struct {
 	// RegistryBytes are the blob body bytes the registry served from the
 	// start of the pull until the command finished.
 	RegistryBytes int64 `json:"registry_bytes"`
+	// RegistryRequests are the blob GET and HEAD requests the registry
+	// answered in that time.
+	RegistryRequests int `json:"registry_requests"`
 }
 
 // pullAndRun pulls ref with snapshotter and runs `true` in a container of
@@ -36,15 +39,26 @@ func pullAndRun(ctx context.Context, st *stack, ref, snapshotter, id string) (pu
 	}
 	done := time.Now()
 	r := pullResult{
-		Snapshotter:   snapshotter,
-		Ref:           ref,
-		PullSeconds:   pulled.Sub(start).Seconds(),
-		RunSeconds:    done.Sub(pulled).Seconds(),
-		TotalSeconds:  done.Sub(start).Seconds(),
-		RegistryBytes: st.proxy.TotalBlobBytes(),
+		Snapshotter:  snapshotter,
+		Ref:          ref,
+		PullSeconds:  pulled.Sub(start).Seconds(),
+		RunSeconds:   done.Sub(pulled).Seconds(),
+		TotalSeconds: done.Sub(start).Seconds(),
 	}
-	progress("    %-9s pull %s + run %s = %s, registry served %s", snapshotter,
-		seconds(r.PullSeconds), seconds(r.RunSeconds), seconds(r.TotalSeconds), mib(r.RegistryBytes))
+	// Counted once the command ended, for this image's blobs only: a
+	// background proof of the other image still running on the same
+	// registry is not this pull's. Requests still running (background
+	// fetches of this image) are in, with their bytes so far.
+	blobs, err := imageBlobs(ctx, st.cl, ref)
+	if err != nil {
+		return pullResult{}, err
+	}
+	for _, d := range blobs {
+		r.RegistryBytes += st.proxy.BlobBytes(d)
+		r.RegistryRequests += st.proxy.BlobRequests(d) + st.proxy.BlobHeads(d)
+	}
+	progress("    %-9s pull %s + run %s = %s, registry served %s in %d blob requests", snapshotter,
+		seconds(r.PullSeconds), seconds(r.RunSeconds), seconds(r.TotalSeconds), mib(r.RegistryBytes), r.RegistryRequests)
 	return r, nil
 }
 

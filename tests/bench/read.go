@@ -183,3 +183,21 @@ func imageLayers(ctx context.Context, cl *client.Client, ref string) ([]digest.D
 	}
 	return out, nil
 }
+
+// imageBlobs returns the config and layer digests of ref for the host
+// platform: every blob its pull may fetch.
+func imageBlobs(ctx context.Context, cl *client.Client, ref string) ([]digest.Digest, error) {
+	img, err := cl.GetImage(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("failed to get image %s: %w", ref, err)
+	}
+	m, err := images.Manifest(ctx, cl.ContentStore(), img.Target(), platforms.Default())
+	if err != nil {
+		return nil, fmt.Errorf("failed to read the manifest of %s: %w", ref, err)
+	}
+	out := []digest.Digest{m.Config.Digest}
+	for _, l := range m.Layers {
+		out = append(out, l.Digest)
+	}
+	return out, nil
+}

@@ -20,10 +20,20 @@ type runResult struct {
 	// so that neither side always pays the stack's first-use costs.
 	LazyFirst bool       `json:"lazy_first"`
 	Lazy      pullResult `json:"lazy_pull"`
-	Full      pullResult `json:"full_pull"`
-	LazyRead  readResult `json:"lazy_read"`
-	FullRead  readResult `json:"overlayfs_read"`
-	Many      manyResult `json:"many_entries"`
+	// LazyQuiet is the lazy pull with prefetch and background proofs off.
+	LazyQuiet pullResult `json:"lazy_pull_quiet"`
+	// QuietRead and QuietSmall are cold reads on that stack, which nothing
+	// fetched in the background; QuietWorkerIdle and QuietWorkerRead the
+	// memory of its worker after the pull and after those reads.
+	QuietRead       readResult  `json:"lazy_quiet_read"`
+	QuietSmall      smallResult `json:"lazy_quiet_small_files"`
+	QuietWorkerIdle memStatus   `json:"lazy_quiet_worker_idle"`
+	QuietWorkerRead memStatus   `json:"lazy_quiet_worker_after_reads"`
+	FullSmall       smallResult `json:"overlayfs_small_files"`
+	Full            pullResult  `json:"full_pull"`
+	LazyRead        readResult  `json:"lazy_read"`
+	FullRead        readResult  `json:"overlayfs_read"`
+	Many            manyResult  `json:"many_entries"`
 	// Findings are what a reader must know beyond the numbers: fallbacks,
 	// errors in the logs, a walk that found the wrong number of entries.
 	Findings []string `json:"findings,omitempty"`
@@ -61,20 +71,31 @@ func mibOf(n int64) float64 { return float64(n) / (1 << 20) }
 func kibToMiB(n int64) float64 { return float64(n) / 1024 }
 
 const (
-	secPull = "1. pull + first command (ctr image pull, then ctr run --rm … true)"
-	secRead = "2. sequential read of the 64 MiB file from the host, 1 MiB reads"
-	secMany = "3. lazy pull of a one-layer image with many entries"
+	secPull  = "1. pull + first command (ctr image pull, then ctr run --rm … true)"
+	secRead  = "2. sequential read of the 64 MiB file from the host, 1 MiB reads"
+	secMany  = "3. lazy pull of a one-layer image with many entries"
+	secQuiet = "3. cold reads with prefetch and background proofs off (nothing fetched them before), warm read, worker memory"
 )
+
+// bigSeconds is the time of a read of the 64 MiB file at mibps.
+func bigSeconds(mibps float64) float64 { return float64(bigFileSize) / (1 << 20) / mibps }
 
 var metrics = []metric{
 	{secPull, "pull.lazy.total_s", "lazyfs, eStargz image: pull + run", "s", "%.3f", always(func(r runResult) float64 { return r.Lazy.TotalSeconds })},
 	{secPull, "pull.lazy.pull_s", "  of which pull", "s", "%.3f", always(func(r runResult) float64 { return r.Lazy.PullSeconds })},
 	{secPull, "pull.lazy.run_s", "  of which run", "s", "%.3f", always(func(r runResult) float64 { return r.Lazy.RunSeconds })},
 	{secPull, "pull.lazy.registry_mib", "  registry bytes until the command ended", "MiB", "%.2f", always(func(r runResult) float64 { return mibOf(r.Lazy.RegistryBytes) })},
+	{secPull, "pull.lazy.registry_requests", "  registry blob requests (GET, HEAD) until then", "", "%.0f", always(func(r runResult) float64 { return float64(r.Lazy.RegistryRequests) })},
+	{secPull, "pull.quiet.total_s", "lazyfs, prefetch + background proof off: pull + run", "s", "%.3f", always(func(r runResult) float64 { return r.LazyQuiet.TotalSeconds })},
+	{secPull, "pull.quiet.pull_s", "  of which pull", "s", "%.3f", always(func(r runResult) float64 { return r.LazyQuiet.PullSeconds })},
+	{secPull, "pull.quiet.run_s", "  of which run", "s", "%.3f", always(func(r runResult) float64 { return r.LazyQuiet.RunSeconds })},
+	{secPull, "pull.quiet.registry_mib", "  registry bytes until the command ended", "MiB", "%.3f", always(func(r runResult) float64 { return mibOf(r.LazyQuiet.RegistryBytes) })},
+	{secPull, "pull.quiet.registry_requests", "  registry blob requests (GET, HEAD) until then", "", "%.0f", always(func(r runResult) float64 { return float64(r.LazyQuiet.RegistryRequests) })},
 	{secPull, "pull.full.total_s", "overlayfs, original image: pull + run", "s", "%.3f", always(func(r runResult) float64 { return r.Full.TotalSeconds })},
 	{secPull, "pull.full.pull_s", "  of which pull", "s", "%.3f", always(func(r runResult) float64 { return r.Full.PullSeconds })},
 	{secPull, "pull.full.run_s", "  of which run", "s", "%.3f", always(func(r runResult) float64 { return r.Full.RunSeconds })},
 	{secPull, "pull.full.registry_mib", "  registry bytes until the command ended", "MiB", "%.2f", always(func(r runResult) float64 { return mibOf(r.Full.RegistryBytes) })},
+	{secPull, "pull.full.registry_requests", "  registry blob requests (GET, HEAD) until then", "", "%.0f", always(func(r runResult) float64 { return float64(r.Full.RegistryRequests) })},
 	{secPull, "pull.ratio_time", "ratio lazy / full, time", "x", "%.3f", always(func(r runResult) float64 { return r.Lazy.TotalSeconds / r.Full.TotalSeconds })},
 	{secPull, "pull.ratio_bytes", "ratio lazy / full, registry bytes", "x", "%.4f", always(func(r runResult) float64 {
 		return float64(r.Lazy.RegistryBytes) / float64(r.Full.RegistryBytes)
@@ -86,6 +107,19 @@ var metrics = []metric{
 	{secRead, "read.overlayfs_cold_mib_s", "overlayfs after a full pull, cold", "MiB/s", "%.1f", always(func(r runResult) float64 { return r.FullRead.ColdMiBps })},
 	{secRead, "read.ratio_cold", "ratio lazy / overlayfs, cold throughput", "x", "%.3f", always(func(r runResult) float64 { return r.LazyRead.ColdMiBps / r.FullRead.ColdMiBps })},
 	{secRead, "read.lazy_warm_mib_s", "lazyfs, warm second read (context)", "MiB/s", "%.1f", always(func(r runResult) float64 { return r.LazyRead.WarmMiBps })},
+
+	{secQuiet, "quiet.read.cold_s", "lazyfs, cold read of the 64 MiB file", "s", "%.3f", always(func(r runResult) float64 { return bigSeconds(r.QuietRead.ColdMiBps) })},
+	{secQuiet, "quiet.read.registry_mib", "  registry bytes during it", "MiB", "%.2f", always(func(r runResult) float64 { return mibOf(r.QuietRead.RegistryBytes) })},
+	{secQuiet, "quiet.read.registry_requests", "  registry blob requests during it", "", "%.0f", always(func(r runResult) float64 { return float64(r.QuietRead.RegistryRequests) })},
+	{secQuiet, "quiet.read.warm_s", "lazyfs, warm read of the 64 MiB file", "s", "%.3f", always(func(r runResult) float64 { return bigSeconds(r.QuietRead.WarmMiBps) })},
+	{secQuiet, "overlayfs.read.cold_s", "overlayfs after a full pull, cold read of the 64 MiB file", "s", "%.3f", always(func(r runResult) float64 { return bigSeconds(r.FullRead.ColdMiBps) })},
+	{secQuiet, "quiet.small.cold_s", "lazyfs, cold read of the small files", "s", "%.3f", always(func(r runResult) float64 { return r.QuietSmall.Seconds })},
+	{secQuiet, "quiet.small.registry_mib", "  registry bytes during it", "MiB", "%.2f", always(func(r runResult) float64 { return mibOf(r.QuietSmall.RegistryBytes) })},
+	{secQuiet, "quiet.small.registry_requests", "  registry blob requests during it", "", "%.0f", always(func(r runResult) float64 { return float64(r.QuietSmall.RegistryRequests) })},
+	{secQuiet, "overlayfs.small.cold_s", "overlayfs after a full pull, cold read of the small files", "s", "%.3f", always(func(r runResult) float64 { return r.FullSmall.Seconds })},
+	{secQuiet, "quiet.worker.idle_vmrss_mib", "lazyfs worker VmRSS after the pull + first command", "MiB", "%.1f", always(func(r runResult) float64 { return kibToMiB(r.QuietWorkerIdle.VmRSSKiB) })},
+	{secQuiet, "quiet.worker.read_vmrss_mib", "lazyfs worker VmRSS after the reads", "MiB", "%.1f", always(func(r runResult) float64 { return kibToMiB(r.QuietWorkerRead.VmRSSKiB) })},
+	{secQuiet, "quiet.worker.read_vmhwm_mib", "lazyfs worker VmHWM (peak) after the reads", "MiB", "%.1f", always(func(r runResult) float64 { return kibToMiB(r.QuietWorkerRead.VmHWMKiB) })},
 
 	{secMany, "many.pull_s", "lazy pull (TOC fetch + parse + mount)", "s", "%.3f", always(func(r runResult) float64 { return r.Many.PullSeconds })},
 	{secMany, "many.registry_mib", "  registry bytes of the pull", "MiB", "%.2f", always(func(r runResult) float64 { return mibOf(r.Many.RegistryBytes) })},
@@ -133,6 +167,7 @@ func median(vals []float64) float64 {
 // report is the benchmark's output, printed as a table and written as JSON.
 type report struct {
 	Started  time.Time `json:"started"`
+	Network  string    `json:"network"`
 	Runs     int       `json:"runs"`
 	Machine  machine   `json:"machine"`
 	Notes    []string  `json:"notes"`
@@ -166,7 +201,6 @@ type goal struct {
 
 var notes = []string{
 	"each run starts a fresh lazyfs-snapshotter and containerd (empty roots: no TOC, content or snapshot of an earlier run); the registry and its counting proxy are shared",
-	"registry: docker-registry on loopback behind the harness proxy, no added latency; registry bytes are blob response bodies",
 	"the page cache is dropped (sync; echo 3 > /proc/sys/vm/drop_caches, as root) before every timed pull and every cold read, so registry blobs and unpacked files come from the VM's disk (which the host may cache: the overlayfs cold read varies most)",
 	"runs alternate which pull goes first; ratios are computed per run, then the median is taken",
 	"pull times include starting ctr; run is `ctr run --rm` of `true`",
@@ -221,8 +255,8 @@ func judgeMemory(entries int, results []runResult) goal {
 
 // printTable writes the human-readable report.
 func (rep report) printTable(w io.Writer) {
-	fmt.Fprintf(w, "\nlazyfs benchmark: %d run(s), %s, %d CPUs, kernel %s, containerd %s, lazyfs %s\n",
-		rep.Runs, rep.Started.Format(time.RFC3339), rep.Machine.CPUs, rep.Machine.Kernel, rep.Machine.Containerd, rep.Machine.Lazyfs)
+	fmt.Fprintf(w, "\nlazyfs benchmark, %s registry: %d run(s), %s, %d CPUs, kernel %s, containerd %s, lazyfs %s\n",
+		rep.Network, rep.Runs, rep.Started.Format(time.RFC3339), rep.Machine.CPUs, rep.Machine.Kernel, rep.Machine.Containerd, rep.Machine.Lazyfs)
 	for _, n := range rep.Notes {
 		fmt.Fprintf(w, "  - %s\n", n)
 	}

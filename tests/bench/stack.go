@@ -29,13 +29,14 @@ type stack struct {
 // startStack starts lazyfs-snapshotter and containerd 2.3.7 with lazyfs as
 // a proxy plugin. stop holds their teardown even when starting fails, and
 // the stack is returned as far as it started, so that its logs can be shown.
-func startStack(ctx context.Context, env harness.Env, proxy *harness.Proxy, dir string, stop *harness.Closers) (_ *stack, err error) {
+// config is merged over the harness's snapshotter config (nil: defaults).
+func startStack(ctx context.Context, env harness.Env, proxy *harness.Proxy, dir string, config map[string]any, stop *harness.Closers) (_ *stack, err error) {
 	s := &stack{proxy: proxy, dir: dir}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return s, fmt.Errorf("failed to create run dir: %w", err)
 	}
 	stop.Add(func() error { return os.RemoveAll(dir) })
-	if s.sn, err = harness.StartSnapshotter(ctx, harness.SnapshotterOptions{Env: env}); err != nil {
+	if s.sn, err = harness.StartSnapshotter(ctx, harness.SnapshotterOptions{Env: env, Config: config}); err != nil {
 		return s, err
 	}
 	stop.Add(s.sn.Close)
@@ -46,8 +47,23 @@ func startStack(ctx context.Context, env harness.Env, proxy *harness.Proxy, dir 
 		return s, err
 	}
 	stop.Add(s.ctrd.Close)
+	// As on a node, the snapshotter can ask containerd which images reach
+	// a layer: without it, every container would wait for the proofs
+	// (the whole blobs) of its lazy layers ([layers] verify).
+	if err := s.sn.UseContainerd(s.ctrd.Address()); err != nil {
+		return s, err
+	}
 	s.cl, err = s.ctrd.Client(ctx)
 	return s, err
+}
+
+// quietConfig is lazyfs with no background fetching at all: no prefetch of
+// prioritized files and no background proof (whose whole-blob download is
+// the background fetch). What the registry serves is then what the pull
+// and the first command need.
+var quietConfig = map[string]any{
+	"fetch":  map[string]any{"prefetch": false},
+	"layers": map[string]any{"proof_concurrency": 0},
 }
 
 // logs lists the log files of the stack's processes, workers included.

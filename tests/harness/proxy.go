@@ -33,6 +33,11 @@ type Proxy struct {
 
 	latency atomic.Int64 // time.Duration added before each request
 
+	// link paces blob bodies to a bandwidth shared by all of them.
+	linkMu   sync.Mutex
+	linkRate int64     // bytes per second; 0: no cap
+	linkFree time.Time // when the link has sent what it was given
+
 	mu      sync.Mutex
 	stats   map[digest.Digest]*proxyBlobStats
 	corrupt map[digest.Digest]map[int64]int // offset -> flips left, <0 = forever
@@ -42,6 +47,7 @@ type Proxy struct {
 type proxyBlobStats struct {
 	bytes    int64
 	requests int
+	heads    int // HEAD requests (size lookups)
 	full     int
 }
 
@@ -93,6 +99,8 @@ func (p *Proxy) handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if dgst, ok := blobPathDigest(r.URL.Path); ok && r.Method == http.MethodGet {
 			p.countRequest(dgst, r.Header.Get("Range") == "")
+		} else if ok && r.Method == http.MethodHead {
+			p.countHead(dgst)
 		}
 		if d := time.Duration(p.latency.Load()); d > 0 {
 			t := time.NewTimer(d)
@@ -113,6 +121,39 @@ func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 // SetLatency delays every request (not only blobs) by d before it is
 // forwarded; 0 turns the delay off.
 func (p *Proxy) SetLatency(d time.Duration) { p.latency.Store(int64(d)) }
+
+// SetBandwidth caps the blob bytes the proxy sends, all responses together,
+// at bitsPerSecond (a link's speed, e.g. 200e6); 0 removes the cap.
+func (p *Proxy) SetBandwidth(bitsPerSecond int64) {
+	p.linkMu.Lock()
+	p.linkRate, p.linkFree = bitsPerSecond/8, time.Time{}
+	p.linkMu.Unlock()
+}
+
+// pace waits until a link of the set bandwidth has sent n more bytes after
+// those it was given before, as a shared link would: concurrent responses
+// share the rate.
+func (p *Proxy) pace(ctx context.Context, n int) {
+	p.linkMu.Lock()
+	if p.linkRate <= 0 {
+		p.linkMu.Unlock()
+		return
+	}
+	now := time.Now()
+	start := p.linkFree
+	if start.Before(now) {
+		start = now
+	}
+	p.linkFree = start.Add(time.Duration(float64(n) / float64(p.linkRate) * float64(time.Second)))
+	until := p.linkFree
+	p.linkMu.Unlock()
+	t := time.NewTimer(time.Until(until))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
 
 // Close stops the proxy and drops its connections, both to clients and to
 // the registry. It is safe to call more than once.

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -28,21 +29,21 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	}
 	switch resp.StatusCode {
 	case http.StatusOK:
-		resp.Body = &proxyBlobBody{ReadCloser: resp.Body, p: p, dgst: dgst, off: 0}
+		resp.Body = &proxyBlobBody{ReadCloser: resp.Body, p: p, ctx: req.Context(), dgst: dgst, off: 0}
 	case http.StatusPartialContent:
 		mediaType, params, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 		if mediaType == "multipart/byteranges" {
 			if p.hasCorruption(dgst) {
 				return p.rewriteMultipart(resp, dgst, params["boundary"])
 			}
-			resp.Body = &proxyBlobBody{ReadCloser: resp.Body, p: p, dgst: dgst, off: -1}
+			resp.Body = &proxyBlobBody{ReadCloser: resp.Body, p: p, ctx: req.Context(), dgst: dgst, off: -1}
 			return nil
 		}
 		start, err := contentRangeStart(resp.Header.Get("Content-Range"))
 		if err != nil {
 			return fmt.Errorf("blob %s: %w", dgst, err)
 		}
-		resp.Body = &proxyBlobBody{ReadCloser: resp.Body, p: p, dgst: dgst, off: start}
+		resp.Body = &proxyBlobBody{ReadCloser: resp.Body, p: p, ctx: req.Context(), dgst: dgst, off: start}
 	}
 	return nil
 }
@@ -95,7 +96,7 @@ func (p *Proxy) rewriteMultipart(resp *http.Response, dgst digest.Digest, bounda
 	}
 	resp.ContentLength = int64(out.Len())
 	resp.Header.Set("Content-Length", strconv.Itoa(out.Len()))
-	resp.Body = &proxyBlobBody{ReadCloser: io.NopCloser(&out), p: p, dgst: dgst, off: -1}
+	resp.Body = &proxyBlobBody{ReadCloser: io.NopCloser(&out), p: p, ctx: resp.Request.Context(), dgst: dgst, off: -1}
 	return nil
 }
 
@@ -119,6 +120,7 @@ func contentRangeStart(v string) (int64, error) {
 type proxyBlobBody struct {
 	io.ReadCloser
 	p    *Proxy
+	ctx  context.Context // the request's: pacing ends with it
 	dgst digest.Digest
 	off  int64
 }
@@ -126,6 +128,7 @@ type proxyBlobBody struct {
 func (b *proxyBlobBody) Read(buf []byte) (int, error) {
 	n, err := b.ReadCloser.Read(buf)
 	if n > 0 {
+		b.p.pace(b.ctx, n)
 		b.p.serve(b.dgst, b.off, buf[:n], true)
 		if b.off >= 0 {
 			b.off += int64(n)

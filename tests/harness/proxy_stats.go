@@ -58,6 +58,28 @@ func (p *Proxy) TotalBlobRequests() int {
 	return total
 }
 
+// BlobHeads returns the number of HEAD requests for dgst (size lookups).
+func (p *Proxy) BlobHeads(dgst digest.Digest) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s := p.stats[dgst]; s != nil {
+		return s.heads
+	}
+	return 0
+}
+
+// TotalBlobHeads returns the number of HEAD requests for all blobs (size
+// lookups).
+func (p *Proxy) TotalBlobHeads() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	total := 0
+	for _, s := range p.stats {
+		total += s.heads
+	}
+	return total
+}
+
 // Reset zeroes every counter. Corruption and latency stay as set: a test
 // typically resets after the pull and then counts what a container reads.
 func (p *Proxy) Reset() {
@@ -93,6 +115,12 @@ func (p *Proxy) setCorrupt(dgst digest.Digest, offset int64, times int) {
 		p.corrupt[dgst] = map[int64]int{}
 	}
 	p.corrupt[dgst][offset] = times
+}
+
+func (p *Proxy) countHead(dgst digest.Digest) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.blobStats(dgst).heads++
 }
 
 func (p *Proxy) countRequest(dgst digest.Digest, full bool) {
