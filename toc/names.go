@@ -6,7 +6,6 @@ import (
 	"path"
 	"strings"
 
-	"github.com/containerd/stargz-snapshotter/estargz"
 )
 
 const (
@@ -75,13 +74,14 @@ func checkSymlinkTarget(target string) error {
 // FUSE server could not place it, and an unpack would have to replace the
 // file with a directory or follow a symlink to do so.
 func (v *validator) checkParents() error {
-	for _, ne := range v.names {
-		for i := 0; i < len(ne.name); i++ {
-			if ne.name[i] != '/' {
+	for _, raw := range v.names {
+		name := cleanName(raw)
+		for i := 0; i < len(name); i++ {
+			if name[i] != '/' {
 				continue
 			}
-			if p, ok := v.byName[ne.name[:i]]; ok && p.Type != "dir" {
-				return refuse(ReasonUnsafeName, ne.id, fmt.Errorf("parent %q is a %s, not a directory", ne.name[:i], p.Type))
+			if k, ok := v.kinds[name[:i]]; ok && k != kindDir {
+				return refuse(ReasonUnsafeName, raw, fmt.Errorf("parent %q is a %s, not a directory", name[:i], k))
 			}
 		}
 	}
@@ -92,35 +92,35 @@ func (v *validator) checkParents() error {
 // an existing entry that is not a directory. Resolved names are remembered,
 // so that a long chain costs linear time, not quadratic.
 func (v *validator) checkHardlinks() error {
-	resolved := make(map[string]*estargz.TOCEntry, len(v.hardlinks))
+	resolved := make(map[string]entryKind, len(v.hardlinks))
 	// visiting holds the names of the chain being followed: every earlier
 	// chain ended up in resolved.
 	visiting := make(map[string]bool)
-	for _, hl := range v.hardlinks {
+	for _, raw := range v.hardlinks {
 		var chain []string
-		var target *estargz.TOCEntry
-		for cur := hl.name; target == nil; {
-			if t, ok := resolved[cur]; ok {
-				target = t
+		var target entryKind
+		for cur := cleanName(raw); ; {
+			if k, ok := resolved[cur]; ok {
+				target = k
 				break
 			}
-			e, ok := v.byName[cur]
+			k, ok := v.kinds[cur]
 			if !ok {
-				return refuse(ReasonBadLink, hl.id, fmt.Errorf("hard link target %q is not in the layer", cur))
+				return refuse(ReasonBadLink, raw, fmt.Errorf("hard link target %q is not in the layer", cur))
 			}
-			if e.Type != "hardlink" {
-				target = e
+			if k != kindHardlink {
+				target = k
 				break
 			}
 			if visiting[cur] {
-				return refuse(ReasonBadLink, hl.id, fmt.Errorf("hard link cycle through %q", cur))
+				return refuse(ReasonBadLink, raw, fmt.Errorf("hard link cycle through %q", cur))
 			}
 			visiting[cur] = true
 			chain = append(chain, cur)
-			cur = cleanName(e.LinkName) // checked by entry
+			cur = cleanName(v.linkOf[cur]) // checked by entry
 		}
-		if target.Type == "dir" {
-			return refuse(ReasonBadLink, hl.id, errors.New("hard link to a directory"))
+		if target == kindDir {
+			return refuse(ReasonBadLink, raw, errors.New("hard link to a directory"))
 		}
 		for _, name := range chain {
 			resolved[name] = target
