@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"path"
 	"strings"
-
 )
 
 const (
