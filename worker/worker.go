@@ -13,6 +13,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	"github.com/containerd/stargz-snapshotter/estargz"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/lazyfs/lazyfs/daemonapi"
 	"github.com/lazyfs/lazyfs/failover"
 	"github.com/lazyfs/lazyfs/layout"
+	"github.com/lazyfs/lazyfs/lazyfs"
 	"github.com/lazyfs/lazyfs/remote"
 	"github.com/lazyfs/lazyfs/toc"
 )
@@ -189,12 +191,9 @@ func (w *Worker) LoadLayer(ctx context.Context, req daemonapi.LoadLayerRequest) 
 	w.mu.Unlock()
 	defer w.loaded()
 
-	layer, src, err := w.loadTOC(ctx, req.ImageRef, layerDigest, tocDigest)
+	loaded, err := w.loadTOC(ctx, req.ImageRef, layerDigest, tocDigest)
 	if err == nil {
-		var m *mount
-		if m, err = newMount(w, req, layer, src); err == nil {
-			return w.addMount(ctx, req, m)
-		}
+		return w.addMount(ctx, req, newMount(w, req, loaded))
 	}
 	// The worker's own log says why, at a level operators keep: the
 	// snapshotter only sees that the layer fell back.
@@ -219,31 +218,72 @@ func (w *Worker) addMount(ctx context.Context, req daemonapi.LoadLayerRequest, m
 	return m.layerInfo, nil
 }
 
-// loadTOC returns the layer's verified TOC, from the store when it was kept
-// before, else from the registry (and then keeps it).
-func (w *Worker) loadTOC(ctx context.Context, ref string, layerDigest, tocDigest digest.Digest) (*toc.Layer, chunks.Source, error) {
-	layer, err := w.store.Get(tocDigest, w.opts.Limits)
+// loadedLayer is a layer whose TOC was verified, validated and turned into
+// the tree the worker serves.
+type loadedLayer struct {
+	layer *toc.Layer // without its TOC: the tree holds what serving needs
+	tree  *lazyfs.Tree
+	src   chunks.Source
+	// entries is the number of TOC entries; landmark the layer's eStargz
+	// prefetch landmark.
+	entries  int
+	landmark landmark
+}
+
+// loadTOC returns the layer's tree, from the TOC kept in the store when it
+// was kept before, else from the registry (and then keeps it). The TOC is
+// decoded straight into the tree, entry by entry: its decoded entries are
+// never held together (a layer of 300,000 files would cost about 125 MiB
+// more at once).
+func (w *Worker) loadTOC(ctx context.Context, ref string, layerDigest, tocDigest digest.Digest) (*loadedLayer, error) {
+	sink := &treeSink{}
+	layer, err := w.store.GetTo(tocDigest, w.opts.Limits, sink)
 	if err == nil && layer.BlobDigest == layerDigest {
 		log.G(ctx).Debug("using the kept TOC")
-		return layer, &lazyBlob{resolver: w.opts.Resolver, ref: ref, dgst: layerDigest}, nil
+		return sink.finish(layer, &lazyBlob{resolver: w.opts.Resolver, ref: ref, dgst: layerDigest})
 	}
 	if err != nil && !errdefs.IsNotFound(err) {
 		log.G(ctx).WithError(err).Warn("kept TOC unusable; fetching it again")
 	}
 	blob, err := w.opts.Resolver.Blob(ctx, ref, layerDigest)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	layer, err = toc.Fetch(ctx, blob, layerDigest, tocDigest, w.opts.Limits)
+	sink = &treeSink{}
+	layer, err = toc.FetchTo(ctx, blob, layerDigest, tocDigest, w.opts.Limits, sink)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if err := w.store.Put(layer); err != nil {
 		// Serving works without it; only a later remount needs the registry.
 		log.G(ctx).WithError(err).Warn("failed to keep the TOC on disk")
 	}
-	layer.TOCCompressed = nil // kept on disk now; the decoded TOC is all that is needed
-	return layer, blob, nil
+	layer.TOCCompressed = nil // kept on disk now; the tree is all that is needed
+	return sink.finish(layer, blob)
+}
+
+// treeSink is the toc.Sink of a layer load: it builds the layer's tree and
+// notes its prefetch landmark as the entries are decoded.
+type treeSink struct {
+	tree     lazyfs.TreeBuilder
+	entries  int
+	landmark landmark
+}
+
+func (s *treeSink) Entry(e *estargz.TOCEntry) error {
+	s.entries++
+	s.landmark.see(e)
+	return s.tree.Add(e)
+}
+
+// finish builds the tree of a layer whose every entry was added and
+// checked.
+func (s *treeSink) finish(layer *toc.Layer, src chunks.Source) (*loadedLayer, error) {
+	tree, err := s.tree.Tree(layer.TOCOffset)
+	if err != nil {
+		return nil, fmt.Errorf("layer %s: %w", layer.BlobDigest, err)
+	}
+	return &loadedLayer{layer: layer, tree: tree, src: src, entries: s.entries, landmark: s.landmark}, nil
 }
 
 // Detach stops serving a mount and forgets it. The snapshotter unmounts
