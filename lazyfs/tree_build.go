@@ -11,6 +11,10 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/stargz-snapshotter/estargz"
+
+	"github.com/lazyfs/lazyfs/internal/doubling"
+
+	"github.com/lazyfs/lazyfs/chunks"
 )
 
 // Permissions of the directories a TOC only implies (parents it does not
@@ -47,8 +51,13 @@ func NewTree(toc *estargz.JTOC, tocOffset int64) (*Tree, error) {
 		return nil, fmt.Errorf("TOC has %d entries: %w", len(toc.Entries), errdefs.ErrInvalidArgument)
 	}
 	var b TreeBuilder
-	b.items = make([]item, 0, len(toc.Entries)+1)
-	b.recs = make([]node, 0, len(toc.Entries))
+	data := 0
+	for _, e := range toc.Entries {
+		if e != nil && (e.Type == "reg" || e.Type == "chunk") {
+			data++
+		}
+	}
+	b.expect(len(toc.Entries), data)
 	for _, e := range toc.Entries {
 		if err := b.Add(e); err != nil {
 			return nil, err
@@ -69,8 +78,9 @@ type TreeBuilder struct {
 	n     int
 	items []item
 	// recs are the nodes of the entries that have one (all but hard
-	// links), in TOC order; an item's rec indexes it, or, for a hard link,
-	// links.
+	// links), in TOC order after an unused recs[0]; an item's rec indexes
+	// it, or, for a hard link, links. fillNodes turns recs into the tree's
+	// nodes in place.
 	recs  []node
 	links []string // hard link targets, raw
 	// opaque are the directories holding an opaque marker.
@@ -93,10 +103,6 @@ type TreeBuilder struct {
 	// Set by Tree.
 	tocOffset int64
 	nextID    uint64
-	// rootSec and rootNsec are the root's mtime, given to implied
-	// directories.
-	rootSec  int64
-	rootNsec uint32
 }
 
 // itemKind says where a path of the tree comes from.
@@ -142,6 +148,23 @@ func invalid(i int, name string, format string, args ...any) error {
 	return fmt.Errorf("TOC entry %d (%q): %s: %w", i, name, fmt.Sprintf(format, args...), errdefs.ErrInvalidArgument)
 }
 
+// Expect makes room for about n entries (toc.ExpectingSink), before the
+// first is added: the builder then grows none of its arrays (copying
+// them) unless more come.
+func (b *TreeBuilder) Expect(n int) {
+	if b.n == 0 && n > 0 {
+		b.expect(n, n)
+	}
+}
+
+// expect makes room for n entries, data of them regular files or chunks.
+func (b *TreeBuilder) expect(n, data int) {
+	b.items = make([]item, 0, n+1) // and the root, if implied
+	b.recs = make([]node, 1, n+1)  // recs[0] is unused
+	b.t.chunks = make([]chunks.Chunk, 0, data)
+	b.offsets = make([]int64, 0, data)
+}
+
 // Add adds the next entry of the TOC. It keeps e's strings and xattr
 // values, never e, which the caller may reuse. After an error, Add and
 // Tree return that error.
@@ -161,8 +184,11 @@ func (b *TreeBuilder) add(e *estargz.TOCEntry) error {
 	if e == nil {
 		return invalid(i, "", "null entry")
 	}
+	if len(b.recs) == 0 {
+		b.recs = doubling.Append(b.recs, node{}) // NodeId 0 is no node
+	}
 	if e.Offset > 0 && (len(b.offsets) == 0 || b.offsets[len(b.offsets)-1] != e.Offset) {
-		b.offsets = append(b.offsets, e.Offset)
+		b.offsets = doubling.Append(b.offsets, e.Offset)
 	}
 	if e.Type == "chunk" {
 		if !b.inFile {
@@ -212,7 +238,7 @@ func (b *TreeBuilder) add(e *estargz.TOCEntry) error {
 			return err
 		}
 		it.rec = uint32(len(b.recs))
-		b.recs = append(b.recs, n)
+		b.recs = doubling.Append(b.recs, n)
 	case typ == typeHardlink:
 		it.rec = uint32(len(b.links))
 		b.links = append(b.links, e.LinkName)
@@ -222,9 +248,9 @@ func (b *TreeBuilder) add(e *estargz.TOCEntry) error {
 		if err := b.fillEntry(&n, i, e, it.rec); err != nil {
 			return err
 		}
-		b.recs = append(b.recs, n)
+		b.recs = doubling.Append(b.recs, n)
 	}
-	b.items = append(b.items, it)
+	b.items = doubling.Append(b.items, it)
 	return nil
 }
 
@@ -256,11 +282,6 @@ func (b *TreeBuilder) Tree(tocOffset int64) (*Tree, error) {
 	}
 	t := b.t
 	*b = TreeBuilder{err: b.err}
-	if cap(t.chunks)-len(t.chunks) > len(t.chunks)/8 {
-		// Appended to without knowing how many would come: do not keep
-		// the room that was left.
-		t.chunks = slices.Clone(t.chunks)
-	}
 	return &t, nil
 }
 
@@ -340,7 +361,7 @@ func (b *TreeBuilder) addImpliedDirs() error {
 		return nil
 	}
 	for p := range implied {
-		b.items = append(b.items, item{path: p, entry: -1, kind: kindImplied})
+		b.items = doubling.Append(b.items, item{path: p, entry: -1, kind: kindImplied})
 	}
 	slices.SortFunc(b.items, func(x, y item) int { return strings.Compare(x.path, y.path) })
 	return nil
@@ -374,29 +395,59 @@ func (b *TreeBuilder) assignIDs() error {
 		it.id = uint32(b.nextID)
 		b.nextID++
 	}
-	b.t.nodes = make([]node, b.nextID)
 	return nil
 }
 
-// fillNodes places every node at its NodeId: the entries' records, and
-// the implied directories, which get the root's time.
+// fillNodes turns recs into the tree's nodes, each at its NodeId, in
+// place: recs is the largest part of the builder, and a second array of
+// nodes would cost as much again while both are held. The implied
+// directories get nodes of their own, with the root's time.
 func (b *TreeBuilder) fillNodes() error {
+	if len(b.recs) == 0 {
+		b.recs = doubling.Append(b.recs, node{})
+	}
+	implied := node{mode: syscall.S_IFDIR | impliedDirPerm, nlink: 2, size: dirSize}
 	for i := range b.items {
-		it := &b.items[i]
-		if it.id == 0 {
-			continue // hard link
-		}
-		n := &b.t.nodes[it.id]
-		if it.kind == kindImplied {
-			*n = node{mode: syscall.S_IFDIR | impliedDirPerm, nlink: 2, size: dirSize, mtime: b.rootSec, nsec: b.rootNsec}
-		} else {
-			*n = b.recs[it.rec]
-		}
-		if it.path == "" {
-			b.rootSec, b.rootNsec = n.mtime, n.nsec
+		if it := &b.items[i]; it.kind == kindImplied {
+			if len(b.recs) >= math.MaxUint32 {
+				return fmt.Errorf("TOC implies too many directories: %w", errdefs.ErrInvalidArgument)
+			}
+			it.rec = uint32(len(b.recs))
+			b.recs = doubling.Append(b.recs, implied)
 		}
 	}
+	// dest[r] is the NodeId recs[r] belongs at. A rec no item refers to
+	// any more (a whiteout its entry replaced) goes past the last NodeId.
+	dest := make([]uint32, len(b.recs))
+	for i := range b.items {
+		if it := &b.items[i]; it.id != 0 {
+			dest[it.rec] = it.id
+		}
+	}
+	next := uint32(b.nextID)
+	for r := 1; r < len(dest); r++ {
+		if dest[r] == 0 {
+			dest[r] = next
+			next++
+		}
+	}
+	// dest is a permutation: follow its cycles.
+	for i := range dest {
+		for dest[i] != uint32(i) {
+			j := dest[i]
+			b.recs[i], b.recs[j] = b.recs[j], b.recs[i]
+			dest[i], dest[j] = dest[j], dest[i]
+		}
+	}
+	b.t.nodes = b.recs[:b.nextID]
 	b.recs = nil
+	root := &b.t.nodes[rootID]
+	for i := range b.items {
+		if it := &b.items[i]; it.kind == kindImplied {
+			n := &b.t.nodes[it.id]
+			n.mtime, n.nsec = root.mtime, root.nsec
+		}
+	}
 	return nil
 }
 

@@ -7,6 +7,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/stargz-snapshotter/estargz"
+
+	"github.com/lazyfs/lazyfs/internal/doubling"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/lazyfs/lazyfs/chunks"
@@ -79,7 +81,7 @@ func (b *TreeBuilder) addChunk(i int, e *estargz.TOCEntry) error {
 		}
 		c.Digest = d
 	}
-	b.t.chunks = append(b.t.chunks, c)
+	b.t.chunks = doubling.Append(b.t.chunks, c)
 	return nil
 }
 
@@ -163,4 +165,3 @@ func parseDigest(s string) (digest.Digest, error) {
 	}
 	return digest.Digest(s), nil
 }
-

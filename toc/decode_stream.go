@@ -93,6 +93,28 @@ type Sink interface {
 	Entry(e *estargz.TOCEntry) error
 }
 
+// ExpectingSink is a Sink that makes room for the entries before they
+// come: decoded as a stream, a TOC does not say how many it holds, and
+// growing to fit copies what was built so far, again and again.
+type ExpectingSink interface {
+	Sink
+	// Expect is called once, before the first entry, with an estimate of
+	// the number of entries from the size of the TOC's JSON (one per
+	// bytesPerEntry bytes, at most Limits.MaxEntries): more or fewer may
+	// come.
+	Expect(entries int)
+}
+
+// bytesPerEntry is what an entry of a TOC takes in its JSON at least,
+// typically: a regular file's entry, with its digests, takes about 300
+// bytes; a directory's or a symlink's about 150.
+const bytesPerEntry = 200
+
+// expectedEntries estimates how many entries size bytes of TOC JSON hold.
+func expectedEntries(size int64, maxEntries int) int {
+	return int(min(max(size, 0)/bytesPerEntry, int64(maxEntries)))
+}
+
 // validatedStream is the visitor that decodes a TOC into a Sink: it
 // validates each entry before the sink sees it.
 type validatedStream struct {
@@ -111,14 +133,22 @@ func (s *validatedStream) entry(i int, e *estargz.TOCEntry) error {
 	return s.sink.Entry(e)
 }
 
-// decodeInto decodes, verifies and validates TOC JSON from r into sink (see
-// decodeVerified and Validate): the TOC of a blob of blobSize bytes at
-// tocOffset. It returns the JSON's size and the number of entries.
-func decodeInto(ctx context.Context, r io.Reader, tocDigest digest.Digest, blobSize, tocOffset int64, lim Limits, sink Sink) (size int64, entries int, _ error) {
+// decodeInto decodes, verifies and validates TOC JSON from r, jsonSize
+// bytes as far as its container says, into sink (see decodeVerified and
+// Validate): the TOC of a blob of blobSize bytes at tocOffset. It returns
+// the JSON's size and the number of entries.
+func decodeInto(ctx context.Context, r io.Reader, jsonSize int64, tocDigest digest.Digest, blobSize, tocOffset int64, lim Limits, sink Sink) (size int64, entries int, _ error) {
 	if err := checkPlacement(blobSize, tocOffset); err != nil {
 		return 0, 0, err
 	}
-	s := &validatedStream{v: newValidator(tocOffset), sink: sink}
+	expect := expectedEntries(jsonSize, lim.MaxEntries)
+	v := newValidator(tocOffset)
+	v.names = make([]string, 0, expect)
+	v.kinds = make([]entryKind, 0, expect)
+	if es, ok := sink.(ExpectingSink); ok {
+		es.Expect(expect)
+	}
+	s := &validatedStream{v: v, sink: sink}
 	size, err := decodeVerified(ctx, r, tocDigest, lim.MaxSize, lim.MaxEntries, s)
 	if err != nil {
 		return size, s.entries, err

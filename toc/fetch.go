@@ -74,11 +74,11 @@ func FetchTo(ctx context.Context, src Source, blobDigest, tocDigest digest.Diges
 	parseStart := time.Now()
 	defer func() { metrics.TOCParseDuration.Observe(time.Since(parseStart).Seconds()) }()
 	// Decoded as it is inflated: the JSON is never held whole.
-	raw, _, err := openTOC(compressed, lim.MaxSize)
+	raw, declared, err := openTOC(compressed, lim.MaxSize)
 	if err != nil {
 		return nil, err
 	}
-	tocSize, entries, err := decodeInto(ctx, raw, tocDigest, blobSize, tocOffset, lim, sink)
+	tocSize, entries, err := decodeInto(ctx, raw, declared, tocDigest, blobSize, tocOffset, lim, sink)
 	if err != nil {
 		return nil, err
 	}

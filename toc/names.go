@@ -1,9 +1,11 @@
 package toc
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 )
 
@@ -69,18 +71,104 @@ func checkSymlinkTarget(target string) error {
 	return nil
 }
 
+// sortNames sorts the positions of names by name, then by position.
+func (v *validator) sortNames() {
+	v.sorted = make([]int32, len(v.names))
+	for i := range v.sorted {
+		v.sorted[i] = int32(i)
+	}
+	slices.SortFunc(v.sorted, func(a, b int32) int {
+		return cmp.Or(strings.Compare(v.names[a], v.names[b]), cmp.Compare(a, b))
+	})
+}
+
+// checkDuplicates refuses a name that more than one entry has, reporting
+// the first entry in TOC order that repeats an earlier one's name.
+func (v *validator) checkDuplicates() error {
+	v.sortNames()
+	first := int32(-1)
+	for k := 1; k < len(v.sorted); k++ {
+		prev, cur := v.sorted[k-1], v.sorted[k]
+		if v.names[prev] != v.names[cur] {
+			continue
+		}
+		// prev is the name's first entry when k-1 starts its run: cur is
+		// then the first to repeat it.
+		if k-2 >= 0 && v.names[v.sorted[k-2]] == v.names[cur] {
+			continue
+		}
+		if first < 0 || cur < first {
+			first = cur
+		}
+	}
+	if first >= 0 {
+		return refuse(ReasonDuplicateName, v.rawName(first), fmt.Errorf("%q is named by more than one entry", v.names[first]))
+	}
+	return nil
+}
+
+// lookup returns the type of the entry named name (cleaned), once names
+// are sorted and unique.
+func (v *validator) lookup(name string) (entryKind, bool) {
+	k, found := slices.BinarySearchFunc(v.sorted, name, func(pos int32, name string) int {
+		return strings.Compare(v.names[pos], name)
+	})
+	if !found {
+		return 0, false
+	}
+	return v.kinds[v.sorted[k]], true
+}
+
+// hasDescendant reports whether any name is below name: in name order,
+// the names starting with name+"/" follow each other.
+func (v *validator) hasDescendant(name string) bool {
+	k, _ := slices.BinarySearchFunc(v.sorted, name, func(pos int32, name string) int {
+		return compareWithSlash(v.names[pos], name)
+	})
+	if k == len(v.sorted) {
+		return false
+	}
+	s := v.names[v.sorted[k]]
+	return len(s) > len(name) && s[len(name)] == '/' && s[:len(name)] == name
+}
+
+// compareWithSlash compares s with name+"/" without building the latter.
+func compareWithSlash(s, name string) int {
+	if len(s) <= len(name) {
+		if c := strings.Compare(s, name[:len(s)]); c != 0 {
+			return c
+		}
+		return -1 // s is a prefix of name+"/", shorter
+	}
+	if c := strings.Compare(s[:len(name)], name); c != 0 {
+		return c
+	}
+	return cmp.Compare(s[len(name)], '/')
+}
+
 // checkParents refuses an entry below a name that is not a directory: the
 // FUSE server could not place it, and an unpack would have to replace the
-// file with a directory or follow a symlink to do so.
+// file with a directory or follow a symlink to do so. The first such entry
+// in TOC order is reported, with its topmost parent that is not a
+// directory.
 func (v *validator) checkParents() error {
-	for _, raw := range v.names {
-		name := cleanName(raw)
+	found := false
+	for pos, k := range v.kinds {
+		if k != kindDir && v.hasDescendant(v.names[pos]) {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return nil
+	}
+	for pos, name := range v.names {
 		for i := 0; i < len(name); i++ {
 			if name[i] != '/' {
 				continue
 			}
-			if k, ok := v.kinds[name[:i]]; ok && k != kindDir {
-				return refuse(ReasonUnsafeName, raw, fmt.Errorf("parent %q is a %s, not a directory", name[:i], k))
+			if k, ok := v.lookup(name[:i]); ok && k != kindDir {
+				return refuse(ReasonUnsafeName, v.rawName(int32(pos)), fmt.Errorf("parent %q is a %s, not a directory", name[:i], k))
 			}
 		}
 	}
@@ -95,15 +183,16 @@ func (v *validator) checkHardlinks() error {
 	// visiting holds the names of the chain being followed: every earlier
 	// chain ended up in resolved.
 	visiting := make(map[string]bool)
-	for _, raw := range v.hardlinks {
+	for _, pos := range v.hardlinks {
+		raw := v.rawName(pos)
 		var chain []string
 		var target entryKind
-		for cur := cleanName(raw); ; {
+		for cur := v.names[pos]; ; {
 			if k, ok := resolved[cur]; ok {
 				target = k
 				break
 			}
-			k, ok := v.kinds[cur]
+			k, ok := v.lookup(cur)
 			if !ok {
 				return refuse(ReasonBadLink, raw, fmt.Errorf("hard link target %q is not in the layer", cur))
 			}

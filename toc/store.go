@@ -155,7 +155,11 @@ func (s *Store) GetTo(tocDigest digest.Digest, lim Limits, sink Sink) (_ *Layer,
 	defer f.Close()
 	// Decoded as it is read, and verified: the JSON is never held whole.
 	// The API has no ctx: decoding a stored TOC cannot be cancelled.
-	_, _, err = decodeInto(context.Background(), bufio.NewReaderSize(f, 64<<10), tocDigest, meta.BlobSize, meta.TOCOffset, lim, sink)
+	var size int64
+	if fi, err := f.Stat(); err == nil {
+		size = fi.Size()
+	}
+	_, _, err = decodeInto(context.Background(), bufio.NewReaderSize(f, 64<<10), size, tocDigest, meta.BlobSize, meta.TOCOffset, lim, sink)
 	if err != nil {
 		var re *RefusedError
 		if errors.As(err, &re) && re.Reason == ReasonTOCDigestMismatch {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -262,6 +263,10 @@ func (w *Worker) loadTOC(ctx context.Context, ref string, layerDigest, tocDigest
 	return sink.finish(layer, blob)
 }
 
+// collectEvery is how many TOC entries a load decodes between garbage
+// collections it asks for: a layer of up to this many entries gets none.
+const collectEvery = 50_000
+
 // treeSink is the toc.Sink of a layer load: it builds the layer's tree and
 // notes its prefetch landmark as the entries are decoded.
 type treeSink struct {
@@ -270,8 +275,21 @@ type treeSink struct {
 	landmark landmark
 }
 
+// Expect makes room in the tree (toc.ExpectingSink).
+func (s *treeSink) Expect(entries int) { s.tree.Expect(entries) }
+
 func (s *treeSink) Entry(e *estargz.TOCEntry) error {
 	s.entries++
+	if s.entries%collectEvery == 0 {
+		// Most of what decoding allocates is garbage (the decoder's
+		// strings, the old arrays of the slices growing with the tree), and
+		// the runtime lets the heap grow to twice what was live at its last
+		// collection: while a big TOC loads, what is live keeps growing,
+		// and the peak would be about twice what the load keeps. A worker's
+		// memory is sized for its peak; a collection every collectEvery
+		// entries costs a few tens of milliseconds each.
+		runtime.GC()
+	}
 	s.landmark.see(e)
 	return s.tree.Add(e)
 }
