@@ -53,6 +53,10 @@ type options struct {
 	entries  int
 	cacheDir string
 	logsDir  string
+	// background runs the background-fetch scenario (background.go)
+	// instead of the three above, with bgRate as [fetch] background_rate.
+	background bool
+	bgRate     string
 }
 
 func main() {
@@ -62,6 +66,8 @@ func main() {
 	flag.IntVar(&opts.entries, "entries", 300_000, "entries of the many-entry layer (directories included)")
 	flag.StringVar(&opts.logsDir, "logs", "", "copy the logs of every run's snapshotter, workers and containerd into this directory")
 	flag.StringVar(&opts.cacheDir, "cache", "/var/cache/lazyfs-bench", "directory keeping eStargz conversions between invocations; empty converts every time")
+	flag.BoolVar(&opts.background, "background", false, "measure background fetch instead: the cold read with it on and off, and the time until an image is fully cached against a full pull")
+	flag.StringVar(&opts.bgRate, "background-rate", "0", "with -background: [fetch] background_rate of the side with background fetch on")
 	flag.Parse()
 	if opts.runs < 1 || opts.entries < 2*manyDirs || flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "usage: bench [-runs N>=1] [-json FILE] [-entries N>=%d] [-cache DIR] [-logs DIR]\n", 2*manyDirs)
@@ -133,9 +139,32 @@ func run(ctx context.Context, opts options) (err error) {
 	}
 	stop.Add(proxy.Close)
 
-	imgs, err := prepare(ctx, env, busybox, work, reg, conversionCache{dir: opts.cacheDir}, opts.entries)
+	entries := opts.entries
+	if opts.background {
+		entries = 0 // the many-entry image is not used
+	}
+	imgs, err := prepare(ctx, env, busybox, work, reg, conversionCache{dir: opts.cacheDir}, entries)
 	if err != nil {
 		return err
+	}
+	if opts.background {
+		var results []bgResult
+		for i := range opts.runs {
+			r, err := runBackground(ctx, env, proxy, imgs, filepath.Join(work, fmt.Sprintf("run%d", i+1)), opts.logsDir, opts.bgRate, i+1, opts.runs)
+			if err != nil {
+				return fmt.Errorf("run %d: %w", i+1, err)
+			}
+			results = append(results, r)
+		}
+		printBackground(os.Stdout, opts.bgRate, results)
+		if opts.jsonPath != "" {
+			if err := writeJSON(opts.jsonPath, results); err != nil {
+				return err
+			}
+			progress("wrote %s", opts.jsonPath)
+		}
+		progress("done in %s; stopping everything", time.Since(started).Round(time.Second))
+		return nil
 	}
 	var results []runResult
 	for i := range opts.runs {

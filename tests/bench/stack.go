@@ -30,12 +30,18 @@ type stack struct {
 // a proxy plugin. stop holds their teardown even when starting fails, and
 // the stack is returned as far as it started, so that its logs can be shown.
 func startStack(ctx context.Context, env harness.Env, proxy *harness.Proxy, dir string, stop *harness.Closers) (_ *stack, err error) {
+	return startStackOpts(ctx, harness.SnapshotterOptions{Env: env}, proxy, dir, stop)
+}
+
+// startStackOpts is startStack with the snapshotter's options.
+func startStackOpts(ctx context.Context, snOpts harness.SnapshotterOptions, proxy *harness.Proxy, dir string, stop *harness.Closers) (_ *stack, err error) {
+	env := snOpts.Env
 	s := &stack{proxy: proxy, dir: dir}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return s, fmt.Errorf("failed to create run dir: %w", err)
 	}
 	stop.Add(func() error { return os.RemoveAll(dir) })
-	if s.sn, err = harness.StartSnapshotter(ctx, harness.SnapshotterOptions{Env: env}); err != nil {
+	if s.sn, err = harness.StartSnapshotter(ctx, snOpts); err != nil {
 		return s, err
 	}
 	stop.Add(s.sn.Close)
@@ -46,6 +52,13 @@ func startStack(ctx context.Context, env harness.Env, proxy *harness.Proxy, dir 
 		return s, err
 	}
 	stop.Add(s.ctrd.Close)
+	// Without containerd to ask which images reach a layer, lazyfs takes
+	// the safe side and every container waits for its layers' proofs
+	// (whole downloads): a pull + run would measure [layers] verify =
+	// "before-use", not the default.
+	if err := s.sn.UseContainerd(s.ctrd.Address()); err != nil {
+		return s, err
+	}
 	s.cl, err = s.ctrd.Client(ctx)
 	return s, err
 }
