@@ -61,3 +61,32 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	}
 }
+
+// Between two reads of a proof's stream, the proof stands aside while reads
+// a container waits on run against the same registry, until
+// proofYieldQuiet after the last one, at most proofYieldMax at a time (a
+// proof still advances on a node that reads without pause).
+const (
+	proofYieldQuiet = 100 * time.Millisecond
+	proofYieldMax   = time.Second
+)
+
+// yielder is the part of the chunk scheduler a proof yields through.
+type yielder interface {
+	YieldToForeground(ctx context.Context, registry string, quiet, max time.Duration) error
+}
+
+// yieldReader reads r, first yielding to foreground reads (see above).
+type yieldReader struct {
+	ctx      context.Context
+	r        io.Reader
+	sched    yielder
+	registry string
+}
+
+func (y *yieldReader) Read(p []byte) (int, error) {
+	if err := y.sched.YieldToForeground(y.ctx, y.registry, proofYieldQuiet, proofYieldMax); err != nil {
+		return 0, err
+	}
+	return y.r.Read(p)
+}

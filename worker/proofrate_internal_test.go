@@ -3,7 +3,10 @@ package worker
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"strings"
 	"testing"
 	"time"
 )
@@ -40,5 +43,43 @@ func TestProofRate(t *testing.T) {
 	r := bytes.NewReader(nil)
 	if got := limitRate(context.Background(), r, 0); got != io.Reader(r) {
 		t.Error("rate 0 wraps the reader")
+	}
+}
+
+// fakeYielder records the yields of a proof's stream.
+type fakeYielder struct {
+	calls    int
+	registry string
+	err      error
+}
+
+func (f *fakeYielder) YieldToForeground(ctx context.Context, registry string, quiet, max time.Duration) error {
+	f.calls++
+	f.registry = registry
+	if quiet != proofYieldQuiet || max != proofYieldMax {
+		return fmt.Errorf("yield with quiet %v, max %v", quiet, max)
+	}
+	return f.err
+}
+
+// TestProofYieldsBeforeEveryRead guards that a proof's stream stands aside
+// for container reads before each read of the blob, on the mount's
+// registry, and stops when the yield ends with its context.
+func TestProofYieldsBeforeEveryRead(t *testing.T) {
+	y := &fakeYielder{}
+	r := &yieldReader{ctx: context.Background(), r: strings.NewReader("abcdef"), sched: y, registry: "reg.example"}
+	buf := make([]byte, 2)
+	for i := 1; i <= 3; i++ {
+		if n, err := r.Read(buf); n != 2 || err != nil {
+			t.Fatalf("read %d: %d, %v", i, n, err)
+		}
+		if y.calls != i || y.registry != "reg.example" {
+			t.Fatalf("after %d reads: %d yields to %q", i, y.calls, y.registry)
+		}
+	}
+	y.err = context.Canceled
+	r = &yieldReader{ctx: context.Background(), r: strings.NewReader("abcdef"), sched: y, registry: "reg.example"}
+	if n, err := r.Read(buf); n != 0 || !errors.Is(err, context.Canceled) {
+		t.Errorf("yield ended with ctx: read %d, %v; want 0, context.Canceled", n, err)
 	}
 }
