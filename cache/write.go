@@ -2,6 +2,7 @@ package cache
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -13,7 +14,16 @@ import (
 // that after a crash the name holds either nothing or the whole file
 // (without the fsync, a file system may persist the rename before the data
 // and leave a torn file under the name).
-func (s *Store) writeFile(path, tmpPrefix string, data []byte) (err error) {
+func (s *Store) writeFile(path, tmpPrefix string, data []byte) error {
+	return s.writeFileWith(path, tmpPrefix, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// writeFileWith is writeFile for contents that write writes, so that they
+// need not be held whole.
+func (s *Store) writeFileWith(path, tmpPrefix string, write func(w io.Writer) error) (err error) {
 	if _, err := os.Lstat(path); err == nil {
 		return nil // another worker wrote it
 	}
@@ -27,7 +37,7 @@ func (s *Store) writeFile(path, tmpPrefix string, data []byte) (err error) {
 			os.Remove(f.Name())
 		}
 	}()
-	if _, err := f.Write(data); err != nil {
+	if err := write(f); err != nil {
 		return fmt.Errorf("failed to write cache file: %w", err)
 	}
 	if err := f.Sync(); err != nil {

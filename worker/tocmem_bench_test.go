@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +19,8 @@ import (
 	"github.com/containerd/stargz-snapshotter/estargz"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/lazyfs/lazyfs/cache"
+	"github.com/lazyfs/lazyfs/chunks"
 	"github.com/lazyfs/lazyfs/daemonapi"
 	"github.com/lazyfs/lazyfs/internal/testregistry"
 	"github.com/lazyfs/lazyfs/remote"
@@ -63,8 +66,8 @@ func forgeManyEntries(tb testing.TB, n int) (blob []byte, layer, tocDigest diges
 }
 
 // BenchmarkLoadTOC300k measures the peak RSS (VmHWM) of a process that
-// loads one 300,000-entry layer as a worker does, in a fresh child process
-// per run: "fetch" from a registry (which runs in the benchmark's process,
+// loads one 300,000-entry layer as a worker does (with a chunk cache, where
+// the layer's chunk list is recorded), in a fresh child process per run: "fetch" from a registry (which runs in the benchmark's process,
 // as a registry is no part of a worker), then "stored" from the TOC kept
 // on disk, as a successor or a restarted snapshotter's worker does.
 // Issue #11's target: at most 150 MiB.
@@ -127,8 +130,16 @@ func TestLoadTOCChild(t *testing.T) {
 	if mode == "stored" {
 		ref = "127.0.0.1:1/none/none:v1" // the registry is never asked
 	}
-	w, err := worker.New(logtest.WithT(context.Background(), t), worker.Options{
+	// As lazyfsd runs it: with the node's chunk cache, where the load
+	// records the layer's chunks.
+	ctx := logtest.WithT(context.Background(), t)
+	disk, err := cache.Open(ctx, filepath.Join(root, "cache"), cache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := worker.New(ctx, worker.Options{
 		ID: "child", Root: root, Resolver: remote.NewResolver(remote.Options{}), Limits: toc.DefaultLimits(), FuseReaders: 2,
+		Cache: disk, Chunks: chunks.Options{Disk: disk},
 	})
 	if err != nil {
 		t.Fatal(err)
