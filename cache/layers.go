@@ -41,7 +41,7 @@ func (s *Store) PutLayer(ctx context.Context, layer digest.Digest, refs []ChunkR
 		return nil
 	}
 	slices.SortStableFunc(refs, func(a, b ChunkRef) int { return strings.Compare(string(a.Digest), string(b.Digest)) })
-	return s.writeFileWith(path, "layer-"+layer.Encoded(), func(w io.Writer) error {
+	return s.writeFile(path, "layer-"+layer.Encoded(), func(w io.Writer) error {
 		bw := bufio.NewWriterSize(w, 64<<10)
 		for i, r := range refs {
 			if i > 0 && refs[i-1].Digest == r.Digest || r.Digest.Validate() != nil || r.Size < 0 {
