@@ -20,7 +20,7 @@ UNITDIR    ?= $(SYSCONFDIR)/systemd/system
 CONTAINERD_VERSION ?= 2.3.7
 
 .PHONY: install
-.PHONY: all build deps lint check-tree test test-unit test-e2e demo bench bench-e2e bench-optimize bench-registry bench-failover bench-identity mutation clean
+.PHONY: all build deps lint check-tree test test-unit test-e2e demo bench bench-e2e bench-background bench-optimize bench-registry bench-failover bench-identity mutation clean
 
 all: build
 
@@ -112,6 +112,13 @@ bench: deps build
 bench-e2e: deps build
 	$(GO) run ./tests/bench -network loopback $(BENCH_ARGS)
 	$(GO) run ./tests/bench -network remote $(BENCH_ARGS)
+
+# bench-background measures background fetch (issue 11 point 4): the cold
+# read of the 64 MiB file with it on and off, and the time until an image is
+# fully cached against a full pull, medians of 5 runs;
+# BENCH_ARGS="-background-rate 20MiB" paces the side with it on.
+bench-background: deps build
+	$(GO) run ./tests/bench -background -runs 5 $(BENCH_ARGS)
 
 # bench-registry measures how registry reads ride out faults (resets + 5xx,
 # stalls, truncated and corrupt answers, an outage) through the fault proxy,

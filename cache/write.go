@@ -2,18 +2,19 @@ package cache
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
 
-// writeFile stores data under path unless a file is there already (equal
-// names are equal contents here), atomically and on its own (chunks go
-// through the batching writer instead): the bytes are written to a
-// temporary file in the same file system and fsynced before the rename, so
-// that after a crash the name holds either nothing or the whole file
-// (without the fsync, a file system may persist the rename before the data
-// and leave a torn file under the name).
-func (s *Store) writeFile(path, tmpPrefix string, data []byte) (err error) {
+// writeFile stores what write writes under path unless a file is there
+// already (equal names are equal contents here), atomically and on its own
+// (chunks go through the batching writer instead): the bytes are written
+// to a temporary file in the same file system, as they come, and fsynced
+// before the rename, so that after a crash the name holds either nothing
+// or the whole file (without the fsync, a file system may persist the
+// rename before the data and leave a torn file under the name).
+func (s *Store) writeFile(path, tmpPrefix string, write func(w io.Writer) error) (err error) {
 	if _, err := os.Lstat(path); err == nil {
 		return nil // another worker wrote it
 	}
@@ -27,7 +28,7 @@ func (s *Store) writeFile(path, tmpPrefix string, data []byte) (err error) {
 			os.Remove(f.Name())
 		}
 	}()
-	if _, err := f.Write(data); err != nil {
+	if err := write(f); err != nil {
 		return fmt.Errorf("failed to write cache file: %w", err)
 	}
 	if err := f.Sync(); err != nil {

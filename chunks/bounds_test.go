@@ -3,6 +3,7 @@ package chunks
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -348,6 +349,53 @@ func TestLayoutGivesBackDuplicatesRoom(t *testing.T) {
 		}
 		if copied := cap(l.entries) < len(cs); copied != tc.copied {
 			t.Errorf("%d distinct, %d duplicates: capacity %d, want copied %v", tc.distinct, tc.dups, cap(l.entries), tc.copied)
+		}
+	}
+}
+
+// TestLayoutSharesOrderedChunks pins when NewLayout keeps the caller's
+// slice rather than a copy (a validated layer's chunks, in blob order):
+// only when every chunk is usable and strictly ordered by blob and inner
+// offset. Anything else is copied, sorted and filtered, and the caller's
+// slice is left as it was.
+func TestLayoutSharesOrderedChunks(t *testing.T) {
+	shares := func(l *Layout, cs []Chunk) bool { return len(l.entries) > 0 && &l.entries[0] == &cs[0] }
+	inOrder := adjacent(4, 10, 10)
+	if l := NewLayout(inOrder); !shares(l, inOrder) || l.Len() != 4 {
+		t.Errorf("chunks in blob order were copied (%d entries)", l.Len())
+	}
+	// Two chunks of one stream, told apart by their inner offsets.
+	sameStream := []Chunk{
+		{Size: 10, BlobOffset: 5, BlobSize: 8, InnerOffset: 0, Digest: dg(1)},
+		{Size: 10, BlobOffset: 5, BlobSize: 8, InnerOffset: 10, Digest: dg(2)},
+	}
+	if l := NewLayout(sameStream); !shares(l, sameStream) {
+		t.Error("chunks of one stream in inner-offset order were copied")
+	}
+	for name, mutate := range map[string]func(cs []Chunk){
+		"out of blob order":       func(cs []Chunk) { cs[1], cs[2] = cs[2], cs[1] },
+		"same place twice":        func(cs []Chunk) { cs[2] = cs[1] },
+		"inner offsets backwards": func(cs []Chunk) { cs[2].BlobOffset, cs[2].InnerOffset, cs[1].InnerOffset = cs[1].BlobOffset, 0, 5 },
+		"no digest":               func(cs []Chunk) { cs[3].Digest = "" },
+		"no size":                 func(cs []Chunk) { cs[3].Size = 0 },
+		"no blob size":            func(cs []Chunk) { cs[3].BlobSize = 0 },
+		"negative blob offset":    func(cs []Chunk) { cs[0].BlobOffset = -1 },
+		"negative inner offset":   func(cs []Chunk) { cs[3].InnerOffset = -1 },
+	} {
+		cs := adjacent(4, 10, 10)
+		mutate(cs)
+		before := slices.Clone(cs)
+		l := NewLayout(cs)
+		if shares(l, cs) {
+			t.Errorf("%s: the caller's slice was kept", name)
+		}
+		if !slices.Equal(cs, before) {
+			t.Errorf("%s: the caller's slice was modified", name)
+		}
+		for i := 1; i < l.Len(); i++ {
+			if p, c := l.entries[i-1], l.entries[i]; c.BlobOffset < p.BlobOffset || c.BlobOffset == p.BlobOffset && c.InnerOffset <= p.InnerOffset {
+				t.Errorf("%s: layout out of order at %d", name, i)
+			}
 		}
 	}
 }

@@ -11,7 +11,7 @@ import (
 func (l *Layout) Before(blobOffset int64) []Chunk {
 	var out []Chunk
 	for i := range l.entries {
-		if l.entries[i].blobOffset >= blobOffset {
+		if l.entries[i].BlobOffset >= blobOffset {
 			break
 		}
 		out = append(out, l.chunk(i))

@@ -96,14 +96,14 @@ type window struct {
 func (w *window) forward(i int) bool {
 	e := &w.r.opts.Layout.entries[i]
 	switch {
-	case e.blobOffset+e.blobSize <= w.end:
+	case e.BlobOffset+e.BlobSize <= w.end:
 		// Its stream is read anyway: take it if nobody has it.
 		return w.take(i, false)
-	case e.blobOffset == w.end && e.blobOffset+e.blobSize-w.start <= w.limit:
+	case e.BlobOffset == w.end && e.BlobOffset+e.BlobSize-w.start <= w.limit:
 		if !w.take(i, true) {
 			return false
 		}
-		w.end = e.blobOffset + e.blobSize
+		w.end = e.BlobOffset + e.BlobSize
 		return true
 	default:
 		// A gap, a stream that does not fit, or one that overlaps ours.
@@ -116,13 +116,13 @@ func (w *window) forward(i int) bool {
 func (w *window) backward(i int) bool {
 	e := &w.r.opts.Layout.entries[i]
 	switch {
-	case e.blobOffset >= w.start && e.blobOffset+e.blobSize <= w.end:
+	case e.BlobOffset >= w.start && e.BlobOffset+e.BlobSize <= w.end:
 		return w.take(i, false)
-	case e.blobOffset+e.blobSize == w.start && w.end-e.blobOffset <= w.limit:
+	case e.BlobOffset+e.BlobSize == w.start && w.end-e.BlobOffset <= w.limit:
 		if !w.take(i, true) {
 			return false
 		}
-		w.start = e.blobOffset
+		w.start = e.BlobOffset
 		return true
 	default:
 		return false

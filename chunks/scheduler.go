@@ -74,6 +74,9 @@ type registrySlots struct {
 	// nextBackground is when the next background request may start
 	// (pacing by BackgroundRate).
 	nextBackground time.Time
+	// lastForeground is when the last foreground request ended
+	// (YieldToForeground).
+	lastForeground time.Time
 }
 
 type slotWaiter struct {
@@ -278,6 +281,9 @@ func (s *Scheduler) releaser(registry string, class Priority) func() {
 			s.mu.Lock()
 			q := s.slots(registry)
 			q.inFlight[class]--
+			if class == Foreground {
+				q.lastForeground = time.Now()
+			}
 			metrics.FetchesInFlight.WithLabelValues(class.String()).Dec()
 			s.dispatch(q)
 			s.mu.Unlock()

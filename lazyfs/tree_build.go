@@ -11,6 +11,10 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/stargz-snapshotter/estargz"
+
+	"github.com/lazyfs/lazyfs/internal/doubling"
+
+	"github.com/lazyfs/lazyfs/chunks"
 )
 
 // Permissions of the directories a TOC only implies (parents it does not
@@ -38,6 +42,7 @@ const impliedDirPerm = 0o755
 // and xattr values), so the caller may drop it. The TOC is expected to have
 // been validated; NewTree still returns an error wrapping
 // errdefs.ErrInvalidArgument, never panics, on input it cannot serve.
+// A TreeBuilder builds the same tree from entries as they are decoded.
 func NewTree(toc *estargz.JTOC, tocOffset int64) (*Tree, error) {
 	if toc == nil {
 		return nil, fmt.Errorf("no table of contents: %w", errdefs.ErrInvalidArgument)
@@ -45,23 +50,59 @@ func NewTree(toc *estargz.JTOC, tocOffset int64) (*Tree, error) {
 	if len(toc.Entries) >= math.MaxInt32 {
 		return nil, fmt.Errorf("TOC has %d entries: %w", len(toc.Entries), errdefs.ErrInvalidArgument)
 	}
-	b := &builder{entries: toc.Entries, tocOffset: tocOffset, t: &Tree{}}
-	for _, step := range []func() error{
-		b.collect,
-		b.sortItems,
-		b.addImpliedDirs,
-		b.assignIDs,
-		b.collectOffsets,
-		b.fillNodes,
-		b.resolveHardlinks,
-		b.linkChildren,
-		b.markOpaque,
-	} {
-		if err := step(); err != nil {
+	var b TreeBuilder
+	data := 0
+	for _, e := range toc.Entries {
+		if e != nil && (e.Type == "reg" || e.Type == "chunk") {
+			data++
+		}
+	}
+	b.expect(len(toc.Entries), data)
+	for _, e := range toc.Entries {
+		if err := b.Add(e); err != nil {
 			return nil, err
 		}
 	}
-	return b.t, nil
+	return b.Tree(tocOffset)
+}
+
+// A TreeBuilder builds the Tree NewTree would build from a TOC, from its
+// entries added one at a time in TOC order, as a decoder hands them out
+// (it is a toc.Sink): it keeps a compact record of each entry and never
+// the entry, so a layer's whole decoded TOC is never held. The zero value
+// is ready to use; a TreeBuilder builds one tree.
+type TreeBuilder struct {
+	// err is the first error; Add and Tree return it from then on.
+	err error
+	// n counts the entries added: the next one's index in the TOC.
+	n     int
+	items []item
+	// recs are the nodes of the entries that have one (all but hard
+	// links), in TOC order after an unused recs[0]; an item's rec indexes
+	// it, or, for a hard link, links. fillNodes turns recs into the tree's
+	// nodes in place.
+	recs  []node
+	links []string // hard link targets, raw
+	// opaque are the directories holding an opaque marker.
+	opaque []string
+	// offsets are the non-zero offsets of the entries, in TOC order
+	// without repeats next to each other; Tree sorts them.
+	offsets []int64
+	// inFile is whether the last entry that is not a chunk was a regular
+	// file, whose "chunk" entries may follow; file is that file, if its
+	// chunks are kept.
+	inFile bool
+	file   openFile
+	t      Tree
+	// lastMtime caches the last parsed timestamp: layers built
+	// reproducibly give most entries the same one.
+	lastMtime string
+	lastSec   int64
+	lastNsec  uint32
+
+	// Set by Tree.
+	tocOffset int64
+	nextID    uint64
 }
 
 // itemKind says where a path of the tree comes from.
@@ -73,96 +114,179 @@ const (
 	kindImplied                  // a parent directory the TOC does not list
 )
 
+// entryType is a TOC entry's type (other than "chunk"), in a byte.
+type entryType uint8
+
+const (
+	typeDir entryType = iota
+	typeReg
+	typeSymlink
+	typeHardlink
+	typeChar
+	typeBlock
+	typeFifo
+)
+
+var entryTypes = map[string]entryType{
+	"dir": typeDir, "reg": typeReg, "symlink": typeSymlink, "hardlink": typeHardlink,
+	"char": typeChar, "block": typeBlock, "fifo": typeFifo,
+}
+
 // item is a path of the tree while it is built.
 type item struct {
 	path   string // clean, "" for the root, after whiteout renaming
 	entry  int32  // index in the TOC, -1 for implied directories
-	kind   itemKind
+	rec    uint32 // index in recs, or in links for a hard link
 	id     uint32 // NodeId
 	parent uint32 // NodeId of the parent directory
+	kind   itemKind
+	typ    entryType
 }
 
-// builder holds the temporary state of NewTree.
-type builder struct {
-	entries   []*estargz.TOCEntry
-	tocOffset int64
-	items     []item   // sorted by path once sortItems ran
-	opaque    []string // directories holding an opaque marker
-	offsets   []int64  // distinct non-zero entry offsets, sorted
-	nextID    uint64
-	t         *Tree
-	// lastMtime caches the last parsed timestamp: layers built
-	// reproducibly give most entries the same one.
-	lastMtime string
-	lastSec   int64
-	lastNsec  uint32
-	// rootSec and rootNsec are the root's mtime, given to implied
-	// directories.
-	rootSec  int64
-	rootNsec uint32
-}
-
-// invalid describes why entry i cannot be served.
-func (b *builder) invalid(i int, format string, args ...any) error {
-	name := ""
-	if i >= 0 && i < len(b.entries) && b.entries[i] != nil {
-		name = b.entries[i].Name
-	}
+// invalid describes why entry i, named name, cannot be served.
+func invalid(i int, name string, format string, args ...any) error {
 	return fmt.Errorf("TOC entry %d (%q): %s: %w", i, name, fmt.Sprintf(format, args...), errdefs.ErrInvalidArgument)
 }
 
-// collect turns TOC entries into items, applying whiteout renaming and
-// dropping what must stay hidden. Chunk entries are read later, from the
-// regular file they follow.
-func (b *builder) collect() error {
-	b.items = make([]item, 0, len(b.entries)+1)
-	inFile := false
-	for i, e := range b.entries {
-		if e == nil {
-			return b.invalid(i, "null entry")
-		}
-		switch e.Type {
-		case "chunk":
-			if !inFile {
-				return b.invalid(i, "chunk entry does not follow a regular file")
-			}
-			continue
-		case "dir", "reg", "symlink", "hardlink", "char", "block", "fifo":
-		default:
-			return b.invalid(i, "unknown entry type %q", e.Type)
-		}
-		inFile = e.Type == "reg"
-
-		p := cleanPath(e.Name)
-		dir, base := splitPath(p)
-		it := item{path: p, entry: int32(i), kind: kindEntry}
-		switch {
-		case p == "":
-			if e.Type != "dir" {
-				return b.invalid(i, "root is a %s, not a directory", e.Type)
-			}
-		case hasMetaComponent(dir), dir == "" && hiddenAtRoot(base):
-			continue
-		case base == opaqueMarker:
-			b.opaque = append(b.opaque, dir)
-			continue
-		case strings.HasPrefix(base, whiteoutMetaPrefix):
-			continue
-		case strings.HasPrefix(base, whiteoutPrefix):
-			name := base[len(whiteoutPrefix):]
-			if name == "" || name == "." || name == ".." {
-				return b.invalid(i, "whiteout names no file")
-			}
-			it.path = joinPath(dir, name)
-			it.kind = kindWhiteout
-		}
-		b.items = append(b.items, it)
+// Expect makes room for about n entries (toc.ExpectingSink), before the
+// first is added: the builder then grows none of its arrays (copying
+// them) unless more come.
+func (b *TreeBuilder) Expect(n int) {
+	if b.n == 0 && n > 0 {
+		b.expect(n, n)
 	}
+}
+
+// expect makes room for n entries, data of them regular files or chunks.
+func (b *TreeBuilder) expect(n, data int) {
+	b.items = make([]item, 0, n+1) // and the root, if implied
+	b.recs = make([]node, 1, n+1)  // recs[0] is unused
+	b.t.chunks = make([]chunks.Chunk, 0, data)
+	b.offsets = make([]int64, 0, data)
+}
+
+// Add adds the next entry of the TOC. It keeps e's strings and xattr
+// values, never e, which the caller may reuse. After an error, Add and
+// Tree return that error.
+func (b *TreeBuilder) Add(e *estargz.TOCEntry) error {
+	if b.err == nil {
+		b.err = b.add(e)
+	}
+	return b.err
+}
+
+func (b *TreeBuilder) add(e *estargz.TOCEntry) error {
+	i := b.n
+	if i >= math.MaxInt32 {
+		return fmt.Errorf("TOC has more than %d entries: %w", i, errdefs.ErrInvalidArgument)
+	}
+	b.n++
+	if e == nil {
+		return invalid(i, "", "null entry")
+	}
+	if len(b.recs) == 0 {
+		b.recs = doubling.Append(b.recs, node{}) // NodeId 0 is no node
+	}
+	if e.Offset > 0 && (len(b.offsets) == 0 || b.offsets[len(b.offsets)-1] != e.Offset) {
+		b.offsets = doubling.Append(b.offsets, e.Offset)
+	}
+	if e.Type == "chunk" {
+		if !b.inFile {
+			return invalid(i, e.Name, "chunk entry does not follow a regular file")
+		}
+		return b.addChunk(i, e) // the next chunk of the file
+	}
+	if err := b.endFile(); err != nil {
+		return err
+	}
+	typ, ok := entryTypes[e.Type]
+	if !ok {
+		return invalid(i, e.Name, "unknown entry type %q", e.Type)
+	}
+	b.inFile = typ == typeReg
+
+	p := cleanPath(e.Name)
+	dir, base := splitPath(p)
+	it := item{path: p, entry: int32(i), kind: kindEntry, typ: typ}
+	switch {
+	case p == "":
+		if typ != typeDir {
+			return invalid(i, e.Name, "root is a %s, not a directory", e.Type)
+		}
+	case hasMetaComponent(dir), dir == "" && hiddenAtRoot(base):
+		return nil
+	case base == opaqueMarker:
+		b.opaque = append(b.opaque, dir)
+		return nil
+	case strings.HasPrefix(base, whiteoutMetaPrefix):
+		return nil
+	case strings.HasPrefix(base, whiteoutPrefix):
+		name := base[len(whiteoutPrefix):]
+		if name == "" || name == "." || name == ".." {
+			return invalid(i, e.Name, "whiteout names no file")
+		}
+		it.path = joinPath(dir, name)
+		it.kind = kindWhiteout
+	}
+	if len(b.recs) >= math.MaxUint32 || len(b.links) >= math.MaxUint32 {
+		return invalid(i, e.Name, "too many entries")
+	}
+	switch {
+	case it.kind == kindWhiteout:
+		n := node{mode: syscall.S_IFCHR, nlink: 1} // device 0/0, no permissions, as an unpack makes it
+		if err := b.fillOwnerAndTime(&n, i, e); err != nil {
+			return err
+		}
+		it.rec = uint32(len(b.recs))
+		b.recs = doubling.Append(b.recs, n)
+	case typ == typeHardlink:
+		it.rec = uint32(len(b.links))
+		b.links = append(b.links, e.LinkName)
+	default:
+		it.rec = uint32(len(b.recs))
+		var n node
+		if err := b.fillEntry(&n, i, e, it.rec); err != nil {
+			return err
+		}
+		b.recs = doubling.Append(b.recs, n)
+	}
+	b.items = doubling.Append(b.items, it)
 	return nil
 }
 
+// Tree finishes the tree of the entries added. tocOffset is where the TOC
+// starts in the blob: the last payload ends there.
+func (b *TreeBuilder) Tree(tocOffset int64) (*Tree, error) {
+	if b.err != nil {
+		return nil, b.err
+	}
+	// Whatever happens, the builder is spent.
+	b.err = fmt.Errorf("tree built already: %w", errdefs.ErrInvalidArgument)
+	if err := b.endFile(); err != nil {
+		return nil, err
+	}
+	b.tocOffset = tocOffset
+	for _, step := range []func() error{
+		b.sortItems,
+		b.addImpliedDirs,
+		b.assignIDs,
+		b.fillNodes,
+		b.setBlobSizes,
+		b.resolveHardlinks,
+		b.linkChildren,
+		b.markOpaque,
+	} {
+		if err := step(); err != nil {
+			return nil, err
+		}
+	}
+	t := b.t
+	*b = TreeBuilder{err: b.err}
+	return &t, nil
+}
+
 // sortItems sorts items by path and resolves paths that occur twice.
-func (b *builder) sortItems() error {
+func (b *TreeBuilder) sortItems() error {
 	slices.SortStableFunc(b.items, func(x, y item) int { return strings.Compare(x.path, y.path) })
 	out := b.items[:0]
 	for _, it := range b.items {
@@ -182,7 +306,7 @@ func (b *builder) sortItems() error {
 				}
 				continue
 			default:
-				return b.invalid(int(it.entry), "duplicate path %q", it.path)
+				return invalid(int(it.entry), it.path, "duplicate path %q", it.path)
 			}
 		}
 		out = append(out, it)
@@ -192,7 +316,7 @@ func (b *builder) sortItems() error {
 }
 
 // find returns the index of the item with path p, or -1.
-func (b *builder) find(p string) int {
+func (b *TreeBuilder) find(p string) int {
 	i, found := slices.BinarySearchFunc(b.items, p, func(it item, p string) int { return strings.Compare(it.path, p) })
 	if !found {
 		return -1
@@ -202,7 +326,7 @@ func (b *builder) find(p string) int {
 
 // addImpliedDirs adds the root and every parent directory the TOC does not
 // list.
-func (b *builder) addImpliedDirs() error {
+func (b *TreeBuilder) addImpliedDirs() error {
 	implied := make(map[string]struct{})
 	ensure := func(p string) {
 		for p != "" {
@@ -237,7 +361,7 @@ func (b *builder) addImpliedDirs() error {
 		return nil
 	}
 	for p := range implied {
-		b.items = append(b.items, item{path: p, entry: -1, kind: kindImplied})
+		b.items = doubling.Append(b.items, item{path: p, entry: -1, kind: kindImplied})
 	}
 	slices.SortFunc(b.items, func(x, y item) int { return strings.Compare(x.path, y.path) })
 	return nil
@@ -245,23 +369,23 @@ func (b *builder) addImpliedDirs() error {
 
 // isHardlink reports whether it is a hard link, which gets no NodeId of its
 // own.
-func (b *builder) isHardlink(it *item) bool {
-	return it.kind == kindEntry && b.entries[it.entry].Type == "hardlink"
+func (b *TreeBuilder) isHardlink(it *item) bool {
+	return it.kind == kindEntry && it.typ == typeHardlink
 }
 
 // isDir reports whether it is a directory.
-func (b *builder) isDir(it *item) bool {
-	return it.kind == kindImplied || it.kind == kindEntry && b.entries[it.entry].Type == "dir"
+func (b *TreeBuilder) isDir(it *item) bool {
+	return it.kind == kindImplied || it.kind == kindEntry && it.typ == typeDir
 }
 
 // assignIDs numbers the items in path order; items[0] is the root.
-func (b *builder) assignIDs() error {
+func (b *TreeBuilder) assignIDs() error {
 	b.nextID = rootID
 	for i := range b.items {
 		it := &b.items[i]
 		if b.isHardlink(it) {
 			if i == 0 {
-				return b.invalid(int(it.entry), "root is a hard link")
+				return invalid(int(it.entry), it.path, "root is a hard link")
 			}
 			continue
 		}
@@ -271,44 +395,67 @@ func (b *builder) assignIDs() error {
 		it.id = uint32(b.nextID)
 		b.nextID++
 	}
-	b.t.nodes = make([]node, b.nextID)
 	return nil
 }
 
-// fillNodes sets every node's attributes, chunks, symlink target and xattrs.
-func (b *builder) fillNodes() error {
+// fillNodes turns recs into the tree's nodes, each at its NodeId, in
+// place: recs is the largest part of the builder, and a second array of
+// nodes would cost as much again while both are held. The implied
+// directories get nodes of their own, with the root's time.
+func (b *TreeBuilder) fillNodes() error {
+	if len(b.recs) == 0 {
+		b.recs = doubling.Append(b.recs, node{})
+	}
+	implied := node{mode: syscall.S_IFDIR | impliedDirPerm, nlink: 2, size: dirSize}
 	for i := range b.items {
-		it := &b.items[i]
-		if it.id == 0 {
-			continue // hard link
-		}
-		n := &b.t.nodes[it.id]
-		switch it.kind {
-		case kindImplied:
-			*n = node{mode: syscall.S_IFDIR | impliedDirPerm, nlink: 2, size: dirSize, mtime: b.rootSec, nsec: b.rootNsec}
-		case kindWhiteout:
-			if err := b.fillOwnerAndTime(n, int(it.entry)); err != nil {
-				return err
+		if it := &b.items[i]; it.kind == kindImplied {
+			if len(b.recs) >= math.MaxUint32 {
+				return fmt.Errorf("TOC implies too many directories: %w", errdefs.ErrInvalidArgument)
 			}
-			n.mode = syscall.S_IFCHR // device 0/0, no permissions, as an unpack makes it
-			n.nlink = 1
-		case kindEntry:
-			if err := b.fillEntry(n, int(it.entry)); err != nil {
-				return err
-			}
+			it.rec = uint32(len(b.recs))
+			b.recs = doubling.Append(b.recs, implied)
 		}
-		if it.path == "" {
-			b.rootSec, b.rootNsec = n.mtime, n.nsec
+	}
+	// dest[r] is the NodeId recs[r] belongs at. A rec no item refers to
+	// any more (a whiteout its entry replaced) goes past the last NodeId.
+	dest := make([]uint32, len(b.recs))
+	for i := range b.items {
+		if it := &b.items[i]; it.id != 0 {
+			dest[it.rec] = it.id
+		}
+	}
+	next := uint32(b.nextID)
+	for r := 1; r < len(dest); r++ {
+		if dest[r] == 0 {
+			dest[r] = next
+			next++
+		}
+	}
+	// dest is a permutation: follow its cycles.
+	for i := range dest {
+		for dest[i] != uint32(i) {
+			j := dest[i]
+			b.recs[i], b.recs[j] = b.recs[j], b.recs[i]
+			dest[i], dest[j] = dest[j], dest[i]
+		}
+	}
+	b.t.nodes = b.recs[:b.nextID]
+	b.recs = nil
+	root := &b.t.nodes[rootID]
+	for i := range b.items {
+		if it := &b.items[i]; it.kind == kindImplied {
+			n := &b.t.nodes[it.id]
+			n.mtime, n.nsec = root.mtime, root.nsec
 		}
 	}
 	return nil
 }
 
-// fillOwnerAndTime sets a node's owner and modification time from entry i.
-func (b *builder) fillOwnerAndTime(n *node, i int) error {
-	e := b.entries[i]
+// fillOwnerAndTime sets a node's owner and modification time from entry
+// e, the i-th.
+func (b *TreeBuilder) fillOwnerAndTime(n *node, i int, e *estargz.TOCEntry) error {
 	if e.UID < 0 || e.UID > math.MaxUint32 || e.GID < 0 || e.GID > math.MaxUint32 {
-		return b.invalid(i, "uid %d or gid %d out of range", e.UID, e.GID)
+		return invalid(i, e.Name, "uid %d or gid %d out of range", e.UID, e.GID)
 	}
 	n.uid, n.gid = uint32(e.UID), uint32(e.GID)
 	if e.ModTime3339 == "" {
@@ -317,7 +464,7 @@ func (b *builder) fillOwnerAndTime(n *node, i int) error {
 	if e.ModTime3339 != b.lastMtime {
 		t, err := time.Parse(time.RFC3339Nano, e.ModTime3339)
 		if err != nil {
-			return b.invalid(i, "bad modification time: %v", err)
+			return invalid(i, e.Name, "bad modification time: %v", err)
 		}
 		b.lastMtime, b.lastSec, b.lastNsec = e.ModTime3339, t.Unix(), uint32(t.Nanosecond())
 	}
@@ -325,10 +472,11 @@ func (b *builder) fillOwnerAndTime(n *node, i int) error {
 	return nil
 }
 
-// fillEntry sets node n from TOC entry i, which is not a hard link.
-func (b *builder) fillEntry(n *node, i int) error {
-	e := b.entries[i]
-	if err := b.fillOwnerAndTime(n, i); err != nil {
+// fillEntry sets node n, recs[rec] to be, from entry e, the i-th, which is
+// not a hard link. A regular file's chunks follow it: they are added
+// until the next entry that is not a chunk.
+func (b *TreeBuilder) fillEntry(n *node, i int, e *estargz.TOCEntry, rec uint32) error {
+	if err := b.fillOwnerAndTime(n, i, e); err != nil {
 		return err
 	}
 	perm := uint32(e.Mode) & 0o7777
@@ -341,21 +489,21 @@ func (b *builder) fillEntry(n *node, i int) error {
 	case "reg":
 		n.mode = syscall.S_IFREG | perm
 		if e.Size < 0 {
-			return b.invalid(i, "negative size %d", e.Size)
+			return invalid(i, e.Name, "negative size %d", e.Size)
 		}
 		n.size = e.Size
 		b.t.dataBytes += uint64(e.Size)
-		if err := b.addChunks(n, i); err != nil {
+		if err := b.openFile(i, e, rec); err != nil {
 			return err
 		}
 	case "symlink":
 		// Linux shows every symlink as 0777 whatever the archive says.
 		n.mode = syscall.S_IFLNK | 0o777
 		if e.LinkName == "" {
-			return b.invalid(i, "symlink without target")
+			return invalid(i, e.Name, "symlink without target")
 		}
 		if len(b.t.links) >= math.MaxUint32 {
-			return b.invalid(i, "too many symlinks")
+			return invalid(i, e.Name, "too many symlinks")
 		}
 		n.size = int64(len(e.LinkName))
 		n.first = uint32(len(b.t.links))
@@ -367,13 +515,13 @@ func (b *builder) fillEntry(n *node, i int) error {
 		}
 		rdev, err := encodeDev(e.DevMajor, e.DevMinor)
 		if err != nil {
-			return b.invalid(i, "%v", err)
+			return invalid(i, e.Name, "%v", err)
 		}
 		n.first = rdev
 	case "fifo":
 		n.mode = syscall.S_IFIFO | perm
 	}
-	return b.addXattrs(n, i)
+	return b.addXattrs(n, i, e)
 }
 
 // encodeDev encodes a device number the way the kernel decodes fuse_attr's
@@ -386,9 +534,8 @@ func encodeDev(major, minor int) (uint32, error) {
 	return min&0xff | maj<<8 | (min&^0xff)<<12, nil
 }
 
-// addXattrs keeps entry i's xattrs except trusted.* ones.
-func (b *builder) addXattrs(n *node, i int) error {
-	e := b.entries[i]
+// addXattrs keeps entry e's xattrs except trusted.* ones.
+func (b *TreeBuilder) addXattrs(n *node, i int, e *estargz.TOCEntry) error {
 	if len(e.Xattrs) == 0 {
 		return nil
 	}
@@ -398,7 +545,7 @@ func (b *builder) addXattrs(n *node, i int) error {
 			continue
 		}
 		if name == "" {
-			return b.invalid(i, "xattr without a name")
+			return invalid(i, e.Name, "xattr without a name")
 		}
 		set = append(set, xattr{name: name, value: value})
 	}
@@ -407,7 +554,7 @@ func (b *builder) addXattrs(n *node, i int) error {
 	}
 	slices.SortFunc(set, func(x, y xattr) int { return strings.Compare(x.name, y.name) })
 	if len(b.t.xattrs) >= math.MaxUint32-1 {
-		return b.invalid(i, "too many xattr sets")
+		return invalid(i, e.Name, "too many xattr sets")
 	}
 	b.t.xattrs = append(b.t.xattrs, set)
 	n.xattrs = uint32(len(b.t.xattrs))
@@ -416,7 +563,7 @@ func (b *builder) addXattrs(n *node, i int) error {
 
 // resolveHardlinks gives every hard link its target's NodeId and counts the
 // target's links.
-func (b *builder) resolveHardlinks() error {
+func (b *TreeBuilder) resolveHardlinks() error {
 	for i := range b.items {
 		it := &b.items[i]
 		if !b.isHardlink(it) {
@@ -424,20 +571,20 @@ func (b *builder) resolveHardlinks() error {
 		}
 		target := it
 		for steps := 0; b.isHardlink(target); steps++ {
-			e := b.entries[target.entry]
-			j := b.find(cleanPath(e.LinkName))
+			link := b.links[target.rec]
+			j := b.find(cleanPath(link))
 			if j < 0 || steps > len(b.items) {
-				return b.invalid(int(it.entry), "hard link target %q not found", e.LinkName)
+				return invalid(int(it.entry), it.path, "hard link target %q not found", link)
 			}
 			target = &b.items[j]
 		}
 		if target.kind != kindEntry || b.isDir(target) {
-			return b.invalid(int(it.entry), "hard link target %q is not a file", target.path)
+			return invalid(int(it.entry), it.path, "hard link target %q is not a file", target.path)
 		}
 		it.id = target.id
 		n := &b.t.nodes[target.id]
 		if n.nlink == math.MaxUint32 {
-			return b.invalid(int(it.entry), "too many links")
+			return invalid(int(it.entry), it.path, "too many links")
 		}
 		n.nlink++
 	}
@@ -447,8 +594,8 @@ func (b *builder) resolveHardlinks() error {
 // linkChildren builds every directory's sorted list of entries. Items are
 // sorted by path, and siblings share the "dir/" prefix, so appending them in
 // item order sorts each directory by name.
-func (b *builder) linkChildren() error {
-	t := b.t
+func (b *TreeBuilder) linkChildren() error {
+	t := &b.t
 	arena := 0
 	prevDir, prevIdx := "\x00", -1
 	for i := 1; i < len(b.items); i++ {
@@ -458,7 +605,7 @@ func (b *builder) linkChildren() error {
 			prevDir, prevIdx = dir, b.find(dir)
 		}
 		if prevIdx < 0 || !b.isDir(&b.items[prevIdx]) {
-			return b.invalid(int(it.entry), "parent of %q is not a directory", it.path)
+			return invalid(int(it.entry), it.path, "parent of %q is not a directory", it.path)
 		}
 		parent := b.items[prevIdx].id
 		it.parent = parent
@@ -500,7 +647,7 @@ func (b *builder) linkChildren() error {
 }
 
 // markOpaque records the directories holding an opaque marker.
-func (b *builder) markOpaque() error {
+func (b *TreeBuilder) markOpaque() error {
 	for _, d := range b.opaque {
 		j := b.find(d)
 		if j < 0 || !b.isDir(&b.items[j]) {

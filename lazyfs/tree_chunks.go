@@ -1,37 +1,138 @@
 package lazyfs
 
 import (
+	"fmt"
 	"math"
 	"slices"
 
+	"github.com/containerd/errdefs"
+	"github.com/containerd/stargz-snapshotter/estargz"
+
+	"github.com/lazyfs/lazyfs/internal/doubling"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/lazyfs/lazyfs/chunks"
 )
 
-// collectOffsets gathers the distinct offsets at which compressed streams
-// start in the blob: a chunk's stream ends where the next one begins.
-func (b *builder) collectOffsets() error {
-	b.offsets = make([]int64, 0, len(b.entries))
-	data := 0
-	for _, e := range b.entries {
-		if e.Offset > 0 {
-			b.offsets = append(b.offsets, e.Offset)
-		}
-		if e.Type == "reg" || e.Type == "chunk" {
-			data++
-		}
+// openFile is the regular file whose chunk entries may follow: its first
+// chunk is the "reg" entry itself.
+type openFile struct {
+	open    bool   // its chunks are kept (a non-empty file of the tree)
+	rec     uint32 // its node, in recs
+	entry   int    // its index in the TOC
+	name    string // its raw name
+	size    int64
+	covered int64 // bytes its chunks cover so far
+	first   int   // index of its first chunk in the tree's chunks
+	// digest is the file's digest: a file of one chunk may carry only
+	// that. pending is whether its first chunk has no chunk digest yet.
+	digest  string
+	pending bool
+}
+
+// openFile starts the chunk list of regular file entry e, the i-th, whose
+// node will be recs[rec].
+func (b *TreeBuilder) openFile(i int, e *estargz.TOCEntry, rec uint32) error {
+	if e.Size == 0 {
+		return nil
 	}
-	// At most one chunk per data entry: allocate the chunk list once.
-	b.t.chunks = make([]chunks.Chunk, 0, data)
+	b.file = openFile{open: true, rec: rec, entry: i, name: e.Name, size: e.Size, first: len(b.t.chunks), digest: e.Digest}
+	return b.addChunk(i, e)
+}
+
+// addChunk adds the chunk described by entry e, the i-th: the "reg" entry
+// of the open file or a "chunk" entry after it. Chunks of a file the tree
+// does not keep (hidden, a whiteout, empty) are skipped.
+func (b *TreeBuilder) addChunk(i int, e *estargz.TOCEntry) error {
+	f := &b.file
+	if !f.open {
+		return nil
+	}
+	if f.pending {
+		// The first chunk had only the file's digest, which covers one
+		// chunk, and another follows.
+		return invalid(f.entry, f.name, "no usable chunk digest for the first of several chunks")
+	}
+	c := chunks.Chunk{
+		Offset:      e.ChunkOffset,
+		Size:        e.ChunkSize,
+		BlobOffset:  e.Offset,
+		InnerOffset: e.InnerOffset,
+	}
+	if c.Size == 0 {
+		c.Size = f.size - c.Offset
+	}
+	if c.Offset != f.covered || c.Size <= 0 || c.Size > f.size-c.Offset {
+		return invalid(i, e.Name, "chunk [%d, +%d) does not continue the file at %d", c.Offset, c.Size, f.covered)
+	}
+	f.covered += c.Size
+	if c.InnerOffset < 0 {
+		return invalid(i, e.Name, "negative inner offset %d", c.InnerOffset)
+	}
+	if c.BlobOffset <= 0 {
+		return invalid(i, e.Name, "chunk offset %d outside the blob's payload", c.BlobOffset)
+	}
+	if e.ChunkDigest == "" && i == f.entry {
+		f.pending = true // endFile decides, once it knows whether another chunk follows
+	} else {
+		d, err := parseDigest(e.ChunkDigest)
+		if err != nil {
+			return invalid(i, e.Name, "no usable chunk digest: %v", err)
+		}
+		c.Digest = d
+	}
+	b.t.chunks = doubling.Append(b.t.chunks, c)
+	return nil
+}
+
+// endFile closes the open file: its chunks must cover it, and it gets
+// them.
+func (b *TreeBuilder) endFile() error {
+	f := &b.file
+	if !f.open {
+		return nil
+	}
+	f.open = false
+	t := &b.t
+	if f.covered != f.size {
+		return invalid(f.entry, f.name, "chunks cover %d of %d bytes", f.covered, f.size)
+	}
+	if f.pending {
+		// A file of one chunk may carry only the file's digest.
+		d, err := parseDigest(f.digest)
+		if err != nil {
+			return invalid(f.entry, f.name, "no usable chunk digest: %v", err)
+		}
+		t.chunks[f.first].Digest = d
+	}
+	if len(t.chunks) > math.MaxUint32 {
+		return invalid(f.entry, f.name, "too many chunks")
+	}
+	n := &b.recs[f.rec]
+	n.first, n.count = uint32(f.first), uint32(len(t.chunks)-f.first)
+	return nil
+}
+
+// setBlobSizes gives every chunk the length of its compressed stream: up
+// to the next larger offset of any entry, or to the TOC for the last one.
+func (b *TreeBuilder) setBlobSizes() error {
 	slices.Sort(b.offsets)
 	b.offsets = slices.Compact(b.offsets)
+	for i := range b.t.chunks {
+		c := &b.t.chunks[i]
+		size, ok := b.blobSize(c.BlobOffset)
+		if !ok {
+			return fmt.Errorf("chunk at blob offset %d is outside the blob's payload (the TOC is at %d): %w", c.BlobOffset, b.tocOffset, errdefs.ErrInvalidArgument)
+		}
+		c.BlobSize = size
+	}
+	b.offsets = nil
 	return nil
 }
 
 // blobSize returns the length of the compressed stream starting at off: up
 // to the next larger offset of any entry, or to the TOC for the last one.
-func (b *builder) blobSize(off int64) (int64, bool) {
+func (b *TreeBuilder) blobSize(off int64) (int64, bool) {
 	if off <= 0 || off >= b.tocOffset {
 		return 0, false
 	}
@@ -49,64 +150,6 @@ func (b *builder) blobSize(off int64) (int64, bool) {
 	return end - off, true
 }
 
-// addChunks records the chunk list of regular file entry i in node n. The
-// file's first chunk is the entry itself; "chunk" entries follow it.
-func (b *builder) addChunks(n *node, i int) error {
-	reg := b.entries[i]
-	size := reg.Size
-	if size == 0 {
-		return nil
-	}
-	t := b.t
-	first := len(t.chunks)
-	var covered int64
-	for j := i; j < len(b.entries); j++ {
-		e := b.entries[j]
-		if j > i && e.Type != "chunk" {
-			break
-		}
-		c := chunks.Chunk{
-			Offset:      e.ChunkOffset,
-			Size:        e.ChunkSize,
-			BlobOffset:  e.Offset,
-			InnerOffset: e.InnerOffset,
-		}
-		if c.Size == 0 {
-			c.Size = size - c.Offset
-		}
-		if c.Offset != covered || c.Size <= 0 || c.Size > size-c.Offset {
-			return b.invalid(j, "chunk [%d, +%d) does not continue the file at %d", c.Offset, c.Size, covered)
-		}
-		covered += c.Size
-		if c.InnerOffset < 0 {
-			return b.invalid(j, "negative inner offset %d", c.InnerOffset)
-		}
-		var ok bool
-		if c.BlobSize, ok = b.blobSize(c.BlobOffset); !ok {
-			return b.invalid(j, "chunk offset %d outside the blob's payload", c.BlobOffset)
-		}
-		dgst := e.ChunkDigest
-		if dgst == "" && j == i && !b.followedByChunk(i) {
-			// A file of one chunk may carry only the file's digest.
-			dgst = reg.Digest
-		}
-		d, err := parseDigest(dgst)
-		if err != nil {
-			return b.invalid(j, "no usable chunk digest: %v", err)
-		}
-		c.Digest = d
-		t.chunks = append(t.chunks, c)
-	}
-	if covered != size {
-		return b.invalid(i, "chunks cover %d of %d bytes", covered, size)
-	}
-	if len(t.chunks) > math.MaxUint32 {
-		return b.invalid(i, "too many chunks")
-	}
-	n.first, n.count = uint32(first), uint32(len(t.chunks)-first)
-	return nil
-}
-
 // parseDigest is digest.Parse with a fast path for sha256, which is what
 // eStargz writes: go-digest validates with a regular expression, which
 // costs more than the rest of NewTree for a large layer.
@@ -121,9 +164,4 @@ func parseDigest(s string) (digest.Digest, error) {
 		}
 	}
 	return digest.Digest(s), nil
-}
-
-// followedByChunk reports whether entry i has further chunks.
-func (b *builder) followedByChunk(i int) bool {
-	return i+1 < len(b.entries) && b.entries[i+1] != nil && b.entries[i+1].Type == "chunk"
 }

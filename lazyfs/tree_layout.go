@@ -3,7 +3,8 @@ package lazyfs
 import "github.com/lazyfs/lazyfs/chunks"
 
 // Chunks returns the chunks of every regular file of the layer, file after
-// file in NodeId order, each file once however many hard links name it:
+// file in TOC order (blob order, for a validated TOC), each file once
+// however many hard links name it:
 // what chunks.NewLayout takes to read ahead over neighbouring files. Hidden
 // files (eStargz landmarks, aufs bookkeeping) have none here.
 //

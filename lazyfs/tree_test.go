@@ -445,3 +445,62 @@ func TestCleanPath(t *testing.T) {
 }
 
 func testDigestD(i int) digest.Digest { return digest.Digest(testDigest(i)) }
+
+// TestTreeBuilderReusedEntry builds trees from entries handed one at a
+// time through a single TOCEntry that is overwritten after each Add, as
+// a decoder streaming a TOC does: the tree must be NewTree's, whatever
+// room the builder was told to expect, so it keeps nothing of the entry
+// but its strings and xattr values.
+func TestTreeBuilderReusedEntry(t *testing.T) {
+	toc, tocOffset := bigTOC(3000)
+	toc.Entries = append(toc.Entries,
+		&estargz.TOCEntry{Name: "x/.wh.gone", Type: "reg", ModTime3339: "2024-01-02T03:04:05Z"},
+		&estargz.TOCEntry{Name: "x/both", Type: "reg", Mode: 0o600},
+		&estargz.TOCEntry{Name: "x/.wh.both", Type: "reg"},
+		&estargz.TOCEntry{Name: "x/dev", Type: "char", DevMajor: 1, DevMinor: 3, Xattrs: map[string][]byte{"user.a": []byte("1"), "trusted.b": []byte("2")}},
+		&estargz.TOCEntry{Name: "y/.wh..wh..opq", Type: "reg"},
+	)
+	want, err := NewTree(toc, tocOffset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, expect := range []int{0, 10, len(toc.Entries), 4 * len(toc.Entries)} {
+		var b TreeBuilder
+		b.Expect(expect)
+		var e estargz.TOCEntry
+		for _, src := range toc.Entries {
+			e = *src
+			if err := b.Add(&e); err != nil {
+				t.Fatal(err)
+			}
+			// What a decoder does before the next entry.
+			e = estargz.TOCEntry{Name: "overwritten", Type: "dir", ChunkDigest: "sha256:x"}
+		}
+		got, err := b.Tree(tocOffset)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("expecting %d entries: the streamed tree differs from NewTree's", expect)
+		}
+		if _, err := b.Tree(tocOffset); err == nil {
+			t.Error("a builder built a second tree")
+		}
+	}
+}
+
+// TestTreeBuilderKeepsFirstError checks that an entry NewTree refuses stops
+// the builder: later entries and Tree return the same error.
+func TestTreeBuilderKeepsFirstError(t *testing.T) {
+	var b TreeBuilder
+	first := b.Add(&estargz.TOCEntry{Name: "s", Type: "socket"})
+	if !errors.Is(first, errdefs.ErrInvalidArgument) {
+		t.Fatalf("Add = %v, want invalid argument", first)
+	}
+	if err := b.Add(dirEntry("d/")); err != first {
+		t.Errorf("Add after an error = %v, want %v", err, first)
+	}
+	if tr, err := b.Tree(100); tr != nil || err != first {
+		t.Errorf("Tree after an error = %v, %v; want %v", tr, err, first)
+	}
+}

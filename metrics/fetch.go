@@ -36,6 +36,11 @@ var (
 		Buckets: latencyBuckets,
 	}, []string{"class"})
 
+	BackgroundYield = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "background_yield_seconds_total",
+		Help: "Time background streams (layer proofs, the background fetch) stood aside for reads a container waited on.",
+	})
+
 	PrefetchBytes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "prefetch_bytes",
 		Help: "Decompressed bytes of a mounted layer's prioritized files (before its eStargz prefetch landmark) that its prefetch covers, by layer.",
@@ -53,5 +58,5 @@ var (
 
 func init() {
 	Registry.MustRegister(MemoryCacheHits, MemoryCacheMisses, MemoryCacheBytes, MemoryCacheEvictions,
-		FetchQueueLength, FetchesInFlight, FetchWait, PrefetchBytes, PrefetchDoneBytes, LayersResolvedAhead)
+		FetchQueueLength, FetchesInFlight, FetchWait, BackgroundYield, PrefetchBytes, PrefetchDoneBytes, LayersResolvedAhead)
 }

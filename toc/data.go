@@ -16,9 +16,11 @@ const maxInflateRatio = 1032
 
 // fileState follows a regular file across its chunk entries.
 type fileState struct {
-	id   string
-	e    *estargz.TOCEntry
-	next int64 // file offset the next chunk must start at
+	id     string // the "reg" entry's raw name
+	name   string // cleaned
+	size   int64
+	digest bool  // whether the "reg" entry has a Digest
+	next   int64 // file offset the next chunk must start at
 	// chunks counts the file's chunks; allDigests is whether each has a
 	// ChunkDigest.
 	chunks     int
@@ -35,24 +37,24 @@ type streamGroup struct {
 	end    int64  // InnerOffset + size of its last chunk
 }
 
-func (v *validator) reg(ne namedEntry) error {
-	e := ne.e
+func (v *validator) reg(id, name string, e *estargz.TOCEntry) error {
 	if e.Size < 0 {
-		return refuse(ReasonBadSize, ne.id, fmt.Errorf("negative size %d", e.Size))
+		return refuse(ReasonBadSize, id, fmt.Errorf("negative size %d", e.Size))
 	}
 	if e.Digest != "" {
 		if err := checkDigest(e.Digest); err != nil {
-			return refuse(ReasonMalformed, ne.id, fmt.Errorf("file digest: %w", err))
+			return refuse(ReasonMalformed, id, fmt.Errorf("file digest: %w", err))
 		}
 	}
 	if e.Size == 0 {
-		return checkNoData(ne.id, e)
+		return checkNoData(id, e)
 	}
 	if e.ChunkOffset != 0 {
-		return refuse(ReasonBadSize, ne.id, fmt.Errorf("first chunk starts at file offset %d, not 0", e.ChunkOffset))
+		return refuse(ReasonBadSize, id, fmt.Errorf("first chunk starts at file offset %d, not 0", e.ChunkOffset))
 	}
-	v.file, v.inFile = fileState{id: ne.id, e: e, allDigests: true}, true
-	return v.dataChunk(e)
+	v.file = fileState{id: id, name: name, size: e.Size, digest: e.Digest != "", allDigests: true}
+	v.inFile = true
+	return v.dataChunk(e, true)
 }
 
 // chunk checks a "chunk" entry: the second and later chunks of the regular
@@ -65,7 +67,7 @@ func (v *validator) chunk(id string, e *estargz.TOCEntry) error {
 	if e.Name != "" {
 		// estargz ignores a chunk's name and uses the file's; a name that
 		// differs is not something a builder writes.
-		if checkName(e.Name) != nil || cleanName(e.Name) != cleanName(f.e.Name) {
+		if checkName(e.Name) != nil || cleanName(e.Name) != f.name {
 			return refuse(ReasonMalformed, f.id, fmt.Errorf("chunk entry names %q", e.Name))
 		}
 	}
@@ -77,14 +79,14 @@ func (v *validator) chunk(id string, e *estargz.TOCEntry) error {
 			return refuse(ReasonMalformed, f.id, fmt.Errorf("chunk entry digest: %w", err))
 		}
 	}
-	return v.dataChunk(e)
+	return v.dataChunk(e, false)
 }
 
-// dataChunk checks where a chunk (the "reg" entry or a "chunk" entry) lies
-// in the file and in the blob.
-func (v *validator) dataChunk(e *estargz.TOCEntry) error {
+// dataChunk checks where a chunk (the "reg" entry, first, or a "chunk"
+// entry) lies in the file and in the blob.
+func (v *validator) dataChunk(e *estargz.TOCEntry, first bool) error {
 	f := &v.file
-	size := f.e.Size
+	size := f.size
 	if e.ChunkOffset != f.next {
 		return refuse(ReasonBadSize, f.id, fmt.Errorf("chunk at file offset %d where %d was expected (gap or overlap)", e.ChunkOffset, f.next))
 	}
@@ -109,7 +111,7 @@ func (v *validator) dataChunk(e *estargz.TOCEntry) error {
 	f.chunks++
 	if e.ChunkDigest == "" {
 		f.allDigests = false
-	} else if e != f.e || e.ChunkDigest != e.Digest {
+	} else if !first || e.ChunkDigest != e.Digest {
 		// A one-chunk file's chunk digest is usually its file digest,
 		// which reg checked already.
 		if err := checkDigest(e.ChunkDigest); err != nil {
@@ -127,18 +129,21 @@ func (v *validator) dataChunk(e *estargz.TOCEntry) error {
 		return refuse(ReasonBadSize, f.id, fmt.Errorf("inner offset %d plus chunk size %d overflows", e.InnerOffset, cs))
 	}
 	end := e.InnerOffset + cs
-	n := len(v.groups)
+	g := &v.group
 	switch {
-	case n == 0 || e.Offset > v.groups[n-1].offset:
-		v.groups = append(v.groups, streamGroup{id: f.id, offset: e.Offset, end: end})
-	case e.Offset == v.groups[n-1].offset:
-		last := &v.groups[n-1]
-		if e.InnerOffset < last.end {
-			return refuse(ReasonBadOffset, f.id, fmt.Errorf("chunk at inner offset %d overlaps the previous chunk, which ends at %d", e.InnerOffset, last.end))
+	case !v.hasGroup || e.Offset > g.offset:
+		if v.hasGroup {
+			// The previous stream ends where this one starts.
+			v.checkSpan(e.Offset)
 		}
-		last.id, last.end = f.id, end
+		v.group, v.hasGroup = streamGroup{id: f.id, offset: e.Offset, end: end}, true
+	case e.Offset == g.offset:
+		if e.InnerOffset < g.end {
+			return refuse(ReasonBadOffset, f.id, fmt.Errorf("chunk at inner offset %d overlaps the previous chunk, which ends at %d", e.InnerOffset, g.end))
+		}
+		g.id, g.end = f.id, end
 	default:
-		return refuse(ReasonBadOffset, f.id, fmt.Errorf("chunk at blob offset %d comes after one at %d: chunks must be in blob order", e.Offset, v.groups[n-1].offset))
+		return refuse(ReasonBadOffset, f.id, fmt.Errorf("chunk at blob offset %d comes after one at %d: chunks must be in blob order", e.Offset, g.offset))
 	}
 	return nil
 }
@@ -151,29 +156,25 @@ func (v *validator) endFile() error {
 	}
 	v.inFile = false
 	f := &v.file
-	if f.next != f.e.Size {
-		return refuse(ReasonBadSize, f.id, fmt.Errorf("chunks cover %d of %d bytes", f.next, f.e.Size))
+	if f.next != f.size {
+		return refuse(ReasonBadSize, f.id, fmt.Errorf("chunks cover %d of %d bytes", f.next, f.size))
 	}
-	if !f.allDigests && (f.chunks != 1 || f.e.Digest == "") {
-		return refuse(ReasonUnverifiable, f.id, fmt.Errorf("%d-byte file in %d chunks lacks chunk digests", f.e.Size, f.chunks))
+	if !f.allDigests && (f.chunks != 1 || !f.digest) {
+		return refuse(ReasonUnverifiable, f.id, fmt.Errorf("%d-byte file in %d chunks lacks chunk digests", f.size, f.chunks))
 	}
 	return nil
 }
 
-// checkSpans bounds each compressed stream's decompressed bytes by its
-// compressed length: from its offset to the next stream or to the TOC.
-func (v *validator) checkSpans() error {
-	for i, g := range v.groups {
-		next := v.tocOffset
-		if i+1 < len(v.groups) {
-			next = v.groups[i+1].offset
-		}
-		span := next - g.offset
-		if span <= math.MaxInt64/maxInflateRatio && g.end > span*maxInflateRatio {
-			return refuse(ReasonBadSize, g.id, fmt.Errorf("chunk needs %d decompressed bytes from a %d-byte compressed stream", g.end, span))
-		}
+// checkSpan bounds the decompressed bytes the last compressed stream's
+// chunks need by its compressed length, from its offset to next (where the
+// next stream starts, or the TOC). The first stream that fails is kept in
+// spanErr: finish reports it once every entry passed its own checks.
+func (v *validator) checkSpan(next int64) {
+	g := v.group
+	span := next - g.offset
+	if v.spanErr == nil && span <= math.MaxInt64/maxInflateRatio && g.end > span*maxInflateRatio {
+		v.spanErr = refuse(ReasonBadSize, g.id, fmt.Errorf("chunk needs %d decompressed bytes from a %d-byte compressed stream", g.end, span))
 	}
-	return nil
 }
 
 // checkNoData refuses data fields on an entry without data (any type but a

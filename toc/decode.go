@@ -15,102 +15,124 @@ import (
 // often enough to stop a huge TOC promptly, rarely enough to cost nothing.
 const ctxCheckInterval = 4096
 
-// decodeTOC decodes TOC JSON into an estargz.JTOC. It streams the entries
-// array so that it can stop at maxEntries: the JSON "{}," costs 3 bytes but
-// decodes into a TOCEntry of a few hundred, so MaxSize alone would not bound
-// the worker's memory.
+// visitor receives what decodeTOC reads, in the order the JSON holds it.
+type visitor interface {
+	// version receives the value of "version".
+	version(v int) error
+	// entry receives the i-th entry. e is reused for the next entry once
+	// entry returns: keep its fields (strings, the xattr map), never e.
+	entry(i int, e *estargz.TOCEntry) error
+}
+
+// decodeTOC decodes TOC JSON and hands its version and each entry to visit
+// as they are read: the entries are never held together, so a TOC costs
+// what its visitor keeps of it. It stops at maxEntries: the JSON "{},"
+// costs 3 bytes but decodes into a TOCEntry of a few hundred, so MaxSize
+// alone would not bound the worker's memory. An error of visit stops it
+// and is returned as is.
 //
 // It accepts what json.Unmarshal into a JTOC accepts (keys match
 // case-insensitively, unknown keys are ignored) except for a repeated
 // top-level key, which is refused rather than resolved last-wins.
-func decodeTOC(ctx context.Context, raw io.Reader, maxEntries int) (*estargz.JTOC, error) {
+func decodeTOC(ctx context.Context, raw io.Reader, maxEntries int, visit visitor) error {
 	malformed := func(err error) error {
 		return refuse(ReasonMalformed, "", fmt.Errorf("invalid TOC JSON: %w", err))
 	}
 	dec := json.NewDecoder(raw)
 	if err := expectDelim(dec, '{'); err != nil {
-		return nil, malformed(err)
+		return malformed(err)
 	}
-	jtoc := new(estargz.JTOC)
 	var seenVersion, seenEntries bool
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, malformed(err)
+			return malformed(err)
 		}
 		key, _ := tok.(string) // object keys are always strings
 		switch {
 		case strings.EqualFold(key, "version"):
 			if seenVersion {
-				return nil, malformed(errors.New(`repeated key "version"`))
+				return malformed(errors.New(`repeated key "version"`))
 			}
 			seenVersion = true
-			if err := dec.Decode(&jtoc.Version); err != nil {
-				return nil, malformed(err)
+			var v int
+			if err := dec.Decode(&v); err != nil {
+				return malformed(err)
+			}
+			if err := visit.version(v); err != nil {
+				return err
 			}
 		case strings.EqualFold(key, "entries"):
 			if seenEntries {
-				return nil, malformed(errors.New(`repeated key "entries"`))
+				return malformed(errors.New(`repeated key "entries"`))
 			}
 			seenEntries = true
-			entries, err := decodeEntries(ctx, dec, maxEntries)
-			if err != nil {
-				return nil, err
+			if err := decodeEntries(ctx, dec, maxEntries, visit); err != nil {
+				return err
 			}
-			jtoc.Entries = entries
 		default:
 			var skip json.RawMessage
 			if err := dec.Decode(&skip); err != nil {
-				return nil, malformed(err)
+				return malformed(err)
 			}
 		}
 	}
 	if err := expectDelim(dec, '}'); err != nil {
-		return nil, malformed(err)
+		return malformed(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, malformed(errors.New("trailing data after the TOC object"))
+		return malformed(errors.New("trailing data after the TOC object"))
 	}
-	return jtoc, nil
+	if !seenVersion {
+		// A TOC without "version" is version 0, which Validate refuses.
+		return visit.version(0)
+	}
+	return nil
 }
 
-// decodeEntries decodes the value of "entries": null or an array of entries.
-func decodeEntries(ctx context.Context, dec *json.Decoder, maxEntries int) ([]*estargz.TOCEntry, error) {
+// decodeEntries decodes the value of "entries": null or an array of
+// entries, each into the same TOCEntry.
+func decodeEntries(ctx context.Context, dec *json.Decoder, maxEntries int, visit visitor) error {
 	malformed := func(err error) error {
 		return refuse(ReasonMalformed, "", fmt.Errorf("invalid TOC entries: %w", err))
 	}
 	tok, err := dec.Token()
 	if err != nil {
-		return nil, malformed(err)
+		return malformed(err)
 	}
 	if tok == nil {
-		return nil, nil
+		return nil
 	}
 	if tok != json.Delim('[') {
-		return nil, malformed(fmt.Errorf("entries is %v, not an array", tok))
+		return malformed(fmt.Errorf("entries is %v, not an array", tok))
 	}
-	var entries []*estargz.TOCEntry
 	var in interner
-	for dec.More() {
-		if len(entries) == maxEntries {
-			return nil, refuse(ReasonTooManyEntries, "", fmt.Errorf("TOC has more than %d entries", maxEntries))
+	e := new(estargz.TOCEntry)
+	n := 0
+	for ; dec.More(); n++ {
+		if n == maxEntries {
+			return refuse(ReasonTooManyEntries, "", fmt.Errorf("TOC has more than %d entries", maxEntries))
 		}
-		if len(entries)%ctxCheckInterval == 0 {
+		if n%ctxCheckInterval == 0 {
 			if err := ctx.Err(); err != nil {
-				return nil, err
+				return err
 			}
 		}
-		e := new(estargz.TOCEntry)
+		// Decoding into a struct leaves the fields the JSON omits as they
+		// were: start from a zero entry each time.
+		*e = estargz.TOCEntry{}
 		if err := dec.Decode(e); err != nil {
-			return nil, malformed(fmt.Errorf("entry %d: %w", len(entries), err))
+			return malformed(fmt.Errorf("entry %d: %w", n, err))
 		}
 		in.shrink(e)
-		entries = append(entries, e)
+		if err := visit.entry(n, e); err != nil {
+			return err
+		}
 	}
 	if err := expectDelim(dec, ']'); err != nil {
-		return nil, malformed(err)
+		return malformed(err)
 	}
-	return entries, nil
+	return nil
 }
 
 func expectDelim(dec *json.Decoder, want json.Delim) error {

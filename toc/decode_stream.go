@@ -54,33 +54,122 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 // decodeVerified decodes TOC JSON from r as it arrives, hashing the same
-// bytes, and returns the TOC only if they have digest tocDigest: the JSON
-// is never held whole, only the decoded TOC. It reads at most maxSize
+// bytes, and hands it to visit: the JSON is never held whole. It returns
+// nil only if the bytes have digest tocDigest. It reads at most maxSize
 // bytes (more is refused as too large). A digest mismatch is reported
-// before a decoding error: bytes that are not the TOC the image names are
-// refused as such, whatever they hold.
-func decodeVerified(ctx context.Context, r io.Reader, tocDigest digest.Digest, maxSize int64, maxEntries int) (*estargz.JTOC, int64, error) {
+// before a decoding error or an error of visit: bytes that are not the TOC
+// the image names are refused as such, whatever they hold.
+func decodeVerified(ctx context.Context, r io.Reader, tocDigest digest.Digest, maxSize int64, maxEntries int, visit visitor) (int64, error) {
 	h := tocDigest.Algorithm().Hash()
 	in := &countingReader{r: io.LimitReader(r, maxSize+1)}
-	jtoc, decErr := decodeTOC(ctx, io.TeeReader(in, h), maxEntries)
+	decErr := decodeTOC(ctx, io.TeeReader(in, h), maxEntries, visit)
 	if ctx.Err() != nil && decErr != nil {
-		return nil, in.n, decErr
+		return in.n, decErr
 	}
 	// The decoder stops at the end of the TOC object (or at an error):
 	// what is left counts for the digest and the size.
 	if _, err := io.Copy(h, in); err != nil {
-		return nil, in.n, refuse(ReasonMalformed, "", fmt.Errorf("failed to decompress TOC: %w", err))
+		return in.n, refuse(ReasonMalformed, "", fmt.Errorf("failed to decompress TOC: %w", err))
 	}
 	if in.n > maxSize {
-		return nil, in.n, refuse(ReasonTOCTooLarge, "", fmt.Errorf("TOC JSON exceeds the limit of %d bytes", maxSize))
+		return in.n, refuse(ReasonTOCTooLarge, "", fmt.Errorf("TOC JSON exceeds the limit of %d bytes", maxSize))
 	}
 	if got := digestOf(tocDigest, h); got != tocDigest {
-		return nil, in.n, refuse(ReasonTOCDigestMismatch, "", fmt.Errorf("TOC JSON has digest %s, annotation says %s", got, tocDigest))
+		return in.n, refuse(ReasonTOCDigestMismatch, "", fmt.Errorf("TOC JSON has digest %s, annotation says %s", got, tocDigest))
 	}
-	if decErr != nil {
-		return nil, in.n, decErr
+	return in.n, decErr
+}
+
+// Sink receives the entries of a TOC as it is decoded (FetchTo,
+// Store.GetTo), in TOC order, each once it passed every check of Validate
+// that needs no later entry. The checks of the TOC as a whole (its digest,
+// the last file's chunks, parents, hard links, the compressed streams'
+// sizes) end the stream: until FetchTo or GetTo returns without an error,
+// what a sink built from the entries is not to be served.
+type Sink interface {
+	// Entry receives the next entry. e is only valid during the call (the
+	// decoder reuses it): keep its fields (strings, the xattr map and its
+	// values are not reused), never e.
+	Entry(e *estargz.TOCEntry) error
+}
+
+// ExpectingSink is a Sink that makes room for the entries before they
+// come: decoded as a stream, a TOC does not say how many it holds, and
+// growing to fit copies what was built so far, again and again.
+type ExpectingSink interface {
+	Sink
+	// Expect is called once, before the first entry, with an estimate of
+	// the number of entries from the size of the TOC's JSON (one per
+	// bytesPerEntry bytes, at most Limits.MaxEntries): more or fewer may
+	// come.
+	Expect(entries int)
+}
+
+// bytesPerEntry is what an entry of a TOC takes in its JSON at least,
+// typically: a regular file's entry, with its digests, takes about 300
+// bytes; a directory's or a symlink's about 150.
+const bytesPerEntry = 200
+
+// expectedEntries estimates how many entries size bytes of TOC JSON hold.
+func expectedEntries(size int64, maxEntries int) int {
+	return int(min(max(size, 0)/bytesPerEntry, int64(maxEntries)))
+}
+
+// validatedStream is the visitor that decodes a TOC into a Sink: it
+// validates each entry before the sink sees it.
+type validatedStream struct {
+	v       *validator
+	sink    Sink
+	entries int
+}
+
+func (s *validatedStream) version(v int) error { return checkVersion(v) }
+
+func (s *validatedStream) entry(i int, e *estargz.TOCEntry) error {
+	if err := s.v.entry(i, e); err != nil {
+		return err
 	}
-	return jtoc, in.n, nil
+	s.entries++
+	return s.sink.Entry(e)
+}
+
+// decodeInto decodes, verifies and validates TOC JSON from r, jsonSize
+// bytes as far as its container says, into sink (see decodeVerified and
+// Validate): the TOC of a blob of blobSize bytes at tocOffset. It returns
+// the JSON's size and the number of entries.
+func decodeInto(ctx context.Context, r io.Reader, jsonSize int64, tocDigest digest.Digest, blobSize, tocOffset int64, lim Limits, sink Sink) (size int64, entries int, _ error) {
+	if err := checkPlacement(blobSize, tocOffset); err != nil {
+		return 0, 0, err
+	}
+	expect := expectedEntries(jsonSize, lim.MaxEntries)
+	v := newValidator(tocOffset)
+	v.names = make([]string, 0, expect)
+	v.kinds = make([]entryKind, 0, expect)
+	if es, ok := sink.(ExpectingSink); ok {
+		es.Expect(expect)
+	}
+	s := &validatedStream{v: v, sink: sink}
+	size, err := decodeVerified(ctx, r, tocDigest, lim.MaxSize, lim.MaxEntries, s)
+	if err != nil {
+		return size, s.entries, err
+	}
+	return size, s.entries, s.v.finish()
+}
+
+// collector is the Sink of Fetch and Store.Get: it keeps every entry.
+type collector struct {
+	entries []*estargz.TOCEntry
+}
+
+func (c *collector) Entry(e *estargz.TOCEntry) error {
+	kept := *e
+	c.entries = append(c.entries, &kept)
+	return nil
+}
+
+// jtoc returns what was collected as a validated TOC.
+func (c *collector) jtoc() *estargz.JTOC {
+	return &estargz.JTOC{Version: tocVersion, Entries: c.entries}
 }
 
 func digestOf(like digest.Digest, h hash.Hash) digest.Digest {

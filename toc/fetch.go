@@ -25,7 +25,22 @@ import (
 // A layer that must not be loaded lazily yields a *RefusedError; a failed
 // read yields the source's error, wrapped. The returned Layer is ready for
 // Store.Put.
-func Fetch(ctx context.Context, src Source, blobDigest, tocDigest digest.Digest, lim Limits) (_ *Layer, retErr error) {
+func Fetch(ctx context.Context, src Source, blobDigest, tocDigest digest.Digest, lim Limits) (*Layer, error) {
+	var c collector
+	l, err := FetchTo(ctx, src, blobDigest, tocDigest, lim, &c)
+	if err != nil {
+		return nil, err
+	}
+	l.TOC = c.jtoc()
+	return l, nil
+}
+
+// FetchTo is Fetch for a caller that builds its own structure from the
+// entries: each is handed to sink as it is decoded and validated, and none
+// is kept (the returned Layer's TOC is nil), so that loading a layer never
+// holds its whole decoded TOC. The Layer is returned, and what sink built
+// is valid, only if every check passed.
+func FetchTo(ctx context.Context, src Source, blobDigest, tocDigest digest.Digest, lim Limits, sink Sink) (_ *Layer, retErr error) {
 	if err := lim.check(); err != nil {
 		return nil, err
 	}
@@ -61,36 +76,31 @@ func Fetch(ctx context.Context, src Source, blobDigest, tocDigest digest.Digest,
 	parseStart := time.Now()
 	defer func() { metrics.TOCParseDuration.Observe(time.Since(parseStart).Seconds()) }()
 	// Decoded as it is inflated: the JSON is never held whole.
-	raw, _, err := openTOC(compressed, lim.MaxSize)
+	raw, declared, err := openTOC(compressed, lim.MaxSize)
 	if err != nil {
 		return nil, err
 	}
-	jtoc, tocSize, err := decodeVerified(ctx, raw, tocDigest, lim.MaxSize, lim.MaxEntries)
+	tocSize, entries, err := decodeInto(ctx, raw, declared, tocDigest, blobSize, tocOffset, lim, sink)
 	if err != nil {
-		return nil, err
-	}
-	l := &Layer{
-		BlobDigest:    blobDigest,
-		BlobSize:      blobSize,
-		TOCDigest:     tocDigest,
-		TOCOffset:     tocOffset,
-		TOC:           jtoc,
-		TOCCompressed: compressed,
-	}
-	if err := Validate(l, lim); err != nil {
 		return nil, err
 	}
 	parseDuration := time.Since(parseStart)
 
 	log.G(ctx).WithFields(log.Fields{
 		"toc_digest":      tocDigest,
-		"entries":         len(jtoc.Entries),
+		"entries":         entries,
 		"toc_size":        tocSize,
 		"compressed_size": compressedSize,
 		"fetch_duration":  fetchDuration,
 		"parse_duration":  parseDuration,
 	}).Debug("table of contents fetched")
-	return l, nil
+	return &Layer{
+		BlobDigest:    blobDigest,
+		BlobSize:      blobSize,
+		TOCDigest:     tocDigest,
+		TOCOffset:     tocOffset,
+		TOCCompressed: compressed,
+	}, nil
 }
 
 // readFooter reads the last estargz.FooterSize bytes with one request and

@@ -18,7 +18,8 @@ type Source interface {
 
 // Layer is what a worker needs to serve a layer without the registry's help
 // for metadata. Only Fetch and Store.Get produce a Layer whose TOC has been
-// verified and validated.
+// verified and validated; FetchTo and Store.GetTo verify and validate it
+// too, but hand its entries to a Sink and leave TOC nil.
 type Layer struct {
 	BlobDigest digest.Digest
 	BlobSize   int64

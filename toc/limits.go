@@ -29,7 +29,9 @@ type Limits struct {
 // DefaultLimits returns limits that admit large real-world layers while
 // bounding a worker's memory for one TOC to about a GiB. For scale
 // (BenchmarkFetch300k): a 300,000-file layer has about 100 MiB of TOC JSON,
-// 13 MiB compressed, and Fetch allocates about 600 MiB to load it.
+// 13 MiB compressed; Fetch holds its decoded entries (about 125 MiB), while
+// a worker decoding it into its tree through FetchTo peaks at about 120 MiB
+// for the whole process (BenchmarkLoadTOC300k in package worker).
 func DefaultLimits() Limits {
 	return Limits{
 		MaxCompressedSize: 64 << 20,

@@ -1,12 +1,12 @@
 package toc
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
-
-	"github.com/containerd/stargz-snapshotter/estargz"
 )
 
 const (
@@ -71,17 +71,104 @@ func checkSymlinkTarget(target string) error {
 	return nil
 }
 
+// sortNames sorts the positions of names by name, then by position.
+func (v *validator) sortNames() {
+	v.sorted = make([]int32, len(v.names))
+	for i := range v.sorted {
+		v.sorted[i] = int32(i)
+	}
+	slices.SortFunc(v.sorted, func(a, b int32) int {
+		return cmp.Or(strings.Compare(v.names[a], v.names[b]), cmp.Compare(a, b))
+	})
+}
+
+// checkDuplicates refuses a name that more than one entry has, reporting
+// the first entry in TOC order that repeats an earlier one's name.
+func (v *validator) checkDuplicates() error {
+	v.sortNames()
+	first := int32(-1)
+	for k := 1; k < len(v.sorted); k++ {
+		prev, cur := v.sorted[k-1], v.sorted[k]
+		if v.names[prev] != v.names[cur] {
+			continue
+		}
+		// prev is the name's first entry when k-1 starts its run: cur is
+		// then the first to repeat it.
+		if k-2 >= 0 && v.names[v.sorted[k-2]] == v.names[cur] {
+			continue
+		}
+		if first < 0 || cur < first {
+			first = cur
+		}
+	}
+	if first >= 0 {
+		return refuse(ReasonDuplicateName, v.rawName(first), fmt.Errorf("%q is named by more than one entry", v.names[first]))
+	}
+	return nil
+}
+
+// lookup returns the type of the entry named name (cleaned), once names
+// are sorted and unique.
+func (v *validator) lookup(name string) (entryKind, bool) {
+	k, found := slices.BinarySearchFunc(v.sorted, name, func(pos int32, name string) int {
+		return strings.Compare(v.names[pos], name)
+	})
+	if !found {
+		return 0, false
+	}
+	return v.kinds[v.sorted[k]], true
+}
+
+// hasDescendant reports whether any name is below name: in name order,
+// the names starting with name+"/" follow each other.
+func (v *validator) hasDescendant(name string) bool {
+	k, _ := slices.BinarySearchFunc(v.sorted, name, func(pos int32, name string) int {
+		return compareWithSlash(v.names[pos], name)
+	})
+	if k == len(v.sorted) {
+		return false
+	}
+	s := v.names[v.sorted[k]]
+	return len(s) > len(name) && s[len(name)] == '/' && s[:len(name)] == name
+}
+
+// compareWithSlash compares s with name+"/" without building the latter.
+func compareWithSlash(s, name string) int {
+	if len(s) <= len(name) {
+		if c := strings.Compare(s, name[:len(s)]); c != 0 {
+			return c
+		}
+		return -1 // s is a prefix of name+"/", shorter
+	}
+	if c := strings.Compare(s[:len(name)], name); c != 0 {
+		return c
+	}
+	return cmp.Compare(s[len(name)], '/')
+}
+
 // checkParents refuses an entry below a name that is not a directory: the
 // FUSE server could not place it, and an unpack would have to replace the
-// file with a directory or follow a symlink to do so.
+// file with a directory or follow a symlink to do so. The first such entry
+// in TOC order is reported, with its topmost parent that is not a
+// directory.
 func (v *validator) checkParents() error {
-	for _, ne := range v.names {
-		for i := 0; i < len(ne.name); i++ {
-			if ne.name[i] != '/' {
+	found := false
+	for pos, k := range v.kinds {
+		if k != kindDir && v.hasDescendant(v.names[pos]) {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return nil
+	}
+	for pos, name := range v.names {
+		for i := 0; i < len(name); i++ {
+			if name[i] != '/' {
 				continue
 			}
-			if p, ok := v.byName[ne.name[:i]]; ok && p.Type != "dir" {
-				return refuse(ReasonUnsafeName, ne.id, fmt.Errorf("parent %q is a %s, not a directory", ne.name[:i], p.Type))
+			if k, ok := v.lookup(name[:i]); ok && k != kindDir {
+				return refuse(ReasonUnsafeName, v.rawName(int32(pos)), fmt.Errorf("parent %q is a %s, not a directory", name[:i], k))
 			}
 		}
 	}
@@ -92,35 +179,36 @@ func (v *validator) checkParents() error {
 // an existing entry that is not a directory. Resolved names are remembered,
 // so that a long chain costs linear time, not quadratic.
 func (v *validator) checkHardlinks() error {
-	resolved := make(map[string]*estargz.TOCEntry, len(v.hardlinks))
+	resolved := make(map[string]entryKind, len(v.hardlinks))
 	// visiting holds the names of the chain being followed: every earlier
 	// chain ended up in resolved.
 	visiting := make(map[string]bool)
-	for _, hl := range v.hardlinks {
+	for _, pos := range v.hardlinks {
+		raw := v.rawName(pos)
 		var chain []string
-		var target *estargz.TOCEntry
-		for cur := hl.name; target == nil; {
-			if t, ok := resolved[cur]; ok {
-				target = t
+		var target entryKind
+		for cur := v.names[pos]; ; {
+			if k, ok := resolved[cur]; ok {
+				target = k
 				break
 			}
-			e, ok := v.byName[cur]
+			k, ok := v.lookup(cur)
 			if !ok {
-				return refuse(ReasonBadLink, hl.id, fmt.Errorf("hard link target %q is not in the layer", cur))
+				return refuse(ReasonBadLink, raw, fmt.Errorf("hard link target %q is not in the layer", cur))
 			}
-			if e.Type != "hardlink" {
-				target = e
+			if k != kindHardlink {
+				target = k
 				break
 			}
 			if visiting[cur] {
-				return refuse(ReasonBadLink, hl.id, fmt.Errorf("hard link cycle through %q", cur))
+				return refuse(ReasonBadLink, raw, fmt.Errorf("hard link cycle through %q", cur))
 			}
 			visiting[cur] = true
 			chain = append(chain, cur)
-			cur = cleanName(e.LinkName) // checked by entry
+			cur = cleanName(v.linkOf[cur]) // checked by entry
 		}
-		if target.Type == "dir" {
-			return refuse(ReasonBadLink, hl.id, errors.New("hard link to a directory"))
+		if target == kindDir {
+			return refuse(ReasonBadLink, raw, errors.New("hard link to a directory"))
 		}
 		for _, name := range chain {
 			resolved[name] = target

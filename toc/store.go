@@ -120,7 +120,20 @@ func (s *Store) Put(l *Layer) error {
 // validates it against lim (which may be stricter than when it was stored).
 // A TOC that is not stored yields errdefs.ErrNotFound; one that no longer
 // verifies or validates yields a *RefusedError.
-func (s *Store) Get(tocDigest digest.Digest, lim Limits) (_ *Layer, retErr error) {
+func (s *Store) Get(tocDigest digest.Digest, lim Limits) (*Layer, error) {
+	var c collector
+	l, err := s.GetTo(tocDigest, lim, &c)
+	if err != nil {
+		return nil, err
+	}
+	l.TOC = c.jtoc()
+	return l, nil
+}
+
+// GetTo is Get for a caller that builds its own structure from the
+// entries, as FetchTo is for Fetch: none is kept, the returned Layer's TOC
+// is nil, and what sink built is valid only if GetTo returns no error.
+func (s *Store) GetTo(tocDigest digest.Digest, lim Limits, sink Sink) (_ *Layer, retErr error) {
 	if err := tocDigest.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid TOC digest %q: %w: %w", tocDigest, err, errdefs.ErrInvalidArgument)
 	}
@@ -142,7 +155,11 @@ func (s *Store) Get(tocDigest digest.Digest, lim Limits) (_ *Layer, retErr error
 	defer f.Close()
 	// Decoded as it is read, and verified: the JSON is never held whole.
 	// The API has no ctx: decoding a stored TOC cannot be cancelled.
-	jtoc, _, err := decodeVerified(context.Background(), bufio.NewReaderSize(f, 64<<10), tocDigest, lim.MaxSize, lim.MaxEntries)
+	var size int64
+	if fi, err := f.Stat(); err == nil {
+		size = fi.Size()
+	}
+	_, _, err = decodeInto(context.Background(), bufio.NewReaderSize(f, 64<<10), size, tocDigest, meta.BlobSize, meta.TOCOffset, lim, sink)
 	if err != nil {
 		var re *RefusedError
 		if errors.As(err, &re) && re.Reason == ReasonTOCDigestMismatch {
@@ -150,17 +167,12 @@ func (s *Store) Get(tocDigest digest.Digest, lim Limits) (_ *Layer, retErr error
 		}
 		return nil, err
 	}
-	l := &Layer{
+	return &Layer{
 		BlobDigest: meta.BlobDigest,
 		BlobSize:   meta.BlobSize,
 		TOCDigest:  tocDigest,
 		TOCOffset:  meta.TOCOffset,
-		TOC:        jtoc,
-	}
-	if err := Validate(l, lim); err != nil {
-		return nil, err
-	}
-	return l, nil
+	}, nil
 }
 
 func readMeta(path string, tocDigest digest.Digest) (*storedMeta, error) {

@@ -104,11 +104,19 @@ func refusalCases() []refusalCase {
 		{name: "file named as root", make: rename("empty", "reg", "./"), reason: toc.ReasonUnsafeName, entry: "./"},
 		{name: "below a regular file", make: add(&estargz.TOCEntry{Name: "etc/passwd/x", Type: "dir"}), reason: toc.ReasonUnsafeName, entry: "etc/passwd/x"},
 		{name: "below a symlink", make: add(&estargz.TOCEntry{Name: "bin/sh/x", Type: "fifo"}), reason: toc.ReasonUnsafeName, entry: "bin/sh/x"},
+		{name: "directory below a regular file, named with its slash", make: add(&estargz.TOCEntry{Name: "etc/passwd/x/", Type: "dir"}), reason: toc.ReasonUnsafeName, entry: "etc/passwd/x/"},
+		{name: "first entry below a file in TOC order", reason: toc.ReasonUnsafeName, entry: "fifo/z", make: add(
+			&estargz.TOCEntry{Name: "fifo/z", Type: "fifo"}, &estargz.TOCEntry{Name: "etc/passwd/a", Type: "fifo"})},
 
 		// duplicate_name
 		{name: "same name after cleaning", make: rename("caps", "reg", "./etc//passwd"), reason: toc.ReasonDuplicateName, entry: "./etc//passwd"},
 		{name: "dir with and without slash", make: add(&estargz.TOCEntry{Name: "etc", Type: "dir"}), reason: toc.ReasonDuplicateName, entry: "etc"},
 		{name: "two roots", make: add(&estargz.TOCEntry{Name: "./", Type: "dir"}, &estargz.TOCEntry{Name: ".", Type: "dir"}), reason: toc.ReasonDuplicateName, entry: "."},
+		// Of two names repeated, the repeat that comes first in the TOC
+		// is reported, whatever the names' order.
+		{name: "first repeat in TOC order", reason: toc.ReasonDuplicateName, entry: "./zz", make: add(
+			&estargz.TOCEntry{Name: "zz", Type: "dir"}, &estargz.TOCEntry{Name: "aa", Type: "dir"},
+			&estargz.TOCEntry{Name: "./zz", Type: "dir"}, &estargz.TOCEntry{Name: "./aa", Type: "dir"}, &estargz.TOCEntry{Name: "aa/", Type: "dir"})},
 
 		// bad_offset
 		{name: "chunk at the TOC", reason: toc.ReasonBadOffset, entry: "etc/passwd", make: mutate(func(t *testing.T, j *estargz.JTOC) {
@@ -281,6 +289,72 @@ func randomBytes(n int) []byte {
 		b[i] = byte(r.Uint32())
 	}
 	return b
+}
+
+// countingSink counts the entries a streamed TOC hands on, and what it was
+// told to expect.
+type countingSink struct {
+	entries, expected int
+	expectedFirst     bool
+}
+
+func (s *countingSink) Expect(n int) { s.expected, s.expectedFirst = n, s.entries == 0 }
+
+func (s *countingSink) Entry(e *estargz.TOCEntry) error {
+	if e == nil {
+		return errors.New("nil entry handed on")
+	}
+	s.entries++
+	return nil
+}
+
+// TestFetchToRefusesHostileLayers runs every refusal through the stream a
+// worker decodes into its tree (FetchTo), which must refuse as Fetch does:
+// Fetch collects what FetchTo hands on, but a worker never sees more than
+// the stream.
+func TestFetchToRefusesHostileLayers(t *testing.T) {
+	for _, tc := range refusalCases() {
+		t.Run(tc.reason+"/"+tc.name, func(t *testing.T) {
+			blob, tocDigest := tc.make(t)
+			lim := toc.DefaultLimits()
+			if tc.lim != nil {
+				lim = tc.lim(lim)
+			}
+			var sink countingSink
+			l, err := toc.FetchTo(testCtx(t), newSource(blob), blobDigest(blob), tocDigest, lim, &sink)
+			if l != nil {
+				t.Errorf("FetchTo returned a layer with its refusal")
+			}
+			assertRefused(t, err, blobDigest(blob), tc.reason, tc.entry)
+			if sink.entries > lim.MaxEntries {
+				t.Errorf("%d entries handed on, limit %d", sink.entries, lim.MaxEntries)
+			}
+		})
+	}
+}
+
+// TestFetchToHandsOnEveryEntry checks the stream of a good layer: every
+// entry handed on, once, after the sink was told how many to expect.
+func TestFetchToHandsOnEveryEntry(t *testing.T) {
+	blob, tocDigest := baseBlob(t)
+	want, err := toc.Fetch(testCtx(t), newSource(blob), blobDigest(blob), tocDigest, toc.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sink countingSink
+	l, err := toc.FetchTo(testCtx(t), newSource(blob), blobDigest(blob), tocDigest, toc.DefaultLimits(), &sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.TOC != nil {
+		t.Error("FetchTo kept the TOC")
+	}
+	if sink.entries != len(want.TOC.Entries) {
+		t.Errorf("%d entries handed on, the TOC has %d", sink.entries, len(want.TOC.Entries))
+	}
+	if !sink.expectedFirst || sink.expected < 0 || sink.expected > toc.DefaultLimits().MaxEntries {
+		t.Errorf("expected %d entries (told before the first: %v)", sink.expected, sink.expectedFirst)
+	}
 }
 
 func TestFetchRefusesHostileLayers(t *testing.T) {

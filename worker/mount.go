@@ -18,7 +18,6 @@ import (
 	"github.com/lazyfs/lazyfs/daemonapi"
 	"github.com/lazyfs/lazyfs/failover"
 	"github.com/lazyfs/lazyfs/lazyfs"
-	"github.com/lazyfs/lazyfs/toc"
 )
 
 // bigTOCEntries is the TOC size from which a load returns freed memory to
@@ -58,16 +57,9 @@ type mount struct {
 	stopped      chan struct{}      // closed when the read loop has returned
 }
 
-func newMount(w *Worker, req daemonapi.LoadLayerRequest, layer *toc.Layer, src chunks.Source) (*mount, error) {
-	tree, err := lazyfs.NewTree(layer.TOC, layer.TOCOffset)
-	if err != nil {
-		return nil, fmt.Errorf("layer %s: %w", req.LayerDigest, err)
-	}
-	entries := len(layer.TOC.Entries)
-	landmark, hasLandmark := prefetchLandmark(layer.TOC)
-	// The tree holds what serving needs; the decoded TOC can go.
-	layer.TOC, layer.TOCCompressed = nil, nil
-	if entries >= bigTOCEntries {
+func newMount(w *Worker, req daemonapi.LoadLayerRequest, loaded *loadedLayer) *mount {
+	layer, tree := loaded.layer, loaded.tree
+	if loaded.entries >= bigTOCEntries {
 		// Decoding a big TOC allocates several times what the tree keeps;
 		// hand that back to the kernel now rather than when the runtime
 		// gets to it, so the worker's RSS reflects what it really holds.
@@ -84,10 +76,10 @@ func newMount(w *Worker, req daemonapi.LoadLayerRequest, layer *toc.Layer, src c
 	// Background work ends with the mount (detach) or the worker.
 	life, end := context.WithCancel(w.ctx)
 	opts.Context = life
-	reader := chunks.NewReader(src, opts)
+	reader := chunks.NewReader(loaded.src, opts)
 	var prioritized []chunks.Chunk
-	if hasLandmark && w.opts.Prefetch {
-		prioritized = opts.Layout.Before(landmark)
+	if off, ok := loaded.landmark.offset(); ok && w.opts.Prefetch {
+		prioritized = opts.Layout.Before(off)
 	}
 	// Every FUSE op's ctx derives from this one: its logger names the layer,
 	// and the worker's shutdown cancels reads in flight.
@@ -104,7 +96,7 @@ func newMount(w *Worker, req daemonapi.LoadLayerRequest, layer *toc.Layer, src c
 			LayerDigest: req.LayerDigest,
 			TOCDigest:   req.TOCDigest,
 			BlobSize:    layer.BlobSize,
-			Entries:     entries,
+			Entries:     loaded.entries,
 		},
 		fs:           lazyfs.NewFS(fctx, tree, reader),
 		reader:       reader,
@@ -115,7 +107,7 @@ func newMount(w *Worker, req daemonapi.LoadLayerRequest, layer *toc.Layer, src c
 		state:        daemonapi.MountLoaded,
 		verification: daemonapi.Unverified,
 		fd:           -1,
-	}, nil
+	}
 }
 
 // recordLayer keeps the layer's chunk list in the chunk cache (once per

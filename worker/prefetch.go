@@ -8,21 +8,32 @@ import (
 	"github.com/lazyfs/lazyfs/metrics"
 )
 
-// prefetchLandmark returns the blob offset of the layer's eStargz prefetch
-// landmark, before which its builder put the files a container needs first,
-// and whether the layer asks for a prefetch at all: a layer with the
-// no-prefetch landmark, or none, gets none.
-func prefetchLandmark(toc *estargz.JTOC) (int64, bool) {
-	for _, e := range toc.Entries {
-		switch e.Name {
-		case estargz.PrefetchLandmark:
-			return e.Offset, true
-		case estargz.NoPrefetchLandmark:
-			return 0, false
-		}
-	}
-	return 0, false
+// landmark follows a layer's TOC entries to its eStargz prefetch landmark,
+// before which its builder put the files a container needs first. The
+// first landmark decides: a layer with the no-prefetch landmark, or none,
+// gets no prefetch.
+type landmark struct {
+	off     int64
+	found   bool // the prefetch landmark, at off
+	decided bool // a landmark was seen
 }
+
+// see notes entry e, the next of the TOC.
+func (l *landmark) see(e *estargz.TOCEntry) {
+	if l.decided {
+		return
+	}
+	switch e.Name {
+	case estargz.PrefetchLandmark:
+		l.off, l.found, l.decided = e.Offset, true, true
+	case estargz.NoPrefetchLandmark:
+		l.decided = true
+	}
+}
+
+// offset returns the blob offset of the prefetch landmark, and whether the
+// layer asks for a prefetch at all.
+func (l *landmark) offset() (int64, bool) { return l.off, l.found }
 
 // registryOf names the registry of an image reference, which the fetch
 // scheduler limits requests per; a reference that does not parse is its

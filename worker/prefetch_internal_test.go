@@ -24,9 +24,12 @@ func TestPrefetchLandmark(t *testing.T) {
 		{"no landmark", []*estargz.TOCEntry{reg("etc/x", 200)}, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			off, ok := prefetchLandmark(&estargz.JTOC{Entries: tc.entries})
-			if off != tc.off || ok != tc.ok {
-				t.Errorf("prefetchLandmark = %d, %v; want %d, %v", off, ok, tc.off, tc.ok)
+			var l landmark
+			for _, e := range tc.entries {
+				l.see(e)
+			}
+			if off, ok := l.offset(); off != tc.off || ok != tc.ok {
+				t.Errorf("landmark = %d, %v; want %d, %v", off, ok, tc.off, tc.ok)
 			}
 		})
 	}

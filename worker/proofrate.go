@@ -61,3 +61,51 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	}
 }
+
+// Between two reads of a proof's stream, the proof stands aside while reads
+// a container waits on run against the same registry, until
+// proofYieldQuiet after the last one, at most proofYieldMax at a time;
+// after standing aside that long it reads proofYieldGrant bytes before it
+// yields again, so that a proof still advances (at a few MiB/s) on a node
+// whose containers read without pause.
+const (
+	proofYieldQuiet = 100 * time.Millisecond
+	proofYieldMax   = time.Second
+	proofYieldGrant = 4 << 20
+)
+
+// yielder is the part of the chunk scheduler a proof yields through.
+type yielder interface {
+	YieldToForeground(ctx context.Context, registry string, quiet, max time.Duration) error
+}
+
+// yieldReader reads r, first yielding to foreground reads (see above).
+type yieldReader struct {
+	ctx      context.Context
+	r        io.Reader
+	sched    yielder
+	registry string
+	// granted is what may still be read without yielding; now is
+	// time.Now (tests replace it).
+	granted int64
+	now     func() time.Time
+}
+
+func (y *yieldReader) Read(p []byte) (int, error) {
+	if y.granted <= 0 {
+		now := time.Now
+		if y.now != nil {
+			now = y.now
+		}
+		start := now()
+		if err := y.sched.YieldToForeground(y.ctx, y.registry, proofYieldQuiet, proofYieldMax); err != nil {
+			return 0, err
+		}
+		if now().Sub(start) >= proofYieldMax {
+			y.granted = proofYieldGrant
+		}
+	}
+	n, err := y.r.Read(p)
+	y.granted -= int64(n)
+	return n, err
+}

@@ -39,7 +39,13 @@ func (w *Worker) Verify(ctx context.Context, mountID string) (daemonapi.VerifyIn
 	if err != nil {
 		return daemonapi.VerifyInfo{}, fmt.Errorf("mount %s: %w", mountID, err)
 	}
-	src := limitRate(ctx, blob.Stream(ctx), w.opts.ProofRate)
+	// Background work: it stands aside for the reads of the worker's
+	// containers, and goes at most at [fetch] background_rate.
+	var stream io.Reader = blob.Stream(ctx)
+	if w.opts.Chunks.Scheduler != nil {
+		stream = &yieldReader{ctx: ctx, r: stream, sched: w.opts.Chunks.Scheduler, registry: registryOf(m.req.ImageRef)}
+	}
+	src := limitRate(ctx, stream, w.opts.ProofRate)
 	var cacher *chunkCacher
 	if w.opts.Cache != nil {
 		// The proof is the layer's background fetch too (proofcache.go).

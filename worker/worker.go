@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	"github.com/containerd/stargz-snapshotter/estargz"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
@@ -22,6 +24,7 @@ import (
 	"github.com/lazyfs/lazyfs/daemonapi"
 	"github.com/lazyfs/lazyfs/failover"
 	"github.com/lazyfs/lazyfs/layout"
+	"github.com/lazyfs/lazyfs/lazyfs"
 	"github.com/lazyfs/lazyfs/remote"
 	"github.com/lazyfs/lazyfs/toc"
 )
@@ -218,12 +221,9 @@ func (w *Worker) LoadLayer(ctx context.Context, req daemonapi.LoadLayerRequest) 
 	w.mu.Unlock()
 	defer w.loaded()
 
-	layer, src, err := w.loadTOC(ctx, req.ImageRef, layerDigest, tocDigest, nextLayers(req))
+	loaded, err := w.loadTOC(ctx, req.ImageRef, layerDigest, tocDigest, nextLayers(req))
 	if err == nil {
-		var m *mount
-		if m, err = newMount(w, req, layer, src); err == nil {
-			return w.addMount(ctx, req, m)
-		}
+		return w.addMount(ctx, req, newMount(w, req, loaded))
 	}
 	// The worker's own log says why, at a level operators keep: the
 	// snapshotter only sees that the layer fell back.
@@ -267,15 +267,30 @@ func (w *Worker) addMount(ctx context.Context, req daemonapi.LoadLayerRequest, m
 	return m.layerInfo, nil
 }
 
-// loadTOC returns the layer's verified TOC, from the store when it was kept
-// before, else from the registry (and then keeps it). A layer fetched from
-// the registry is a pull's: the image's next layers are resolved ahead
-// meanwhile.
-func (w *Worker) loadTOC(ctx context.Context, ref string, layerDigest, tocDigest digest.Digest, next []digest.Digest) (*toc.Layer, chunks.Source, error) {
-	layer, err := w.store.Get(tocDigest, w.opts.Limits)
+// loadedLayer is a layer whose TOC was verified, validated and turned into
+// the tree the worker serves.
+type loadedLayer struct {
+	layer *toc.Layer // without its TOC: the tree holds what serving needs
+	tree  *lazyfs.Tree
+	src   chunks.Source
+	// entries is the number of TOC entries; landmark the layer's eStargz
+	// prefetch landmark.
+	entries  int
+	landmark landmark
+}
+
+// loadTOC returns the layer's tree, from the TOC kept in the store when it
+// was kept before, else from the registry (and then keeps it). The TOC is
+// decoded straight into the tree, entry by entry: its decoded entries are
+// never held together (a layer of 300,000 files would cost about 125 MiB
+// more at once). A layer fetched from the registry is a pull's: the
+// image's next layers are resolved ahead meanwhile.
+func (w *Worker) loadTOC(ctx context.Context, ref string, layerDigest, tocDigest digest.Digest, next []digest.Digest) (*loadedLayer, error) {
+	sink := &treeSink{}
+	layer, err := w.store.GetTo(tocDigest, w.opts.Limits, sink)
 	if err == nil && layer.BlobDigest == layerDigest {
 		log.G(ctx).Debug("using the kept TOC")
-		return layer, &lazyBlob{resolver: w.opts.Resolver, ref: ref, dgst: layerDigest, size: layer.BlobSize}, nil
+		return sink.finish(layer, &lazyBlob{resolver: w.opts.Resolver, ref: ref, dgst: layerDigest, size: layer.BlobSize})
 	}
 	if err != nil && !errdefs.IsNotFound(err) {
 		log.G(ctx).WithError(err).Warn("kept TOC unusable; fetching it again")
@@ -288,21 +303,63 @@ func (w *Worker) loadTOC(ctx context.Context, ref string, layerDigest, tocDigest
 		// One request answers the blob's size, its footer and (mostly)
 		// its TOC; a bigger TOC costs one more for what the tail lacks.
 		if blob, tail, err = w.opts.Resolver.BlobTail(ctx, ref, layerDigest, w.tailBytes()); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	} else {
 		log.G(ctx).Debug("footer and TOC resolved ahead")
 	}
-	layer, err = toc.Fetch(ctx, toc.WithTail(blob, tail), layerDigest, tocDigest, w.opts.Limits)
+	sink = &treeSink{}
+	layer, err = toc.FetchTo(ctx, toc.WithTail(blob, tail), layerDigest, tocDigest, w.opts.Limits, sink)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if err := w.store.Put(layer); err != nil {
 		// Serving works without it; only a later remount needs the registry.
 		log.G(ctx).WithError(err).Warn("failed to keep the TOC on disk")
 	}
-	layer.TOCCompressed = nil // kept on disk now; the decoded TOC is all that is needed
-	return layer, blob, nil
+	layer.TOCCompressed = nil // kept on disk now; the tree is all that is needed
+	return sink.finish(layer, blob)
+}
+
+// collectEvery is how many TOC entries a load decodes between garbage
+// collections it asks for: a layer of up to this many entries gets none.
+const collectEvery = 50_000
+
+// treeSink is the toc.Sink of a layer load: it builds the layer's tree and
+// notes its prefetch landmark as the entries are decoded.
+type treeSink struct {
+	tree     lazyfs.TreeBuilder
+	entries  int
+	landmark landmark
+}
+
+// Expect makes room in the tree (toc.ExpectingSink).
+func (s *treeSink) Expect(entries int) { s.tree.Expect(entries) }
+
+func (s *treeSink) Entry(e *estargz.TOCEntry) error {
+	s.entries++
+	if s.entries%collectEvery == 0 {
+		// Most of what decoding allocates is garbage (the decoder's
+		// strings, the old arrays of the slices growing with the tree), and
+		// the runtime lets the heap grow to twice what was live at its last
+		// collection: while a big TOC loads, what is live keeps growing,
+		// and the peak would be about twice what the load keeps. A worker's
+		// memory is sized for its peak; a collection every collectEvery
+		// entries costs a few tens of milliseconds each.
+		runtime.GC()
+	}
+	s.landmark.see(e)
+	return s.tree.Add(e)
+}
+
+// finish builds the tree of a layer whose every entry was added and
+// checked.
+func (s *treeSink) finish(layer *toc.Layer, src chunks.Source) (*loadedLayer, error) {
+	tree, err := s.tree.Tree(layer.TOCOffset)
+	if err != nil {
+		return nil, fmt.Errorf("layer %s: %w", layer.BlobDigest, err)
+	}
+	return &loadedLayer{layer: layer, tree: tree, src: src, entries: s.entries, landmark: s.landmark}, nil
 }
 
 // Detach stops serving a mount and forgets it. The snapshotter unmounts

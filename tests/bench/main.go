@@ -59,6 +59,10 @@ type options struct {
 	cacheDir string
 	logsDir  string
 	network  string
+	// background runs the background-fetch scenario (background.go)
+	// instead of the three above, with bgRate as [fetch] background_rate.
+	background bool
+	bgRate     string
 }
 
 // networks are the registry links -network emulates with the counting
@@ -82,6 +86,8 @@ func main() {
 	flag.StringVar(&opts.logsDir, "logs", "", "copy the logs of every run's snapshotter, workers and containerd into this directory")
 	flag.StringVar(&opts.network, "network", "loopback", "registry link to emulate: loopback or remote (20 ms per request, 200 Mbit/s)")
 	flag.StringVar(&opts.cacheDir, "cache", "/var/cache/lazyfs-bench", "directory keeping eStargz conversions between invocations; empty converts every time")
+	flag.BoolVar(&opts.background, "background", false, "measure background fetch instead: the cold read with it on and off, and the time until an image is fully cached against a full pull")
+	flag.StringVar(&opts.bgRate, "background-rate", "0", "with -background: [fetch] background_rate of the side with background fetch on")
 	flag.Parse()
 	if _, ok := networks[opts.network]; opts.runs < 1 || opts.entries < 2*manyDirs || flag.NArg() > 0 || !ok {
 		fmt.Fprintf(os.Stderr, "usage: bench [-runs N>=1] [-json FILE] [-entries N>=%d] [-cache DIR] [-logs DIR] [-network loopback|remote]\n", 2*manyDirs)
@@ -153,13 +159,36 @@ func run(ctx context.Context, opts options) (err error) {
 	}
 	stop.Add(proxy.Close)
 
-	imgs, err := prepare(ctx, env, busybox, work, reg, conversionCache{dir: opts.cacheDir}, opts.entries)
+	entries := opts.entries
+	if opts.background {
+		entries = 0 // the many-entry image is not used
+	}
+	imgs, err := prepare(ctx, env, busybox, work, reg, conversionCache{dir: opts.cacheDir}, entries)
 	if err != nil {
 		return err
 	}
 	nw := networks[opts.network]
 	proxy.SetLatency(nw.latency)
 	proxy.SetBandwidth(nw.bandwidth)
+	if opts.background {
+		var results []bgResult
+		for i := range opts.runs {
+			r, err := runBackground(ctx, env, proxy, imgs, filepath.Join(work, fmt.Sprintf("run%d", i+1)), opts.logsDir, opts.bgRate, i+1, opts.runs)
+			if err != nil {
+				return fmt.Errorf("run %d: %w", i+1, err)
+			}
+			results = append(results, r)
+		}
+		printBackground(os.Stdout, opts.bgRate, results)
+		if opts.jsonPath != "" {
+			if err := writeJSON(opts.jsonPath, results); err != nil {
+				return err
+			}
+			progress("wrote %s", opts.jsonPath)
+		}
+		progress("done in %s; stopping everything", time.Since(started).Round(time.Second))
+		return nil
+	}
 	var results []runResult
 	for i := range opts.runs {
 		r, err := runOnce(ctx, env, proxy, imgs, filepath.Join(work, fmt.Sprintf("run%d", i+1)), opts.logsDir, i+1, opts.runs)

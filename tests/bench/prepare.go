@@ -44,7 +44,7 @@ type benchImages struct {
 // ref returns the reference of repo:tag on host ("127.0.0.1:port").
 func ref(host, repo, tag string) string { return host + "/" + repo + ":" + tag }
 
-// prepare builds both images, pushes the originals, and pushes their
+// prepare builds both images (the many-entry one only when entries > 0), pushes the originals, and pushes their
 // eStargz conversions: from the cache when it holds them, else converted
 // with a throw-away containerd (and then cached). Nothing it does is
 // measured.

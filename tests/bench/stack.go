@@ -31,12 +31,18 @@ type stack struct {
 // the stack is returned as far as it started, so that its logs can be shown.
 // config is merged over the harness's snapshotter config (nil: defaults).
 func startStack(ctx context.Context, env harness.Env, proxy *harness.Proxy, dir string, config map[string]any, stop *harness.Closers) (_ *stack, err error) {
+	return startStackOpts(ctx, harness.SnapshotterOptions{Env: env, Config: config}, proxy, dir, stop)
+}
+
+// startStackOpts is startStack with the snapshotter's options.
+func startStackOpts(ctx context.Context, snOpts harness.SnapshotterOptions, proxy *harness.Proxy, dir string, stop *harness.Closers) (_ *stack, err error) {
+	env := snOpts.Env
 	s := &stack{proxy: proxy, dir: dir}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return s, fmt.Errorf("failed to create run dir: %w", err)
 	}
 	stop.Add(func() error { return os.RemoveAll(dir) })
-	if s.sn, err = harness.StartSnapshotter(ctx, harness.SnapshotterOptions{Env: env, Config: config}); err != nil {
+	if s.sn, err = harness.StartSnapshotter(ctx, snOpts); err != nil {
 		return s, err
 	}
 	stop.Add(s.sn.Close)
