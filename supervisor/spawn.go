@@ -226,6 +226,9 @@ func (s *Supervisor) waitReady(ctx context.Context, w *worker, ready *os.File) e
 	}
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
+	// last is the last answer's fault; a call the deadline cut short
+	// tells nothing new.
+	var last error
 	for {
 		info, err := w.api.Info(ctx)
 		if err == nil && info.PID == w.pid {
@@ -236,11 +239,14 @@ func (s *Supervisor) waitReady(ctx context.Context, w *worker, ready *os.File) e
 			// this worker has bound the same path.
 			err = fmt.Errorf("api socket answered by pid %d, not %d", info.PID, w.pid)
 		}
+		if ctx.Err() == nil || last == nil {
+			last = err
+		}
 		select {
 		case <-w.exited:
 			return fmt.Errorf("worker %s exited before it was ready; see %s", w.id, s.logPath(w.id))
 		case <-ctx.Done():
-			return fmt.Errorf("worker %s not ready after %s: %w", w.id, s.opts.ReadyTimeout, errors.Join(err, ctx.Err()))
+			return fmt.Errorf("worker %s not ready after %s: %w", w.id, s.opts.ReadyTimeout, errors.Join(last, ctx.Err()))
 		case <-tick.C:
 		}
 	}
