@@ -68,23 +68,6 @@ func NewFS(ctx context.Context, tree *Tree, reader FileReader) *FS {
 // String names the filesystem in go-fuse's debug output.
 func (fs *FS) String() string { return "lazyfs" }
 
-// opContext derives the context of one operation: it ends with the FS's
-// root context or when the kernel interrupts the request (cancel closes).
-// The caller must call the returned stop.
-func (fs *FS) opContext(cancel <-chan struct{}) (context.Context, context.CancelFunc) {
-	ctx, stop := context.WithCancel(fs.ctx)
-	if cancel != nil {
-		go func() {
-			select {
-			case <-cancel:
-				stop()
-			case <-ctx.Done():
-			}
-		}()
-	}
-	return ctx, stop
-}
-
 // fillEntry answers a LOOKUP (or a READDIRPLUS entry) for node id.
 func (fs *FS) fillEntry(id uint64, n *node, out *fuse.EntryOut) {
 	out.NodeId = id

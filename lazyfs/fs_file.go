@@ -1,8 +1,6 @@
 package lazyfs
 
 import (
-	"context"
-	"errors"
 	"io"
 	"time"
 
@@ -41,7 +39,14 @@ func (fs *FS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) f
 // Read serves file contents from the FileReader. Anything short of the
 // full, verified range (up to the end of the file) is an EIO: a short reply
 // would make the kernel believe the file ends there.
-func (fs *FS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
+//
+// A READ the kernel interrupts (the reading thread got a signal) goes on:
+// no local file system fails a read of a regular file with EINTR, and most
+// programs do not retry one, so a shell's SIGCHLD or a timer arriving while
+// a read waits for the registry would fail it. A fatal signal needs no
+// answer: the kernel stops waiting for it. The read stays bounded by the
+// registry's read deadline and ends when the worker stops.
+func (fs *FS) Read(_ <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
 	defer opRead.observe(time.Now())
 	n := fs.tree.node(in.NodeId)
 	switch {
@@ -58,26 +63,22 @@ func (fs *FS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.Re
 	off := int64(in.Offset)
 	p := buf[:min(int64(len(buf)), n.size-off)]
 
-	ctx, stop := fs.opContext(cancel)
-	defer stop()
+	ctx := fs.ctx
 	// The chunk list is the tree's own: readers must not modify it.
 	got, err := fs.reader.ReadAt(ctx, fs.tree.fileChunks(n), p, off)
 	if err == nil && got != len(p) {
 		err = io.ErrUnexpectedEOF
 	}
 	if err != nil {
-		return nil, fs.readFailed(ctx, in, len(p), err)
+		return nil, fs.readFailed(in, len(p), err)
 	}
 	served(len(p))
 	return fuse.ReadResultData(p), fuse.OK
 }
 
-// readFailed turns a FileReader error into the reply: EINTR when the
-// kernel interrupted the request, EIO otherwise, logged and counted.
-func (fs *FS) readFailed(ctx context.Context, in *fuse.ReadIn, size int, err error) fuse.Status {
-	if ctx.Err() != nil && errors.Is(err, context.Canceled) && fs.ctx.Err() == nil {
-		return fuse.EINTR
-	}
+// readFailed turns a FileReader error into the reply, EIO, logged and
+// counted.
+func (fs *FS) readFailed(in *fuse.ReadIn, size int, err error) fuse.Status {
 	opRead.failed()
 	entry := log.G(fs.ctx).WithError(err).WithFields(log.Fields{
 		"node":   in.NodeId,

@@ -44,9 +44,8 @@ func Open(path string, flags int, mode uint32) (int, error) {
 	}
 }
 
-// Pread is pread(2), retried on EINTR: lazyfs answers a READ the kernel
-// interrupted (the Go runtime's preemption signal is enough) with EINTR,
-// which os.File retries and a bare system call returns.
+// Pread is pread(2), retried on EINTR, as os.File does: a test's thread
+// gets the Go runtime's preemption signals while it waits on a mount.
 func Pread(fd int, p []byte, off int64) (int, error) {
 	for {
 		n, err := unix.Pread(fd, p, off)
