@@ -74,6 +74,10 @@ cleanup() {
 }
 trap cleanup EXIT
 tar -C "$root" --exclude ./.git --exclude ./bin --exclude ./zz_warm -cf - . | tar -C "$work" -xf -
+# The worker binary that supervisor's tests spawn, built once from the
+# unmutated copy (a mutant of the package under test is in the test binary).
+mkdir -p "$work/bin"
+(cd "$work" && go build -o bin/lazyfsd ./cmd/lazyfsd)
 
 # Build gremlins once (go run would rebuild it per package on a cold cache).
 GOBIN="$work/.gremlins-bin" go install "$GREMLINS"
