@@ -1,6 +1,9 @@
 package remote
 
-import "time"
+import (
+	"cmp"
+	"time"
+)
 
 // Defaults used when an Options field is left zero.
 const (
@@ -87,51 +90,32 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	if o.UserAgent == "" {
-		o.UserAgent = DefaultUserAgent
-	}
-	if o.RequestTimeout <= 0 {
-		o.RequestTimeout = DefaultRequestTimeout
-	}
-	if o.HostsTTL <= 0 {
-		o.HostsTTL = DefaultHostsTTL
-	}
-	if o.ReadTimeout <= 0 {
-		o.ReadTimeout = DefaultReadTimeout
-	}
-	if o.BackoffMin <= 0 {
-		o.BackoffMin = DefaultBackoffMin
-	}
-	if o.BackoffMax <= 0 {
-		o.BackoffMax = DefaultBackoffMax
-	}
-	if o.HedgeMin <= 0 {
-		o.HedgeMin = DefaultHedgeMin
-	}
-	if o.HedgeMax <= 0 {
-		o.HedgeMax = DefaultHedgeMax
-	}
-	if o.HedgeFactor <= 0 {
-		o.HedgeFactor = DefaultHedgeFactor
-	}
+	o.UserAgent = cmp.Or(o.UserAgent, DefaultUserAgent)
+	o.RequestTimeout = positiveOr(o.RequestTimeout, DefaultRequestTimeout)
+	o.HostsTTL = positiveOr(o.HostsTTL, DefaultHostsTTL)
+	o.ReadTimeout = positiveOr(o.ReadTimeout, DefaultReadTimeout)
+	o.BackoffMin = positiveOr(o.BackoffMin, DefaultBackoffMin)
+	o.BackoffMax = positiveOr(o.BackoffMax, DefaultBackoffMax)
+	o.HedgeMin = positiveOr(o.HedgeMin, DefaultHedgeMin)
+	o.HedgeMax = positiveOr(o.HedgeMax, DefaultHedgeMax)
+	o.HedgeFactor = positiveOr(o.HedgeFactor, DefaultHedgeFactor)
+	// 0 means the default; a negative value, no hedge.
 	if o.MaxHedges == 0 {
 		o.MaxHedges = DefaultMaxHedges
 	}
 	o.MaxHedges = max(o.MaxHedges, 0)
-	if o.BreakerThreshold <= 0 {
-		o.BreakerThreshold = DefaultBreakerThreshold
-	}
-	if o.BreakerProbeMin <= 0 {
-		o.BreakerProbeMin = DefaultBreakerProbeMin
-	}
-	if o.BreakerProbeMax <= 0 {
-		o.BreakerProbeMax = DefaultBreakerProbeMax
-	}
-	if o.RedirectTTL <= 0 {
-		o.RedirectTTL = DefaultRedirectTTL
-	}
-	if o.MaxRequestsPerHost <= 0 {
-		o.MaxRequestsPerHost = DefaultMaxRequestsPerHost
-	}
+	o.BreakerThreshold = positiveOr(o.BreakerThreshold, DefaultBreakerThreshold)
+	o.BreakerProbeMin = positiveOr(o.BreakerProbeMin, DefaultBreakerProbeMin)
+	o.BreakerProbeMax = positiveOr(o.BreakerProbeMax, DefaultBreakerProbeMax)
+	o.RedirectTTL = positiveOr(o.RedirectTTL, DefaultRedirectTTL)
+	o.MaxRequestsPerHost = positiveOr(o.MaxRequestsPerHost, DefaultMaxRequestsPerHost)
 	return o
+}
+
+// positiveOr is v, or def when v is not positive (unset).
+func positiveOr[T int | time.Duration | float64](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
 }

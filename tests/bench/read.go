@@ -169,23 +169,15 @@ func residentPercent(p string) (float64, error) {
 
 // imageLayers returns the layer digests of ref for the host platform.
 func imageLayers(ctx context.Context, cl *client.Client, ref string) ([]digest.Digest, error) {
-	img, err := cl.GetImage(ctx, ref)
+	blobs, err := imageBlobs(ctx, cl, ref)
 	if err != nil {
-		return nil, fmt.Errorf("failed to get image %s: %w", ref, err)
+		return nil, err
 	}
-	m, err := images.Manifest(ctx, cl.ContentStore(), img.Target(), platforms.Default())
-	if err != nil {
-		return nil, fmt.Errorf("failed to read the manifest of %s: %w", ref, err)
-	}
-	var out []digest.Digest
-	for _, l := range m.Layers {
-		out = append(out, l.Digest)
-	}
-	return out, nil
+	return blobs[1:], nil
 }
 
 // imageBlobs returns the config and layer digests of ref for the host
-// platform: every blob its pull may fetch.
+// platform (the config first): every blob its pull may fetch.
 func imageBlobs(ctx context.Context, cl *client.Client, ref string) ([]digest.Digest, error) {
 	img, err := cl.GetImage(ctx, ref)
 	if err != nil {
