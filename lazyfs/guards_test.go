@@ -605,7 +605,7 @@ func TestServeRefusesAnInitializedConnection(t *testing.T) {
 	if err := <-served; !errors.Is(err, context.Canceled) {
 		t.Errorf("Serve after stop = %v", err)
 	}
-	reply := make([]byte, outBufSize)
+	reply := make([]byte, connSize{maxWrite: maxWrite}.outBufSize())
 	n, err := unix.Read(kernel, reply)
 	if err != nil || !bytes.Equal(reply[:n], st.Reply) || !bytes.Equal(st.Request, req) {
 		t.Errorf("INIT reply %x, %v; OnInit saw %x", reply[:n], err, st.Reply)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/lazyfs/lazyfs/failover"
 )
@@ -29,8 +30,8 @@ func syntheticInit(flags uint64) []byte {
 // initReply computes the reply a fresh server gives req.
 func initReply(t *testing.T, req []byte) []byte {
 	t.Helper()
-	ps := fuse.NewProtocolServer(NewFS(context.Background(), &Tree{nodes: make([]node, 2)}, nil), mountOptions(context.Background(), false))
-	out := make([]byte, outBufSize)
+	ps := fuse.NewProtocolServer(NewFS(context.Background(), &Tree{nodes: make([]node, 2)}, nil), mountOptions(context.Background(), false, connSize{maxWrite: maxWrite, maxReadAhead: maxReadAhead}))
+	out := make([]byte, connSize{maxWrite: maxWrite}.outBufSize())
 	n, status := ps.HandleRequest([][]byte{slices.Clone(req)}, [][]byte{out})
 	if !status.Ok() {
 		t.Fatal(status)
@@ -77,5 +78,80 @@ func TestServeRefusesMismatchedResume(t *testing.T) {
 				t.Fatalf("Serve: %v", err)
 			}
 		})
+	}
+}
+
+// TestResumeCarriesOldConnectionsOver: a connection a worker of an earlier
+// release initialised with 128 KiB requests is resumed with that size (its
+// INIT replays byte for byte), although fresh connections get 1 MiB.
+func TestResumeCarriesOldConnectionsOver(t *testing.T) {
+	req := syntheticInit(fuse.CAP_ASYNC_READ | fuse.CAP_BIG_WRITES | fuse.CAP_MAX_PAGES | fuse.CAP_INIT_EXT | fuse.CAP_HAS_RESEND)
+	fs := NewFS(context.Background(), &Tree{nodes: make([]node, 2)}, nil)
+	old := connSize{maxWrite: oldMaxWrite, maxReadAhead: oldMaxWrite}
+	out := make([]byte, old.outBufSize())
+	n, status := fuse.NewProtocolServer(fs, mountOptions(context.Background(), false, old)).HandleRequest([][]byte{slices.Clone(req)}, [][]byte{out})
+	if !status.Ok() {
+		t.Fatal(status)
+	}
+	saved := failover.InitState{Request: req, Reply: out[:n]}
+
+	size, err := resumedSize(saved)
+	if err != nil {
+		t.Fatalf("resumedSize: %v", err)
+	}
+	if size.maxWrite != oldMaxWrite {
+		t.Errorf("resumed max_write %d, want %d", size.maxWrite, oldMaxWrite)
+	}
+	if err := replayInit(fuse.NewProtocolServer(fs, mountOptions(context.Background(), false, size)), saved, size.outBufSize()); err != nil {
+		t.Errorf("replaying the old connection's INIT with its own size: %v", err)
+	}
+	// What the size taken from the reply is for: a fresh server's sizes
+	// would refuse the takeover.
+	fresh := connSize{maxWrite: maxWrite, maxReadAhead: maxReadAhead}
+	if err := replayInit(fuse.NewProtocolServer(fs, mountOptions(context.Background(), false, fresh)), saved, fresh.outBufSize()); err == nil {
+		t.Error("a fresh server's 1 MiB reply matched a 128 KiB connection's")
+	}
+}
+
+// TestResumedSizeBounds pins the max_write a saved reply may carry at its
+// edges: a page up to 1 MiB (go-fuse's and the kernel's maximum).
+func TestResumedSizeBounds(t *testing.T) {
+	reply := initReply(t, syntheticInit(fuse.CAP_INIT_EXT|fuse.CAP_MAX_PAGES))
+	page := unix.Getpagesize()
+	for _, tc := range []struct {
+		maxWrite int
+		ok       bool
+	}{{page - 1, false}, {page, true}, {maxWrite, true}, {maxWrite + 1, false}, {0, false}} {
+		r := slices.Clone(reply)
+		binary.NativeEndian.PutUint32(r[initOutMaxWrite:], uint32(tc.maxWrite))
+		size, err := resumedSize(failover.InitState{Request: nil, Reply: r})
+		switch {
+		case tc.ok && (err != nil || size.maxWrite != tc.maxWrite):
+			t.Errorf("max_write %d: %+v, %v; want it accepted", tc.maxWrite, size, err)
+		case !tc.ok && !errdefs.IsFailedPrecondition(err):
+			t.Errorf("max_write %d: %v; want a refused takeover", tc.maxWrite, err)
+		}
+	}
+	if _, err := resumedSize(failover.InitState{Reply: reply[:initOutMaxWrite+3]}); !errdefs.IsFailedPrecondition(err) {
+		t.Errorf("reply without max_write: %v; want a refused takeover", err)
+	}
+}
+
+// TestReadSize: READ, READDIR and READDIRPLUS borrow a large reply buffer,
+// sized by what they ask for; nothing else does.
+func TestReadSize(t *testing.T) {
+	req := make([]byte, readInSizeOffs+4)
+	binary.NativeEndian.PutUint32(req[readInSizeOffs:], 1<<20)
+	for _, tc := range []struct {
+		op   uint32
+		want int
+	}{{opcodeRead, 1 << 20}, {opcodeReaddir, 1 << 20}, {opcodeReaddirplus, 1 << 20}, {opcodeRead + 1, 0}, {opInit, 0}} {
+		binary.NativeEndian.PutUint32(req[opcodeOffset:], tc.op)
+		if got := readSize(req); got != tc.want {
+			t.Errorf("opcode %d: readSize %d, want %d", tc.op, got, tc.want)
+		}
+		if got := readSize(req[:len(req)-1]); got != 0 {
+			t.Errorf("opcode %d, short: readSize %d, want 0", tc.op, got)
+		}
 	}
 }

@@ -20,22 +20,34 @@ import (
 )
 
 // Connection settings. They are part of the INIT reply, which a successor
-// must reproduce byte for byte: change them only together with a way to
-// carry old mounts over (FAILOVER.md rule 3).
+// must reproduce byte for byte (FAILOVER.md rule 3): a successor takes its
+// request size from the saved reply (connSize), so that connections
+// initialised by an older worker with other sizes are carried over.
 const (
-	maxWrite      = 128 << 10 // also bounds READ: the kernel negotiates max_pages from it
-	maxReadAhead  = 128 << 10
+	// maxWrite is the request size of a fresh connection. It also bounds
+	// READ: the kernel negotiates max_pages from it, and a 1 MiB read(2)
+	// is then one FUSE round trip instead of eight of 128 KiB (a cold
+	// sequential read spent most of its time in those round trips on a
+	// busy machine). 1 MiB is the kernel's and go-fuse's maximum.
+	maxWrite = 1 << 20
+	// maxReadAhead is what we accept; the kernel offers its own window
+	// (128 KiB by default) and the reply is the smaller of the two.
+	maxReadAhead = 1 << 20
+	// Worker releases before max_write grew to 1 MiB answered INIT
+	// with 128 KiB for both (oldMaxWrite): their connections are resumed
+	// with that size.
+	oldMaxWrite   = 128 << 10
 	maxBackground = 16
 	// disabledCaps: no passthrough (backing ids registered by a dead
 	// worker would stay in the kernel).
 	disabledCaps = fuse.CAP_PASSTHROUGH
 
-	// inBufSize holds the largest request: a header, an op's input and
-	// max_write bytes of payload. A page of slack is what libfuse uses.
-	inBufSize = maxWrite + 4096
-	// outBufSize holds the largest reply: a READ of max_write bytes or an
-	// xattr value or list of up to 64 KiB.
-	outBufSize = max(maxWrite, 64<<10) + 4096
+	// xattrReplyMax is the largest reply other than a READ: an xattr value
+	// or list of up to 64 KiB.
+	xattrReplyMax = 64 << 10
+	// bufSlack is what a buffer holds besides a request's or reply's
+	// payload (headers and an op's input): a page, as libfuse uses.
+	bufSlack = 4096
 
 	defaultReaders = 4
 	minReaders     = 2
@@ -91,11 +103,18 @@ func Serve(ctx context.Context, fd int, fs fuse.RawFileSystem, opts ServeOptions
 	}
 	readers = max(readers, minReaders)
 
-	ps := fuse.NewProtocolServer(fs, mountOptions(ctx, opts.Debug))
+	size := connSize{maxWrite: maxWrite, maxReadAhead: maxReadAhead}
+	if opts.Resume != nil {
+		var err error
+		if size, err = resumedSize(*opts.Resume); err != nil {
+			return err
+		}
+	}
+	ps := fuse.NewProtocolServer(fs, mountOptions(ctx, opts.Debug, size))
 	if opts.Resume != nil {
 		// Before touching fd: a refused takeover leaves the
 		// connection exactly as it was.
-		if err := replayInit(ps, *opts.Resume, outBufSize); err != nil {
+		if err := replayInit(ps, *opts.Resume, size.outBufSize()); err != nil {
 			return err
 		}
 	}
@@ -109,7 +128,7 @@ func Serve(ctx context.Context, fd int, fs fuse.RawFileSystem, opts ServeOptions
 	defer w.close()
 	defer context.AfterFunc(ctx, w.signal)()
 
-	s := &server{fd: fd, ps: ps, w: w}
+	s := &server{fd: fd, ps: ps, w: w, size: size}
 	s.q, _ = fs.(quarantiner)
 	var st failover.InitState
 	switch {
@@ -160,10 +179,10 @@ func Serve(ctx context.Context, fd int, fs fuse.RawFileSystem, opts ServeOptions
 
 // mountOptions are the go-fuse settings every server of a connection must
 // share (see the constants above).
-func mountOptions(ctx context.Context, debug bool) *fuse.MountOptions {
+func mountOptions(ctx context.Context, debug bool, size connSize) *fuse.MountOptions {
 	return &fuse.MountOptions{
-		MaxWrite:             maxWrite,
-		MaxReadAhead:         maxReadAhead,
+		MaxWrite:             size.maxWrite,
+		MaxReadAhead:         size.maxReadAhead,
 		MaxBackground:        maxBackground,
 		DisabledCapabilities: disabledCaps,
 		// Symlinks never change: let the kernel cache their targets.
@@ -188,6 +207,8 @@ type server struct {
 	ps *fuse.ProtocolServer
 	w  *waker
 	q  quarantiner // nil: fs cannot be quarantined
+	// size is the connection's negotiated request size.
+	size connSize
 }
 
 // result maps how the readers ended to Serve's return value.
@@ -206,7 +227,7 @@ func (s *server) result(ctx context.Context, err error) error {
 
 // serveInit reads and answers the INIT request of a fresh connection.
 func (s *server) serveInit(ctx context.Context) (failover.InitState, error) {
-	in := make([]byte, inBufSize)
+	in := make([]byte, s.size.inBufSize())
 	n, err := s.read(in)
 	if err != nil {
 		return failover.InitState{}, err
@@ -215,7 +236,7 @@ func (s *server) serveInit(ctx context.Context) (failover.InitState, error) {
 	if op := binary.NativeEndian.Uint32(req[opcodeOffset:]); op != opInit {
 		return failover.InitState{}, fmt.Errorf("first request has opcode %d, not INIT: the connection was initialised before (resume it instead): %w", op, errdefs.ErrFailedPrecondition)
 	}
-	out := make([]byte, outBufSize)
+	out := make([]byte, s.size.outBufSize())
 	m, status := s.ps.HandleRequest([][]byte{req}, [][]byte{out})
 	if !status.Ok() || m < outHeaderSize {
 		return failover.InitState{}, fmt.Errorf("failed to handle INIT: %v", status)
@@ -233,14 +254,24 @@ func (s *server) serveInit(ctx context.Context) (failover.InitState, error) {
 // readLoop reads, handles and answers requests until the connection ends,
 // Serve is stopped, or reading fails.
 func (s *server) readLoop(ctx context.Context) error {
-	in := make([]byte, inBufSize)
-	out := make([]byte, outBufSize)
+	in, err := newRequestBuf(s.size.inBufSize())
+	if err != nil {
+		return err
+	}
+	defer in.free()
+	// Replies up to 64 KiB go through the reader's own buffer; a larger
+	// READ borrows one from readReplies for its reply only.
+	out, err := newRequestBuf(min(s.size.outBufSize(), xattrReplyMax+bufSlack))
+	if err != nil {
+		return err
+	}
+	defer out.free()
 	for {
-		n, err := s.read(in)
+		n, err := s.read(in.b)
 		if err != nil {
 			return err
 		}
-		if err := s.handle(ctx, in[:n], out); err != nil {
+		if err := s.handle(ctx, in.b[:n], out.b); err != nil {
 			return err
 		}
 	}
@@ -284,6 +315,11 @@ func (s *server) handle(ctx context.Context, req, out []byte) error {
 		// A forged layer: not another byte of it (quarantine.go).
 		metrics.FuseQuarantineRefusals.Inc()
 		return s.write(ctx, out[:errorReply(out, req, unix.EIO)])
+	}
+	if size := readSize(req); size > len(out)-bufSlack {
+		big := readReplies.Get().(*[]byte)
+		defer readReplies.Put(big)
+		out = (*big)[:min(len(*big), s.size.outBufSize())]
 	}
 	n, status := s.ps.HandleRequest([][]byte{req}, [][]byte{out})
 	if !status.Ok() {

@@ -52,7 +52,7 @@ func stealRequest(t *testing.T, fd int) []byte {
 	t.Helper()
 	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	deadline := time.Now().Add(testTimeout)
-	buf := make([]byte, inBufSize)
+	buf := make([]byte, connSize{maxWrite: maxWrite}.inBufSize())
 	for time.Now().Before(deadline) {
 		if _, err := unix.Poll(fds, 100); err != nil && !errors.Is(err, unix.EINTR) {
 			t.Fatal(err)

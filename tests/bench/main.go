@@ -63,6 +63,12 @@ type options struct {
 	// instead of the three above, with bgRate as [fetch] background_rate.
 	background bool
 	bgRate     string
+	// quiet runs only the quiet scenario (quiet.go), against the
+	// baseline binaries in compare if set, sampling workers with perf
+	// into perfDir if set.
+	quiet   bool
+	compare string
+	perfDir string
 }
 
 // networks are the registry links -network emulates with the counting
@@ -88,6 +94,9 @@ func main() {
 	flag.StringVar(&opts.cacheDir, "cache", "/var/cache/lazyfs-bench", "directory keeping eStargz conversions between invocations; empty converts every time")
 	flag.BoolVar(&opts.background, "background", false, "measure background fetch instead: the cold read with it on and off, and the time until an image is fully cached against a full pull")
 	flag.StringVar(&opts.bgRate, "background-rate", "0", "with -background: [fetch] background_rate of the side with background fetch on")
+	flag.BoolVar(&opts.quiet, "quiet", false, "measure only lazyfs with prefetch and proofs off: cold and warm reads of the 64 MiB file, the small files, the worker's memory")
+	flag.StringVar(&opts.compare, "compare", "", "with -quiet: a directory of baseline binaries (lazyfs-snapshotter, lazyfsd) measured in the same runs, order alternating")
+	flag.StringVar(&opts.perfDir, "perf", "", "with -quiet: record the worker with perf(1) during the reads, into this directory")
 	flag.Parse()
 	if _, ok := networks[opts.network]; opts.runs < 1 || opts.entries < 2*manyDirs || flag.NArg() > 0 || !ok {
 		fmt.Fprintf(os.Stderr, "usage: bench [-runs N>=1] [-json FILE] [-entries N>=%d] [-cache DIR] [-logs DIR] [-network loopback|remote]\n", 2*manyDirs)
@@ -160,7 +169,7 @@ func run(ctx context.Context, opts options) (err error) {
 	stop.Add(proxy.Close)
 
 	entries := opts.entries
-	if opts.background {
+	if opts.background || opts.quiet {
 		entries = 0 // the many-entry image is not used
 	}
 	imgs, err := prepare(ctx, env, busybox, work, reg, conversionCache{dir: opts.cacheDir}, entries)
@@ -170,6 +179,20 @@ func run(ctx context.Context, opts options) (err error) {
 	nw := networks[opts.network]
 	proxy.SetLatency(nw.latency)
 	proxy.SetBandwidth(nw.bandwidth)
+	if opts.quiet {
+		all, err := runQuietCompare(ctx, env, proxy, imgs, work, opts)
+		if err != nil {
+			return err
+		}
+		printQuiet(os.Stdout, all)
+		if opts.jsonPath != "" {
+			if err := writeJSON(opts.jsonPath, all); err != nil {
+				return err
+			}
+		}
+		progress("done in %s; stopping everything", time.Since(started).Round(time.Second))
+		return nil
+	}
 	if opts.background {
 		var results []bgResult
 		for i := range opts.runs {
