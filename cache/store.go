@@ -22,7 +22,7 @@ import (
 const touchEvery = time.Minute
 
 // DefaultMaxQueued bounds the bytes waiting to be written (see Options).
-const DefaultMaxQueued = 64 << 20
+const DefaultMaxQueued = 16 << 20
 
 // testHookOpened, set by tests only, runs when Get has opened a file and
 // not yet read it.

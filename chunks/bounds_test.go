@@ -121,7 +121,7 @@ func TestClaimPrefetchBounds(t *testing.T) {
 	file := adjacent(10, 100, 50)
 	for _, tc := range []struct {
 		name   string
-		memory int64 // MemoryCacheSize: the budget is a quarter of it
+		memory int64 // MemoryCacheSize: the budget is half of it
 		from   int   // the chunk the read ends in
 		n      int
 		want   int
@@ -129,8 +129,8 @@ func TestClaimPrefetchBounds(t *testing.T) {
 		{"n chunks", 1 << 20, 0, 2, 2},
 		{"at most maxPrefetchChunks", 1 << 20, 0, 9, maxPrefetchChunks},
 		{"up to the file's end", 1 << 20, 7, 4, 2},
-		{"budget of exactly three chunks", 1200, 0, 4, 3},
-		{"budget one byte short of three", 1199, 0, 4, 2},
+		{"budget of exactly three chunks", 600, 0, 4, 3},
+		{"budget one byte short of three", 599, 0, 4, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := NewReader(nil, Options{MemoryCacheSize: tc.memory})

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/containerd/log"
+	"github.com/lazyfs/lazyfs/internal/mmapbuf"
 	"github.com/lazyfs/lazyfs/metrics"
 	"golang.org/x/sync/errgroup"
 )
@@ -121,7 +122,8 @@ func (r *Reader) fetchGroup(ctx context.Context, g []claim, class Priority, lift
 		}
 		return datas, errs
 	}
-	buf := make([]byte, end-start)
+	buf := rangeBuffer(end - start)
+	defer putRangeBuffer(buf)
 	var n int
 	var decoded *decodedGroup // an answer verify decoded: a good one if any
 	if vs, ok := r.src.(VerifyingSource); ok {
@@ -235,5 +237,29 @@ func (r *Reader) chunkFields(c Chunk) log.Fields {
 		"chunk_digest": c.Digest,
 		"blob_offset":  c.BlobOffset,
 		"file_offset":  c.Offset,
+	}
+}
+
+// rangeBufs holds the buffers of range requests up to
+// DefaultMaxRequestSize, reused from one request to the next (package
+// mmapbuf says why). A buffer goes back only once the source is done with
+// it (remote's hedged attempts have all ended when ReadAt returns) and
+// decoding copied the chunks out of it. Two kept are enough for a file read
+// sequentially (a request and the one fetched ahead) and bound what stays
+// resident to 8 MiB.
+var rangeBufs = mmapbuf.New(DefaultMaxRequestSize, 2)
+
+// rangeBuffer returns a buffer of n bytes, from rangeBufs if it fits.
+func rangeBuffer(n int64) []byte {
+	if n > DefaultMaxRequestSize {
+		return make([]byte, n)
+	}
+	return rangeBufs.Get()[:n]
+}
+
+// putRangeBuffer hands a buffer of rangeBuffer back for reuse.
+func putRangeBuffer(b []byte) {
+	if cap(b) == DefaultMaxRequestSize {
+		rangeBufs.Put(b)
 	}
 }

@@ -3,6 +3,7 @@ package chunks
 import (
 	"bytes"
 	"context"
+	"io"
 	"testing"
 
 	"github.com/containerd/log/logtest"
@@ -43,5 +44,38 @@ func TestSharedStreamFetchedOnce(t *testing.T) {
 				t.Errorf("%d requests for %d chunks in %d streams, want %d", n, len(file), len(streams), tc.wantCalls)
 			}
 		})
+	}
+}
+
+// TestRangeBuffersReused: range buffers go back to the pool after a fetch,
+// and no chunk handed out keeps pointing into one: chunks fetched earlier
+// and held in memory stay intact while later fetches reuse the buffers.
+func TestRangeBuffersReused(t *testing.T) {
+	data := fileData(3<<20, 5)
+	l := buildLayer(t, []testFile{{"f", data}}, estargz.WithChunkSize(1<<20))
+	r := NewReader(&memSource{blob: l.blob}, Options{MemoryCacheSize: 64 << 20, ReadAhead: -1, SequentialPrefetch: -1, LayerDigest: testLayerDigest})
+	ctx := context.Background()
+	file := l.files["f"]
+	p := make([]byte, 1<<20)
+	for off := int64(0); off < int64(len(data)); off += 1 << 20 {
+		if _, err := r.ReadAt(ctx, file, p, off); err != nil && err != io.EOF {
+			t.Fatal(err)
+		}
+	}
+	// Every chunk is now served from memory: each must still hold its
+	// own bytes, not those of the request that reused its buffer.
+	for off := int64(0); off < int64(len(data)); off += 1 << 20 {
+		if _, err := r.ReadAt(ctx, file, p, off); err != nil && err != io.EOF {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(p, data[off:off+1<<20]) {
+			t.Fatalf("chunk at %d changed after later fetches", off)
+		}
+	}
+	if b := rangeBuffer(DefaultMaxRequestSize + 1); len(b) != DefaultMaxRequestSize+1 {
+		t.Errorf("rangeBuffer above the pooled size: %d bytes", len(b))
+	}
+	if b := rangeBuffer(10); len(b) != 10 || cap(b) != DefaultMaxRequestSize {
+		t.Errorf("rangeBuffer(10): len %d cap %d, want a pooled buffer", len(b), cap(b))
 	}
 }

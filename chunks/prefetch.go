@@ -96,7 +96,7 @@ func (r *Reader) sequential(key fetchKey, off, end int64) bool {
 // list ReadAt would refuse is never fetched ahead. It runs under r.mu.
 func (r *Reader) claimPrefetch(file []Chunk, k, n int) []claim {
 	st := &r.prefetch
-	budget := r.opts.MemoryCacheSize / 4
+	budget := r.prefetchBudget()
 	var mine []claim
 	lift := NewLift() // one for the claims of this call, fetched together
 	for j := k + 1; j <= k+n && j < len(file); j++ {
@@ -151,3 +151,10 @@ func (r *Reader) prefetchDone(ctx context.Context, mine []claim) {
 // waitBackground waits until every background fetch has ended, which
 // they do soon after Options.Context ends.
 func (r *Reader) waitBackground() { r.background.Wait() }
+
+// prefetchBudget bounds the decompressed bytes of the chunks a Reader
+// prefetches at once: half of the memory tier, so that the default tier
+// (16 MiB) still keeps two 4 MiB chunks of a file read sequentially in
+// flight while the read is served (with one, the cold read of a 64 MiB file
+// waited for every fetch).
+func (r *Reader) prefetchBudget() int64 { return r.opts.MemoryCacheSize / 2 }

@@ -121,8 +121,8 @@ func TestSequentialPrefetch(t *testing.T) {
 	}{
 		{"default", 0, 0, 2},
 		{"four ahead", 4, 0, 2},
-		// A quarter of this cache is one chunk: one at a time.
-		{"memory bound", 4, 4 * prefetchChunk, 0},
+		// Half of this cache is one chunk: one at a time.
+		{"memory bound", 4, 2 * prefetchChunk, 0},
 		{"off", -1, 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -131,7 +131,7 @@ func TestSequentialPrefetch(t *testing.T) {
 			var overBound, inFlight, maxInFlight atomic.Int32
 			src.hook = func(ctx context.Context, n int, p []byte, off int64) error {
 				r.mu.Lock()
-				if r.prefetch.chunks > maxPrefetchChunks || r.prefetch.bytes > r.opts.MemoryCacheSize/4 {
+				if r.prefetch.chunks > maxPrefetchChunks || r.prefetch.bytes > r.prefetchBudget() {
 					overBound.Add(1)
 				}
 				r.mu.Unlock()

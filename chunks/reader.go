@@ -29,7 +29,7 @@ type VerifyingSource interface {
 
 // Defaults used when an Options field is left zero.
 const (
-	DefaultMemoryCacheSize = 64 << 20
+	DefaultMemoryCacheSize = 16 << 20
 	DefaultMaxRequestSize  = 4 << 20
 	DefaultParallel        = 4
 	DefaultReadAhead       = 512 << 10
@@ -93,7 +93,7 @@ type Options struct {
 	// a sequential read of it reaches, are fetched in the background, so
 	// that the fetches of a file read from start to end overlap instead of
 	// each starting when the read before it is served. At most a few
-	// chunks per Reader, and never more than a quarter of MemoryCacheSize
+	// chunks per Reader, and never more than half of MemoryCacheSize
 	// (decompressed), are prefetched at once; a chunk that fails is
 	// dropped and fails no read. Zero means DefaultSequentialPrefetch; a
 	// negative value disables it, and so does having no memory cache.

@@ -163,7 +163,8 @@ type LayersConfig struct {
 	MaxEntries int `toml:"max_entries"`
 	// MemoryCacheSize bounds the in-memory cache of decompressed chunks of
 	// a whole worker: one budget shared by every layer it serves, whatever
-	// their number (in shared mode, every lazy layer of the node).
+	// their number (in shared mode, every lazy layer of the node). The
+	// worker's soft memory limit is derived from it (worker.MemoryOverhead).
 	MemoryCacheSize ByteSize `toml:"memory_cache_size"`
 	// ProofWait bounds how long a pull that brings another blob for a
 	// chain ID already mounted lazily waits for the stored layer's proof
@@ -302,7 +303,7 @@ func Default() Config {
 			MaxTOCCompressedSize: 64 * MiB,
 			MaxTOCSize:           256 * MiB,
 			MaxEntries:           2_000_000,
-			MemoryCacheSize:      64 * MiB,
+			MemoryCacheSize:      16 * MiB,
 			ProofWait:            Duration(3 * time.Minute),
 			Verify:               VerifyBeforeShare,
 			ProofConcurrency:     1,

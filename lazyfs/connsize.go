@@ -3,12 +3,12 @@ package lazyfs
 import (
 	"encoding/binary"
 	"fmt"
-	"sync"
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
 	"github.com/lazyfs/lazyfs/failover"
+	"github.com/lazyfs/lazyfs/internal/mmapbuf"
 )
 
 // fuse_init_out fields read back from a saved INIT reply (after the
@@ -92,11 +92,8 @@ func readSize(req []byte) int {
 	return 0
 }
 
-// readReplies holds the reply buffers of large reads (readSize), shared by every
-// reader of every connection: the memory they take follows the READs in
-// flight, not the number of readers times mounts (the pool is emptied by
-// the GC when they are idle).
-var readReplies = sync.Pool{New: func() any {
-	b := make([]byte, maxWrite+bufSlack)
-	return &b
-}}
+// readReplies holds the reply buffers of large reads (readSize), shared by
+// every reader of every connection: the memory they take follows the reads
+// in flight, not the number of readers times mounts, and at most four stay
+// (4 MiB) when reads stop.
+var readReplies = mmapbuf.New(maxWrite+bufSlack, 4)

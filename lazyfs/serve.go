@@ -317,9 +317,9 @@ func (s *server) handle(ctx context.Context, req, out []byte) error {
 		return s.write(ctx, out[:errorReply(out, req, unix.EIO)])
 	}
 	if size := readSize(req); size > len(out)-bufSlack {
-		big := readReplies.Get().(*[]byte)
+		big := readReplies.Get()
 		defer readReplies.Put(big)
-		out = (*big)[:min(len(*big), s.size.outBufSize())]
+		out = big[:min(len(big), s.size.outBufSize())]
 	}
 	n, status := s.ps.HandleRequest([][]byte{req}, [][]byte{out})
 	if !status.Ok() {

@@ -47,6 +47,10 @@ type chunkCacher struct {
 	next   int
 	pos    int64  // blob offset of the next byte written
 	buf    []byte // the current group's compressed bytes so far
+	// yield, if set, is called before each chunk is decoded and hashed:
+	// the proof stands aside for reads there too (yieldReader.wait). An
+	// error (the proof's context ended) stops the caching.
+	yield func() error
 
 	stored, refused int
 }
@@ -131,6 +135,12 @@ func (c *chunkCacher) storeGroup(g []int32) {
 	}
 	var pos int64
 	for k, i := range g {
+		if c.yield != nil {
+			if err := c.yield(); err != nil {
+				c.refused += len(g) - k
+				return
+			}
+		}
 		ch := c.cs[i]
 		if ch.Size > maxProofChunk || ch.InnerOffset < pos || ch.Digest.Validate() != nil {
 			c.refused += len(g) - k

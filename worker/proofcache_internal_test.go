@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -81,5 +82,37 @@ func TestChunkCacherBounds(t *testing.T) {
 		if len(got) != tc.want {
 			t.Errorf("%s: %d chunks cached, want %d", tc.name, len(got), tc.want)
 		}
+	}
+}
+
+// TestChunkCacherYieldsBeforeDecoding: the proof stands aside for reads
+// before it decodes and hashes each chunk (its longest stretches of CPU),
+// not only between reads of its stream; a yield that fails (the proof's
+// context ended) stores nothing more.
+func TestChunkCacherYieldsBeforeDecoding(t *testing.T) {
+	blob, cs := gzipChunks(t, 3, []byte("first chunk"), []byte("second chunk"), []byte("third chunk"))
+	got := putRecorder{}
+	c := newChunkCacher(context.Background(), got, cs)
+	var yields []int // chunks stored when each yield came
+	c.yield = func() error {
+		yields = append(yields, len(got))
+		return nil
+	}
+	feed(c, blob, len(blob))
+	if want := []int{0, 1, 2}; !slices.Equal(yields, want) {
+		t.Errorf("yields came with %v chunks stored, want one before each chunk: %v", yields, want)
+	}
+
+	got = putRecorder{}
+	c = newChunkCacher(context.Background(), got, cs)
+	c.yield = func() error {
+		if len(got) == 1 {
+			return context.Canceled
+		}
+		return nil
+	}
+	feed(c, blob, len(blob))
+	if len(got) != 1 || c.stored != 1 {
+		t.Errorf("after a failed yield: stored %d chunks, want only the one before it", len(got))
 	}
 }

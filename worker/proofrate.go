@@ -92,6 +92,20 @@ type yieldReader struct {
 }
 
 func (y *yieldReader) Read(p []byte) (int, error) {
+	if err := y.wait(); err != nil {
+		return 0, err
+	}
+	n, err := y.r.Read(p)
+	y.granted -= int64(n)
+	return n, err
+}
+
+// wait stands aside while the worker's containers read (unless the stream
+// was granted bytes after a whole proofYieldMax aside). The proof calls it
+// also before decoding and hashing what it read (chunkCacher), its longest
+// stretches of CPU: a stream that only stops reading would still take the
+// cores from a read that began meanwhile.
+func (y *yieldReader) wait() error {
 	if y.granted <= 0 {
 		now := time.Now
 		if y.now != nil {
@@ -99,13 +113,11 @@ func (y *yieldReader) Read(p []byte) (int, error) {
 		}
 		start := now()
 		if err := y.sched.YieldToForeground(y.ctx, y.registry, proofYieldQuiet, proofYieldMax); err != nil {
-			return 0, err
+			return err
 		}
 		if now().Sub(start) >= proofYieldMax {
 			y.granted = proofYieldGrant
 		}
 	}
-	n, err := y.r.Read(p)
-	y.granted -= int64(n)
-	return n, err
+	return nil
 }

@@ -42,14 +42,19 @@ func (w *Worker) Verify(ctx context.Context, mountID string) (daemonapi.VerifyIn
 	// Background work: it stands aside for the reads of the worker's
 	// containers, and goes at most at [fetch] background_rate.
 	var stream io.Reader = blob.Stream(ctx)
+	var yr *yieldReader
 	if w.opts.Chunks.Scheduler != nil {
-		stream = &yieldReader{ctx: ctx, r: stream, sched: w.opts.Chunks.Scheduler, registry: registryOf(m.req.ImageRef)}
+		yr = &yieldReader{ctx: ctx, r: stream, sched: w.opts.Chunks.Scheduler, registry: registryOf(m.req.ImageRef)}
+		stream = yr
 	}
 	src := limitRate(ctx, stream, w.opts.ProofRate)
 	var cacher *chunkCacher
 	if w.opts.Cache != nil {
 		// The proof is the layer's background fetch too (proofcache.go).
 		cacher = newChunkCacher(ctx, w.opts.Cache, m.chunks)
+		if yr != nil {
+			cacher.yield = yr.wait
+		}
 		src = io.TeeReader(src, cacher)
 	}
 	info, err := digestBlob(src)

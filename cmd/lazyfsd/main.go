@@ -166,6 +166,10 @@ func serve(cfg daemonapi.WorkerConfig, ident daemonapi.Identity, readyFD int) er
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		worker.RunMemoryLimit(gctx, chunkOpts.Memory.Budget())
+		return nil
+	})
 	g.Go(func() error { return daemonapi.ServeControl(gctx, ctl, w) })
 	g.Go(func() error { return daemonapi.Serve(gctx, apiListener, api) })
 	g.Go(func() error {
