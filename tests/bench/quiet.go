@@ -27,15 +27,15 @@ type quietSide struct {
 // quietSample is one side's quiet run: the cold and warm read of the 64 MiB
 // file, the cold read of the small files, and the worker's memory.
 type quietSample struct {
-	Side      string      `json:"side"`
-	Read      readResult  `json:"read"`
-	Small     smallResult `json:"small_files"`
-	Idle      memStatus   `json:"worker_idle"`
+	Side  string      `json:"side"`
+	Read  readResult  `json:"read"`
+	Small smallResult `json:"small_files"`
+	Idle  memStatus   `json:"worker_idle"`
 	// WorkerCPU is the CPU time (user + system) the worker spent during
 	// the cold and warm reads of the 64 MiB file: unlike wall-clock time,
 	// it hardly changes with the machine's load.
-	WorkerCPU float64 `json:"worker_cpu_s"`
-	AfterRead memStatus   `json:"worker_after_reads"`
+	WorkerCPU float64   `json:"worker_cpu_s"`
+	AfterRead memStatus `json:"worker_after_reads"`
 }
 
 // runQuietCompare is -quiet: only the "quiet" scenario (lazyfs with prefetch
