@@ -111,6 +111,12 @@ func TestResumeCarriesOldConnectionsOver(t *testing.T) {
 	if err := replayInit(fuse.NewProtocolServer(fs, mountOptions(context.Background(), false, fresh)), saved, fresh.outBufSize()); err == nil {
 		t.Error("a fresh server's 1 MiB reply matched a 128 KiB connection's")
 	}
+	// Serve itself takes the size from the saved reply: the replay
+	// passes, and only then does fd -1 fail (a refused takeover would
+	// never touch it).
+	if err := Serve(context.Background(), -1, fs, ServeOptions{Resume: &saved}); err == nil || errdefs.IsFailedPrecondition(err) {
+		t.Errorf("Serve resuming a 128 KiB connection: %v; want the replay accepted", err)
+	}
 }
 
 // TestResumedSizeBounds pins the max_write a saved reply may carry at its
