@@ -90,10 +90,16 @@ func (r *Reader) complete(ctx context.Context, cl claim, data []byte, err error)
 // neither cached nor in flight and waiting for what is in flight.
 func (r *Reader) load(ctx context.Context, need []Chunk) ([][]byte, error) {
 	out := make([][]byte, len(need))
-	for {
+	for marked := false; ; {
 		mine, wait := r.claimMissing(need, out)
 		if len(mine) == 0 && len(wait) == 0 {
 			return out, nil
+		}
+		if !marked {
+			// Background work stands aside while this read runs,
+			// wherever its chunks come from (the disk, a prefetch).
+			defer r.opts.Scheduler.ReadStarted(r.opts.Registry)()
+			marked = true
 		}
 		// Every claim of ours is completed by fetch, even on error, so
 		// readers waiting for them never hang.

@@ -74,9 +74,11 @@ type registrySlots struct {
 	// nextBackground is when the next background request may start
 	// (pacing by BackgroundRate).
 	nextBackground time.Time
-	// lastForeground is when the last foreground request ended
-	// (YieldToForeground).
+	// lastForeground is when the last foreground request, or read
+	// marked by ReadStarted, ended (YieldToForeground).
 	lastForeground time.Time
+	// reading counts the reads marked by ReadStarted now.
+	reading int
 }
 
 type slotWaiter struct {

@@ -35,7 +35,7 @@ func (s *Scheduler) YieldToForeground(ctx context.Context, registry string, quie
 	for {
 		s.mu.Lock()
 		q := s.slots(registry)
-		busy := q.inFlight[Foreground] > 0 || len(q.waiting[Foreground]) > 0
+		busy := q.inFlight[Foreground] > 0 || len(q.waiting[Foreground]) > 0 || q.reading > 0
 		idle := time.Since(q.lastForeground)
 		s.mu.Unlock()
 		var wait time.Duration
@@ -58,5 +58,30 @@ func (s *Scheduler) YieldToForeground(ctx context.Context, registry string, quie
 			t.Stop()
 			return ctx.Err()
 		}
+	}
+}
+
+// ReadStarted marks a read a container waits on, which the memory tier
+// could not serve, as running against registry until the returned func is
+// called (then the quiet period starts). YieldToForeground waits for it
+// like for a foreground request: such a read may be served from the disk
+// cache or wait for a prefetch, and so make no foreground request at all,
+// yet it wants the CPU (decompressing, hashing) that a proof would take.
+// Without this, a proof that had cached the chunks a read was about to
+// need saw no reads and stopped standing aside for them. A nil Scheduler
+// marks nothing.
+func (s *Scheduler) ReadStarted(registry string) (done func()) {
+	if s == nil {
+		return func() {}
+	}
+	s.mu.Lock()
+	s.slots(registry).reading++
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		q := s.slots(registry)
+		q.reading--
+		q.lastForeground = time.Now()
+		s.mu.Unlock()
 	}
 }

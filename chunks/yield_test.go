@@ -85,3 +85,28 @@ func TestYieldToForeground(t *testing.T) {
 		t.Errorf("nil scheduler: %v", err)
 	}
 }
+
+// TestYieldWaitsForReadsServedWithoutRequests: a read marked by
+// ReadStarted (one the disk cache or a prefetch serves, which makes no
+// foreground request) holds background work back like a request, and
+// until quiet after it ended.
+func TestYieldWaitsForReadsServedWithoutRequests(t *testing.T) {
+	const long = time.Minute
+	s := NewScheduler(SchedulerOptions{})
+	done := s.ReadStarted("reg")
+	if err := s.YieldToForeground(cancelled(), "reg", 0, long); !errors.Is(err, context.Canceled) {
+		t.Errorf("a read running: %v, want a wait (ended by ctx)", err)
+	}
+	if err := s.YieldToForeground(cancelled(), "other", 0, long); err != nil {
+		t.Errorf("a read of another registry made it wait: %v", err)
+	}
+	done()
+	if err := s.YieldToForeground(cancelled(), "reg", long, long); !errors.Is(err, context.Canceled) {
+		t.Errorf("right after the read: %v, want a wait for the quiet period", err)
+	}
+	if err := s.YieldToForeground(cancelled(), "reg", 0, long); err != nil {
+		t.Errorf("read ended, no quiet period asked: %v, want no wait", err)
+	}
+	var nilSched *Scheduler
+	nilSched.ReadStarted("reg")()
+}

@@ -95,7 +95,7 @@ func main() {
 	flag.BoolVar(&opts.background, "background", false, "measure background fetch instead: the cold read with it on and off, and the time until an image is fully cached against a full pull")
 	flag.StringVar(&opts.bgRate, "background-rate", "0", "with -background: [fetch] background_rate of the side with background fetch on")
 	flag.BoolVar(&opts.quiet, "quiet", false, "measure only lazyfs with prefetch and proofs off: cold and warm reads of the 64 MiB file, the small files, the worker's memory")
-	flag.StringVar(&opts.compare, "compare", "", "with -quiet: a directory of baseline binaries (lazyfs-snapshotter, lazyfsd) measured in the same runs, order alternating")
+	flag.StringVar(&opts.compare, "compare", "", "with -quiet or -background: a directory of baseline binaries (lazyfs-snapshotter, lazyfsd) measured in the same runs, order alternating")
 	flag.StringVar(&opts.perfDir, "perf", "", "with -quiet: record the worker with perf(1) during the reads, into this directory")
 	flag.Parse()
 	if _, ok := networks[opts.network]; opts.runs < 1 || opts.entries < 2*manyDirs || flag.NArg() > 0 || !ok {
@@ -194,15 +194,36 @@ func run(ctx context.Context, opts options) (err error) {
 		return nil
 	}
 	if opts.background {
+		// With -compare, the baseline's binaries run the same scenario in
+		// the same runs, the builds' order alternating.
+		envs := []harness.Env{env}
+		if opts.compare != "" {
+			base := env
+			base.BinDir = opts.compare
+			if err := base.CheckProgram("lazyfs-snapshotter", "lazyfsd"); err != nil {
+				return err
+			}
+			envs = append(envs, base)
+		}
+		perEnv := make([][]bgResult, len(envs))
 		var results []bgResult
 		for i := range opts.runs {
-			r, err := runBackground(ctx, env, proxy, imgs, filepath.Join(work, fmt.Sprintf("run%d", i+1)), opts.logsDir, opts.bgRate, i+1, opts.runs)
-			if err != nil {
-				return fmt.Errorf("run %d: %w", i+1, err)
+			for k := range envs {
+				if i%2 == 1 {
+					k = len(envs) - 1 - k
+				}
+				r, err := runBackground(ctx, envs[k], proxy, imgs, filepath.Join(work, fmt.Sprintf("run%d-%d", i+1, k)), opts.logsDir, opts.bgRate, i+1, opts.runs)
+				if err != nil {
+					return fmt.Errorf("run %d (%s): %w", i+1, envs[k].BinDir, err)
+				}
+				perEnv[k] = append(perEnv[k], r)
 			}
-			results = append(results, r)
 		}
-		printBackground(os.Stdout, opts.bgRate, results)
+		results = perEnv[0]
+		for k := range envs {
+			fmt.Printf("\nbinaries: %s", envs[k].BinDir)
+			printBackground(os.Stdout, opts.bgRate, perEnv[k])
+		}
 		if opts.jsonPath != "" {
 			if err := writeJSON(opts.jsonPath, results); err != nil {
 				return err
