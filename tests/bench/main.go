@@ -63,6 +63,8 @@ type options struct {
 	// instead of the three above, with bgRate as [fetch] background_rate.
 	background bool
 	bgRate     string
+	// stargz also measures stargz-snapshotter (bin/stargz) side by side.
+	stargz bool
 }
 
 // networks are the registry links -network emulates with the counting
@@ -87,6 +89,7 @@ func main() {
 	flag.StringVar(&opts.network, "network", "loopback", "registry link to emulate: loopback or remote (20 ms per request, 200 Mbit/s)")
 	flag.StringVar(&opts.cacheDir, "cache", "/var/cache/lazyfs-bench", "directory keeping eStargz conversions between invocations; empty converts every time")
 	flag.BoolVar(&opts.background, "background", false, "measure background fetch instead: the cold read with it on and off, and the time until an image is fully cached against a full pull")
+	flag.BoolVar(&opts.stargz, "stargz", false, "also measure stargz-snapshotter "+stargzVersion+" (bin/stargz, built from tests/stargz) on a stack of its own, side by side")
 	flag.StringVar(&opts.bgRate, "background-rate", "0", "with -background: [fetch] background_rate of the side with background fetch on")
 	flag.Parse()
 	if _, ok := networks[opts.network]; opts.runs < 1 || opts.entries < 2*manyDirs || flag.NArg() > 0 || !ok {
@@ -191,7 +194,7 @@ func run(ctx context.Context, opts options) (err error) {
 	}
 	var results []runResult
 	for i := range opts.runs {
-		r, err := runOnce(ctx, env, proxy, imgs, filepath.Join(work, fmt.Sprintf("run%d", i+1)), opts.logsDir, i+1, opts.runs)
+		r, err := runOnce(ctx, env, proxy, imgs, filepath.Join(work, fmt.Sprintf("run%d", i+1)), opts.logsDir, opts.stargz, i+1, opts.runs)
 		if err != nil {
 			return fmt.Errorf("run %d: %w", i+1, err)
 		}
@@ -214,13 +217,31 @@ func run(ctx context.Context, opts options) (err error) {
 
 // runOnce measures the three scenarios on a fresh stack. On failure it
 // prints the stack's logs before tearing it down (teardown removes them).
-func runOnce(ctx context.Context, env harness.Env, proxy *harness.Proxy, imgs benchImages, dir, logsDir string, n, of int) (r runResult, err error) {
+func runOnce(ctx context.Context, env harness.Env, proxy *harness.Proxy, imgs benchImages, dir, logsDir string, withStargz bool, n, of int) (r runResult, err error) {
 	r = runResult{Run: n, LazyFirst: n%2 == 1}
 	// First, alone: the other stack's background proofs would add their
-	// bytes to its reads (they share the registry).
+	// bytes to its reads (they share the registry). stargz, on a stack of
+	// its own too, goes before or after it, alternating.
 	lazyRef := ref(proxy.Addr(), appRepo, lazyTag)
-	if err = quietRun(ctx, env, proxy, imgs, lazyRef, filepath.Join(dir, "quiet"), n, of, &r); err != nil {
-		return r, err
+	quiet := func() error {
+		return quietRun(ctx, env, proxy, imgs, lazyRef, filepath.Join(dir, "quiet"), n, of, &r)
+	}
+	peer := func() error {
+		sr, err := stargzRun(ctx, env, proxy, imgs, lazyRef, filepath.Join(dir, "stargz"), n, of)
+		r.Stargz = &sr
+		return err
+	}
+	alone := []func() error{quiet}
+	if withStargz {
+		alone = []func() error{quiet, peer}
+		if !r.LazyFirst {
+			alone = []func() error{peer, quiet}
+		}
+	}
+	for _, f := range alone {
+		if err := f(); err != nil {
+			return r, err
+		}
 	}
 	progress("run %d/%d: starting lazyfs-snapshotter and containerd", n, of)
 	var stop harness.Closers
