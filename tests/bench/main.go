@@ -130,10 +130,6 @@ func run(ctx context.Context, opts options) (err error) {
 	if err := env.CheckProgram("lazyfs-snapshotter", "lazyfsd"); err != nil {
 		return err
 	}
-	busybox, err := env.Busybox()
-	if err != nil {
-		return err
-	}
 	// The conversion's scratch space goes to TMPDIR; so does ours.
 	work, err := os.MkdirTemp("", "lazyfs-bench-")
 	if err != nil {
@@ -166,7 +162,7 @@ func run(ctx context.Context, opts options) (err error) {
 	if opts.background {
 		entries = 0 // the many-entry image is not used
 	}
-	imgs, err := prepare(ctx, env, busybox, work, reg, conversionCache{dir: opts.cacheDir}, entries)
+	imgs, err := prepare(ctx, env, work, reg, conversionCache{dir: opts.cacheDir}, entries)
 	if err != nil {
 		return err
 	}
