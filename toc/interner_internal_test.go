@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/containerd/stargz-snapshotter/estargz"
+	"github.com/opencontainers/go-digest"
 )
 
 // TestInternerSharesAndIsBounded guards the memory the interner saves and
@@ -78,5 +79,25 @@ func TestDecodeStopsWhenCancelled(t *testing.T) {
 	}
 	if v.entries > ctxCheckInterval {
 		t.Fatalf("decoded %d entries after the cancel, want at most %d", v.entries, ctxCheckInterval)
+	}
+}
+
+// TestDecodeVerifiedOrder guards which error bytes that fail several ways
+// get: bytes that are not the TOC the image names are refused as such
+// (digest mismatch) before anything their decoding found, and a cancelled
+// load reports the cancel, not what it did not finish checking.
+func TestDecodeVerifiedOrder(t *testing.T) {
+	other := digest.FromString("some other TOC")
+	var refused *RefusedError
+	_, err := decodeVerified(context.Background(), strings.NewReader("not JSON at all"), other, 1<<20, 10, &cancelling{cancel: func() {}})
+	if !errors.As(err, &refused) || refused.Reason != ReasonTOCDigestMismatch {
+		t.Fatalf("malformed bytes of another digest: %v, want a %s refusal", err, ReasonTOCDigestMismatch)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err = decodeVerified(ctx, strings.NewReader(tocOf(3*ctxCheckInterval)), other, 1<<30, 4*ctxCheckInterval, &cancelling{cancel: cancel})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("a load cancelled half-way through bytes of another digest: %v, want context.Canceled", err)
 	}
 }
