@@ -32,13 +32,7 @@ func checkName(raw string) error {
 	if strings.IndexByte(raw, 0) >= 0 {
 		return errors.New("name contains NUL")
 	}
-	for rest := raw; rest != ""; {
-		comp := rest
-		if i := strings.IndexByte(rest, '/'); i >= 0 {
-			comp, rest = rest[:i], rest[i+1:]
-		} else {
-			rest = ""
-		}
+	for comp := range strings.SplitSeq(raw, "/") {
 		if comp == ".." {
 			return errors.New(`name has a ".." component`)
 		}
