@@ -20,7 +20,7 @@ UNITDIR    ?= $(SYSCONFDIR)/systemd/system
 CONTAINERD_VERSION ?= 2.3.7
 
 .PHONY: install
-.PHONY: all build deps lint check-tree test test-unit test-e2e demo bench bench-e2e bench-background bench-optimize bench-registry bench-failover bench-identity mutation clean
+.PHONY: all build deps lint check-tree test test-unit test-e2e demo bench bench-e2e bench-stargz bench-background bench-optimize bench-registry bench-failover bench-identity mutation clean
 
 all: build
 
@@ -104,14 +104,22 @@ demo: deps build
 # requests and bytes too), cold FUSE reads against native reads and a worker's
 # memory (also with a 300,000-entry layer), against real containerd and a
 # registry on loopback, then through a proxy emulating a remote registry
-# (20 ms per request, 200 Mbit/s); needs root; about 10 minutes, longer on
-# the first run, which builds and caches the test images.
+# (20 ms per request, 200 Mbit/s), each side by side with stargz-snapshotter
+# on the same image; needs root; about 10 minutes, longer on the first run,
+# which builds stargz and builds and caches the test images.
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 3x $(UNIT_PKGS)
 
-bench-e2e: deps build
-	$(GO) run ./tests/bench -network loopback $(BENCH_ARGS)
-	$(GO) run ./tests/bench -network remote $(BENCH_ARGS)
+bench-e2e: deps build bench-stargz
+	$(GO) run ./tests/bench -stargz -network loopback $(BENCH_ARGS)
+	$(GO) run ./tests/bench -stargz -network remote $(BENCH_ARGS)
+
+# bench-stargz builds bin/stargz, stargz-snapshotter (the version pinned in
+# tests/stargz/go.mod) served as a proxy snapshotter, which bench-e2e
+# measures side by side with lazyfs (a module of its own: lazyfs does not
+# depend on it; the first build downloads and compiles it, minutes).
+bench-stargz:
+	cd tests/stargz && $(GO) build -o ../../bin/stargz .
 
 # bench-background measures background fetch (issue 11 point 4): the cold
 # read of the 64 MiB file with it on and off, and the time until an image is

@@ -78,8 +78,8 @@ func (b *Blob) ReadAtVerified(ctx context.Context, p []byte, off int64, verify f
 	err := b.withRetries(ctx, op, func(ctx context.Context, h docker.RegistryHost) error {
 		lat := b.resolver.latencyOf(h.Host)
 		return hedged(ctx, h.Host, p[:want], lat.hedgeDelays(&b.resolver.opts), b.resolver.opts.MaxHedges, lat,
-			func(ctx context.Context, buf []byte, answered func()) error {
-				if err := b.readRange(ctx, h, buf, off, answered); err != nil {
+			func(ctx context.Context, buf []byte, progress func()) error {
+				if err := b.readRange(ctx, h, buf, off, progress); err != nil {
 					return err
 				}
 				if verify == nil {
@@ -103,9 +103,9 @@ func (b *Blob) ReadAtVerified(ctx context.Context, p []byte, off int64, verify f
 }
 
 // readRange fetches exactly len(p) bytes at off from host h, calling
-// answered (if not nil) once the host has answered, before the body. Its
-// error is an *attemptError.
-func (b *Blob) readRange(ctx context.Context, h docker.RegistryHost, p []byte, off int64, answered func()) (err error) {
+// progress (if not nil) once the host has answered, before the body, and
+// as the body's bytes arrive. Its error is an *attemptError.
+func (b *Blob) readRange(ctx context.Context, h docker.RegistryHost, p []byte, off int64, progress func()) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, b.resolver.opts.RequestTimeout)
 	defer cancel()
 	last := off + int64(len(p)) - 1
@@ -142,8 +142,8 @@ func (b *Blob) readRange(ctx context.Context, h docker.RegistryHost, p []byte, o
 		return err
 	}
 	defer closeBody(resp)
-	if answered != nil {
-		answered()
+	if progress != nil {
+		progress()
 	}
 
 	switch resp.StatusCode {
@@ -173,7 +173,7 @@ func (b *Blob) readRange(ctx context.Context, h docker.RegistryHost, p []byte, o
 		reason, status = reasonRange, "body length differs from range"
 		return fmt.Errorf("GET %s range %s: Content-Length %d for %d bytes: %w", b.where(h), rng, resp.ContentLength, len(p), errdefs.ErrUnavailable)
 	}
-	if n, err := io.ReadFull(resp.Body, p); err != nil {
+	if n, err := io.ReadFull(withProgress(resp.Body, progress), p); err != nil {
 		reason, status = reasonShortRead, "truncated body"
 		return fmt.Errorf("GET %s range %s: read %d of %d bytes: %w: %w", b.where(h), rng, n, len(p), err, errdefs.ErrUnavailable)
 	}
@@ -185,4 +185,28 @@ func (b *Blob) readRange(ctx context.Context, h docker.RegistryHost, p []byte, o
 		}
 	}
 	return nil
+}
+
+// progressReader calls progress after each read that brought bytes: how a
+// hedged request tells a body that is coming from one that stopped.
+type progressReader struct {
+	r        io.Reader
+	progress func()
+}
+
+func (pr progressReader) Read(p []byte) (int, error) {
+	n, err := pr.r.Read(p)
+	if n > 0 {
+		pr.progress()
+	}
+	return n, err
+}
+
+// withProgress is r reporting its reads to progress, or r itself when
+// progress is nil.
+func withProgress(r io.Reader, progress func()) io.Reader {
+	if progress == nil {
+		return r
+	}
+	return progressReader{r, progress}
 }

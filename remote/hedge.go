@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lazyfs/lazyfs/metrics"
@@ -87,19 +88,24 @@ func (l *latency) hedgeDelays(o *Options) hedgeDelays {
 
 // hedged runs try (with a buffer of len(p) bytes to fill) and, each time
 // an attempt goes past its delay, starts one more, all racing: up to
-// 1+maxHedges at once. The newest attempt's delay is delays.answer until
-// try reports (by calling answered) that the server answered, then
-// delays.full from its start. When that many are out and the delay
-// passes again, the oldest is given up (cancelled) and replaced, with the
-// delays doubled each time, up to 2×(maxHedges+1) attempts in all: a
-// request stalled for good is not waited on until the read's deadline.
-// The first success wins: its bytes end up in p, every other attempt is
-// cancelled and waited for. It returns when one succeeded, every attempt
-// failed (the first failure is returned), or ctx ended. A failure while
-// no other attempt is in flight returns at once: retrying is the caller's
-// job.
+// 1+maxHedges at once. The newest attempt's delay is delays.answer from
+// its start until try reports progress (calling progress: the server
+// answered, then each time body bytes arrive); from then on it is raced
+// only when its body stops: when no byte came for delays.full. A body that
+// keeps coming is not raced however long it takes, because on a link that
+// is full (many ranges at once over a capped line) a second request only
+// halves what each gets and doubles the bytes the registry sends; a
+// request stalled for good still ends at RequestTimeout. When that many
+// are out and the delay passes again, the oldest is given up (cancelled)
+// and replaced, with the delays doubled each time, up to 2×(maxHedges+1)
+// attempts in all: a request stalled for good is not waited on until the
+// read's deadline. The first success wins: its bytes end up in p, every
+// other attempt is cancelled and waited for. It returns when one
+// succeeded, every attempt failed (the first failure is returned), or ctx
+// ended. A failure while no other attempt is in flight returns at once:
+// retrying is the caller's job.
 func hedged(ctx context.Context, host string, p []byte, delays hedgeDelays, maxHedges int,
-	lat *latency, try func(ctx context.Context, buf []byte, answered func()) error) error {
+	lat *latency, try func(ctx context.Context, buf []byte, progress func()) error) error {
 	type result struct {
 		i            int
 		buf          []byte
@@ -110,19 +116,22 @@ func hedged(ctx context.Context, host string, p []byte, delays hedgeDelays, maxH
 	results := make(chan result, maxAttempts)
 	answers := make(chan int, maxAttempts) // one send at most per attempt: never blocks
 	var cancels []context.CancelFunc
-	var starts []time.Time
+	var lastProgress []*atomic.Int64 // unix nanoseconds; 0 until answered
 	var done, givenUp []bool
 	launch := func(buf []byte) {
 		i := len(cancels)
 		actx, cancel := context.WithCancel(ctx)
 		start := time.Now()
-		cancels, starts = append(cancels, cancel), append(starts, start)
+		last := new(atomic.Int64)
+		cancels, lastProgress = append(cancels, cancel), append(lastProgress, last)
 		done, givenUp = append(done, false), append(givenUp, false)
 		go func() {
 			var firstByte time.Duration
 			err := try(actx, buf, func() {
+				now := time.Now()
+				last.Store(now.UnixNano())
 				if firstByte == 0 {
-					firstByte = max(time.Since(start), 1)
+					firstByte = max(now.Sub(start), 1)
 					answers <- i
 				}
 			})
@@ -158,14 +167,21 @@ wait:
 				firstErr = r.err
 			}
 		case i := <-answers:
-			if i == len(starts)-1 && !done[i] {
-				// The newest attempt was answered: it is now given
-				// the time a whole request takes, from its start.
-				timer.Reset(max(time.Until(starts[i].Add(scale*delays.full)), 0))
+			if i == len(cancels)-1 && !done[i] {
+				// The newest attempt was answered: from now on only
+				// a body that stops makes it raced.
+				timer.Reset(scale * delays.full)
 			}
 		case <-timer.C:
 			if len(cancels) >= maxAttempts || maxHedges == 0 {
 				continue
+			}
+			newest := len(cancels) - 1
+			if last := lastProgress[newest].Load(); last != 0 && !done[newest] {
+				if idle := time.Since(time.Unix(0, last)); idle < scale*delays.full {
+					timer.Reset(scale*delays.full - idle) // its body is coming
+					continue
+				}
 			}
 			if inflight > maxHedges {
 				// The oldest still out has waited several delays.

@@ -3,6 +3,7 @@ package remote
 import (
 	"bytes"
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,5 +79,63 @@ func TestStalledBodyHedged(t *testing.T) {
 	f.proxy.Script(faultproxy.StallBody)
 	if fired, won := f.readChecked(t); fired < 1 || won != 1 {
 		t.Fatalf("%v hedges fired, %v won; want at least 1, and 1", fired, won)
+	}
+}
+
+// A body that keeps coming is not raced, however long it takes: on a full
+// link a second request would only halve what each gets and double what
+// the registry sends. A body that stops is (TestStalledBodyHedged).
+func TestFlowingBodyNotHedged(t *testing.T) {
+	var lat latency
+	var attempts atomic.Int32
+	p := make([]byte, 8)
+	err := hedged(context.Background(), "flowing.test", p, hedgeDelays{answer: 50 * time.Millisecond, full: 500 * time.Millisecond}, 2, &lat,
+		func(ctx context.Context, buf []byte, progress func()) error {
+			attempts.Add(1)
+			// Three times the whole-request delay, a byte every
+			// millisecond.
+			for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); {
+				progress()
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(time.Millisecond):
+				}
+			}
+			copy(buf, "complete")
+			return nil
+		})
+	if err != nil || string(p) != "complete" {
+		t.Fatalf("hedged: %v, %q", err, p)
+	}
+	if n := attempts.Load(); n != 1 {
+		t.Fatalf("%d attempts for a body that kept coming, want 1", n)
+	}
+}
+
+// A body that stops after an answer is raced once it has been quiet for the
+// whole-request delay, not before.
+func TestStoppedBodyRacedAfterQuiet(t *testing.T) {
+	var lat latency
+	var attempts atomic.Int32
+	p := make([]byte, 8)
+	start := time.Now()
+	var raced time.Duration
+	err := hedged(context.Background(), "stopped.test", p, hedgeDelays{answer: 10 * time.Millisecond, full: 200 * time.Millisecond}, 1, &lat,
+		func(ctx context.Context, buf []byte, progress func()) error {
+			if attempts.Add(1) == 1 {
+				progress()
+				<-ctx.Done() // answered, then nothing more
+				return ctx.Err()
+			}
+			raced = time.Since(start)
+			copy(buf, "complete")
+			return nil
+		})
+	if err != nil || string(p) != "complete" {
+		t.Fatalf("hedged: %v, %q", err, p)
+	}
+	if raced < 200*time.Millisecond {
+		t.Fatalf("raced after %v, before the body had been quiet for 200 ms", raced)
 	}
 }

@@ -66,8 +66,8 @@ func (b *Blob) fetchTail(ctx context.Context, n int) ([]byte, error) {
 	op := fmt.Sprintf("GET suffix range bytes=-%d", n)
 	err := b.withRetries(ctx, op, func(ctx context.Context, h docker.RegistryHost) error {
 		lat := r.latencyOf(h.Host)
-		return hedged(ctx, h.Host, out, lat.hedgeDelays(&r.opts), r.opts.MaxHedges, lat, func(ctx context.Context, buf []byte, answered func()) error {
-			size, err := b.suffixRange(ctx, h, buf[8:], answered)
+		return hedged(ctx, h.Host, out, lat.hedgeDelays(&r.opts), r.opts.MaxHedges, lat, func(ctx context.Context, buf []byte, progress func()) error {
+			size, err := b.suffixRange(ctx, h, buf[8:], progress)
 			if err == nil {
 				binary.LittleEndian.PutUint64(buf, uint64(size))
 			}
@@ -83,11 +83,11 @@ func (b *Blob) fetchTail(ctx context.Context, n int) ([]byte, error) {
 
 // suffixRange fetches the last len(p) bytes (the whole blob when it is
 // shorter) from host h into the start of p and returns the blob's size,
-// calling answered (if not nil) once the host has answered, before the
-// body. Its error is an *attemptError; a host that answers with the whole
+// calling progress (if not nil) once the host has answered, before the
+// body, and as the body's bytes arrive. Its error is an *attemptError; a host that answers with the whole
 // blob or refuses the range (416) gets ErrNotImplemented, which is not
 // retried.
-func (b *Blob) suffixRange(ctx context.Context, h docker.RegistryHost, p []byte, answered func()) (size int64, err error) {
+func (b *Blob) suffixRange(ctx context.Context, h docker.RegistryHost, p []byte, progress func()) (size int64, err error) {
 	ctx, cancel := context.WithTimeout(ctx, b.resolver.opts.RequestTimeout)
 	defer cancel()
 	rng := fmt.Sprintf("bytes=-%d", len(p))
@@ -149,10 +149,10 @@ func (b *Blob) suffixRange(ctx context.Context, h docker.RegistryHost, p []byte,
 		reason, status = reasonRange, "body length differs from range"
 		return 0, fmt.Errorf("GET %s range %s: Content-Length %d for %d bytes: %w", b.where(h), rng, resp.ContentLength, want, errdefs.ErrUnavailable)
 	}
-	if answered != nil {
-		answered()
+	if progress != nil {
+		progress()
 	}
-	if n, err := io.ReadFull(resp.Body, p[:want]); err != nil {
+	if n, err := io.ReadFull(withProgress(resp.Body, progress), p[:want]); err != nil {
 		reason, status = reasonShortRead, "truncated body"
 		return 0, fmt.Errorf("GET %s range %s: read %d of %d bytes: %w: %w", b.where(h), rng, n, want, err, errdefs.ErrUnavailable)
 	}

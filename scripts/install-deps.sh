@@ -25,7 +25,8 @@ CONTAINERD_VERSION=v2.3.7
 TOOLS=${LAZYFS_TOOLS:-/var/cache/lazyfs-tools}
 CONTAINERD_DIR=$TOOLS/containerd-${CONTAINERD_VERSION#v}
 STAMP=$CONTAINERD_DIR/VERSION
-PACKAGES=(containerd runc docker-registry skopeo fuse3 umoci busybox-static jq strace)
+# mmdebstrap builds the Debian base of the benchmark images (make bench-e2e).
+PACKAGES=(containerd runc docker-registry skopeo fuse3 umoci busybox-static jq strace mmdebstrap)
 CONTAINERD_BINARIES=(containerd containerd-shim-runc-v2 ctr)
 # The systemd units of PACKAGES that Debian enables and starts on install.
 declare -A PACKAGE_UNITS=([containerd]=containerd.service [docker-registry]=docker-registry.service)

@@ -160,9 +160,6 @@ type interner struct {
 }
 
 func (in *interner) intern(s string) string {
-	if s == "" {
-		return s
-	}
 	if v, ok := in.seen[s]; ok {
 		return v
 	}

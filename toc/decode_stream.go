@@ -118,9 +118,8 @@ func expectedEntries(size int64, maxEntries int) int {
 // validatedStream is the visitor that decodes a TOC into a Sink: it
 // validates each entry before the sink sees it.
 type validatedStream struct {
-	v       *validator
-	sink    Sink
-	entries int
+	v    *validator
+	sink Sink
 }
 
 func (s *validatedStream) version(v int) error { return checkVersion(v) }
@@ -129,14 +128,14 @@ func (s *validatedStream) entry(i int, e *estargz.TOCEntry) error {
 	if err := s.v.entry(i, e); err != nil {
 		return err
 	}
-	s.entries++
 	return s.sink.Entry(e)
 }
 
 // decodeInto decodes, verifies and validates TOC JSON from r, jsonSize
 // bytes as far as its container says, into sink (see decodeVerified and
 // Validate): the TOC of a blob of blobSize bytes at tocOffset. It returns
-// the JSON's size and the number of entries.
+// the JSON's size and the number of entries that name something (a file's
+// chunk entries after its first are not counted).
 func decodeInto(ctx context.Context, r io.Reader, jsonSize int64, tocDigest digest.Digest, blobSize, tocOffset int64, lim Limits, sink Sink) (size int64, entries int, _ error) {
 	if err := checkPlacement(blobSize, tocOffset); err != nil {
 		return 0, 0, err
@@ -151,9 +150,9 @@ func decodeInto(ctx context.Context, r io.Reader, jsonSize int64, tocDigest dige
 	s := &validatedStream{v: v, sink: sink}
 	size, err := decodeVerified(ctx, r, tocDigest, lim.MaxSize, lim.MaxEntries, s)
 	if err != nil {
-		return size, s.entries, err
+		return size, len(v.names), err
 	}
-	return size, s.entries, s.v.finish()
+	return size, len(v.names), s.v.finish()
 }
 
 // collector is the Sink of Fetch and Store.Get: it keeps every entry.

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"path"
 	"slices"
 	"strings"
@@ -31,13 +32,7 @@ func checkName(raw string) error {
 	if strings.IndexByte(raw, 0) >= 0 {
 		return errors.New("name contains NUL")
 	}
-	for rest := raw; rest != ""; {
-		comp := rest
-		if i := strings.IndexByte(rest, '/'); i >= 0 {
-			comp, rest = rest[:i], rest[i+1:]
-		} else {
-			rest = ""
-		}
+	for comp := range strings.SplitSeq(raw, "/") {
 		if comp == ".." {
 			return errors.New(`name has a ".." component`)
 		}
@@ -86,25 +81,20 @@ func (v *validator) sortNames() {
 // the first entry in TOC order that repeats an earlier one's name.
 func (v *validator) checkDuplicates() error {
 	v.sortNames()
-	first := int32(-1)
+	// sorted is by name, then in TOC order: an entry with the name of the
+	// one before it repeats an earlier entry's name, and the first such
+	// entry of all is the one to report.
+	const none = math.MaxInt32
+	first := int32(none)
 	for k := 1; k < len(v.sorted); k++ {
-		prev, cur := v.sorted[k-1], v.sorted[k]
-		if v.names[prev] != v.names[cur] {
-			continue
-		}
-		// prev is the name's first entry when k-1 starts its run: cur is
-		// then the first to repeat it.
-		if k-2 >= 0 && v.names[v.sorted[k-2]] == v.names[cur] {
-			continue
-		}
-		if first < 0 || cur < first {
-			first = cur
+		if prev, cur := v.sorted[k-1], v.sorted[k]; v.names[prev] == v.names[cur] {
+			first = min(first, cur)
 		}
 	}
-	if first >= 0 {
-		return refuse(ReasonDuplicateName, v.rawName(first), fmt.Errorf("%q is named by more than one entry", v.names[first]))
+	if first == none {
+		return nil
 	}
-	return nil
+	return refuse(ReasonDuplicateName, v.rawName(first), fmt.Errorf("%q is named by more than one entry", v.names[first]))
 }
 
 // lookup returns the type of the entry named name (cleaned), once names

@@ -148,17 +148,13 @@ func (s *Store) GetTo(tocDigest digest.Digest, lim Limits, sink Sink) (_ *Layer,
 	}
 	defer func() { retErr = withLayer(retErr, meta.BlobDigest) }()
 
-	f, err := openBounded(filepath.Join(dir, name+tocSuffix), tocDigest, lim.MaxSize)
+	f, size, err := openBounded(filepath.Join(dir, name+tocSuffix), tocDigest, lim.MaxSize)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	// Decoded as it is read, and verified: the JSON is never held whole.
 	// The API has no ctx: decoding a stored TOC cannot be cancelled.
-	var size int64
-	if fi, err := f.Stat(); err == nil {
-		size = fi.Size()
-	}
 	_, _, err = decodeInto(context.Background(), bufio.NewReaderSize(f, 64<<10), size, tocDigest, meta.BlobSize, meta.TOCOffset, lim, sink)
 	if err != nil {
 		var re *RefusedError
@@ -215,25 +211,25 @@ func (m *storedMeta) check(tocDigest digest.Digest) error {
 }
 
 // openBounded opens a stored TOC, refusing it before reading if it is
-// larger than maxSize.
-func openBounded(path string, tocDigest digest.Digest, maxSize int64) (*os.File, error) {
+// larger than maxSize; it returns its size.
+func openBounded(path string, tocDigest digest.Digest, maxSize int64) (*os.File, int64, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("TOC %s: %w", tocDigest, errdefs.ErrNotFound)
+		return nil, 0, fmt.Errorf("TOC %s: %w", tocDigest, errdefs.ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("failed to open stored TOC: %w", err)
+		return nil, 0, fmt.Errorf("failed to open stored TOC: %w", err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("failed to stat stored TOC: %w", err)
+		return nil, 0, fmt.Errorf("failed to stat stored TOC: %w", err)
 	}
 	if fi.Size() > maxSize {
 		f.Close()
-		return nil, refuse(ReasonTOCTooLarge, "", fmt.Errorf("stored TOC JSON is %d bytes, limit is %d", fi.Size(), maxSize))
+		return nil, 0, refuse(ReasonTOCTooLarge, "", fmt.Errorf("stored TOC JSON is %d bytes, limit is %d", fi.Size(), maxSize))
 	}
-	return f, nil
+	return f, fi.Size(), nil
 }
 
 // writeTOCTemp inflates l's compressed TOC into a synced temporary file

@@ -258,3 +258,27 @@ func TestNewStoreRemovesStaleTemporaryFiles(t *testing.T) {
 		t.Errorf("stored TOC lost: %v", err)
 	}
 }
+
+// TestStorePutFailureLeavesNothing guards the cleanup of a write that
+// fails half-way: a Put whose metadata cannot be renamed into place (a
+// directory stands there) reports it and leaves no temporary file behind.
+func TestStorePutFailureLeavesNothing(t *testing.T) {
+	l := fetchedBase(t)
+	s, dir := newStore(t)
+	_, metaPath := storedPaths(dir, l.TOCDigest)
+	if err := os.MkdirAll(filepath.Join(metaPath, "blocker"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(l); err == nil {
+		t.Fatal("Put succeeded with a directory where its metadata goes")
+	}
+	left, err := os.ReadDir(filepath.Dir(metaPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range left {
+		if e.Name() != filepath.Base(metaPath) {
+			t.Errorf("a failed Put left %s in the store", e.Name())
+		}
+	}
+}

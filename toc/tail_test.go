@@ -3,6 +3,7 @@ package toc_test
 import (
 	"bytes"
 	"errors"
+	"io"
 	"testing"
 
 	"github.com/containerd/stargz-snapshotter/estargz"
@@ -69,6 +70,7 @@ func TestTailReads(t *testing.T) {
 		{name: "wholly before the tail", off: 0, n: 5, requests: 1, fetched: 5},
 		{name: "ends at the tail's start", off: start - 3, n: 3, requests: 1, fetched: 3},
 		{name: "past the end", off: start + 4, n: 8, eof: true},
+		{name: "at the end", off: int64(len(blob)), n: 4, eof: true},
 		{name: "the whole blob", off: 0, n: int64(len(blob)), requests: 1, fetched: start},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -76,7 +78,9 @@ func TestTailReads(t *testing.T) {
 			p := make([]byte, tc.n)
 			got, err := toc.WithTail(src, blob[start:]).ReadAt(testCtx(t), p, tc.off)
 			wantN := min(tc.n, int64(len(blob))-tc.off)
-			if int64(got) != wantN || (err != nil) != tc.eof || !bytes.Equal(p[:got], blob[tc.off:tc.off+wantN]) {
+			// A read reaching past the end says io.EOF, like io.ReaderAt.
+			wrongErr := (tc.eof && !errors.Is(err, io.EOF)) || (!tc.eof && err != nil)
+			if int64(got) != wantN || wrongErr || !bytes.Equal(p[:got], blob[tc.off:tc.off+wantN]) {
 				t.Fatalf("ReadAt(%d bytes at %d) = %d %q, %v; want %d %q", tc.n, tc.off, got, p[:got], err, wantN, blob[tc.off:tc.off+wantN])
 			}
 			if requests, n := src.stats(); int64(requests) != tc.requests || n != tc.fetched {

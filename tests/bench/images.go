@@ -19,6 +19,13 @@ const (
 	bigFileSize = 64 << 20
 	bigFileSeed = 64
 
+	// mediumFiles files of mediumFileSize, incompressible too, make the
+	// image's fourth layer.
+	mediumFiles    = 4
+	mediumFileSize = 16 << 20
+	mediumFileSeed = 16
+	mediumFilePath = "/data/random-16m-%d"
+
 	smallDirs     = 20
 	smallPerDir   = 100 // smallDirs*smallPerDir small files of smallFileSize
 	smallFileSize = 4 << 10
@@ -31,40 +38,17 @@ const (
 	manyDirs = 300
 )
 
-// busyboxApplets are linked to /bin/busybox: `true` is the first command,
-// the rest make the image usable by hand.
-var busyboxApplets = []string{"sh", "true", "cat", "ls", "sha256sum"}
-
-// appImage is the image of the pull and read scenarios: a busybox base, a
-// few thousand small files, and one 64 MiB pseudo-random file in a layer of
-// its own.
+// appImage is the image of the pull and read scenarios, shaped like the
+// one issue 13 measures stargz-snapshotter on: a Debian minbase rootfs,
+// 2,000 small files, one 64 MiB pseudo-random file in a layer of its own,
+// and four 16 MiB ones in another.
 type appImage struct {
 	layers []harness.Layer
 	// bigSHA256 is the digest every read of bigFilePath must produce.
 	bigSHA256 [sha256.Size]byte
 }
 
-func newAppImage(busyboxPath string) (appImage, error) {
-	bb, err := os.ReadFile(busyboxPath)
-	if err != nil {
-		return appImage{}, fmt.Errorf("failed to read busybox: %w", err)
-	}
-	base := harness.Layer{
-		{Path: "/bin", Mode: os.ModeDir | 0o755},
-		{Path: "/bin/busybox", Mode: 0o755, Content: bb},
-	}
-	for _, a := range busyboxApplets {
-		base = append(base, harness.File{Path: "/bin/" + a, Mode: os.ModeSymlink | 0o777, Linkname: "busybox"})
-	}
-	for _, d := range []string{"/dev", "/proc", "/sys", "/etc", "/run"} {
-		base = append(base, harness.File{Path: d, Mode: os.ModeDir | 0o755})
-	}
-	base = append(base,
-		harness.File{Path: "/tmp", Mode: os.ModeDir | os.ModeSticky | 0o777},
-		harness.File{Path: "/etc/passwd", Mode: 0o644, Content: []byte("root:x:0:0:root:/root:/bin/sh\n")},
-		harness.File{Path: "/etc/group", Mode: 0o644, Content: []byte("root:x:0:\n")},
-	)
-
+func newAppImage(base harness.Layer) (appImage, error) {
 	rng := rand.New(rand.NewChaCha8(seed(smallFileSeed)))
 	small := harness.Layer{{Path: "/data", Mode: os.ModeDir | 0o755}, {Path: "/data/small", Mode: os.ModeDir | 0o755}}
 	for d := range smallDirs {
@@ -86,7 +70,13 @@ func newAppImage(busyboxPath string) (appImage, error) {
 		{Path: "/data", Mode: os.ModeDir | 0o755},
 		{Path: bigFilePath, Mode: 0o644, Content: data},
 	}
-	return appImage{layers: []harness.Layer{base, small, big}, bigSHA256: sha256.Sum256(data)}, nil
+	medium := harness.Layer{{Path: "/data", Mode: os.ModeDir | 0o755}}
+	for i := range mediumFiles {
+		data := make([]byte, mediumFileSize)
+		_, _ = rand.NewChaCha8(seed(mediumFileSeed + byte(i))).Read(data)
+		medium = append(medium, harness.File{Path: fmt.Sprintf(mediumFilePath, i), Mode: 0o644, Content: data})
+	}
+	return appImage{layers: []harness.Layer{base, small, big, medium}, bigSHA256: sha256.Sum256(data)}, nil
 }
 
 // manyEntryLayer returns a layer of exactly entries entries: manyDirs

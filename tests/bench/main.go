@@ -7,6 +7,8 @@
 //     snapshotter and `ctr run --rm … true`, with the default configuration
 //     and with prefetch and background proofs off, against a full pull of
 //     the original image with overlayfs; times, registry requests and bytes;
+//     and the image optimized for that command (`snapshotterctl image
+//     optimize … -- true`) on a stack of its own;
 //  2. a cold sequential read of a 64 MiB file from the host through the
 //     image's rootfs view, lazyfs against overlayfs after the full pull,
 //     plus a warm second read through lazyfs;
@@ -15,9 +17,15 @@
 //     warm read, and the worker's memory after the pull and the reads;
 //  4. the memory (VmRSS, VmHWM) of the worker serving a layer of 300,000
 //     entries, after the lazy pull and after an lstat walk of the tree,
-//     judged against 200 MiB.
+//     judged against 200 MiB;
+//  5. with -stargz (make bench-e2e sets it), stargz-snapshotter v0.18.2
+//     (bin/stargz, tests/stargz) on a stack of its own: pull + first
+//     command, cold and warm reads, its memory, and lazyfs/stargz ratios.
 //
-// Usage: go run ./tests/bench [-runs 5] [-network loopback|remote] [-json FILE] [-entries N] [-cache DIR]
+// The app image is a Debian bookworm minbase rootfs, 2,000 × 4 KiB files,
+// a 64 MiB file and four 16 MiB files in four layers (190 MiB).
+//
+// Usage: go run ./tests/bench [-runs 5] [-stargz] [-network loopback|remote] [-json FILE] [-entries N] [-cache DIR]
 //
 // It needs root (mounts, containerd, drop_caches), /dev/fuse, the tools of
 // scripts/install-deps.sh and `make build`. Each run starts a fresh
@@ -42,6 +50,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -69,6 +78,8 @@ type options struct {
 	quiet   bool
 	compare string
 	perfDir string
+	// stargz also measures stargz-snapshotter (bin/stargz) side by side.
+	stargz bool
 }
 
 // networks are the registry links -network emulates with the counting
@@ -93,6 +104,7 @@ func main() {
 	flag.StringVar(&opts.network, "network", "loopback", "registry link to emulate: loopback or remote (20 ms per request, 200 Mbit/s)")
 	flag.StringVar(&opts.cacheDir, "cache", "/var/cache/lazyfs-bench", "directory keeping eStargz conversions between invocations; empty converts every time")
 	flag.BoolVar(&opts.background, "background", false, "measure background fetch instead: the cold read with it on and off, and the time until an image is fully cached against a full pull")
+	flag.BoolVar(&opts.stargz, "stargz", false, "also measure stargz-snapshotter "+stargzVersion+" (bin/stargz, built from tests/stargz) on a stack of its own, side by side")
 	flag.StringVar(&opts.bgRate, "background-rate", "0", "with -background: [fetch] background_rate of the side with background fetch on")
 	flag.BoolVar(&opts.quiet, "quiet", false, "measure only lazyfs with prefetch and proofs off: cold and warm reads of the 64 MiB file, the small files, the worker's memory")
 	flag.StringVar(&opts.compare, "compare", "", "with -quiet or -background: a directory of baseline binaries (lazyfs-snapshotter, lazyfsd) measured in the same runs, order alternating")
@@ -136,10 +148,6 @@ func run(ctx context.Context, opts options) (err error) {
 	if err := env.CheckProgram("lazyfs-snapshotter", "lazyfsd"); err != nil {
 		return err
 	}
-	busybox, err := env.Busybox()
-	if err != nil {
-		return err
-	}
 	// The conversion's scratch space goes to TMPDIR; so does ours.
 	work, err := os.MkdirTemp("", "lazyfs-bench-")
 	if err != nil {
@@ -172,7 +180,7 @@ func run(ctx context.Context, opts options) (err error) {
 	if opts.background || opts.quiet {
 		entries = 0 // the many-entry image is not used
 	}
-	imgs, err := prepare(ctx, env, busybox, work, reg, conversionCache{dir: opts.cacheDir}, entries)
+	imgs, err := prepare(ctx, env, work, reg, conversionCache{dir: opts.cacheDir}, entries)
 	if err != nil {
 		return err
 	}
@@ -235,7 +243,7 @@ func run(ctx context.Context, opts options) (err error) {
 	}
 	var results []runResult
 	for i := range opts.runs {
-		r, err := runOnce(ctx, env, proxy, imgs, filepath.Join(work, fmt.Sprintf("run%d", i+1)), opts.logsDir, i+1, opts.runs)
+		r, err := runOnce(ctx, env, proxy, imgs, filepath.Join(work, fmt.Sprintf("run%d", i+1)), opts.logsDir, opts.stargz, i+1, opts.runs)
 		if err != nil {
 			return fmt.Errorf("run %d: %w", i+1, err)
 		}
@@ -258,13 +266,35 @@ func run(ctx context.Context, opts options) (err error) {
 
 // runOnce measures the three scenarios on a fresh stack. On failure it
 // prints the stack's logs before tearing it down (teardown removes them).
-func runOnce(ctx context.Context, env harness.Env, proxy *harness.Proxy, imgs benchImages, dir, logsDir string, n, of int) (r runResult, err error) {
+func runOnce(ctx context.Context, env harness.Env, proxy *harness.Proxy, imgs benchImages, dir, logsDir string, withStargz bool, n, of int) (r runResult, err error) {
 	r = runResult{Run: n, LazyFirst: n%2 == 1}
 	// First, alone: the other stack's background proofs would add their
-	// bytes to its reads (they share the registry).
+	// bytes to its reads (they share the registry). stargz, on a stack of
+	// its own too, goes before or after it, alternating.
 	lazyRef := ref(proxy.Addr(), appRepo, lazyTag)
-	if err = quietRun(ctx, env, proxy, imgs, lazyRef, filepath.Join(dir, "quiet"), n, of, &r); err != nil {
-		return r, err
+	quiet := func() error {
+		return quietRun(ctx, env, proxy, imgs, lazyRef, filepath.Join(dir, "quiet"), n, of, &r)
+	}
+	peer := func() error {
+		sr, err := stargzRun(ctx, env, proxy, imgs, lazyRef, filepath.Join(dir, "stargz"), n, of)
+		r.Stargz = &sr
+		return err
+	}
+	optimized := func() (err error) {
+		r.Optimized, err = optimizedRun(ctx, env, proxy, filepath.Join(dir, "optimized"), n, of)
+		return err
+	}
+	alone := []func() error{quiet, optimized}
+	if withStargz {
+		alone = append(alone, peer)
+	}
+	if !r.LazyFirst {
+		slices.Reverse(alone)
+	}
+	for _, f := range alone {
+		if err := f(); err != nil {
+			return r, err
+		}
 	}
 	progress("run %d/%d: starting lazyfs-snapshotter and containerd", n, of)
 	var stop harness.Closers

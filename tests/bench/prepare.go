@@ -48,10 +48,15 @@ func ref(host, repo, tag string) string { return host + "/" + repo + ":" + tag }
 // eStargz conversions: from the cache when it holds them, else converted
 // with a throw-away containerd (and then cached). Nothing it does is
 // measured.
-func prepare(ctx context.Context, env harness.Env, busybox, work string, reg *harness.Registry, cache conversionCache, entries int) (benchImages, error) {
+func prepare(ctx context.Context, env harness.Env, work string, reg *harness.Registry, cache conversionCache, entries int) (benchImages, error) {
 	start := time.Now()
-	progress("building the app image (busybox, %d small files, a %d MiB random file)", smallDirs*smallPerDir, bigFileSize>>20)
-	app, err := newAppImage(busybox)
+	base, err := debianRootfs(ctx, cache.dir, work)
+	if err != nil {
+		return benchImages{}, err
+	}
+	progress("building the app image (Debian %s minbase, %d small files, random files of %d MiB and %d × %d MiB)",
+		debianSuite, smallDirs*smallPerDir, bigFileSize>>20, mediumFiles, mediumFileSize>>20)
+	app, err := newAppImage(base)
 	if err != nil {
 		return benchImages{}, err
 	}
@@ -100,6 +105,12 @@ func prepare(ctx context.Context, env harness.Env, busybox, work string, reg *ha
 		}
 		if err := cache.store(ctx, conv.cl, lazy, key); err != nil {
 			progress("warning: failed to cache the conversion: %v", err)
+		}
+	}
+	if entries > 0 {
+		// Not for -background, which measures the plain image only.
+		if err := prepareOptimized(ctx, env, work, reg, cache, appDesc.Digest, ref(reg.Addr(), appRepo, lazyTag)); err != nil {
+			return benchImages{}, err
 		}
 	}
 	progress("images ready in %s", time.Since(start).Round(100*time.Millisecond))

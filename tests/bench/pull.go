@@ -34,7 +34,7 @@ func pullAndRun(ctx context.Context, st *stack, ref, snapshotter, id string) (pu
 		return pullResult{}, err
 	}
 	pulled := time.Now()
-	if _, err := st.ctrd.CtrRun(ctx, "--rm", "--snapshotter", snapshotter, ref, id, "true"); err != nil {
+	if _, err := st.ctrd.CtrRun(ctx, "--rm", "--snapshotter", snapshotter, ref, id, firstCommand); err != nil {
 		return pullResult{}, err
 	}
 	done := time.Now()

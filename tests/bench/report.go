@@ -34,6 +34,11 @@ type runResult struct {
 	LazyRead        readResult  `json:"lazy_read"`
 	FullRead        readResult  `json:"overlayfs_read"`
 	Many            manyResult  `json:"many_entries"`
+	// Optimized is the optimized image's pull + first command, on a lazyfs
+	// stack of its own with the default configuration.
+	Optimized pullResult `json:"optimized_pull"`
+	// Stargz is stargz-snapshotter on a stack of its own (-stargz).
+	Stargz *stargzResult `json:"stargz,omitempty"`
 	// Findings are what a reader must know beyond the numbers: fallbacks,
 	// errors in the logs, a walk that found the wrong number of entries.
 	Findings []string `json:"findings,omitempty"`
@@ -66,15 +71,26 @@ func whenHeap(f func(m manyResult) memStatus) func(runResult) (float64, bool) {
 	}
 }
 
+// whenStargz is a metric of the runs that measured stargz-snapshotter.
+func whenStargz(f func(r runResult, s stargzResult) float64) func(runResult) (float64, bool) {
+	return func(r runResult) (float64, bool) {
+		if r.Stargz == nil {
+			return 0, false
+		}
+		return f(r, *r.Stargz), true
+	}
+}
+
 func mibOf(n int64) float64 { return float64(n) / (1 << 20) }
 
 func kibToMiB(n int64) float64 { return float64(n) / 1024 }
 
 const (
-	secPull  = "1. pull + first command (ctr image pull, then ctr run --rm … true)"
-	secRead  = "2. sequential read of the 64 MiB file from the host, 1 MiB reads"
-	secMany  = "3. lazy pull of a one-layer image with many entries"
-	secQuiet = "3. cold reads with prefetch and background proofs off (nothing fetched them before), warm read, worker memory"
+	secPull   = "1. pull + first command (ctr image pull, then ctr run --rm … true)"
+	secRead   = "2. sequential read of the 64 MiB file from the host, 1 MiB reads"
+	secMany   = "5. lazy pull of a one-layer image with many entries"
+	secStargz = "4. side by side with stargz-snapshotter " + stargzVersion + " (its defaults; -stargz): lazyfs / stargz ratios per run"
+	secQuiet  = "3. cold reads with prefetch and background proofs off (nothing fetched them before), warm read, worker memory"
 )
 
 // bigSeconds is the time of a read of the 64 MiB file at mibps.
@@ -91,6 +107,12 @@ var metrics = []metric{
 	{secPull, "pull.quiet.run_s", "  of which run", "s", "%.3f", always(func(r runResult) float64 { return r.LazyQuiet.RunSeconds })},
 	{secPull, "pull.quiet.registry_mib", "  registry bytes until the command ended", "MiB", "%.3f", always(func(r runResult) float64 { return mibOf(r.LazyQuiet.RegistryBytes) })},
 	{secPull, "pull.quiet.registry_requests", "  registry blob requests (GET, HEAD) until then", "", "%.0f", always(func(r runResult) float64 { return float64(r.LazyQuiet.RegistryRequests) })},
+	{secPull, "pull.optimized.total_s", "lazyfs, image optimized for the first command: pull + run", "s", "%.3f", always(func(r runResult) float64 { return r.Optimized.TotalSeconds })},
+	{secPull, "pull.optimized.pull_s", "  of which pull", "s", "%.3f", always(func(r runResult) float64 { return r.Optimized.PullSeconds })},
+	{secPull, "pull.optimized.run_s", "  of which run", "s", "%.3f", always(func(r runResult) float64 { return r.Optimized.RunSeconds })},
+	{secPull, "pull.optimized.registry_mib", "  registry bytes until the command ended", "MiB", "%.2f", always(func(r runResult) float64 { return mibOf(r.Optimized.RegistryBytes) })},
+	{secPull, "pull.optimized.registry_requests", "  registry blob requests (GET, HEAD) until then", "", "%.0f", always(func(r runResult) float64 { return float64(r.Optimized.RegistryRequests) })},
+	{secPull, "pull.ratio_optimized", "ratio optimized / plain eStargz (defaults), pull + run", "x", "%.3f", always(func(r runResult) float64 { return r.Optimized.TotalSeconds / r.Lazy.TotalSeconds })},
 	{secPull, "pull.full.total_s", "overlayfs, original image: pull + run", "s", "%.3f", always(func(r runResult) float64 { return r.Full.TotalSeconds })},
 	{secPull, "pull.full.pull_s", "  of which pull", "s", "%.3f", always(func(r runResult) float64 { return r.Full.PullSeconds })},
 	{secPull, "pull.full.run_s", "  of which run", "s", "%.3f", always(func(r runResult) float64 { return r.Full.RunSeconds })},
@@ -120,6 +142,26 @@ var metrics = []metric{
 	{secQuiet, "quiet.worker.idle_vmrss_mib", "lazyfs worker VmRSS after the pull + first command", "MiB", "%.1f", always(func(r runResult) float64 { return kibToMiB(r.QuietWorkerIdle.VmRSSKiB) })},
 	{secQuiet, "quiet.worker.read_vmrss_mib", "lazyfs worker VmRSS after the reads", "MiB", "%.1f", always(func(r runResult) float64 { return kibToMiB(r.QuietWorkerRead.VmRSSKiB) })},
 	{secQuiet, "quiet.worker.read_vmhwm_mib", "lazyfs worker VmHWM (peak) after the reads", "MiB", "%.1f", always(func(r runResult) float64 { return kibToMiB(r.QuietWorkerRead.VmHWMKiB) })},
+
+	{secStargz, "stargz.pull.total_s", "stargz: pull + run", "s", "%.3f", whenStargz(func(_ runResult, s stargzResult) float64 { return s.Pull.TotalSeconds })},
+	{secStargz, "stargz.pull.pull_s", "  of which pull", "s", "%.3f", whenStargz(func(_ runResult, s stargzResult) float64 { return s.Pull.PullSeconds })},
+	{secStargz, "stargz.pull.registry_mib", "  registry bytes until the command ended", "MiB", "%.2f", whenStargz(func(_ runResult, s stargzResult) float64 { return mibOf(s.Pull.RegistryBytes) })},
+	{secStargz, "stargz.pull.registry_requests", "  registry blob requests (GET, HEAD) until then", "", "%.0f", whenStargz(func(_ runResult, s stargzResult) float64 { return float64(s.Pull.RegistryRequests) })},
+	{secStargz, "stargz.read.cold_s", "stargz: cold read of the 64 MiB file", "s", "%.3f", whenStargz(func(_ runResult, s stargzResult) float64 { return bigSeconds(s.Read.ColdMiBps) })},
+	{secStargz, "stargz.read.warm_s", "stargz: warm read of the 64 MiB file", "s", "%.3f", whenStargz(func(_ runResult, s stargzResult) float64 { return bigSeconds(s.Read.WarmMiBps) })},
+	{secStargz, "stargz.small.cold_s", "stargz: cold read of the small files", "s", "%.3f", whenStargz(func(_ runResult, s stargzResult) float64 { return s.Small.Seconds })},
+	{secStargz, "stargz.vmrss_mib", "stargz: VmRSS after the reads (one process)", "MiB", "%.1f", whenStargz(func(_ runResult, s stargzResult) float64 { return kibToMiB(s.Mem.VmRSSKiB) })},
+	{secStargz, "stargz.ratio.pull", "lazyfs (defaults) / stargz, pull", "x", "%.3f", whenStargz(func(r runResult, s stargzResult) float64 { return r.Lazy.PullSeconds / s.Pull.PullSeconds })},
+	{secStargz, "stargz.ratio.total", "lazyfs (defaults) / stargz, pull + run", "x", "%.3f", whenStargz(func(r runResult, s stargzResult) float64 { return r.Lazy.TotalSeconds / s.Pull.TotalSeconds })},
+	{secStargz, "stargz.ratio.quiet_pull", "lazyfs (quiet) / stargz, pull", "x", "%.3f", whenStargz(func(r runResult, s stargzResult) float64 { return r.LazyQuiet.PullSeconds / s.Pull.PullSeconds })},
+	{secStargz, "stargz.ratio.quiet_total", "lazyfs (quiet) / stargz, pull + run", "x", "%.3f", whenStargz(func(r runResult, s stargzResult) float64 { return r.LazyQuiet.TotalSeconds / s.Pull.TotalSeconds })},
+	{secStargz, "stargz.ratio.registry_bytes", "lazyfs (quiet) / stargz, registry bytes of pull + run", "x", "%.3f", whenStargz(func(r runResult, s stargzResult) float64 {
+		return float64(r.LazyQuiet.RegistryBytes) / float64(s.Pull.RegistryBytes)
+	})},
+	{secStargz, "stargz.ratio.cold_read", "stargz / lazyfs (quiet), cold 64 MiB read time", "x", "%.2f", whenStargz(func(r runResult, s stargzResult) float64 {
+		return bigSeconds(s.Read.ColdMiBps) / bigSeconds(r.QuietRead.ColdMiBps)
+	})},
+	{secStargz, "stargz.ratio.small", "stargz / lazyfs (quiet), cold small files time", "x", "%.2f", whenStargz(func(r runResult, s stargzResult) float64 { return s.Small.Seconds / r.QuietSmall.Seconds })},
 
 	{secMany, "many.pull_s", "lazy pull (TOC fetch + parse + mount)", "s", "%.3f", always(func(r runResult) float64 { return r.Many.PullSeconds })},
 	{secMany, "many.registry_mib", "  registry bytes of the pull", "MiB", "%.2f", always(func(r runResult) float64 { return mibOf(r.Many.RegistryBytes) })},
@@ -266,6 +308,9 @@ func (rep report) printTable(w io.Writer) {
 	}
 	section := ""
 	for _, mt := range metrics {
+		if mt.section == secStargz && statOf(mt, rep.Results).N == 0 {
+			continue // stargz was not measured (-stargz)
+		}
 		if mt.section != section {
 			section = mt.section
 			fmt.Fprintf(w, "\n%s\n   %-*s %10s %10s %10s\n", section, width, "", "median", "min", "max")

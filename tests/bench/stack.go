@@ -22,6 +22,8 @@ type stack struct {
 	ctrd  *harness.Containerd
 	cl    *client.Client
 	proxy *harness.Proxy
+	// peer is stargz-snapshotter on a stargz stack (sn is nil there).
+	peer *harness.Stargz
 	// dir holds the run's rootfs views.
 	dir string
 }
@@ -77,6 +79,9 @@ func (s *stack) logs() []string {
 	var l []string
 	if s.sn != nil {
 		l = append(l, s.sn.Logs()...)
+	}
+	if s.peer != nil {
+		l = append(l, s.peer.Logs()...)
 	}
 	if s.ctrd != nil {
 		l = append(l, s.ctrd.Logs()...)

@@ -62,6 +62,9 @@ type ContainerdOptions struct {
 	// lazily, so the snapshotter may start later.
 	LazyfsAddress string
 	LazyfsRoot    string
+	// Peers are more proxy snapshotters (a benchmark's side-by-side
+	// peers), configured like lazyfs.
+	Peers []ProxySnapshotter
 	// Config is merged over the generated config (tables merge key by key,
 	// other values replace), e.g. to enable CRI.
 	Config map[string]any
@@ -172,6 +175,7 @@ func (c *Containerd) config() map[string]any {
 	plugins := map[string]any{
 		"io.containerd.internal.v1.opt": map[string]any{"path": filepath.Join(c.base, "opt")},
 	}
+	proxies := c.opts.proxies()
 	if c.opts.Version == V1 {
 		cfg["version"] = 2
 	} else {
@@ -181,33 +185,48 @@ func (c *Containerd) config() map[string]any {
 		// machine's containerd; the kernel limits it to 42 bytes here.
 		plugins["io.containerd.shim.v1.manager"] = map[string]any{"socket_dir": filepath.Join(c.base, "s")}
 		plugins["io.containerd.nri.v1.nri"] = map[string]any{"disable": true}
-		if c.opts.LazyfsAddress != "" {
+		if len(proxies) > 0 {
 			// ctr pulls through the transfer service, which only sends the
 			// remote-snapshot labels to snapshotters listed here; the list
 			// replaces the default, so overlayfs is listed too.
 			platform := platforms.DefaultString()
-			plugins["io.containerd.transfer.v1.local"] = map[string]any{
-				"unpack_config": []any{
-					map[string]any{"platform": platform, "snapshotter": "overlayfs"},
-					map[string]any{"platform": platform, "snapshotter": "lazyfs"},
-				},
+			unpack := []any{map[string]any{"platform": platform, "snapshotter": "overlayfs"}}
+			for _, p := range proxies {
+				unpack = append(unpack, map[string]any{"platform": platform, "snapshotter": p.Name})
 			}
+			plugins["io.containerd.transfer.v1.local"] = map[string]any{"unpack_config": unpack}
 		}
 	}
 	cfg["plugins"] = plugins
-	if c.opts.LazyfsAddress != "" {
-		cfg["proxy_plugins"] = map[string]any{
-			"lazyfs": map[string]any{
+	if len(proxies) > 0 {
+		pp := map[string]any{}
+		for _, p := range proxies {
+			pp[p.Name] = map[string]any{
 				"type":    "snapshot",
-				"address": c.opts.LazyfsAddress,
+				"address": p.Address,
 				"exports": map[string]any{
-					"root":                               c.opts.LazyfsRoot,
+					"root":                               p.Root,
 					"enable_remote_snapshot_annotations": "true",
 				},
-			},
+			}
 		}
+		cfg["proxy_plugins"] = pp
 	}
 	return cfg
+}
+
+// ProxySnapshotter is a proxy snapshotter plugin of containerd's config.
+type ProxySnapshotter struct {
+	Name, Address, Root string
+}
+
+// proxies lists lazyfs (when configured) and the peers.
+func (o ContainerdOptions) proxies() []ProxySnapshotter {
+	var ps []ProxySnapshotter
+	if o.LazyfsAddress != "" {
+		ps = append(ps, ProxySnapshotter{Name: "lazyfs", Address: o.LazyfsAddress, Root: o.LazyfsRoot})
+	}
+	return append(ps, o.Peers...)
 }
 
 // mergeConfig returns base with over merged into it: tables merge key by
