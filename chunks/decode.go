@@ -42,14 +42,13 @@ func (r *Reader) decodeStream(cs []Chunk, comp []byte, datas [][]byte, errs []er
 			}
 			zr, pos = z, 0
 		}
-		if skip := c.InnerOffset - pos; skip > 0 {
-			n, err := io.CopyN(io.Discard, zr, skip)
-			pos += n
-			if err != nil {
-				errs[i] = fmt.Errorf("%w: skipping %d bytes to the chunk: %w", ErrVerification, c.InnerOffset, err)
-				drop()
-				continue
-			}
+		// Skip to the chunk (nothing when it starts where the last ended).
+		skipped, err := io.CopyN(io.Discard, zr, c.InnerOffset-pos)
+		pos += skipped
+		if err != nil {
+			errs[i] = fmt.Errorf("%w: skipping %d bytes to the chunk: %w", ErrVerification, c.InnerOffset, err)
+			drop()
+			continue
 		}
 		data := make([]byte, c.Size)
 		n, err := io.ReadFull(zr, data)
