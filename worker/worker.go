@@ -94,18 +94,13 @@ type Worker struct {
 
 	// background tracks the mounts' prefetch goroutines.
 	background sync.WaitGroup
-	// keepers tracks the TOCs being written to the store after their
-	// layers were loaded (keepTOC); keeping (under mu) has a channel per
-	// TOC digest being written, closed once it is.
-	keepers sync.WaitGroup
 
 	// ahead holds the layers of an image resolved ahead of their load.
 	ahead *ahead
 
-	mu      sync.Mutex
-	mounts  map[string]*mount
-	idle    idleState // under mu
-	keeping map[digest.Digest]chan struct{}
+	mu     sync.Mutex
+	mounts map[string]*mount
+	idle   idleState // under mu
 }
 
 // New creates a worker; ctx carries its logger and bounds its life.
@@ -135,15 +130,14 @@ func New(ctx context.Context, opts Options) (*Worker, error) {
 	}
 	wctx, stop := context.WithCancel(ctx)
 	w := &Worker{
-		opts:    opts,
-		start:   time.Now(),
-		store:   store,
-		ctx:     wctx,
-		stop:    stop,
-		done:    make(chan struct{}),
-		mounts:  map[string]*mount{},
-		ahead:   newAhead(),
-		keeping: map[digest.Digest]chan struct{}{},
+		opts:   opts,
+		start:  time.Now(),
+		store:  store,
+		ctx:    wctx,
+		stop:   stop,
+		done:   make(chan struct{}),
+		mounts: map[string]*mount{},
+		ahead:  newAhead(),
 	}
 	if opts.ExitWhenIdle && opts.IdleTimeout > 0 {
 		// A worker whose first layer never comes (its load failed in the
@@ -171,7 +165,6 @@ func (w *Worker) Close() {
 	// Prefetches end soon after the worker's context: their requests
 	// are cancelled with it.
 	w.background.Wait()
-	w.keepers.Wait()
 }
 
 // Info describes the worker and its mounts.
@@ -293,14 +286,6 @@ type loadedLayer struct {
 // more at once). A layer fetched from the registry is a pull's: the
 // image's next layers are resolved ahead meanwhile.
 func (w *Worker) loadTOC(ctx context.Context, ref string, layerDigest, tocDigest digest.Digest, next []digest.Digest) (*loadedLayer, error) {
-	// A TOC this worker fetched moments ago may still be on its way to
-	// the store.
-	w.mu.Lock()
-	kept := w.keeping[tocDigest]
-	w.mu.Unlock()
-	if kept != nil {
-		<-kept
-	}
 	sink := &treeSink{}
 	layer, err := w.store.GetTo(tocDigest, w.opts.Limits, sink)
 	if err == nil && layer.BlobDigest == layerDigest {
@@ -328,41 +313,12 @@ func (w *Worker) loadTOC(ctx context.Context, ref string, layerDigest, tocDigest
 	if err != nil {
 		return nil, err
 	}
-	w.keepTOC(ctx, *layer)
-	layer.TOCCompressed = nil // being kept on disk; the tree is all that is needed
-	return sink.finish(layer, blob)
-}
-
-// keepTOC writes a fetched TOC to the store in the background: serving
-// does not need it (the tree is built), only a later load of the layer by
-// a successor or after a restart does, and writing it (inflate and hash it
-// again, three fsyncs) kept every layer of a pull waiting, tens of
-// milliseconds for a TOC of thousands of entries. Close waits for it, and
-// so does this worker's next load. A worker that dies before it is written
-// leaves no TOC, and the layer's next load fetches it from the registry.
-func (w *Worker) keepTOC(ctx context.Context, layer toc.Layer) {
-	done := make(chan struct{})
-	w.mu.Lock()
-	if w.keeping[layer.TOCDigest] != nil {
-		w.mu.Unlock()
-		return // being kept already
+	if err := w.store.Put(layer); err != nil {
+		// Serving works without it; only a later remount needs the registry.
+		log.G(ctx).WithError(err).Warn("failed to keep the TOC on disk")
 	}
-	w.keeping[layer.TOCDigest] = done
-	w.mu.Unlock()
-	w.keepers.Add(1)
-	go func() {
-		defer w.keepers.Done()
-		defer func() {
-			w.mu.Lock()
-			delete(w.keeping, layer.TOCDigest)
-			w.mu.Unlock()
-			close(done)
-		}()
-		if err := w.store.Put(&layer); err != nil {
-			// Serving works without it; only a later remount needs the registry.
-			log.G(ctx).WithError(err).Warn("failed to keep the TOC on disk")
-		}
-	}()
+	layer.TOCCompressed = nil // kept on disk now; the tree is all that is needed
+	return sink.finish(layer, blob)
 }
 
 // collectEvery is how many TOC entries a load decodes between garbage
