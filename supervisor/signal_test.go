@@ -1,0 +1,78 @@
+package supervisor
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"syscall"
+	"testing"
+
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+)
+
+// TestSignalWorkerRefusesNonWorkers guards signalWorker: a lost worker pid
+// (0, negative, init, the snapshotter itself, a process of another
+// session) is refused, never signalled. The refusals use the null signal,
+// so that a removed guard shows as a nil error instead of stopping the test
+// runner's process group.
+func TestSignalWorkerRefusesNonWorkers(t *testing.T) {
+	pgid := syscall.Getpgrp()
+	sameSession := exec.Command("sleep", "60")
+	if err := sameSession.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sameSession.Process.Kill()
+		sameSession.Wait()
+	})
+	for _, tc := range []struct {
+		name string
+		pid  int
+	}{
+		{"own process group", 0},
+		{"every process", -1},
+		{"a process group", -pgid},
+		{"init", 1},
+		{"the snapshotter", os.Getpid()},
+		{"a child in the snapshotter's session", sameSession.Process.Pid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := signalWorker(tc.pid, syscall.Signal(0))
+			if !errdefs.IsInvalidArgument(err) {
+				t.Fatalf("signalWorker(%d): %v, want a refusal (invalid argument)", tc.pid, err)
+			}
+		})
+	}
+	// The refused child got nothing: it still runs.
+	if err := signalWorker(sameSession.Process.Pid, syscall.SIGKILL); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("SIGKILL to a child in the snapshotter's session: %v, want a refusal", err)
+	}
+	if err := unix.Kill(sameSession.Process.Pid, 0); err != nil {
+		t.Fatalf("the refused child is gone: %v", err)
+	}
+}
+
+// TestSignalWorkerSignalsSessionLeaders: a process started as every worker
+// is (Setsid) gets the signal; one that is gone reports ESRCH.
+func TestSignalWorkerSignalsSessionLeaders(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	if err := signalWorker(pid, syscall.SIGKILL); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("signalWorker(%d, SIGKILL): %v", pid, err)
+	}
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || !ee.Sys().(syscall.WaitStatus).Signaled() || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("worker stand-in ended with %v, want killed by SIGKILL", err)
+	}
+	if err := signalWorker(pid, syscall.SIGKILL); !errors.Is(err, unix.ESRCH) {
+		t.Fatalf("signalWorker on a reaped pid: %v, want ESRCH", err)
+	}
+}
