@@ -22,6 +22,8 @@ type fakeIndex struct {
 	others []string
 	err    error
 	calls  int
+	// short: answer for one layer fewer than asked (a broken index).
+	short bool
 }
 
 func (f *fakeIndex) OtherBlobs(_ context.Context, layers []ChainLayer) ([][]string, error) {
@@ -31,6 +33,9 @@ func (f *fakeIndex) OtherBlobs(_ context.Context, layers []ChainLayer) ([][]stri
 	out := make([][]string, len(layers))
 	for i := range out {
 		out[i] = f.others
+	}
+	if f.short {
+		out = out[:len(out)-1]
 	}
 	return out, f.err
 }
@@ -148,6 +153,7 @@ func TestContainerGate(t *testing.T) {
 		{"before-share does not wait when no other image does", VerifyBeforeShare, &fakeIndex{}, false, false},
 		{"before-share waits when containerd cannot tell", VerifyBeforeShare, &fakeIndex{err: errors.New("containerd down")}, false, true},
 		{"before-share waits without an image index", VerifyBeforeShare, nil, false, true},
+		{"before-share waits when the index answers for fewer layers", VerifyBeforeShare, &fakeIndex{short: true}, false, true},
 		{"background never waits", VerifyBackground, &fakeIndex{others: []string{"reg/honest:1"}}, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
