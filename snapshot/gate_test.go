@@ -199,6 +199,9 @@ func TestContainerGate(t *testing.T) {
 					t.Errorf("error %q does not name %s", err, want)
 				}
 			}
+			if strings.Contains(err.Error(), "on parent") {
+				t.Errorf("error %q names a parent of a base layer", err)
+			}
 			// Refused again without a new proof, whatever the mode.
 			if _, err := e.s.Prepare(testContext(t), "c2", realDiffID.String()); !errdefs.IsFailedPrecondition(err) {
 				t.Errorf("second container Prepare on the forged layer: %v", err)
@@ -253,6 +256,55 @@ func TestContainerGateChecksLowerLayers(t *testing.T) {
 	if err := receive(t, done, "container Prepare"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestContainerGateStackedLazyLayers: a container on two lazy layers waits
+// for both proofs; the upper one, forged, is refused naming the DiffID its
+// image claimed through its chain ID on its parent's.
+func TestContainerGateStackedLazyLayers(t *testing.T) {
+	e := newProofEnv(t, WithVerify(VerifyBeforeUse, 0))
+	base := digest.FromString("base diff id")
+	e.mountLazily(t, "extract-0", "", layerLabels(base, digest.FromString("base blob"), "reg/a:1"), base)
+	top := labels.ChainID(base, realDiffID)
+	e.mountLazily(t, "extract-1", base.String(), layerLabels(top, attackBlob, "reg/attacker:1"), forgedDiffID)
+	done := e.containerAsync(t, "c1", top.String())
+	receive(t, e.started, "a proof")
+	receive(t, e.started, "the other proof")
+	select {
+	case err := <-done:
+		t.Fatalf("container Prepare returned before the proofs: %v", err)
+	default:
+	}
+	close(e.release)
+	err := receive(t, done, "container Prepare")
+	want := "the DiffID of chain ID " + top.String() + " on parent " + base.String()
+	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("container Prepare on a forged upper layer: %v, want failed precondition naming %q", err, want)
+	}
+	inc := e.s.Incidents()
+	if len(inc) != 1 || inc[0].ClaimedDiffID != want || inc[0].ChainID != top.String() {
+		t.Fatalf("incidents %+v, want one at %s claiming %q", inc, top, want)
+	}
+}
+
+// TestContainerGateUnknownParentChain: a lazy layer whose parent's chain
+// ID cannot be told cannot be judged: a container on it is refused, not
+// let through unchecked.
+func TestContainerGateUnknownParentChain(t *testing.T) {
+	e := newProofEnv(t, WithVerify(VerifyBeforeUse, 0))
+	ctx := testContext(t)
+	if _, err := e.s.Prepare(ctx, "extract-0", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.s.Commit(ctx, "not-a-chain-id", "extract-0"); err != nil {
+		t.Fatal(err)
+	}
+	e.mountLazily(t, "extract-1", "not-a-chain-id", layerLabels(realDiffID, honestBlob, "reg/a:1"), realDiffID)
+	err := receive(t, e.containerAsync(t, "c1", realDiffID.String()), "container Prepare")
+	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "cannot tell its chain ID") {
+		t.Fatalf("container Prepare on a layer whose parent's chain ID is unknown: %v, want failed precondition", err)
+	}
+	close(e.release)
 }
 
 // TestRestoreProvesUnprovenLayers: a layer not proven before a restart is
