@@ -3,6 +3,7 @@ package snapshot
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -95,4 +96,19 @@ func owner(t *testing.T, path string) (uid, gid int) {
 		t.Fatal(err)
 	}
 	return ownerOf(fi)
+}
+
+// TestOverlayIndexOff: on a kernel whose overlayfs has the inode index,
+// every overlay mount turns it off; with the index on, overlayfs refuses a
+// lower dir mounted again under another upper dir, which is what two
+// containers of one image do.
+func TestOverlayIndexOff(t *testing.T) {
+	_, err := os.Stat("/sys/module/overlay/parameters/index")
+	has := slices.Contains(overlayOptions(), "index=off")
+	if (err == nil) != has {
+		t.Fatalf("overlay options %v; the kernel's index parameter: %v", overlayOptions(), err)
+	}
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
 }
