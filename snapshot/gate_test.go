@@ -287,6 +287,39 @@ func TestContainerGateStackedLazyLayers(t *testing.T) {
 	}
 }
 
+// TestUndecompressableLayerIsForged: a blob that does not decompress has
+// no DiffID, so it cannot be the layer its chain ID names: forged, recorded
+// as such (also across restarts), and the error and the incident say why.
+func TestUndecompressableLayerIsForged(t *testing.T) {
+	e := newProofEnv(t, WithVerify(VerifyBeforeUse, 0))
+	e.decompressErr = "gzip: invalid header"
+	e.mountLazily(t, "extract-1", "", layerLabels(realDiffID, attackBlob, "reg/attacker:1"), "")
+	done := e.containerAsync(t, "c1", realDiffID.String())
+	close(e.release)
+	err := receive(t, done, "container Prepare")
+	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "its blob has "+labels.ForgedUndecompressable) {
+		t.Fatalf("container Prepare on an undecompressable layer: %v, want failed precondition, blob %s", err, labels.ForgedUndecompressable)
+	}
+	inc := e.s.Incidents()
+	if want := labels.ForgedUndecompressable + ": gzip: invalid header"; len(inc) != 1 || inc[0].ComputedDiffID != want || inc[0].ClaimedDiffID != realDiffID.String() {
+		t.Fatalf("incidents %+v, want one computing %q, claiming %s", inc, want, realDiffID)
+	}
+	var forged snapshots.Info
+	e.s.Walk(testContext(t), func(_ context.Context, i snapshots.Info) error {
+		if _, ok := i.Labels[labels.Forged]; ok {
+			forged = i
+		}
+		return nil
+	})
+	if forged.Labels[labels.Forged] != labels.ForgedUndecompressable || forged.Labels[labels.ClaimedRef] != realDiffID.String() ||
+		forged.Labels[labels.TargetSnapshotRef] != "" {
+		t.Fatalf("labels of the forged snapshot %v, want forged %s claiming %s and no ref label (containerd must not find it at the chain ID)", forged.Labels, labels.ForgedUndecompressable, realDiffID)
+	}
+	if p, ok := recordedProof(forged); !ok || !p.forged || p.diffID != "" {
+		t.Fatalf("recorded proof read back as %+v, %v; want forged without DiffID", p, ok)
+	}
+}
+
 // TestContainerGateUnknownParentChain: a lazy layer whose parent's chain
 // ID cannot be told cannot be judged: a container on it is refused, not
 // let through unchecked.

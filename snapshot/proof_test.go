@@ -46,6 +46,9 @@ type proofEnv struct {
 	diffIDs map[string]digest.Digest // by mount id
 	blobs   map[string]digest.Digest // by mount id: what the registry serves
 	fail    error
+	// decompressErr is what Verify says of a blob whose DiffID is ""
+	// (it does not decompress).
+	decompressErr string
 }
 
 func newProofEnv(t *testing.T, opts ...Opt) *proofEnv {
@@ -69,7 +72,7 @@ func newProofEnv(t *testing.T, opts ...Opt) *proofEnv {
 		if e.fail != nil {
 			return layer.BlobDigests{}, e.fail
 		}
-		return layer.BlobDigests{Digest: e.blobs[id], Size: 1, DiffID: e.diffIDs[id], UncompressedSize: 2}, nil
+		return layer.BlobDigests{Digest: e.blobs[id], Size: 1, DiffID: e.diffIDs[id], UncompressedSize: 2, DecompressError: e.decompressErr}, nil
 	}
 	var err error
 	e.s, err = New(testContext(t), t.TempDir(), append([]Opt{WithRemoteLayers(e.fr), noBackgroundProofs}, opts...)...)
