@@ -376,3 +376,39 @@ func TestPrepareRaceWithAnotherBlob(t *testing.T) {
 // Prepare that meets another blob): no background proof, no container
 // waits. The tests of background.go and gate.go turn them on.
 var noBackgroundProofs = WithVerify(VerifyBackground, 0)
+
+// TestPrepareRaceWithTheSameBlob: a Prepare that loses the race for a
+// chain ID to the same blob (layer and TOC digest) uses the winner's
+// snapshot (already exists); one with the same layer digest but another
+// TOC is another layer description, proven first (unavailable).
+func TestPrepareRaceWithTheSameBlob(t *testing.T) {
+	otherTOC := layerLabels(realDiffID, honestBlob, "reg/b:1")
+	otherTOC[labels.TOCDigest] = digest.FromString("another toc").String()
+	for _, tc := range []struct {
+		name   string
+		winner map[string]string
+		check  func(error) bool
+	}{
+		{"same blob", layerLabels(realDiffID, honestBlob, "reg/b:1"), errdefs.IsAlreadyExists},
+		{"same layer digest, another TOC", otherTOC, errdefs.IsUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newProofEnv(t)
+			var nested error
+			e.fr.onMount = func(string) {
+				e.fr.onMount = nil
+				_, nested = e.s.Prepare(testContext(t), "extract-other", "", snapshots.WithLabels(tc.winner))
+			}
+			_, err := e.s.Prepare(testContext(t), "extract-1", "", snapshots.WithLabels(layerLabels(realDiffID, honestBlob, "reg/a:1")))
+			if !errdefs.IsAlreadyExists(nested) {
+				t.Fatalf("the winning Prepare: %v, want already exists", nested)
+			}
+			if !tc.check(err) {
+				t.Fatalf("the losing Prepare: %v", err)
+			}
+			if len(e.fr.mounted) != 1 || len(e.fr.unmounted) != 1 {
+				t.Errorf("mounted %v, unmounted %v: want only the winner's mount left", e.fr.mounted, e.fr.unmounted)
+			}
+		})
+	}
+}
