@@ -149,6 +149,9 @@ func TestContainerGate(t *testing.T) {
 	}{
 		{"before-use waits", VerifyBeforeUse, nil, false, true},
 		{"before-use refuses a forged layer", VerifyBeforeUse, nil, true, true},
+		{"before-use waits when no other image reaches the layer", VerifyBeforeUse, &fakeIndex{}, false, true},
+		{"an unknown mode is before-share: no wait when no other image reaches the layer", "sometimes", &fakeIndex{}, false, false},
+		{"an unknown mode is before-share: waits when another image does", "sometimes", &fakeIndex{others: []string{"reg/honest:1"}}, false, true},
 		{"before-share waits when another image reaches the layer", VerifyBeforeShare, &fakeIndex{others: []string{"reg/honest:1"}}, true, true},
 		{"before-share does not wait when no other image does", VerifyBeforeShare, &fakeIndex{}, false, false},
 		{"before-share waits when containerd cannot tell", VerifyBeforeShare, &fakeIndex{err: errors.New("containerd down")}, false, true},
