@@ -4,17 +4,41 @@ import (
 	"context"
 	"errors"
 	"testing"
+
+	"github.com/sirupsen/logrus"
 )
 
 // gatedRemover holds each RemoveForged call until the test releases it.
 type gatedRemover struct {
 	called  chan struct{}
 	release chan error // the call's error
+	inUse   int
 }
 
 func (g *gatedRemover) RemoveForged(context.Context) (int, int, error) {
 	g.called <- struct{}{}
-	return 0, 0, <-g.release
+	return 0, g.inUse, <-g.release
+}
+
+// TestSweepLogsSnapshotsInUse: forged snapshots left in use are logged
+// (their containers keep them); none left, nothing is.
+func TestSweepLogsSnapshotsInUse(t *testing.T) {
+	for _, inUse := range []int{0, 1} {
+		g := &gatedRemover{called: make(chan struct{}, 1), release: make(chan error, 1), inUse: inUse}
+		s, err := New(testContext(t), t.TempDir(), WithForgedRemover(g), noBackgroundProofs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, hook := logged(t)
+		g.release <- nil
+		s.sweepForged(ctx, true)
+		receive(t, g.called, "the removal")
+		waitSweepIdle(t, s)
+		s.Close()
+		if got := len(entries(hook, logrus.WarnLevel, "still in use")); got != inUse {
+			t.Fatalf("%d in use: %d warnings", inUse, got)
+		}
+	}
 }
 
 // TestSweepAskedAgainWhileRunning: a removal asked for while one runs (a
