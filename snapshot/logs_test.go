@@ -175,3 +175,33 @@ func TestIncidentWriteFailureIsLogged(t *testing.T) {
 		t.Fatalf("an unwritable incident: %d errors logged, %d incidents kept; want 1 and 2", n, len(in.list))
 	}
 }
+
+// TestRestoredVerdictFailureIsLogged: a verdict that cannot be told again
+// to the worker of a restored layer is logged; one told is not.
+func TestRestoredVerdictFailureIsLogged(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		e := newProofEnv(t)
+		stored := e.mountLazily(t, "extract-1", "", layerLabels(realDiffID, honestBlob, "reg/a:1"), realDiffID)
+		if err := e.s.recordProof(testContext(t), realDiffID.String(), proof{diffID: realDiffID}); err != nil {
+			t.Fatal(err)
+		}
+		e.fr.mu.Lock()
+		e.fr.verdictSet = make(chan string, 1)
+		if fail {
+			e.fr.verdictErr = errors.New("worker gone")
+		}
+		e.fr.mu.Unlock()
+		ctx, hook := logged(t)
+		if err := e.s.Restore(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if id := receive(t, e.fr.verdictSet, "the verdict told again"); id != stored {
+			t.Fatalf("verdict told for %s, want %s", id, stored)
+		}
+		e.s.wg.Wait() // restoreVerdicts has logged what it logs
+		if got := len(entries(hook, logrus.WarnLevel, "failed to tell a worker the verdict on a restored layer")); got != btoi(fail) {
+			t.Fatalf("verdict failing %v: %d such warnings", fail, got)
+		}
+		close(e.release)
+	}
+}
