@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -26,21 +27,23 @@ func TestSignalWorkerRefusesNonWorkers(t *testing.T) {
 		sameSession.Process.Kill()
 		sameSession.Wait()
 	})
+	// Each refusal by its own check: the later ones would refuse some of
+	// these pids too, but each check must hold on its own.
 	for _, tc := range []struct {
-		name string
-		pid  int
+		name, why string
+		pid       int
 	}{
-		{"own process group", 0},
-		{"every process", -1},
-		{"a process group", -pgid},
-		{"init", 1},
-		{"the snapshotter", os.Getpid()},
-		{"a child in the snapshotter's session", sameSession.Process.Pid},
+		{"own process group", "not a worker's pid", 0},
+		{"every process", "not a worker's pid", -1},
+		{"a process group", "not a worker's pid", -pgid},
+		{"init", "not a worker's pid", 1},
+		{"the snapshotter", "the snapshotter itself", os.Getpid()},
+		{"a child in the snapshotter's session", "not a session leader", sameSession.Process.Pid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := signalWorker(tc.pid, syscall.Signal(0))
-			if !errdefs.IsInvalidArgument(err) {
-				t.Fatalf("signalWorker(%d): %v, want a refusal (invalid argument)", tc.pid, err)
+			if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), tc.why) {
+				t.Fatalf("signalWorker(%d): %v, want a refusal (invalid argument): %s", tc.pid, err, tc.why)
 			}
 		})
 	}
