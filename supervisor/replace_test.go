@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"syscall"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -42,5 +43,32 @@ func TestReplaceRefusesUnheldMounts(t *testing.T) {
 	}
 	if pids := workerPIDs(e.opts.RunDir); len(pids) > 2 { // the worker and the standby
 		t.Fatalf("lazyfsd processes %v after a refused Replace: a successor was started", pids)
+	}
+}
+
+// TestStoppedWorkerIsNotTakenOver guards handleExit's "expected" check: a
+// worker the supervisor is stopping (a stop, an idle exit, the old process
+// of a replacement) that exits with mounts still listed is forgotten, not
+// taken over: a successor would serve what is being taken down.
+func TestStoppedWorkerIsNotTakenOver(t *testing.T) {
+	e := newEnv(t, PerImage)
+	s := e.supervisor()
+	s.mount("m1", e.mountpoint("m1"), e.layer(0, "v1"))
+	id := e.workerID("v1")
+	w := s.current(id)
+	w.mu.Lock()
+	w.stopping = true
+	w.mu.Unlock()
+	if err := e.kill(w.pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// A takeover would keep the id registered until its successor
+	// replaces the dead worker.
+	eventually(t, "the stopped worker forgotten", func() bool { return s.current(id) == nil })
+	if pids := s.pids(); len(pids) != 0 {
+		t.Fatalf("workers %v after a stopped worker exited: a successor was started", pids)
+	}
+	if err := s.waitMounted("m1"); err != nil {
+		t.Fatalf("a stopped worker's mount is reported as being mounted again: %v", err)
 	}
 }

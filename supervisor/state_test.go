@@ -65,3 +65,34 @@ func TestCorruptRegistryFailsStart(t *testing.T) {
 		t.Fatalf("New: %v, want an error naming the corrupt record of img-broken", err)
 	}
 }
+
+// TestRecordOnlyTheCurrentWorker guards record's check: a save racing with
+// a worker's exit (or its replacement) writes nothing, so that it neither
+// brings back a record handleExit removed nor overwrites the successor's.
+func TestRecordOnlyTheCurrentWorker(t *testing.T) {
+	reg, err := openRegistry(t.TempDir() + "/workers.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.close()
+	old := &worker{id: "w1", pid: 100, mounts: map[string]*mountState{}}
+	succ := &worker{id: "w1", pid: 200, mounts: map[string]*mountState{}}
+	s := &Supervisor{reg: reg, workers: map[string]*worker{}}
+
+	if err := s.record(old); err != nil {
+		t.Fatal(err)
+	}
+	if recs, _ := reg.list(); len(recs) != 0 {
+		t.Fatalf("a worker no longer registered was recorded: %+v", recs)
+	}
+	s.workers["w1"] = succ
+	if err := s.record(succ); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.record(old); err != nil {
+		t.Fatal(err)
+	}
+	if recs, _ := reg.list(); len(recs) != 1 || recs[0].PID != 200 {
+		t.Fatalf("records %+v, want only the successor's (pid 200)", recs)
+	}
+}
