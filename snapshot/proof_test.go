@@ -155,7 +155,7 @@ func TestPrepareOtherBlobWaitsForProof(t *testing.T) {
 			stored := e.mountLazily(t, "extract-1", parent, layerLabels(chainID, honestBlob, "reg/a:1"), realDiffID)
 
 			done := e.prepareAsync(t, "extract-2", parent, layerLabels(chainID, attackBlob, "reg/b:1"))
-			if id := <-e.started; id != stored {
+			if id := receive(t, e.started, "the stored layer's proof"); id != stored {
 				t.Fatalf("proof of mount %s, want the stored one %s", id, stored)
 			}
 			select {
@@ -164,7 +164,7 @@ func TestPrepareOtherBlobWaitsForProof(t *testing.T) {
 			default:
 			}
 			close(e.release)
-			if err := <-done; !errdefs.IsAlreadyExists(err) {
+			if err := receive(t, done, "Prepare after the proof"); !errdefs.IsAlreadyExists(err) {
 				t.Fatalf("Prepare after a proof: %v, want already exists", err)
 			}
 			info := e.containerdLookup(t, chainID, parent)
@@ -259,9 +259,9 @@ func TestPrepareProofTimeout(t *testing.T) {
 	e.fr.mu.Lock()
 	e.fr.verdictSet = make(chan string, 1)
 	e.fr.mu.Unlock()
-	<-e.started
+	receive(t, e.started, "the proof")
 	close(e.release)
-	if id := <-e.fr.verdictSet; id != stored {
+	if id := receive(t, e.fr.verdictSet, "the verdict"); id != stored {
 		t.Fatalf("verdict on mount %s, want %s", id, stored)
 	}
 	// The retry finds the proof kept; it never mounts the other blob.
@@ -336,7 +336,7 @@ func TestRestoreResendsVerdicts(t *testing.T) {
 	if err := e.s.Restore(testContext(t)); err != nil {
 		t.Fatal(err)
 	}
-	if id := <-e.fr.verdictSet; id != stored {
+	if id := receive(t, e.fr.verdictSet, "the verdict told again"); id != stored {
 		t.Fatalf("verdict resent for %s, want %s", id, stored)
 	}
 	if v := e.fr.verdicts[stored]; v.forged || v.diffID != realDiffID {
