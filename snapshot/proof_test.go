@@ -412,3 +412,51 @@ func TestPrepareRaceWithTheSameBlob(t *testing.T) {
 		})
 	}
 }
+
+// TestPrepareReusesOnlyTheSameBlob: a stored layer answers a Prepare at
+// once only when both its layer digest and its TOC digest are the
+// requester's; one differing digest (either of them) is another layer
+// description, and the stored layer is proven first.
+func TestPrepareReusesOnlyTheSameBlob(t *testing.T) {
+	stored := layerLabels(realDiffID, honestBlob, "reg/a:1")
+	otherTOC := layerLabels(realDiffID, honestBlob, "reg/b:1")
+	otherTOC[labels.TOCDigest] = digest.FromString("another toc").String()
+	otherBlob := layerLabels(realDiffID, attackBlob, "reg/b:1")
+	otherBlob[labels.TOCDigest] = stored[labels.TOCDigest]
+	for _, tc := range []struct {
+		name  string
+		lbls  map[string]string
+		proof bool
+	}{
+		{"same blob", layerLabels(realDiffID, honestBlob, "reg/b:1"), false},
+		{"same layer digest, another TOC", otherTOC, true},
+		{"another layer digest, same TOC", otherBlob, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newProofEnv(t)
+			id := e.mountLazily(t, "extract-1", "", stored, realDiffID)
+			done := e.prepareAsync(t, "extract-2", "", tc.lbls)
+			if !tc.proof {
+				if err := receive(t, done, "Prepare"); !errdefs.IsAlreadyExists(err) {
+					t.Fatalf("Prepare of the same blob: %v, want already exists at once", err)
+				}
+				if e.fr.verifies != 0 {
+					t.Fatalf("the same blob was proven (%d proofs)", e.fr.verifies)
+				}
+				return
+			}
+			if got := receive(t, e.started, "the stored layer's proof"); got != id {
+				t.Fatalf("proof of %s, want the stored %s", got, id)
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("Prepare answered before the proof: %v", err)
+			default:
+			}
+			close(e.release)
+			if err := receive(t, done, "Prepare after the proof"); !errdefs.IsAlreadyExists(err) {
+				t.Fatalf("Prepare after the proof: %v, want already exists", err)
+			}
+		})
+	}
+}
