@@ -11,6 +11,10 @@
 #   GREMLINS_FLAGS  extra flags for `gremlins unleash` (e.g. --workers 1)
 #   MUTATION_GOFLAGS extra go flags for every test run, e.g. -skip=REGEXP to
 #                   leave out slow tests (the efficacy is then a lower bound)
+#   MUTATION_STATUSES which mutant statuses gremlins prints as it goes
+#                   (default lt: lived and timed out; lktcv prints every
+#                   tested one, so that a run stopped before its end still
+#                   shows its counts: scripts/mutation.sh --log-table LOG)
 #
 # Why a copy: gremlins rewrites source files in place while it runs, so a run
 # on the work tree would race with editors and builds. Why -count=1: a cached
@@ -40,6 +44,14 @@ if [ "${1:-}" = --table ]; then
 	for f in "$2"/*.json; do
 		row "$f" "$(basename "$f" .json)" "$(jq -r '.elapsed_time | round | tostring + "s"' "$f")"
 	done
+	exit 0
+fi
+# --log-table LOG counts the statuses a gremlins log printed so far (a run
+# with MUTATION_STATUSES=lktcv that was stopped, or is still going).
+if [ "${1:-}" = --log-table ]; then
+	awk '$1 == "KILLED" {k++} $1 == "LIVED" {l++} $1 == "TIMED" {t++} $1 == "NOT" && $2 == "COVERED" {n++}
+		END {printf "killed %d, lived %d, not covered %d, timed out %d, efficacy %s\n", k, l, n, t,
+			(k + l) ? sprintf("%.1f %%", 100 * k / (k + l)) : "-"}' "$2"
 	exit 0
 fi
 DEFAULT_PKGS="toc chunks snapshot lazyfs supervisor failover daemonapi remote"
@@ -96,7 +108,7 @@ for p in "${pkgs[@]}"; do
 	echo "== $p" >&2
 	t0=$(date +%s)
 	# shellcheck disable=SC2086 # GREMLINS_FLAGS is a list of flags
-	(cd "$work" && "$gremlins" unleash ${GREMLINS_FLAGS:-} -S lt -o "$rawdir/$p.json" "./$p") >"$rawdir/$p.log" 2>&1 || {
+	(cd "$work" && "$gremlins" unleash ${GREMLINS_FLAGS:-} -S "${MUTATION_STATUSES:-lt}" -o "$rawdir/$p.json" "./$p") >"$rawdir/$p.log" 2>&1 || {
 		echo "mutation: gremlins failed on $p; see $rawdir/$p.log" >&2
 		tail -20 "$rawdir/$p.log" >&2
 		rows+=("$(printf '%-12s %7s %7s %12s %10s %9s %6s' "$p" - - - - failed -)")

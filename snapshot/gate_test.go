@@ -22,6 +22,8 @@ type fakeIndex struct {
 	others []string
 	err    error
 	calls  int
+	// short: answer for one layer fewer than asked (a broken index).
+	short bool
 }
 
 func (f *fakeIndex) OtherBlobs(_ context.Context, layers []ChainLayer) ([][]string, error) {
@@ -31,6 +33,9 @@ func (f *fakeIndex) OtherBlobs(_ context.Context, layers []ChainLayer) ([][]stri
 	out := make([][]string, len(layers))
 	for i := range out {
 		out[i] = f.others
+	}
+	if f.short {
+		out = out[:len(out)-1]
 	}
 	return out, f.err
 }
@@ -144,10 +149,14 @@ func TestContainerGate(t *testing.T) {
 	}{
 		{"before-use waits", VerifyBeforeUse, nil, false, true},
 		{"before-use refuses a forged layer", VerifyBeforeUse, nil, true, true},
+		{"before-use waits when no other image reaches the layer", VerifyBeforeUse, &fakeIndex{}, false, true},
+		{"an unknown mode is before-share: no wait when no other image reaches the layer", "sometimes", &fakeIndex{}, false, false},
+		{"an unknown mode is before-share: waits when another image does", "sometimes", &fakeIndex{others: []string{"reg/honest:1"}}, false, true},
 		{"before-share waits when another image reaches the layer", VerifyBeforeShare, &fakeIndex{others: []string{"reg/honest:1"}}, true, true},
 		{"before-share does not wait when no other image does", VerifyBeforeShare, &fakeIndex{}, false, false},
 		{"before-share waits when containerd cannot tell", VerifyBeforeShare, &fakeIndex{err: errors.New("containerd down")}, false, true},
 		{"before-share waits without an image index", VerifyBeforeShare, nil, false, true},
+		{"before-share waits when the index answers for fewer layers", VerifyBeforeShare, &fakeIndex{short: true}, false, true},
 		{"background never waits", VerifyBackground, &fakeIndex{others: []string{"reg/honest:1"}}, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -192,6 +201,9 @@ func TestContainerGate(t *testing.T) {
 				if !strings.Contains(err.Error(), want) {
 					t.Errorf("error %q does not name %s", err, want)
 				}
+			}
+			if strings.Contains(err.Error(), "on parent") {
+				t.Errorf("error %q names a parent of a base layer", err)
 			}
 			// Refused again without a new proof, whatever the mode.
 			if _, err := e.s.Prepare(testContext(t), "c2", realDiffID.String()); !errdefs.IsFailedPrecondition(err) {
@@ -247,6 +259,88 @@ func TestContainerGateChecksLowerLayers(t *testing.T) {
 	if err := receive(t, done, "container Prepare"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestContainerGateStackedLazyLayers: a container on two lazy layers waits
+// for both proofs; the upper one, forged, is refused naming the DiffID its
+// image claimed through its chain ID on its parent's.
+func TestContainerGateStackedLazyLayers(t *testing.T) {
+	e := newProofEnv(t, WithVerify(VerifyBeforeUse, 0))
+	base := digest.FromString("base diff id")
+	e.mountLazily(t, "extract-0", "", layerLabels(base, digest.FromString("base blob"), "reg/a:1"), base)
+	top := labels.ChainID(base, realDiffID)
+	e.mountLazily(t, "extract-1", base.String(), layerLabels(top, attackBlob, "reg/attacker:1"), forgedDiffID)
+	done := e.containerAsync(t, "c1", top.String())
+	receive(t, e.started, "a proof")
+	receive(t, e.started, "the other proof")
+	select {
+	case err := <-done:
+		t.Fatalf("container Prepare returned before the proofs: %v", err)
+	default:
+	}
+	close(e.release)
+	err := receive(t, done, "container Prepare")
+	want := "the DiffID of chain ID " + top.String() + " on parent " + base.String()
+	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("container Prepare on a forged upper layer: %v, want failed precondition naming %q", err, want)
+	}
+	inc := e.s.Incidents()
+	if len(inc) != 1 || inc[0].ClaimedDiffID != want || inc[0].ChainID != top.String() {
+		t.Fatalf("incidents %+v, want one at %s claiming %q", inc, top, want)
+	}
+}
+
+// TestUndecompressableLayerIsForged: a blob that does not decompress has
+// no DiffID, so it cannot be the layer its chain ID names: forged, recorded
+// as such (also across restarts), and the error and the incident say why.
+func TestUndecompressableLayerIsForged(t *testing.T) {
+	e := newProofEnv(t, WithVerify(VerifyBeforeUse, 0))
+	e.decompressErr = "gzip: invalid header"
+	e.mountLazily(t, "extract-1", "", layerLabels(realDiffID, attackBlob, "reg/attacker:1"), "")
+	done := e.containerAsync(t, "c1", realDiffID.String())
+	close(e.release)
+	err := receive(t, done, "container Prepare")
+	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "its blob has "+labels.ForgedUndecompressable) {
+		t.Fatalf("container Prepare on an undecompressable layer: %v, want failed precondition, blob %s", err, labels.ForgedUndecompressable)
+	}
+	inc := e.s.Incidents()
+	if want := labels.ForgedUndecompressable + ": gzip: invalid header"; len(inc) != 1 || inc[0].ComputedDiffID != want || inc[0].ClaimedDiffID != realDiffID.String() {
+		t.Fatalf("incidents %+v, want one computing %q, claiming %s", inc, want, realDiffID)
+	}
+	var forged snapshots.Info
+	e.s.Walk(testContext(t), func(_ context.Context, i snapshots.Info) error {
+		if _, ok := i.Labels[labels.Forged]; ok {
+			forged = i
+		}
+		return nil
+	})
+	if forged.Labels[labels.Forged] != labels.ForgedUndecompressable || forged.Labels[labels.ClaimedRef] != realDiffID.String() ||
+		forged.Labels[labels.TargetSnapshotRef] != "" {
+		t.Fatalf("labels of the forged snapshot %v, want forged %s claiming %s and no ref label (containerd must not find it at the chain ID)", forged.Labels, labels.ForgedUndecompressable, realDiffID)
+	}
+	if p, ok := recordedProof(forged); !ok || !p.forged || p.diffID != "" {
+		t.Fatalf("recorded proof read back as %+v, %v; want forged without DiffID", p, ok)
+	}
+}
+
+// TestContainerGateUnknownParentChain: a lazy layer whose parent's chain
+// ID cannot be told cannot be judged: a container on it is refused, not
+// let through unchecked.
+func TestContainerGateUnknownParentChain(t *testing.T) {
+	e := newProofEnv(t, WithVerify(VerifyBeforeUse, 0))
+	ctx := testContext(t)
+	if _, err := e.s.Prepare(ctx, "extract-0", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.s.Commit(ctx, "not-a-chain-id", "extract-0"); err != nil {
+		t.Fatal(err)
+	}
+	e.mountLazily(t, "extract-1", "not-a-chain-id", layerLabels(realDiffID, honestBlob, "reg/a:1"), realDiffID)
+	err := receive(t, e.containerAsync(t, "c1", realDiffID.String()), "container Prepare")
+	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "cannot tell its chain ID") {
+		t.Fatalf("container Prepare on a layer whose parent's chain ID is unknown: %v, want failed precondition", err)
+	}
+	close(e.release)
 }
 
 // TestRestoreProvesUnprovenLayers: a layer not proven before a restart is

@@ -46,6 +46,9 @@ type proofEnv struct {
 	diffIDs map[string]digest.Digest // by mount id
 	blobs   map[string]digest.Digest // by mount id: what the registry serves
 	fail    error
+	// decompressErr is what Verify says of a blob whose DiffID is ""
+	// (it does not decompress).
+	decompressErr string
 }
 
 func newProofEnv(t *testing.T, opts ...Opt) *proofEnv {
@@ -69,7 +72,7 @@ func newProofEnv(t *testing.T, opts ...Opt) *proofEnv {
 		if e.fail != nil {
 			return layer.BlobDigests{}, e.fail
 		}
-		return layer.BlobDigests{Digest: e.blobs[id], Size: 1, DiffID: e.diffIDs[id], UncompressedSize: 2}, nil
+		return layer.BlobDigests{Digest: e.blobs[id], Size: 1, DiffID: e.diffIDs[id], UncompressedSize: 2, DecompressError: e.decompressErr}, nil
 	}
 	var err error
 	e.s, err = New(testContext(t), t.TempDir(), append([]Opt{WithRemoteLayers(e.fr), noBackgroundProofs}, opts...)...)
@@ -152,7 +155,7 @@ func TestPrepareOtherBlobWaitsForProof(t *testing.T) {
 			stored := e.mountLazily(t, "extract-1", parent, layerLabels(chainID, honestBlob, "reg/a:1"), realDiffID)
 
 			done := e.prepareAsync(t, "extract-2", parent, layerLabels(chainID, attackBlob, "reg/b:1"))
-			if id := <-e.started; id != stored {
+			if id := receive(t, e.started, "the stored layer's proof"); id != stored {
 				t.Fatalf("proof of mount %s, want the stored one %s", id, stored)
 			}
 			select {
@@ -161,7 +164,7 @@ func TestPrepareOtherBlobWaitsForProof(t *testing.T) {
 			default:
 			}
 			close(e.release)
-			if err := <-done; !errdefs.IsAlreadyExists(err) {
+			if err := receive(t, done, "Prepare after the proof"); !errdefs.IsAlreadyExists(err) {
 				t.Fatalf("Prepare after a proof: %v, want already exists", err)
 			}
 			info := e.containerdLookup(t, chainID, parent)
@@ -256,9 +259,9 @@ func TestPrepareProofTimeout(t *testing.T) {
 	e.fr.mu.Lock()
 	e.fr.verdictSet = make(chan string, 1)
 	e.fr.mu.Unlock()
-	<-e.started
+	receive(t, e.started, "the proof")
 	close(e.release)
-	if id := <-e.fr.verdictSet; id != stored {
+	if id := receive(t, e.fr.verdictSet, "the verdict"); id != stored {
 		t.Fatalf("verdict on mount %s, want %s", id, stored)
 	}
 	// The retry finds the proof kept; it never mounts the other blob.
@@ -333,7 +336,7 @@ func TestRestoreResendsVerdicts(t *testing.T) {
 	if err := e.s.Restore(testContext(t)); err != nil {
 		t.Fatal(err)
 	}
-	if id := <-e.fr.verdictSet; id != stored {
+	if id := receive(t, e.fr.verdictSet, "the verdict told again"); id != stored {
 		t.Fatalf("verdict resent for %s, want %s", id, stored)
 	}
 	if v := e.fr.verdicts[stored]; v.forged || v.diffID != realDiffID {
@@ -373,3 +376,87 @@ func TestPrepareRaceWithAnotherBlob(t *testing.T) {
 // Prepare that meets another blob): no background proof, no container
 // waits. The tests of background.go and gate.go turn them on.
 var noBackgroundProofs = WithVerify(VerifyBackground, 0)
+
+// TestPrepareRaceWithTheSameBlob: a Prepare that loses the race for a
+// chain ID to the same blob (layer and TOC digest) uses the winner's
+// snapshot (already exists); one with the same layer digest but another
+// TOC is another layer description, proven first (unavailable).
+func TestPrepareRaceWithTheSameBlob(t *testing.T) {
+	otherTOC := layerLabels(realDiffID, honestBlob, "reg/b:1")
+	otherTOC[labels.TOCDigest] = digest.FromString("another toc").String()
+	for _, tc := range []struct {
+		name   string
+		winner map[string]string
+		check  func(error) bool
+	}{
+		{"same blob", layerLabels(realDiffID, honestBlob, "reg/b:1"), errdefs.IsAlreadyExists},
+		{"same layer digest, another TOC", otherTOC, errdefs.IsUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newProofEnv(t)
+			var nested error
+			e.fr.onMount = func(string) {
+				e.fr.onMount = nil
+				_, nested = e.s.Prepare(testContext(t), "extract-other", "", snapshots.WithLabels(tc.winner))
+			}
+			_, err := e.s.Prepare(testContext(t), "extract-1", "", snapshots.WithLabels(layerLabels(realDiffID, honestBlob, "reg/a:1")))
+			if !errdefs.IsAlreadyExists(nested) {
+				t.Fatalf("the winning Prepare: %v, want already exists", nested)
+			}
+			if !tc.check(err) {
+				t.Fatalf("the losing Prepare: %v", err)
+			}
+			if len(e.fr.mounted) != 1 || len(e.fr.unmounted) != 1 {
+				t.Errorf("mounted %v, unmounted %v: want only the winner's mount left", e.fr.mounted, e.fr.unmounted)
+			}
+		})
+	}
+}
+
+// TestPrepareReusesOnlyTheSameBlob: a stored layer answers a Prepare at
+// once only when both its layer digest and its TOC digest are the
+// requester's; one differing digest (either of them) is another layer
+// description, and the stored layer is proven first.
+func TestPrepareReusesOnlyTheSameBlob(t *testing.T) {
+	stored := layerLabels(realDiffID, honestBlob, "reg/a:1")
+	otherTOC := layerLabels(realDiffID, honestBlob, "reg/b:1")
+	otherTOC[labels.TOCDigest] = digest.FromString("another toc").String()
+	otherBlob := layerLabels(realDiffID, attackBlob, "reg/b:1")
+	otherBlob[labels.TOCDigest] = stored[labels.TOCDigest]
+	for _, tc := range []struct {
+		name  string
+		lbls  map[string]string
+		proof bool
+	}{
+		{"same blob", layerLabels(realDiffID, honestBlob, "reg/b:1"), false},
+		{"same layer digest, another TOC", otherTOC, true},
+		{"another layer digest, same TOC", otherBlob, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newProofEnv(t)
+			id := e.mountLazily(t, "extract-1", "", stored, realDiffID)
+			done := e.prepareAsync(t, "extract-2", "", tc.lbls)
+			if !tc.proof {
+				if err := receive(t, done, "Prepare"); !errdefs.IsAlreadyExists(err) {
+					t.Fatalf("Prepare of the same blob: %v, want already exists at once", err)
+				}
+				if e.fr.verifies != 0 {
+					t.Fatalf("the same blob was proven (%d proofs)", e.fr.verifies)
+				}
+				return
+			}
+			if got := receive(t, e.started, "the stored layer's proof"); got != id {
+				t.Fatalf("proof of %s, want the stored %s", got, id)
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("Prepare answered before the proof: %v", err)
+			default:
+			}
+			close(e.release)
+			if err := receive(t, done, "Prepare after the proof"); !errdefs.IsAlreadyExists(err) {
+				t.Fatalf("Prepare after the proof: %v, want already exists", err)
+			}
+		})
+	}
+}

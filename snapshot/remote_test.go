@@ -39,6 +39,9 @@ type fakeRemote struct {
 	// verdictSet, if set, receives the id of each SetVerdict: the proof
 	// has then recorded its outcome.
 	verdictSet chan string
+	// restoreErr, verdictErr, unmountErr: what Restore, SetVerdict and
+	// Unmount answer (after recording the call).
+	restoreErr, verdictErr, unmountErr error
 }
 
 type verdict struct {
@@ -68,7 +71,7 @@ func (f *fakeRemote) SetVerdict(_ context.Context, id string, forged bool, diffI
 	if f.verdictSet != nil {
 		f.verdictSet <- id
 	}
-	return nil
+	return f.verdictErr
 }
 
 func (f *fakeRemote) Mount(_ context.Context, id, mountpoint string, l layer.Layer) error {
@@ -90,15 +93,16 @@ func (f *fakeRemote) Unmount(_ context.Context, id, _ string) error {
 	defer f.mu.Unlock()
 	f.unmounted = append(f.unmounted, id)
 	delete(f.mounted, id)
-	return nil
+	return f.unmountErr
 }
 
 func (f *fakeRemote) Restore(_ context.Context, id, _ string, l layer.Layer) error {
 	f.mu.Lock()
 	f.layers[id] = l
+	err := f.restoreErr
 	f.mu.Unlock()
 	f.restored <- id
-	return nil
+	return err
 }
 
 func (f *fakeRemote) Wait(_ context.Context, ids []string) error {

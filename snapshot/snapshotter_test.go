@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -214,13 +215,19 @@ func TestMountsShape(t *testing.T) {
 	}
 	defer s.Close()
 
+	// dirs: each committed layer's directory, as its Prepare showed it.
+	dirs := map[string]string{}
 	for i, key := range []string{"l1", "l2"} {
 		parent := ""
 		if i > 0 {
 			parent = "c1"
 		}
-		if _, err := s.Prepare(ctx, key, parent); err != nil {
+		m, err := s.Prepare(ctx, key, parent)
+		if err != nil {
 			t.Fatal(err)
+		}
+		if i == 0 {
+			dirs["c1"] = m[0].Source
 		}
 		if err := s.Commit(ctx, "c"+key[1:], key); err != nil {
 			t.Fatal(err)
@@ -230,11 +237,15 @@ func TestMountsShape(t *testing.T) {
 		name, kind, parent string
 		wantType           string
 		wantOpts           []string
+		// wantNot: options that must be absent (a view is never
+		// writable: no rw, no upper dir).
+		wantNot []string
 	}{
-		{"active on two layers", "active", "c2", "overlay", []string{"upperdir=", "workdir=", "lowerdir="}},
-		{"view of one layer", "view", "c1", "bind", []string{"ro", "rbind"}},
-		{"view of two layers", "view", "c2", "overlay", []string{"lowerdir="}},
-		{"active without parent", "active", "", "bind", []string{"rw", "rbind"}},
+		{"active on two layers", "active", "c2", "overlay", []string{"upperdir=", "workdir=", "lowerdir="}, []string{"ro"}},
+		{"view of one layer", "view", "c1", "bind", []string{"ro", "rbind"}, []string{"rw"}},
+		{"view of two layers", "view", "c2", "overlay", []string{"lowerdir="}, []string{"upperdir=", "workdir="}},
+		{"active without parent", "active", "", "bind", []string{"rw", "rbind"}, []string{"ro"}},
+		{"view without parent", "view", "", "bind", []string{"ro", "rbind"}, []string{"rw"}},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -257,13 +268,37 @@ func TestMountsShape(t *testing.T) {
 			}
 			opts := strings.Join(m[0].Options, ",")
 			for _, want := range tc.wantOpts {
-				if !strings.Contains(opts, want) {
+				if !hasOption(m[0].Options, want) {
 					t.Errorf("options %q lack %q", opts, want)
 				}
 			}
-			if tc.kind == "view" && strings.Contains(opts, "upperdir=") {
-				t.Errorf("view has an upper dir: %q", opts)
+			for _, not := range tc.wantNot {
+				if hasOption(m[0].Options, not) {
+					t.Errorf("options %q have %q", opts, not)
+				}
+			}
+			// The bind source is the snapshot's own directory, or the
+			// parent's for a view of one layer.
+			if tc.wantType == "bind" {
+				want := filepath.Join(root, "snapshots")
+				if !strings.HasPrefix(m[0].Source, want) || !strings.HasSuffix(m[0].Source, "/fs") {
+					t.Errorf("bind source %q, want a snapshot's fs dir under %s", m[0].Source, want)
+				}
+				if tc.parent != "" && m[0].Source != dirs[tc.parent] {
+					t.Errorf("bind source %q, want the parent's dir %s", m[0].Source, dirs[tc.parent])
+				}
 			}
 		})
 	}
+}
+
+// hasOption tells whether opts has want: the option itself, or, for a
+// want ending in "=", an option with that key.
+func hasOption(opts []string, want string) bool {
+	for _, o := range opts {
+		if o == want || strings.HasSuffix(want, "=") && strings.HasPrefix(o, want) {
+			return true
+		}
+	}
+	return false
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -337,4 +338,18 @@ func mountEntries(t *testing.T, mountpoint string) []*mountinfo.Info {
 		t.Fatal(err)
 	}
 	return infos
+}
+
+// kill sends sig to pid, which must be a worker (or the standby) of this
+// env's run dir. A test that lost a worker's pid (say a mutant of the
+// supervisor registered it under another id, and the map lookup gave 0)
+// must fail, never signal pid 0: kill(2) reads it as the test's own process
+// group, which includes `go test` and a mutation tester (SIGSTOP there
+// stops them all, for good).
+func (e *env) kill(pid int, sig syscall.Signal) error {
+	e.t.Helper()
+	if pid <= 1 || !slices.Contains(workerPIDs(e.opts.RunDir), pid) {
+		e.t.Fatalf("pid %d is no worker of this test (workers: %v): not sending %v", pid, workerPIDs(e.opts.RunDir), sig)
+	}
+	return syscall.Kill(pid, sig)
 }

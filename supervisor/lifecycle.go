@@ -187,14 +187,14 @@ func (s *Supervisor) stopWorker(ctx context.Context, w *worker) error {
 			// reaped and reused, so no signal.
 		default:
 			log.G(ctx).WithError(err).Debug("shutdown request failed; signalling")
-			syscall.Kill(w.pid, syscall.SIGTERM)
+			killWorker(ctx, w.pid, syscall.SIGTERM)
 		}
 	}
 	select {
 	case <-w.exited:
 	case <-sctx.Done():
 		log.G(ctx).Warn("worker did not exit; killing it")
-		syscall.Kill(w.pid, syscall.SIGKILL)
+		killWorker(ctx, w.pid, syscall.SIGKILL)
 		select {
 		case <-w.exited:
 		case <-time.After(5 * time.Second):

@@ -81,13 +81,13 @@ func (s *Supervisor) killHung(ctx context.Context, w *worker) {
 	w.mu.Lock()
 	w.hung = true
 	w.mu.Unlock()
-	syscall.Kill(w.pid, syscall.SIGQUIT)
-	syscall.Kill(w.pid, syscall.SIGCONT)
+	killWorker(ctx, w.pid, syscall.SIGQUIT)
+	killWorker(ctx, w.pid, syscall.SIGCONT)
 	select {
 	case <-w.exited:
 	case <-time.After(quitGrace):
 		log.G(ctx).WithField("pid", w.pid).Warn("hung worker did not exit on SIGQUIT; killing it")
-		syscall.Kill(w.pid, syscall.SIGKILL)
+		killWorker(ctx, w.pid, syscall.SIGKILL)
 	case <-s.ctx.Done():
 	}
 }

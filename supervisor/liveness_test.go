@@ -33,7 +33,7 @@ func TestHungWorkerIsReplaced(t *testing.T) {
 		t.Fatal("test setup: the log has a SIGQUIT dump already")
 	}
 
-	if err := syscall.Kill(old, syscall.SIGSTOP); err != nil {
+	if err := e.kill(old, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	n := r.reads.Load()
@@ -65,7 +65,7 @@ func TestReadoptedWorkerLogsReachItsFile(t *testing.T) {
 	if e.logHas(id, "SIGQUIT") {
 		t.Fatal("test setup: the log has a SIGQUIT dump already")
 	}
-	if err := syscall.Kill(old, syscall.SIGQUIT); err != nil {
+	if err := e.kill(old, syscall.SIGQUIT); err != nil {
 		t.Fatal(err)
 	}
 	s2.waitSuccessor(t, id, old, "m1")

@@ -181,7 +181,7 @@ func TestShutdownDuringTakeover(t *testing.T) {
 	s.stopStandby()
 	touch(t, filepath.Join(gate, "gate"))
 
-	if err := syscall.Kill(dead.pid, syscall.SIGKILL); err != nil {
+	if err := e.kill(dead.pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the successor starting", func() bool {

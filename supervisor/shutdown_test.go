@@ -128,3 +128,21 @@ func (s *testSupervisor) shutdown(mode ShutdownMode) []KeptWorker {
 		return nil
 	}
 }
+
+// TestShutdownStopsAnUnusedSharedWorker: a worker that does not exit when
+// idle (shared mode) and serves no layer a container uses is stopped, not
+// kept: only busy layers justify a worker outliving the snapshotter.
+func TestShutdownStopsAnUnusedSharedWorker(t *testing.T) {
+	e := newEnv(t, Shared)
+	s := e.supervisor()
+	mp := e.mountpoint("m1")
+	s.mount("m1", mp, e.layer(0, "v1"))
+	pid := s.pids()["shared"]
+	if kept := s.shutdown(KeepBusy); len(kept) != 0 {
+		t.Fatalf("kept %+v, want no worker: no layer is used", kept)
+	}
+	if mounted(t, mp) {
+		t.Error("the unused layer is still mounted")
+	}
+	waitGone(t, pid)
+}

@@ -68,7 +68,7 @@ func (s *Supervisor) spawn(ctx context.Context, id string, fresh bool) (_ *worke
 			w.mu.Lock()
 			w.stopping = true
 			w.mu.Unlock()
-			syscall.Kill(w.pid, syscall.SIGKILL)
+			killWorker(ctx, w.pid, syscall.SIGKILL)
 		}
 	}()
 

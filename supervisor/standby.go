@@ -43,7 +43,7 @@ func (s *Supervisor) takeStandby(ctx context.Context, w *worker) *process {
 	id, _ := json.Marshal(daemonapi.Identity{ID: w.id, APISocket: w.apiSock, ControlSocket: w.ctlSock})
 	if _, err := p.idw.Write(append(id, '\n')); err != nil {
 		log.G(ctx).WithError(err).Warn("standby worker unusable; starting a worker")
-		syscall.Kill(p.pid, syscall.SIGKILL)
+		killWorker(ctx, p.pid, syscall.SIGKILL)
 		return nil
 	}
 	// From here its reaper reports its exit as w's. If it died already,

@@ -30,7 +30,7 @@ func TestSuccessorIsTheStandby(t *testing.T) {
 		return standby != 0 && standby != s.pids()[id]
 	})
 	old := s.pids()[id]
-	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+	if err := e.kill(old, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	if pid := s.waitSuccessor(t, id, old, "m1"); pid != standby {

@@ -195,7 +195,7 @@ func TestDeadWorkerIsForgottenAndItsLayerRestored(t *testing.T) {
 
 	// The worker dies while no supervisor runs, and the registry is down
 	// when the next one starts.
-	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+	if err := e.kill(old, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	waitGone(t, old)

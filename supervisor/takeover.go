@@ -121,7 +121,7 @@ func (s *Supervisor) startSuccessor(ctx context.Context, id string, mounts []*mo
 		succ.stopping = true
 		succ.mu.Unlock()
 		if !succ.isExited() {
-			syscall.Kill(succ.pid, syscall.SIGKILL)
+			killWorker(ctx, succ.pid, syscall.SIGKILL)
 		}
 		<-succ.exited
 		return nil, err
@@ -318,7 +318,7 @@ func (s *Supervisor) Replace(ctx context.Context, id string) (int, error) {
 		return 0, fmt.Errorf("worker %s: replacement failed, the old worker serves on: %w", id, err)
 	}
 	s.install(ctx, old, succ, mounts)
-	syscall.Kill(old.pid, syscall.SIGKILL)
+	killWorker(ctx, old.pid, syscall.SIGKILL)
 	select {
 	case <-old.exited:
 	case <-time.After(10 * time.Second):

@@ -148,7 +148,7 @@ func TestKilledWorkerIsTakenOver(t *testing.T) {
 			}
 
 			killed := time.Now()
-			if err := syscall.Kill(old, sig); err != nil {
+			if err := e.kill(old, sig); err != nil {
 				t.Fatal(err)
 			}
 			pid := s.waitSuccessor(t, id, old, "m1")
@@ -204,7 +204,7 @@ func TestTakeoverUnderReadersInBothModes(t *testing.T) {
 			for range 3 {
 				old := s.pids()[id]
 				n1, n2 := r1.reads.Load(), r2.reads.Load()
-				if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+				if err := e.kill(old, syscall.SIGKILL); err != nil {
 					t.Fatal(err)
 				}
 				s.waitSuccessor(t, id, old, "m1")
@@ -234,7 +234,7 @@ func TestKilledAfterSupervisorRestartIsTakenOver(t *testing.T) {
 	}
 	r := startReader(t, filepath.Join(mp, "usr/bin/big.bin"), e.layers[0].Files["usr/bin/big.bin"])
 	r.waitReads(t, 3)
-	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+	if err := e.kill(old, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	n := r.reads.Load()
@@ -288,7 +288,7 @@ func TestCrashLoopGivesUp(t *testing.T) {
 	id := e.workerID("v1")
 	for i := range 2 {
 		old := s.pids()[id]
-		if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		if err := e.kill(old, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 		if i == 0 {
@@ -417,7 +417,7 @@ func TestFDStoreKeepsConnectionsWhenSnapshotterAndWorkerDie(t *testing.T) {
 	// The snapshotter "dies" (its fd copies go with it) and so does the
 	// worker: only the fd store holds the connection now.
 	s.close(true)
-	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+	if err := e.kill(old, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	waitGone(t, old)
