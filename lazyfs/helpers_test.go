@@ -38,8 +38,8 @@ type mount struct {
 	// for a Serve that is still running.
 	served  chan error
 	running int
-	cancel context.CancelFunc
-	init   chan failover.InitState
+	cancel  context.CancelFunc
+	init    chan failover.InitState
 }
 
 // newMount opens /dev/fuse and mounts it at a fresh directory, without
