@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -198,6 +199,11 @@ func TestTreeWhiteoutsAndOpaqueDirs(t *testing.T) {
 			t.Errorf("%q opaque = %v, want %v", p, got, want)
 		}
 	}
+	// A NodeId past 32 bits names no node, whatever its low bits say
+	// (the kernel's NodeIds are 64-bit; the tree's are 32).
+	if id, _ := resolve(t, tr, "opq"); tr.isOpaque(1<<32 | uint64(id)) {
+		t.Errorf("NodeId %#x is opaque: its low 32 bits are opq's", 1<<32|uint64(id))
+	}
 	_, opq := resolve(t, tr, "opq")
 	if got := listing(tr, opq); !reflect.DeepEqual(got, []string{"kept"}) {
 		t.Errorf("opq lists %q", got)
@@ -383,10 +389,12 @@ func TestTreeRefusesOddInput(t *testing.T) {
 		{"hard link to hidden", []*estargz.TOCEntry{reg(estargz.PrefetchLandmark, 1, 10, 1), {Name: "g", Type: "hardlink", LinkName: estargz.PrefetchLandmark}}, 100},
 		{"bad mtime", []*estargz.TOCEntry{{Name: "d", Type: "dir", ModTime3339: "yesterday"}}, 100},
 		{"negative uid", []*estargz.TOCEntry{{Name: "d", Type: "dir", UID: -1}}, 100},
-		{"negative size", []*estargz.TOCEntry{{Name: "f", Type: "reg", Size: -1}}, 100},
+
 		{"device out of range", []*estargz.TOCEntry{{Name: "c", Type: "char", DevMajor: 5000}}, 100},
 		{"symlink without target", []*estargz.TOCEntry{{Name: "l", Type: "symlink"}}, 100},
 		{"whiteout of nothing", []*estargz.TOCEntry{{Name: "d/.wh.", Type: "reg"}}, 100},
+		{"whiteout of the directory itself", []*estargz.TOCEntry{{Name: "d/.wh..", Type: "reg"}}, 100},
+		{"whiteout of the parent", []*estargz.TOCEntry{{Name: "d/.wh...", Type: "reg"}}, 100},
 		{"no digest", []*estargz.TOCEntry{{Name: "f", Type: "reg", Size: 4, Offset: 10}}, 100},
 		{"bad digest", []*estargz.TOCEntry{{Name: "f", Type: "reg", Size: 4, Offset: 10, ChunkDigest: "sha256:xyz"}}, 100},
 		{"chunk past the TOC", []*estargz.TOCEntry{ok()}, 10},
@@ -417,6 +425,29 @@ func TestTreeRefusesOddInput(t *testing.T) {
 	}
 	if _, err := NewTree(nil, 0); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("nil TOC: %v", err)
+	}
+}
+
+// TestTreeRefusalNamesTheCause pins the reason of refusals that a later
+// check would repeat under another name: the error an operator reads must
+// say what is wrong with the entry, not what went wrong next.
+func TestTreeRefusalNamesTheCause(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		entry *estargz.TOCEntry
+		why   string
+	}{
+		// Without its own check, the chunk list of a negative size
+		// refuses the file as a chunk that does not continue it.
+		{"negative size", &estargz.TOCEntry{Name: "f", Type: "reg", Size: -1, Offset: 10, ChunkDigest: testDigest(1)}, "negative size -1"},
+		{"negative size with a chunk size", &estargz.TOCEntry{Name: "f", Type: "reg", Size: -5, Offset: 10, ChunkSize: 10, ChunkDigest: testDigest(1)}, "negative size -5"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewTree(&estargz.JTOC{Version: 1, Entries: []*estargz.TOCEntry{tc.entry}}, 100)
+			if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), tc.why) {
+				t.Fatalf("NewTree = %v; want invalid argument naming %q", err, tc.why)
+			}
+		})
 	}
 }
 
