@@ -29,7 +29,9 @@ type rangeRegistry struct {
 
 	mu     sync.Mutex
 	noHead bool
-	answer func(first, last int64) (contentRange string, body []byte)
+	// chunked sends range answers without Content-Length.
+	chunked bool
+	answer  func(first, last int64) (contentRange string, body []byte)
 }
 
 func newRangeRegistry(t *testing.T, blob []byte) *rangeRegistry {
@@ -71,6 +73,13 @@ func (r *rangeRegistry) serve(w http.ResponseWriter, req *http.Request) {
 		cr, body = r.answer(first, last)
 	}
 	w.Header().Set("Content-Range", cr)
+	if r.chunked {
+		// Flushed before the body: net/http cannot know its length.
+		w.WriteHeader(http.StatusPartialContent)
+		w.(http.Flusher).Flush()
+		w.Write(body)
+		return
+	}
 	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
 	w.WriteHeader(http.StatusPartialContent)
 	w.Write(body)
@@ -119,6 +128,57 @@ func TestContentRangeMustMatch(t *testing.T) {
 			}
 			if got != 0 || !errdefs.IsUnavailable(err) {
 				t.Fatalf("ReadAt answered with %q = %d, %v; want 0, unavailable", tc.cr, got, err)
+			}
+		})
+	}
+}
+
+// TestRangeBodyMustBeTheRange guards the body's length checks of a range
+// answer, with and without a Content-Length: a body of exactly the range
+// is the range, any other length is not, and the error an operator reads
+// names the range asked for and what was wrong with the answer.
+func TestRangeBodyMustBeTheRange(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	blob := testBlob(1000)
+	reg := newRangeRegistry(t, blob)
+	b, err := NewResolver(quick(Options{ReadTimeout: 300 * time.Millisecond})).Blob(ctx, reg.ref(), digest.FromBytes(blob))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const off, n = 10, 10
+	for _, tc := range []struct {
+		name    string
+		chunked bool
+		body    []byte
+		why     string // "": the bytes are accepted
+	}{
+		{name: "exact, with Content-Length", body: blob[10:20]},
+		{name: "exact, chunked", chunked: true, body: blob[10:20]},
+		{name: "empty, with Content-Length", body: nil, why: "body length differs from range"},
+		{name: "one byte long, with Content-Length", body: blob[10:21], why: "body length differs from range"},
+		{name: "one byte long, chunked", chunked: true, body: blob[10:21], why: "body longer than range"},
+		{name: "one byte short, chunked", chunked: true, body: blob[10:19], why: "truncated body"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg.set(func(r *rangeRegistry) {
+				r.chunked = tc.chunked
+				r.answer = func(int64, int64) (string, []byte) { return "bytes 10-19/1000", tc.body }
+			})
+			p := make([]byte, n)
+			got, err := b.ReadAt(ctx, p, off)
+			if tc.why == "" {
+				if err != nil || got != n || !bytes.Equal(p, blob[off:off+n]) {
+					t.Fatalf("ReadAt = %d, %v; want the bytes", got, err)
+				}
+				return
+			}
+			if got != 0 || !errdefs.IsUnavailable(err) {
+				t.Fatalf("ReadAt = %d, %v; want 0, unavailable", got, err)
+			}
+			for _, want := range []string{"GET range bytes=10-19 failed", fmt.Sprintf("last status %q", tc.why)} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
 			}
 		})
 	}
