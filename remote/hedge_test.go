@@ -80,3 +80,40 @@ func TestStalledBodyHedged(t *testing.T) {
 		t.Fatalf("%v hedges fired, %v won; want at least 1, and 1", fired, won)
 	}
 }
+
+// TestHedgeRecordsTimeToAnswer guards what the hedge delays learn from: a
+// request that reports its answer is recorded with the time to that
+// answer apart from its whole duration (a body takes longer than its
+// answer), and one that never reports it (a HEAD) with its whole
+// duration for both.
+func TestHedgeRecordsTimeToAnswer(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		answer bool
+	}{{"answered before the body", true}, {"no separate answer", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var lat latency
+			err := hedged(context.Background(), "h", make([]byte, 1), hedgeDelays{time.Minute, time.Minute}, 0, &lat,
+				func(_ context.Context, _ []byte, answered func()) error {
+					if tc.answer {
+						answered()
+					}
+					time.Sleep(time.Millisecond) // the body's transfer
+					return nil
+				})
+			if err != nil {
+				t.Fatal(err)
+			}
+			firstByte, full := lat.firstByte.ring[0], lat.full.ring[0]
+			if lat.full.n != 1 || full < time.Millisecond {
+				t.Fatalf("%d samples, whole request %v; want 1 of at least 1ms", lat.full.n, full)
+			}
+			if tc.answer && !(firstByte > 0 && firstByte < full) {
+				t.Errorf("answered after %v of a %v request; want the time to the answer, before the body", firstByte, full)
+			}
+			if !tc.answer && firstByte != full {
+				t.Errorf("answered after %v of a %v request; want the whole request", firstByte, full)
+			}
+		})
+	}
+}
