@@ -412,6 +412,24 @@ func TestTreeRefusesOddInput(t *testing.T) {
 		{"negative inner offset", []*estargz.TOCEntry{
 			{Name: "f", Type: "reg", Size: 5, Offset: 10, InnerOffset: -1, ChunkDigest: testDigest(1)},
 		}, 100},
+		// Chunk lists whose sizes add up to the file's, with one chunk
+		// out of place: each chunk must start where the last ended.
+		{"overlapping chunks", []*estargz.TOCEntry{
+			{Name: "f", Type: "reg", Size: 20, Offset: 10, ChunkSize: 10, ChunkDigest: testDigest(1)},
+			{Name: "f", Type: "chunk", Offset: 20, ChunkOffset: 5, ChunkSize: 10, ChunkDigest: testDigest(2)},
+		}, 100},
+		{"a negative chunk made up by the next", []*estargz.TOCEntry{
+			{Name: "f", Type: "reg", Size: 20, Offset: 10, ChunkSize: 10, ChunkDigest: testDigest(1)},
+			{Name: "f", Type: "chunk", Offset: 20, ChunkOffset: 10, ChunkSize: -5, ChunkDigest: testDigest(2)},
+			{Name: "f", Type: "chunk", Offset: 30, ChunkOffset: 5, ChunkSize: 15, ChunkDigest: testDigest(3)},
+		}, 100},
+		{"an empty chunk at the end", []*estargz.TOCEntry{
+			{Name: "f", Type: "reg", Size: 10, Offset: 10, ChunkSize: 10, ChunkDigest: testDigest(1)},
+			{Name: "f", Type: "chunk", Offset: 20, ChunkOffset: 10, ChunkDigest: testDigest(2)},
+		}, 100},
+		// Another entry's offset past the TOC would stretch the last
+		// chunk's compressed stream over the TOC, up to that offset.
+		{"an entry's offset past the TOC", []*estargz.TOCEntry{reg("f", 4, 10, 1), {Name: "d", Type: "dir", Offset: 200}}, 100},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := NewTree(&estargz.JTOC{Version: 1, Entries: tc.entries}, tc.toc)
@@ -441,6 +459,13 @@ func TestTreeRefusalNamesTheCause(t *testing.T) {
 		// refuses the file as a chunk that does not continue it.
 		{"negative size", &estargz.TOCEntry{Name: "f", Type: "reg", Size: -1, Offset: 10, ChunkDigest: testDigest(1)}, "negative size -1"},
 		{"negative size with a chunk size", &estargz.TOCEntry{Name: "f", Type: "reg", Size: -5, Offset: 10, ChunkSize: 10, ChunkDigest: testDigest(1)}, "negative size -5"},
+		// The file's own check comes before the one at the end of its
+		// chunk list, which names no chunk.
+		{"chunk past the size", &estargz.TOCEntry{Name: "f", Type: "reg", Size: 5, Offset: 10, ChunkSize: 10, ChunkDigest: testDigest(1)}, "chunk [0, +10) does not continue the file"},
+		// The chunk's own check names its entry; the blob's bound
+		// after it names only an offset.
+		{"chunk at blob offset 0", reg("f", 4, 0, 1), `TOC entry 0 ("f"): chunk offset 0 outside`},
+		{"chunk at a negative blob offset", reg("f", 4, -3, 1), `TOC entry 0 ("f"): chunk offset -3 outside`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := NewTree(&estargz.JTOC{Version: 1, Entries: []*estargz.TOCEntry{tc.entry}}, 100)
