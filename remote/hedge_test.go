@@ -3,6 +3,8 @@ package remote
 import (
 	"bytes"
 	"context"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -115,5 +117,46 @@ func TestHedgeRecordsTimeToAnswer(t *testing.T) {
 				t.Errorf("answered after %v of a %v request; want the whole request", firstByte, full)
 			}
 		})
+	}
+}
+
+// TestHedgeAttemptBounds guards the hedging bounds on a host that never
+// answers: at most maxHedges+1 attempts race (the oldest is given up only
+// when one more would exceed that), and no more than 2×(maxHedges+1) are
+// sent in all, however long the read's deadline.
+func TestHedgeAttemptBounds(t *testing.T) {
+	const maxHedges = 1
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	var mu sync.Mutex
+	var ctxs []context.Context
+	var running [][]int // for each attempt, the attempts still running when it started
+	err := hedged(ctx, "h", make([]byte, 1), hedgeDelays{time.Millisecond, time.Millisecond}, maxHedges, &latency{},
+		func(actx context.Context, _ []byte, _ func()) error {
+			mu.Lock()
+			var live []int
+			for i, c := range ctxs {
+				if c.Err() == nil {
+					live = append(live, i)
+				}
+			}
+			ctxs, running = append(ctxs, actx), append(running, live)
+			mu.Unlock()
+			<-actx.Done() // stalled for good
+			return actx.Err()
+		})
+	if err == nil {
+		t.Fatal("hedged succeeded without an answer")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ctxs) != 2*(maxHedges+1) {
+		t.Errorf("%d attempts, want %d", len(ctxs), 2*(maxHedges+1))
+	}
+	// Attempt 1 races attempt 0; attempt 2 replaces attempt 0, 3 replaces 1.
+	for i, want := range [][]int{nil, {0}, {1}, {2}} {
+		if i < len(running) && !slices.Equal(running[i], want) {
+			t.Errorf("attempt %d started while attempts %v ran, want %v", i, running[i], want)
+		}
 	}
 }
