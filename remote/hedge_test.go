@@ -122,8 +122,9 @@ func TestHedgeRecordsTimeToAnswer(t *testing.T) {
 
 // TestHedgeAttemptBounds guards the hedging bounds on a host that never
 // answers: at most maxHedges+1 attempts race (the oldest is given up only
-// when one more would exceed that), and no more than 2×(maxHedges+1) are
-// sent in all, however long the read's deadline.
+// when one more would exceed that), the delay doubles with each attempt
+// given up, and no more than 2×(maxHedges+1) are sent in all, however
+// long the read's deadline.
 func TestHedgeAttemptBounds(t *testing.T) {
 	const maxHedges = 1
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
@@ -131,6 +132,7 @@ func TestHedgeAttemptBounds(t *testing.T) {
 	var mu sync.Mutex
 	var ctxs []context.Context
 	var running [][]int // for each attempt, the attempts still running when it started
+	var starts []time.Time
 	err := hedged(ctx, "h", make([]byte, 1), hedgeDelays{time.Millisecond, time.Millisecond}, maxHedges, &latency{},
 		func(actx context.Context, _ []byte, _ func()) error {
 			mu.Lock()
@@ -140,7 +142,7 @@ func TestHedgeAttemptBounds(t *testing.T) {
 					live = append(live, i)
 				}
 			}
-			ctxs, running = append(ctxs, actx), append(running, live)
+			ctxs, running, starts = append(ctxs, actx), append(running, live), append(starts, time.Now())
 			mu.Unlock()
 			<-actx.Done() // stalled for good
 			return actx.Err()
@@ -157,6 +159,12 @@ func TestHedgeAttemptBounds(t *testing.T) {
 	for i, want := range [][]int{nil, {0}, {1}, {2}} {
 		if i < len(running) && !slices.Equal(running[i], want) {
 			t.Errorf("attempt %d started while attempts %v ran, want %v", i, running[i], want)
+		}
+	}
+	// Timers never fire early: each gap is at least its delay.
+	for i, min := range []time.Duration{time.Millisecond, time.Millisecond, 2 * time.Millisecond} {
+		if i+1 < len(starts) && starts[i+1].Sub(starts[i]) < min {
+			t.Errorf("attempt %d started %v after attempt %d, want at least %v", i+1, starts[i+1].Sub(starts[i]), i, min)
 		}
 	}
 }
