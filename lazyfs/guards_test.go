@@ -564,11 +564,14 @@ func fakeDevFuse(t *testing.T) (serverFD, kernelFD int) {
 // TestServeRefusesAnInitializedConnection guards serveInit's first check:
 // a connection whose first request is not INIT was initialised by another
 // server, and answering it as fresh would serve the kernel settings it
-// never agreed to. A request too short for a header is an error too.
+// never agreed to. A request too short for a header is an error too, and
+// so is an INIT the server refused (a kernel speaking another protocol).
 func TestServeRefusesAnInitializedConnection(t *testing.T) {
 	fs := NewFS(logtest.WithT(context.Background(), t), mustTree(t, nil, 100), fill)
 	lookup := syntheticInit(0)
 	binary.NativeEndian.PutUint32(lookup[opcodeOffset:], 1) // FUSE_LOOKUP
+	oldKernel := syntheticInit(0)
+	binary.NativeEndian.PutUint32(oldKernel[inHeaderSize:], 6) // protocol 6.x: go-fuse answers EIO
 	for _, tc := range []struct {
 		name  string
 		req   []byte
@@ -576,6 +579,7 @@ func TestServeRefusesAnInitializedConnection(t *testing.T) {
 	}{
 		{"LOOKUP first", lookup, errdefs.IsFailedPrecondition},
 		{"short request", lookup[:inHeaderSize-1], func(err error) bool { return err != nil }},
+		{"INIT refused", oldKernel, func(err error) bool { return errors.Is(err, unix.EIO) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, kernel := fakeDevFuse(t)

@@ -162,9 +162,9 @@ func TestHedgeAttemptBounds(t *testing.T) {
 		}
 	}
 	// Timers never fire early: each gap is at least its delay.
-	for i, min := range []time.Duration{time.Millisecond, time.Millisecond, 2 * time.Millisecond} {
-		if i+1 < len(starts) && starts[i+1].Sub(starts[i]) < min {
-			t.Errorf("attempt %d started %v after attempt %d, want at least %v", i+1, starts[i+1].Sub(starts[i]), i, min)
+	for i, least := range []time.Duration{time.Millisecond, time.Millisecond, 2 * time.Millisecond} {
+		if i+1 < len(starts) && starts[i+1].Sub(starts[i]) < least {
+			t.Errorf("attempt %d started %v after attempt %d, want at least %v", i+1, starts[i+1].Sub(starts[i]), i, least)
 		}
 	}
 }
