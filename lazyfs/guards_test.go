@@ -570,6 +570,7 @@ func TestServeRefusesAnInitializedConnection(t *testing.T) {
 	fs := NewFS(logtest.WithT(context.Background(), t), mustTree(t, nil, 100), fill)
 	lookup := syntheticInit(0)
 	binary.NativeEndian.PutUint32(lookup[opcodeOffset:], 1) // FUSE_LOOKUP
+	initReq := syntheticInit(0)
 	oldKernel := syntheticInit(0)
 	binary.NativeEndian.PutUint32(oldKernel[inHeaderSize:], 6) // protocol 6.x: go-fuse answers EIO
 	for _, tc := range []struct {
@@ -578,7 +579,9 @@ func TestServeRefusesAnInitializedConnection(t *testing.T) {
 		class func(error) bool
 	}{
 		{"LOOKUP first", lookup, errdefs.IsFailedPrecondition},
-		{"short request", lookup[:inHeaderSize-1], func(err error) bool { return err != nil }},
+		{"short request", initReq[:inHeaderSize-1], func(err error) bool {
+			return err != nil && strings.Contains(err.Error(), fmt.Sprintf("short FUSE request of %d bytes", inHeaderSize-1))
+		}},
 		{"INIT refused", oldKernel, func(err error) bool { return errors.Is(err, unix.EIO) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

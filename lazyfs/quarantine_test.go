@@ -99,4 +99,8 @@ func TestQuarantinePassesOnlyWhatHandsOutNothing(t *testing.T) {
 			t.Errorf("opcode %d (hands out nothing) refused", op)
 		}
 	}
+	// Too short to hold an opcode: not read past its end.
+	if s.refusedByQuarantine(make([]byte, 7)) {
+		t.Error("a 7-byte request refused by the quarantine")
+	}
 }
