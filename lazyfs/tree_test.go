@@ -3,6 +3,7 @@ package lazyfs
 import (
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"strings"
 	"syscall"
@@ -558,5 +559,18 @@ func TestTreeBuilderKeepsFirstError(t *testing.T) {
 	}
 	if tr, err := b.Tree(100); tr != nil || err != first {
 		t.Errorf("Tree after an error = %v, %v; want %v", tr, err, first)
+	}
+}
+
+// TestTreeBuilderEntryBound pins the builder's bound on the number of
+// entries (NodeIds and TOC indexes are 32-bit) at its edge, without
+// adding two billion entries: the builder is set to have seen them.
+func TestTreeBuilderEntryBound(t *testing.T) {
+	b := TreeBuilder{n: math.MaxInt32 - 1}
+	if err := b.Add(dirEntry("d/")); err != nil {
+		t.Fatalf("entry %d: %v", math.MaxInt32-1, err)
+	}
+	if err := b.Add(dirEntry("e/")); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("entry %d: %v, want invalid argument", math.MaxInt32, err)
 	}
 }
