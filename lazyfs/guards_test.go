@@ -668,3 +668,37 @@ func TestUnavailableReadCounted(t *testing.T) {
 		})
 	}
 }
+
+// TestNoSuchNode guards every operation's check of the NodeId it is
+// given: 0 and the first one past the tree name no node (a kernel that
+// held a NodeId of another tree, or a forged request) and get ENOENT,
+// never another node's answer nor a crash.
+func TestNoSuchNode(t *testing.T) {
+	fs, tr := guardFS(t, fill)
+	for _, id := range []uint64{0, uint64(tr.Len() + 1)} {
+		h := fuse.InHeader{NodeId: id}
+		var entry fuse.EntryOut
+		var attr fuse.AttrOut
+		var open fuse.OpenOut
+		list := fuse.NewDirEntryList(make([]byte, 4096), 0)
+		st := map[string]fuse.Status{
+			"lookup":      fs.Lookup(nil, &h, "file", &entry),
+			"getattr":     fs.GetAttr(nil, &fuse.GetAttrIn{InHeader: h}, &attr),
+			"access":      fs.Access(nil, &fuse.AccessIn{InHeader: h, Mask: unix.R_OK}),
+			"open":        fs.Open(nil, &fuse.OpenIn{InHeader: h}, &open),
+			"opendir":     fs.OpenDir(nil, &fuse.OpenIn{InHeader: h}, &open),
+			"readdir":     fs.ReadDir(nil, &fuse.ReadIn{InHeader: h}, list),
+			"readdirplus": fs.ReadDirPlus(nil, &fuse.ReadIn{InHeader: h}, list),
+		}
+		_, st["read"] = readStatus(fs, id, 0, 10, nil)
+		_, st["readlink"] = fs.Readlink(nil, &h)
+		_, st["getxattr"] = fs.GetXAttr(nil, &h, "user.a", make([]byte, 64))
+		_, st["getxattr opaque"] = fs.GetXAttr(nil, &h, opaqueXattr, make([]byte, 64))
+		_, st["listxattr"] = fs.ListXAttr(nil, &h, make([]byte, 64))
+		for op, got := range st {
+			if got != fuse.ENOENT {
+				t.Errorf("%s of NodeId %d = %v, want ENOENT", op, id, got)
+			}
+		}
+	}
+}
