@@ -514,6 +514,7 @@ func TestLayerBookkeepingIsHidden(t *testing.T) {
 		reg(".wh..wh.plnk/1", 1, 50, 5),
 		dirEntry("x/"),
 		reg("x/.wh..wh.aufs", 1, 60, 6),
+		reg("x/.wh..wh.plnk/2", 1, 70, 7), // below the root too
 		evil,
 	}, 100)
 	fs := NewFS(logtest.WithT(context.Background(), t), tr, fill)
@@ -532,8 +533,10 @@ func TestLayerBookkeepingIsHidden(t *testing.T) {
 	if id := lookup(lookup(rootID, "sub"), estargz.PrefetchLandmark); id == 0 {
 		t.Errorf("%s below the root is hidden: only the root's is bookkeeping", estargz.PrefetchLandmark)
 	}
-	if id := lookup(lookup(rootID, "x"), ".wh..wh.aufs"); id != 0 {
-		t.Error("aufs metadata is visible")
+	for _, name := range []string{".wh..wh.aufs", ".wh..wh.plnk"} {
+		if id := lookup(lookup(rootID, "x"), name); id != 0 {
+			t.Errorf("aufs metadata x/%s is visible", name)
+		}
 	}
 	d := &fuse.InHeader{NodeId: lookup(rootID, "d")}
 	for _, name := range []string{"trusted.overlay.opaque", "trusted.evil"} {
@@ -700,5 +703,55 @@ func TestNoSuchNode(t *testing.T) {
 				t.Errorf("%s of NodeId %d = %v, want ENOENT", op, id, got)
 			}
 		}
+	}
+}
+
+// TestUnparsableRequestAnswered guards handle's answer to a request
+// go-fuse cannot parse (too short for its opcode): it gets an EIO reply
+// carrying its unique, so that its caller does not wait forever.
+func TestUnparsableRequestAnswered(t *testing.T) {
+	fs := NewFS(logtest.WithT(context.Background(), t), guardTree(t), fill)
+	srv, kernel := fakeDevFuse(t)
+	if _, err := unix.Write(kernel, syntheticInit(fuse.CAP_ASYNC_READ)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(logtest.WithT(context.Background(), t))
+	served := make(chan error, 1)
+	go func() { served <- Serve(ctx, srv, fs, ServeOptions{}) }()
+	defer func() {
+		stop()
+		<-served
+	}()
+	reply := make([]byte, outBufSize)
+	readReply := func() []byte {
+		t.Helper()
+		if err := unix.SetNonblock(kernel, false); err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		within(t, "reply", func() {
+			var err error
+			for n, err = unix.Read(kernel, reply); errors.Is(err, unix.EINTR); n, err = unix.Read(kernel, reply) {
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+		return reply[:n]
+	}
+	readReply() // INIT's
+
+	// A READ of one header and no fuse_read_in.
+	req := make([]byte, inHeaderSize)
+	binary.NativeEndian.PutUint32(req[0:], inHeaderSize)
+	binary.NativeEndian.PutUint32(req[opcodeOffset:], fuseOpRead)
+	binary.NativeEndian.PutUint64(req[8:], 77) // unique
+	binary.NativeEndian.PutUint64(req[16:], uint64(rootID))
+	if _, err := unix.Write(kernel, req); err != nil {
+		t.Fatal(err)
+	}
+	got := readReply()
+	if len(got) != outHeaderSize || int32(binary.NativeEndian.Uint32(got[4:])) != -int32(unix.EIO) || binary.NativeEndian.Uint64(got[8:]) != 77 {
+		t.Fatalf("reply %x, want an EIO header for unique 77", got)
 	}
 }
