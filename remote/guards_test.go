@@ -14,6 +14,9 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log/logtest"
 	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/lazyfs/lazyfs/metrics"
 )
 
 // The tests in this file guard the checks that keep a registry's wrong
@@ -283,5 +286,49 @@ func TestUnauthorizedIsAnsweredOnce(t *testing.T) {
 	// authorizer (credentials may have been renewed), not more.
 	if blobRequests == 0 || blobRequests > 8 {
 		t.Errorf("%d blob requests, want each request answered once", blobRequests)
+	}
+}
+
+// TestRequestMetrics guards what the registry series say of one request:
+// a success counts as "ok" with its bytes and no failure, a failure
+// counts under its reason and adds no bytes (lazyfs_registry_requests_total,
+// lazyfs_registry_bytes_total, lazyfs_registry_request_failures_total).
+func TestRequestMetrics(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	blob := testBlob(1000)
+	reg := newRangeRegistry(t, blob)
+	host := strings.TrimPrefix(reg.srv.URL, "http://")
+	b, err := NewResolver(quick(Options{ReadTimeout: 100 * time.Millisecond})).Blob(ctx, reg.ref(), digest.FromBytes(blob))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type counts struct{ ok, rangeFailed, bytes, failures float64 }
+	now := func() counts {
+		return counts{
+			ok:          testutil.ToFloat64(metrics.RegistryRequests.WithLabelValues(host, "ok")),
+			rangeFailed: testutil.ToFloat64(metrics.RegistryRequests.WithLabelValues(host, reasonRange)),
+			bytes:       testutil.ToFloat64(metrics.RegistryBytes.WithLabelValues(host)),
+			failures:    testutil.ToFloat64(metrics.RegistryRequestFailures.WithLabelValues(reasonRange)),
+		}
+	}
+
+	before := now()
+	if _, err := b.ReadAt(ctx, make([]byte, 10), 10); err != nil {
+		t.Fatal(err)
+	}
+	if got := now(); got.ok != before.ok+1 || got.bytes != before.bytes+10 || got.rangeFailed != before.rangeFailed || got.failures != before.failures {
+		t.Errorf("after a read of 10 bytes: %+v, before %+v; want one ok request of 10 bytes and no failure", got, before)
+	}
+
+	reg.set(func(r *rangeRegistry) {
+		r.answer = func(int64, int64) (string, []byte) { return "bytes 11-20/1000", blob[11:21] }
+	})
+	before = now()
+	if _, err := b.ReadAt(ctx, make([]byte, 10), 10); err == nil {
+		t.Fatal("a wrong Content-Range was accepted")
+	}
+	got := now()
+	if got.ok != before.ok || got.bytes != before.bytes || got.rangeFailed < before.rangeFailed+1 || got.failures-before.failures != got.rangeFailed-before.rangeFailed {
+		t.Errorf("after reads answered with the wrong range: %+v, before %+v; want range failures only, counted in both series, no bytes", got, before)
 	}
 }
