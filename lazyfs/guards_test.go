@@ -45,7 +45,8 @@ var fill = readerFunc(func(_ context.Context, _ []chunks.Chunk, p []byte, _ int6
 })
 
 // guardTree is a small layer: a file, an executable, a private file, a
-// symlink, a fifo, a directory with xattrs and an opaque directory.
+// symlink, a fifo, a directory with xattrs, an opaque directory and one
+// that only root may enter.
 func guardTree(t *testing.T) *Tree {
 	t.Helper()
 	exe := reg("bin/exe", 10, 200, 2)
@@ -55,8 +56,11 @@ func guardTree(t *testing.T) *Tree {
 	private.UID, private.GID = 1000, 2000
 	xd := dirEntry("xdir/")
 	xd.Xattrs = map[string][]byte{"user.a": []byte("value"), "user.bb": []byte("v")}
+	closed := dirEntry("closed/")
+	closed.Mode = 0o600
 	return mustTree(t, []*estargz.TOCEntry{
 		dirEntry("bin/"),
+		closed,
 		reg("file", 100, 100, 1),
 		exe,
 		private,
@@ -262,6 +266,8 @@ func TestAccessNeverAllowsWriting(t *testing.T) {
 		{"root executes a file without x", "file", root, unix.X_OK, fuse.EACCES},
 		{"root executes an executable", "bin/exe", root, unix.X_OK, fuse.OK},
 		{"root enters a directory", "bin", root, unix.X_OK, fuse.OK},
+		{"root enters a directory without x", "closed", root, unix.X_OK, fuse.OK},
+		{"other enters a directory without x", "closed", other, unix.X_OK, fuse.EACCES},
 		{"existence", "private", other, unix.F_OK, fuse.OK},
 		{"owner reads", "private", owner, unix.R_OK, fuse.OK},
 		{"owner executes", "private", owner, unix.X_OK, fuse.EACCES},
