@@ -332,3 +332,22 @@ func TestRequestMetrics(t *testing.T) {
 		t.Errorf("after reads answered with the wrong range: %+v, before %+v; want range failures only, counted in both series, no bytes", got, before)
 	}
 }
+
+// TestStatusReason pins the reason label of each status class, at the
+// edges: what lazyfs_registry_request_failures_total{reason} tells an
+// operator (a rate limit, the registry failing, or a request it refused).
+func TestStatusReason(t *testing.T) {
+	for code, want := range map[int]string{
+		http.StatusTooManyRequests:              reason429,
+		http.StatusRequestTimeout:               reason5xx,
+		http.StatusInternalServerError:          reason5xx,
+		599:                                     reason5xx,
+		499:                                     reason4xx,
+		http.StatusNotFound:                     reason4xx,
+		http.StatusRequestedRangeNotSatisfiable: reason4xx,
+	} {
+		if got := statusReason(code); got != want {
+			t.Errorf("statusReason(%d) = %q, want %q", code, got, want)
+		}
+	}
+}
