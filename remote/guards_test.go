@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log/logtest"
 	"github.com/opencontainers/go-digest"
@@ -348,6 +349,26 @@ func TestStatusReason(t *testing.T) {
 	} {
 		if got := statusReason(code); got != want {
 			t.Errorf("statusReason(%d) = %q, want %q", code, got, want)
+		}
+	}
+}
+
+// TestBlobURLNamesTheRegistryToMirrorsOnly guards the "ns" parameter: a
+// mirror learns from it which registry it stands in for; the registry
+// itself (Docker Hub under its API host too) is asked without it.
+func TestBlobURLNamesTheRegistryToMirrorsOnly(t *testing.T) {
+	dgst := digest.FromString("blob")
+	for _, tc := range []struct {
+		registry, host, want string
+	}{
+		{"docker.io", "registry-1.docker.io", "https://registry-1.docker.io/v2/library/x/blobs/" + dgst.String()},
+		{"docker.io", "mirror.local", "https://mirror.local/v2/library/x/blobs/" + dgst.String() + "?ns=docker.io"},
+		{"ghcr.io", "ghcr.io", "https://ghcr.io/v2/library/x/blobs/" + dgst.String()},
+		{"ghcr.io", "registry-1.docker.io", "https://registry-1.docker.io/v2/library/x/blobs/" + dgst.String() + "?ns=ghcr.io"},
+	} {
+		b := &Blob{registry: tc.registry, repo: "library/x", dgst: dgst}
+		if got := b.blobURL(docker.RegistryHost{Scheme: "https", Host: tc.host, Path: "/v2"}); got != tc.want {
+			t.Errorf("registry %s on host %s: %s, want %s", tc.registry, tc.host, got, tc.want)
 		}
 	}
 }
