@@ -82,13 +82,19 @@ func TestPutGet(t *testing.T) {
 		t.Errorf("Get through another Store: ok=%v", ok)
 	}
 	// A chunk list that lies about the size gets no bytes, and costs the
-	// good file nothing.
+	// good file nothing: larger or smaller (a prefix of the chunk is not
+	// the chunk either).
 	corrupt := testutil.ToFloat64(metrics.CacheCorrupt)
-	if _, ok := other.Get(ctx, d, int64(len(data))+1); ok {
-		t.Error("Get with another size: hit")
+	for _, size := range []int64{int64(len(data)) + 1, int64(len(data)) - 1} {
+		if _, ok := other.Get(ctx, d, size); ok {
+			t.Errorf("Get with size %d of a %d-byte chunk: hit", size, len(data))
+		}
+		if _, err := os.Stat(path); err != nil || testutil.ToFloat64(metrics.CacheCorrupt) != corrupt {
+			t.Errorf("a good file after a Get with size %d: %v, counted corrupt %v", size, err, testutil.ToFloat64(metrics.CacheCorrupt) != corrupt)
+		}
 	}
-	if _, err := os.Stat(path); err != nil || testutil.ToFloat64(metrics.CacheCorrupt) != corrupt {
-		t.Errorf("a good file after a Get with another size: %v, counted corrupt %v", err, testutil.ToFloat64(metrics.CacheCorrupt) != corrupt)
+	if got, ok := other.Get(ctx, d, int64(len(data))); !ok || !bytes.Equal(got, data) {
+		t.Errorf("Get after Gets with other sizes: ok=%v", ok)
 	}
 }
 
