@@ -223,3 +223,39 @@ func TestPutBounded(t *testing.T) {
 		t.Error("dropped chunk written")
 	}
 }
+
+// TestCorruptFileReplacedMeanwhileKept guards discard's check that the
+// file it deletes is the one it read: a worker that renamed a good copy
+// over a corrupt file while a reader verified the corrupt one keeps its
+// good copy.
+func TestCorruptFileReplacedMeanwhileKept(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	data := chunkData(4096, 5)
+	d := put(t, s, data)
+	path, _ := chunkPath(dir, d)
+	bad := bytes.Clone(data)
+	bad[0] ^= 0xff
+	if err := os.WriteFile(path, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	testHookOpened = func(path string) {
+		// Another worker's good copy lands under the name now.
+		good := filepath.Join(dir, "tmp", "good")
+		if err := os.WriteFile(good, data, 0o600); err != nil {
+			t.Error(err)
+		}
+		if err := os.Rename(good, path); err != nil {
+			t.Error(err)
+		}
+	}
+	_, ok := s.Get(ctx, d, int64(len(data)))
+	testHookOpened = nil
+	if ok {
+		t.Fatal("the corrupt file that was opened was served")
+	}
+	if got, ok := s.Get(ctx, d, int64(len(data))); !ok || !bytes.Equal(got, data) {
+		t.Fatalf("the good copy renamed over the corrupt file while it was read is gone: ok=%v", ok)
+	}
+}
