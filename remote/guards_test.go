@@ -372,3 +372,21 @@ func TestBlobURLNamesTheRegistryToMirrorsOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestEmptyBlobSizeFromHead guards headSize's Content-Length check at its
+// edge: a HEAD answering "Content-Length: 0" gives the size of an empty
+// blob, with no range request (which an empty blob cannot answer).
+func TestEmptyBlobSizeFromHead(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	reg := newRangeRegistry(t, nil)
+	reg.set(func(r *rangeRegistry) {
+		r.answer = func(int64, int64) (string, []byte) {
+			t.Error("range request for the size of an empty blob")
+			return "bytes */0", nil
+		}
+	})
+	b, err := NewResolver(quick(Options{ReadTimeout: 300 * time.Millisecond})).Blob(ctx, reg.ref(), digest.FromBytes(nil))
+	if err != nil || b.Size() != 0 {
+		t.Fatalf("Blob = %v, %v; want an empty blob", b, err)
+	}
+}
