@@ -390,3 +390,72 @@ func TestEmptyBlobSizeFromHead(t *testing.T) {
 		t.Fatalf("Blob = %v, %v; want an empty blob", b, err)
 	}
 }
+
+// TestFailedRedirectForgotten guards viaRedirect's forgetting of a cached
+// storage URL that failed (an expired signature): the next reads ask the
+// registry, and the URL is not tried again, also when the registry no
+// longer redirects.
+func TestFailedRedirectForgotten(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	blob := testBlob(1000)
+	var mu sync.Mutex
+	storageOK, redirecting, storageGETs := true, true, 0
+	serveRange := func(w http.ResponseWriter, r *http.Request) {
+		var first, last int
+		fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-%d", &first, &last)
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, last, len(blob)))
+		w.Header().Set("Content-Length", fmt.Sprint(last-first+1))
+		w.WriteHeader(http.StatusPartialContent)
+		w.Write(blob[first : last+1])
+	}
+	storage := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		storageGETs++
+		ok := storageOK
+		mu.Unlock()
+		if !ok {
+			w.WriteHeader(http.StatusForbidden) // the signature expired
+			return
+		}
+		serveRange(w, r)
+	}))
+	t.Cleanup(storage.Close)
+	registry := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			w.Header().Set("Content-Length", fmt.Sprint(len(blob)))
+			return
+		}
+		mu.Lock()
+		redirect := redirecting
+		mu.Unlock()
+		if redirect {
+			http.Redirect(w, r, storage.URL+"/signed", http.StatusTemporaryRedirect)
+			return
+		}
+		serveRange(w, r)
+	}))
+	t.Cleanup(registry.Close)
+	b, err := NewResolver(quick(Options{MaxHedges: -1})).Blob(ctx, strings.TrimPrefix(registry.URL, "http://")+"/library/x:latest", digest.FromBytes(blob))
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func() {
+		t.Helper()
+		p := make([]byte, 10)
+		if _, err := b.ReadAt(ctx, p, 10); err != nil || !bytes.Equal(p, blob[10:20]) {
+			t.Fatalf("ReadAt = %v", err)
+		}
+	}
+	read() // redirected, the storage URL remembered
+	mu.Lock()
+	storageOK, redirecting = false, false
+	mu.Unlock()
+	read() // the cached URL fails once: the registry serves
+	read()
+	read()
+	mu.Lock()
+	defer mu.Unlock()
+	if storageGETs != 2 {
+		t.Errorf("%d GETs of the storage URL, want 2: one that worked, one that failed, then none", storageGETs)
+	}
+}
