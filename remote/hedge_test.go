@@ -124,47 +124,67 @@ func TestHedgeRecordsTimeToAnswer(t *testing.T) {
 // answers: at most maxHedges+1 attempts race (the oldest is given up only
 // when one more would exceed that), the delay doubles with each attempt
 // given up, and no more than 2×(maxHedges+1) are sent in all, however
-// long the read's deadline.
+// long the read may wait.
 func TestHedgeAttemptBounds(t *testing.T) {
 	const maxHedges = 1
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var mu sync.Mutex
 	var ctxs []context.Context
 	var running [][]int // for each attempt, the attempts still running when it started
 	var starts []time.Time
-	err := hedged(ctx, "h", make([]byte, 1), hedgeDelays{time.Millisecond, time.Millisecond}, maxHedges, &latency{},
-		func(actx context.Context, _ []byte, _ func()) error {
-			mu.Lock()
-			var live []int
-			for i, c := range ctxs {
-				if c.Err() == nil {
-					live = append(live, i)
+	started := make(chan int, 10)
+	done := make(chan error, 1)
+	go func() {
+		done <- hedged(ctx, "h", make([]byte, 1), hedgeDelays{time.Millisecond, time.Millisecond}, maxHedges, &latency{},
+			func(actx context.Context, _ []byte, _ func()) error {
+				mu.Lock()
+				var live []int
+				for i, c := range ctxs {
+					if c.Err() == nil {
+						live = append(live, i)
+					}
 				}
-			}
-			ctxs, running, starts = append(ctxs, actx), append(running, live), append(starts, time.Now())
-			mu.Unlock()
-			<-actx.Done() // stalled for good
-			return actx.Err()
-		})
-	if err == nil {
+				ctxs, running, starts = append(ctxs, actx), append(running, live), append(starts, time.Now())
+				started <- len(ctxs)
+				mu.Unlock()
+				<-actx.Done() // stalled for good
+				return actx.Err()
+			})
+	}()
+	const want = 2 * (maxHedges + 1)
+	deadline := time.After(10 * time.Second)
+	for n := 0; n < want; {
+		select {
+		case n = <-started:
+		case <-deadline:
+			t.Fatalf("%d attempts after 10 s, want %d", n, want)
+		}
+	}
+	// The delays are 1, 1, 2 and 4 ms: an attempt past the bound would
+	// come within a few ms of the last; 100 ms leave room for a busy
+	// machine.
+	select {
+	case n := <-started:
+		t.Errorf("attempt %d started, want %d in all", n, want)
+	case <-time.After(100 * time.Millisecond):
+	}
+	cancel()
+	if err := <-done; err == nil {
 		t.Fatal("hedged succeeded without an answer")
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(ctxs) != 2*(maxHedges+1) {
-		t.Errorf("%d attempts, want %d", len(ctxs), 2*(maxHedges+1))
-	}
 	// Attempt 1 races attempt 0; attempt 2 replaces attempt 0, 3 replaces 1.
 	for i, want := range [][]int{nil, {0}, {1}, {2}} {
-		if i < len(running) && !slices.Equal(running[i], want) {
+		if !slices.Equal(running[i], want) {
 			t.Errorf("attempt %d started while attempts %v ran, want %v", i, running[i], want)
 		}
 	}
 	// Timers never fire early: each gap is at least its delay.
 	for i, least := range []time.Duration{time.Millisecond, time.Millisecond, 2 * time.Millisecond} {
-		if i+1 < len(starts) && starts[i+1].Sub(starts[i]) < least {
-			t.Errorf("attempt %d started %v after attempt %d, want at least %v", i+1, starts[i+1].Sub(starts[i]), i, least)
+		if gap := starts[i+1].Sub(starts[i]); gap < least {
+			t.Errorf("attempt %d started %v after attempt %d, want at least %v", i+1, gap, i, least)
 		}
 	}
 }
