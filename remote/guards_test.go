@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -457,5 +459,25 @@ func TestFailedRedirectForgotten(t *testing.T) {
 	defer mu.Unlock()
 	if storageGETs != 2 {
 		t.Errorf("%d GETs of the storage URL, want 2: one that worked, one that failed, then none", storageGETs)
+	}
+}
+
+// TestHostsStampSeesThePortSpelling guards hostsStamp's "_port_" name: a
+// hosts.toml written under <host>_<port>_ (containerd's spelling for a
+// registry with a port, e.g. on file systems without colons) changes the
+// stamp, so that the hosts are configured again.
+func TestHostsStampSeesThePortSpelling(t *testing.T) {
+	dir := t.TempDir()
+	const name = "registry.local:5000"
+	port := filepath.Join(dir, "registry.local_5000_")
+	if err := os.MkdirAll(port, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before := hostsStamp(dir, name)
+	if err := os.WriteFile(filepath.Join(port, "hosts.toml"), []byte("server = \"http://registry.local:5000\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if hostsStamp(dir, name) == before {
+		t.Errorf("hosts.toml written under %s did not change the stamp of %s", port, name)
 	}
 }
