@@ -761,3 +761,18 @@ func TestUnparsableRequestAnswered(t *testing.T) {
 		t.Fatalf("reply %x, want an EIO header for unique 77", got)
 	}
 }
+
+// TestStatFs pins what statfs(2) reports: the layer's file bytes in
+// 4 KiB blocks, rounded up, its inode count, and nothing free.
+func TestStatFs(t *testing.T) {
+	tr := mustTree(t, []*estargz.TOCEntry{reg("a", 4096, 10, 1), reg("b", 1, 20, 2), dirEntry("d/")}, 100)
+	fs := NewFS(logtest.WithT(context.Background(), t), tr, fill)
+	var out fuse.StatfsOut
+	if st := fs.StatFs(nil, &fuse.InHeader{NodeId: rootID}, &out); st != fuse.OK {
+		t.Fatal(st)
+	}
+	want := fuse.StatfsOut{Blocks: 2, Files: uint64(tr.Len()), Bsize: blockSize, Frsize: blockSize, NameLen: maxNameLen}
+	if out != want {
+		t.Errorf("StatFs = %+v, want %+v", out, want)
+	}
+}
