@@ -5,11 +5,14 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log/logtest"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
+
+	"github.com/lazyfs/lazyfs/internal/testreq"
 )
 
 // The tests in this file guard the names the cache makes from digests
@@ -128,5 +131,58 @@ func TestCachedChunkNotRewritten(t *testing.T) {
 	}
 	if after.Ino != before.Ino {
 		t.Errorf("a chunk put again was written again (inode %d, was %d)", after.Ino, before.Ino)
+	}
+}
+
+// TestCacheDirsArePrivate guards Open's modes: chunks are image contents,
+// which may be private, so the cache's directories are 0700.
+func TestCacheDirsArePrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cache")
+	openStore(t, dir)
+	for _, d := range []string{dir, filepath.Join(dir, chunksDir), filepath.Join(dir, tmpDir)} {
+		fi, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: mode %v, want 0700", d, fi.Mode().Perm())
+		}
+	}
+}
+
+// TestReadTouchesOncePerMinute guards touch on a file system mounted
+// noatime, where nothing else records a read (relatime, the default,
+// records the first read after a change and then one a day): a read marks
+// a chunk used unless it was marked within the last minute, so that a
+// chunk read in a loop costs no write per read.
+func TestReadTouchesOncePerMinute(t *testing.T) {
+	testreq.RequireRoot(t)
+	ctx := logtest.WithT(context.Background(), t)
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOATIME, "size=4m"); err != nil {
+		t.Fatalf("mount a noatime tmpfs: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	s := openStore(t, dir)
+	d := put(t, s, chunkData(1000, 9))
+	path, _ := chunkPath(dir, d)
+	for _, tc := range []struct {
+		age     time.Duration
+		touched bool
+	}{{10 * time.Second, false}, {50 * time.Second, false}, {2 * time.Minute, true}, {time.Hour, true}} {
+		at := time.Now().Add(-tc.age).Truncate(time.Second)
+		if err := os.Chtimes(path, at, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := s.Get(ctx, d, 1000); !ok {
+			t.Fatal("Get: miss")
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err != nil {
+			t.Fatal(err)
+		}
+		if got := time.Unix(st.Atim.Unix()); got.Equal(at) == tc.touched {
+			t.Errorf("read of a chunk last used %v ago: atime %v (was %v); touched %v, want %v", tc.age, got, at, !got.Equal(at), tc.touched)
+		}
 	}
 }
