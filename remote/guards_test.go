@@ -481,3 +481,51 @@ func TestHostsStampSeesThePortSpelling(t *testing.T) {
 		t.Errorf("hosts.toml written under %s did not change the stamp of %s", port, name)
 	}
 }
+
+// TestGiveUpNamesAttemptsAndStatus guards the give-up error's account of
+// a read: a permanent failure (404) is tried once, not until the
+// deadline, and says so; a request the read's deadline cut names what
+// happened to it rather than no status at all.
+func TestGiveUpNamesAttemptsAndStatus(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	blob := testBlob(100)
+	stall := make(chan struct{})
+	t.Cleanup(func() { close(stall) })
+	var mu sync.Mutex
+	answer := http.StatusNotFound
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			w.Header().Set("Content-Length", fmt.Sprint(len(blob)))
+			return
+		}
+		mu.Lock()
+		code := answer
+		mu.Unlock()
+		if code == 0 {
+			select { // no answer until the read gives up
+			case <-r.Context().Done():
+			case <-stall:
+			}
+			return
+		}
+		w.WriteHeader(code)
+	}))
+	t.Cleanup(srv.Close)
+	b, err := NewResolver(quick(Options{ReadTimeout: 200 * time.Millisecond, RequestTimeout: time.Minute, MaxHedges: -1})).Blob(ctx, strings.TrimPrefix(srv.URL, "http://")+"/library/x:latest", digest.FromBytes(blob))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.ReadAt(ctx, make([]byte, 10), 0)
+	if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "failed after 1 attempts") {
+		t.Errorf("read of a blob the registry does not have: %v; want not found, after 1 attempt", err)
+	}
+
+	// One request, longer than the read may take: the deadline cuts it.
+	mu.Lock()
+	answer = 0
+	mu.Unlock()
+	_, err = b.ReadAt(ctx, make([]byte, 10), 0)
+	if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), `last status "timed out"`) {
+		t.Errorf("read of a registry that never answers: %v; want unavailable, last status timed out", err)
+	}
+}
