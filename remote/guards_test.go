@@ -3,6 +3,7 @@ package remote
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -527,5 +528,39 @@ func TestGiveUpNamesAttemptsAndStatus(t *testing.T) {
 	_, err = b.ReadAt(ctx, make([]byte, 10), 0)
 	if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), `last status "timed out"`) {
 		t.Errorf("read of a registry that never answers: %v; want unavailable, last status timed out", err)
+	}
+}
+
+// TestCancelledReadSaysSo guards giveUp's class of a read its caller
+// cancelled while it waited to retry: the error is context.Canceled (the
+// caller gave up: no outage), whatever the last answer was.
+func TestCancelledReadSaysSo(t *testing.T) {
+	ctx, cancel := context.WithCancel(logtest.WithT(context.Background(), t))
+	defer cancel()
+	var mu sync.Mutex
+	gets := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			w.Header().Set("Content-Length", "100")
+			return
+		}
+		mu.Lock()
+		gets++
+		if gets == 2 { // the retry at once failed too: the read now backs off
+			cancel()
+		}
+		mu.Unlock()
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(srv.Close)
+	o := quick(Options{ReadTimeout: time.Minute, MaxHedges: -1})
+	o.BackoffMin, o.BackoffMax = time.Minute, time.Minute
+	b, err := NewResolver(o).Blob(ctx, strings.TrimPrefix(srv.URL, "http://")+"/library/x:latest", digest.FromString("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.ReadAt(ctx, make([]byte, 10), 0)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("read cancelled while backing off after a 503: %v, want context.Canceled", err)
 	}
 }
