@@ -36,8 +36,9 @@ type rangeRegistry struct {
 
 	mu     sync.Mutex
 	noHead bool
-	// chunked sends range answers without Content-Length.
-	chunked bool
+	// chunked sends range answers without Content-Length, headNoLength
+	// HEAD answers.
+	chunked, headNoLength bool
 	answer  func(first, last int64) (contentRange string, body []byte)
 }
 
@@ -66,7 +67,11 @@ func (r *rangeRegistry) serve(w http.ResponseWriter, req *http.Request) {
 			w.WriteHeader(http.StatusMethodNotAllowed)
 			return
 		}
-		w.Header().Set("Content-Length", fmt.Sprint(len(r.blob)))
+		if r.noHeadLength() {
+			w.Header().Set("Transfer-Encoding", "chunked")
+		} else {
+			w.Header().Set("Content-Length", fmt.Sprint(len(r.blob)))
+		}
 		w.WriteHeader(http.StatusOK)
 		return
 	}
@@ -91,6 +96,9 @@ func (r *rangeRegistry) serve(w http.ResponseWriter, req *http.Request) {
 	w.WriteHeader(http.StatusPartialContent)
 	w.Write(body)
 }
+
+// noHeadLength is headNoLength; serve holds the lock.
+func (r *rangeRegistry) noHeadLength() bool { return r.headNoLength }
 
 func (r *rangeRegistry) ref() string {
 	return strings.TrimPrefix(r.srv.URL, "http://") + "/library/test:latest"
@@ -562,5 +570,19 @@ func TestCancelledReadSaysSo(t *testing.T) {
 	_, err = b.ReadAt(ctx, make([]byte, 10), 0)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("read cancelled while backing off after a 503: %v, want context.Canceled", err)
+	}
+}
+
+// TestSizeWithoutContentLength guards headSize's check of a HEAD answer
+// without Content-Length: the size is then asked with a one-byte range,
+// never taken as -1.
+func TestSizeWithoutContentLength(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	blob := testBlob(1000)
+	reg := newRangeRegistry(t, blob)
+	reg.set(func(r *rangeRegistry) { r.headNoLength = true })
+	b, err := NewResolver(quick(Options{ReadTimeout: 300 * time.Millisecond})).Blob(ctx, reg.ref(), digest.FromBytes(blob))
+	if err != nil || b.Size() != 1000 {
+		t.Fatalf("Blob = %v, %v; want the size of 1000 from a range", b, err)
 	}
 }
