@@ -125,6 +125,10 @@ func TestContentRangeMustMatch(t *testing.T) {
 		{name: "first byte one early", cr: "bytes 9-19/1000", body: blob[9:20]},
 		{name: "last byte one late", cr: "bytes 10-20/1000", body: blob[10:21]},
 		{name: "last byte one early", cr: "bytes 10-18/1000", body: blob[10:19]},
+		// Ten bytes, as asked, under a header that says otherwise: only
+		// the range's own check can tell.
+		{name: "ten bytes, first byte one late", cr: "bytes 11-19/1000", body: blob[11:21]},
+		{name: "ten bytes, last byte one late", cr: "bytes 10-20/1000", body: blob[10:20]},
 		{name: "another blob's length", cr: "bytes 10-19/1001", body: blob[10:20]},
 		{name: "a shorter blob's length", cr: "bytes 10-19/999", body: blob[10:20]},
 		{name: "unparsable", cr: "bytes 10-19", body: blob[10:20]},
