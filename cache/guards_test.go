@@ -186,3 +186,31 @@ func TestReadTouchesOncePerMinute(t *testing.T) {
 		}
 	}
 }
+
+// TestLayerUsageCountsMatchingSizesOnly guards usage's size comparison: a
+// cached chunk counts for a layer only at the size the layer's index
+// gives it (a hostile TOC may give a shared digest another size).
+func TestLayerUsageCountsMatchingSizesOnly(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	data := chunkData(1000, 11)
+	d := put(t, s, data)
+	honest, liar := digest.FromString("honest"), digest.FromString("liar")
+	if err := s.PutLayer(ctx, honest, []ChunkRef{{Digest: d, Size: 1000}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutLayer(ctx, liar, []ChunkRef{{Digest: d, Size: 999}}); err != nil {
+		t.Fatal(err)
+	}
+	ev := NewEvictor(dir, 1<<20)
+	if _, err := ev.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for layer, want := range map[digest.Digest][2]int64{honest: {1000, 1}, liar: {0, 0}} {
+		size, chunks, ok := ev.CachedBytes(layer)
+		if !ok || size != want[0] || chunks != want[1] {
+			t.Errorf("layer %s: %d bytes in %d chunks (%v), want %d in %d", layer, size, chunks, ok, want[0], want[1])
+		}
+	}
+}
