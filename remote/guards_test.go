@@ -414,7 +414,7 @@ func TestFailedRedirectForgotten(t *testing.T) {
 	ctx := logtest.WithT(context.Background(), t)
 	blob := testBlob(1000)
 	var mu sync.Mutex
-	storageOK, redirecting, storageGETs := true, true, 0
+	storageOK, redirecting, storageGETs, registryGETs := true, true, 0, 0
 	serveRange := func(w http.ResponseWriter, r *http.Request) {
 		var first, last int
 		fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-%d", &first, &last)
@@ -442,6 +442,7 @@ func TestFailedRedirectForgotten(t *testing.T) {
 		}
 		mu.Lock()
 		redirect := redirecting
+		registryGETs++
 		mu.Unlock()
 		if redirect {
 			http.Redirect(w, r, storage.URL+"/signed", http.StatusTemporaryRedirect)
@@ -450,10 +451,16 @@ func TestFailedRedirectForgotten(t *testing.T) {
 		serveRange(w, r)
 	}))
 	t.Cleanup(registry.Close)
-	b, err := NewResolver(quick(Options{MaxHedges: -1})).Blob(ctx, strings.TrimPrefix(registry.URL, "http://")+"/library/x:latest", digest.FromBytes(blob))
-	if err != nil {
-		t.Fatal(err)
+	ref := strings.TrimPrefix(registry.URL, "http://") + "/library/x:latest"
+	newBlob := func(ttl time.Duration) *Blob {
+		t.Helper()
+		b, err := NewResolver(quick(Options{MaxHedges: -1, RedirectTTL: ttl})).Blob(ctx, ref, digest.FromBytes(blob))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
 	}
+	var b *Blob
 	read := func() {
 		t.Helper()
 		p := make([]byte, 10)
@@ -461,6 +468,19 @@ func TestFailedRedirectForgotten(t *testing.T) {
 			t.Fatalf("ReadAt = %v", err)
 		}
 	}
+
+	// An expired URL is not used: the registry is asked again.
+	b = newBlob(time.Nanosecond)
+	read()
+	read()
+	mu.Lock()
+	if registryGETs != 2 || storageGETs != 2 {
+		t.Errorf("with a redirect TTL of 1ns: %d GETs of the registry and %d of storage, want 2 and 2", registryGETs, storageGETs)
+	}
+	storageGETs = 0
+	mu.Unlock()
+
+	b = newBlob(time.Hour)
 	read() // redirected, the storage URL remembered
 	mu.Lock()
 	storageOK, redirecting = false, false
