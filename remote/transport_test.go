@@ -90,3 +90,35 @@ func TestConfigureHostsRetryWraps(t *testing.T) {
 		t.Fatal("wrapped without Retry")
 	}
 }
+
+// roundTripFunc is an http.RoundTripper made of a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestRetryTransportUsesItsBase guards NewRetryTransport's base: the one
+// given carries every request (only nil means http.DefaultTransport), and
+// a GET whose body is http.NoBody has no body, so it is retried.
+func TestRetryTransportUsesItsBase(t *testing.T) {
+	calls := 0
+	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		calls++
+		code := http.StatusOK
+		if calls == 1 {
+			code = http.StatusServiceUnavailable
+		}
+		return &http.Response{StatusCode: code, Body: io.NopCloser(strings.NewReader("")), Header: http.Header{}, Request: r}, nil
+	})
+	tr := NewRetryTransport(base)
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, "http://registry.invalid/v2/", http.NoBody)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := tr.RoundTrip(req)
+	if err != nil || resp.StatusCode != http.StatusOK || calls != 2 {
+		t.Fatalf("RoundTrip = %v, %v after %d calls of the base; want 200 after 2", resp, err, calls)
+	}
+	if NewRetryTransport(nil).Base != http.DefaultTransport {
+		t.Error("NewRetryTransport(nil) does not use http.DefaultTransport")
+	}
+}
