@@ -98,7 +98,8 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 
 // TestRetryTransportUsesItsBase guards NewRetryTransport's base: the one
 // given carries every request (only nil means http.DefaultTransport), and
-// a GET whose body is http.NoBody has no body, so it is retried.
+// a GET whose body is http.NoBody has no body, so it is retried, as is a
+// HEAD, never a POST.
 func TestRetryTransportUsesItsBase(t *testing.T) {
 	calls := 0
 	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
@@ -120,5 +121,13 @@ func TestRetryTransportUsesItsBase(t *testing.T) {
 	}
 	if NewRetryTransport(nil).Base != http.DefaultTransport {
 		t.Error("NewRetryTransport(nil) does not use http.DefaultTransport")
+	}
+	// HEAD is retried like GET; POST is not idempotent and goes once.
+	for method, want := range map[string]int{http.MethodHead: 2, http.MethodPost: 1} {
+		calls = 0
+		req, _ := http.NewRequestWithContext(context.Background(), method, "http://registry.invalid/v2/", nil)
+		if _, err := tr.RoundTrip(req); err != nil || calls != want {
+			t.Errorf("%s: %v after %d calls of the base, want %d", method, err, calls, want)
+		}
 	}
 }
