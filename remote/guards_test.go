@@ -610,3 +610,36 @@ func TestSizeWithoutContentLength(t *testing.T) {
 		t.Fatalf("Blob = %v, %v; want the size of 1000 from a range", b, err)
 	}
 }
+
+// TestRedirectKeptPerHost guards viaRedirect's host check: a storage URL
+// one host (a mirror) redirected to is used for that host's reads only,
+// never for another host of the registry, whose redirect may differ.
+func TestRedirectKeptPerHost(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	var mu sync.Mutex
+	hits := 0
+	storage := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits++
+		mu.Unlock()
+		w.WriteHeader(http.StatusPartialContent)
+	}))
+	t.Cleanup(storage.Close)
+	b := &Blob{resolver: NewResolver(quick(Options{})), dgst: digest.FromString("x")}
+	b.redirect.Store(&redirect{host: "mirror.local", url: storage.URL + "/signed", expires: time.Now().Add(time.Hour)})
+	other := docker.RegistryHost{Host: "registry.local", Client: storage.Client()}
+	if resp, ok := b.viaRedirect(ctx, other, http.Header{}); ok || resp != nil {
+		t.Fatal("another host's read went to the mirror's storage URL")
+	}
+	mirror := docker.RegistryHost{Host: "mirror.local", Client: storage.Client()}
+	resp, ok := b.viaRedirect(ctx, mirror, http.Header{})
+	if !ok {
+		t.Fatal("the mirror's own read did not use its storage URL")
+	}
+	closeBody(resp)
+	mu.Lock()
+	defer mu.Unlock()
+	if hits != 1 {
+		t.Errorf("%d requests to the storage URL, want 1 (the mirror's)", hits)
+	}
+}
