@@ -39,7 +39,7 @@ type rangeRegistry struct {
 	// chunked sends range answers without Content-Length, headNoLength
 	// HEAD answers.
 	chunked, headNoLength bool
-	answer  func(first, last int64) (contentRange string, body []byte)
+	answer                func(first, last int64) (contentRange string, body []byte)
 }
 
 func newRangeRegistry(t *testing.T, blob []byte) *rangeRegistry {
