@@ -214,3 +214,22 @@ func TestLayerUsageCountsMatchingSizesOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestEvictionStopsAtTheBudget pins the budget at its edge: a pass
+// evicts until the cache holds at most the budget, and a cache that then
+// holds exactly the budget loses nothing more.
+func TestEvictionStopsAtTheBudget(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	for i := range 4 {
+		put(t, s, chunkData(1000, byte(20+i)))
+	}
+	res, err := NewEvictor(dir, 2000).Pass(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Evicted != 2 || res.Bytes != 2000 {
+		t.Errorf("pass with a budget of 2000 over 4000 bytes = %+v, want 2 evicted and 2000 bytes kept", res)
+	}
+}
