@@ -4,15 +4,18 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log/logtest"
 	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/sys/unix"
 
 	"github.com/lazyfs/lazyfs/internal/testreq"
+	"github.com/lazyfs/lazyfs/metrics"
 )
 
 // The tests in this file guard the names the cache makes from digests
@@ -231,5 +234,45 @@ func TestEvictionStopsAtTheBudget(t *testing.T) {
 	}
 	if res.Evicted != 2 || res.Bytes != 2000 {
 		t.Errorf("pass with a budget of 2000 over 4000 bytes = %+v, want 2 evicted and 2000 bytes kept", res)
+	}
+}
+
+// TestWriteAccounting guards what the writer reports: a chunk of exactly
+// MaxQueued bytes is queued (the bound is inclusive), and a chunk written
+// counts as written, never as a failure.
+func TestWriteAccounting(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	dir := t.TempDir()
+	s, err := Open(ctx, dir, Options{MaxQueued: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	writes, failures, dropped := testutil.ToFloat64(metrics.CacheWrites),
+		testutil.ToFloat64(metrics.CacheWriteFailures.WithLabelValues("error")),
+		testutil.ToFloat64(metrics.CacheWriteFailures.WithLabelValues("dropped"))
+	data := chunkData(1000, 31)
+	s.Put(ctx, digest.FromBytes(data), data)
+	s.Flush()
+	if _, ok := s.Get(ctx, digest.FromBytes(data), 1000); !ok {
+		t.Error("a chunk of exactly MaxQueued bytes was not written")
+	}
+	if w, f, d := testutil.ToFloat64(metrics.CacheWrites)-writes,
+		testutil.ToFloat64(metrics.CacheWriteFailures.WithLabelValues("error"))-failures,
+		testutil.ToFloat64(metrics.CacheWriteFailures.WithLabelValues("dropped"))-dropped; w != 1 || f != 0 || d != 0 {
+		t.Errorf("writes %v, failures %v, drops %v; want 1, 0, 0", w, f, d)
+	}
+}
+
+// TestMalformedIndexNamesItsLine guards readLayer's line count: the error
+// names the line that is wrong.
+func TestMalformedIndexNamesItsLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "index")
+	d := digest.FromString("x")
+	if err := os.WriteFile(path, []byte(d.String()+" 1\n"+d.String()+" 2\nbroken\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readLayer(path); err == nil || !strings.Contains(err.Error(), path+":3:") {
+		t.Errorf("readLayer = %v, want an error naming %s:3", err, path)
 	}
 }
