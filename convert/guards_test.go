@@ -103,7 +103,7 @@ func TestReadTOCDigest(t *testing.T) {
 		{"empty file without chunk digest", withTOC(t, blob, emptyFile), true, ""},
 		{"file without chunk digest", withTOC(t, blob, noChunkDigest), false, "has no chunk digest"},
 		{"blob smaller than a footer", blob[len(blob)-estargz.FooterSize+1:], false, "smaller than a footer"},
-		{"only a footer", blob[len(blob)-estargz.FooterSize:], false, ""},
+		{"only a footer", blob[len(blob)-estargz.FooterSize:], false, "outside blob"},
 		{"TOC offset past the footer", slices.Concat(blob[:len(blob)-estargz.FooterSize], footerAt(t, int64(len(blob)))), false, "outside blob"},
 		{"plain gzip", gzipBytes(t, []byte("not estargz")), false, ""},
 	} {
