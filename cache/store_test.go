@@ -82,13 +82,19 @@ func TestPutGet(t *testing.T) {
 		t.Errorf("Get through another Store: ok=%v", ok)
 	}
 	// A chunk list that lies about the size gets no bytes, and costs the
-	// good file nothing.
+	// good file nothing: larger or smaller (a prefix of the chunk is not
+	// the chunk either).
 	corrupt := testutil.ToFloat64(metrics.CacheCorrupt)
-	if _, ok := other.Get(ctx, d, int64(len(data))+1); ok {
-		t.Error("Get with another size: hit")
+	for _, size := range []int64{int64(len(data)) + 1, int64(len(data)) - 1} {
+		if _, ok := other.Get(ctx, d, size); ok {
+			t.Errorf("Get with size %d of a %d-byte chunk: hit", size, len(data))
+		}
+		if _, err := os.Stat(path); err != nil || testutil.ToFloat64(metrics.CacheCorrupt) != corrupt {
+			t.Errorf("a good file after a Get with size %d: %v, counted corrupt %v", size, err, testutil.ToFloat64(metrics.CacheCorrupt) != corrupt)
+		}
 	}
-	if _, err := os.Stat(path); err != nil || testutil.ToFloat64(metrics.CacheCorrupt) != corrupt {
-		t.Errorf("a good file after a Get with another size: %v, counted corrupt %v", err, testutil.ToFloat64(metrics.CacheCorrupt) != corrupt)
+	if got, ok := other.Get(ctx, d, int64(len(data))); !ok || !bytes.Equal(got, data) {
+		t.Errorf("Get after Gets with other sizes: ok=%v", ok)
 	}
 }
 
@@ -215,5 +221,41 @@ func TestPutBounded(t *testing.T) {
 	}
 	if _, ok := other.Get(ctx, digest.FromBytes(big), int64(len(big))); ok {
 		t.Error("dropped chunk written")
+	}
+}
+
+// TestCorruptFileReplacedMeanwhileKept guards discard's check that the
+// file it deletes is the one it read: a worker that renamed a good copy
+// over a corrupt file while a reader verified the corrupt one keeps its
+// good copy.
+func TestCorruptFileReplacedMeanwhileKept(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	data := chunkData(4096, 5)
+	d := put(t, s, data)
+	path, _ := chunkPath(dir, d)
+	bad := bytes.Clone(data)
+	bad[0] ^= 0xff
+	if err := os.WriteFile(path, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	testHookOpened = func(path string) {
+		// Another worker's good copy lands under the name now.
+		good := filepath.Join(dir, "tmp", "good")
+		if err := os.WriteFile(good, data, 0o600); err != nil {
+			t.Error(err)
+		}
+		if err := os.Rename(good, path); err != nil {
+			t.Error(err)
+		}
+	}
+	_, ok := s.Get(ctx, d, int64(len(data)))
+	testHookOpened = nil
+	if ok {
+		t.Fatal("the corrupt file that was opened was served")
+	}
+	if got, ok := s.Get(ctx, d, int64(len(data))); !ok || !bytes.Equal(got, data) {
+		t.Fatalf("the good copy renamed over the corrupt file while it was read is gone: ok=%v", ok)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"io"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -90,22 +91,29 @@ func TestReadTOCDigest(t *testing.T) {
 		}
 	}
 	emptyFile := &estargz.JTOC{Version: 1, Entries: []*estargz.TOCEntry{{Name: "e", Type: "reg", Mode: 0o644}}}
+	// why is what the refusal must say (it is logged as the reason the
+	// layer is rebuilt): a later step would refuse some of these too, but
+	// under a name that hides the cause.
 	for _, tc := range []struct {
 		name string
 		blob []byte
 		ok   bool
+		why  string
 	}{
-		{"empty file without chunk digest", withTOC(t, blob, emptyFile), true},
-		{"file without chunk digest", withTOC(t, blob, noChunkDigest), false},
-		{"blob smaller than a footer", blob[len(blob)-estargz.FooterSize+1:], false},
-		{"only a footer", blob[len(blob)-estargz.FooterSize:], false},
-		{"TOC offset past the footer", slices.Concat(blob[:len(blob)-estargz.FooterSize], footerAt(t, int64(len(blob)))), false},
-		{"plain gzip", gzipBytes(t, []byte("not estargz")), false},
+		{"empty file without chunk digest", withTOC(t, blob, emptyFile), true, ""},
+		{"file without chunk digest", withTOC(t, blob, noChunkDigest), false, "has no chunk digest"},
+		{"blob smaller than a footer", blob[len(blob)-estargz.FooterSize+1:], false, "smaller than a footer"},
+		{"only a footer", blob[len(blob)-estargz.FooterSize:], false, "outside blob"},
+		{"TOC offset past the footer", slices.Concat(blob[:len(blob)-estargz.FooterSize], footerAt(t, int64(len(blob)))), false, "outside blob"},
+		{"plain gzip", gzipBytes(t, []byte("not estargz")), false, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := readTOCDigest(sr(tc.blob))
 			if (err == nil) != tc.ok {
 				t.Fatalf("readTOCDigest = %v, want ok %v", err, tc.ok)
+			}
+			if err != nil && !strings.Contains(err.Error(), tc.why) {
+				t.Errorf("readTOCDigest = %v, want it to say %q", err, tc.why)
 			}
 		})
 	}

@@ -313,3 +313,26 @@ func TestLayerConvertFuncRebuildsEStargz(t *testing.T) {
 		t.Errorf("TOC order %q, want %q", regs, want)
 	}
 }
+
+// TestLayerConvertFuncCompressionLevel guards buildOptions' level: zero
+// means estargz's default, gzip.BestCompression (not gzip's own
+// NoCompression), and any other level is used as given.
+func TestLayerConvertFuncCompressionLevel(t *testing.T) {
+	ctx, cs, _ := openLocal(t)
+	l := writeLayer(ctx, t, cs, baseFiles(), compression.Gzip, ocispec.MediaTypeImageLayerGzip)
+	size := func(level int) int64 {
+		t.Helper()
+		got, err := convert.LayerConvertFunc(convert.Options{CompressionLevel: level, Rebuild: true})(ctx, cs, l.desc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.Size
+	}
+	def, best, huffman := size(0), size(gzip.BestCompression), size(gzip.HuffmanOnly)
+	if def != best {
+		t.Errorf("default level gives %d bytes, gzip.BestCompression %d: want the same", def, best)
+	}
+	if huffman <= best {
+		t.Errorf("gzip.HuffmanOnly gives %d bytes, not more than gzip.BestCompression's %d: the level was not used", huffman, best)
+	}
+}

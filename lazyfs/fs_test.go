@@ -14,7 +14,6 @@ import (
 	"testing"
 
 	"github.com/containerd/containerd/v2/pkg/archive"
-	"github.com/containerd/stargz-snapshotter/estargz"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/sys/unix"
@@ -136,15 +135,15 @@ func TestFSMatchesNativeUnpack(t *testing.T) {
 	listed := tarPaths(entries)
 
 	for _, tc := range []struct {
-		name string
-		opts []estargz.Option
+		name         string
+		minChunkSize int
 	}{
-		{"one stream per chunk", nil},
+		{"one stream per chunk", 0},
 		// Small chunks share compressed streams (inner offsets).
-		{"shared streams", []estargz.Option{estargz.WithMinChunkSize(20 << 10)}},
+		{"shared streams", 20 << 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			layer := buildLayer(t, tarBytes, tc.opts...)
+			layer := mainLayer(t, tc.minChunkSize)
 			tree := layer.tree(t)
 			m := newMount(t, tree, &blobReader{blob: layer.blob})
 			m.serve(ServeOptions{})
@@ -376,7 +375,7 @@ func checkRawListing(t *testing.T, dir, parent string) {
 
 func TestFSReadErrorIsEIO(t *testing.T) {
 	testreq.RequireFUSE(t)
-	layer := buildLayer(t, writeTar(t, mainLayerEntries()))
+	layer := mainLayer(t, 0)
 	tree := layer.tree(t)
 	reader := &blobReader{blob: layer.blob}
 	m := newMount(t, tree, reader)

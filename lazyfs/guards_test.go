@@ -45,7 +45,8 @@ var fill = readerFunc(func(_ context.Context, _ []chunks.Chunk, p []byte, _ int6
 })
 
 // guardTree is a small layer: a file, an executable, a private file, a
-// symlink, a fifo, a directory with xattrs and an opaque directory.
+// symlink, a fifo, a directory with xattrs, an opaque directory and one
+// that only root may enter.
 func guardTree(t *testing.T) *Tree {
 	t.Helper()
 	exe := reg("bin/exe", 10, 200, 2)
@@ -55,8 +56,11 @@ func guardTree(t *testing.T) *Tree {
 	private.UID, private.GID = 1000, 2000
 	xd := dirEntry("xdir/")
 	xd.Xattrs = map[string][]byte{"user.a": []byte("value"), "user.bb": []byte("v")}
+	closed := dirEntry("closed/")
+	closed.Mode = 0o600
 	return mustTree(t, []*estargz.TOCEntry{
 		dirEntry("bin/"),
+		closed,
 		reg("file", 100, 100, 1),
 		exe,
 		private,
@@ -262,6 +266,8 @@ func TestAccessNeverAllowsWriting(t *testing.T) {
 		{"root executes a file without x", "file", root, unix.X_OK, fuse.EACCES},
 		{"root executes an executable", "bin/exe", root, unix.X_OK, fuse.OK},
 		{"root enters a directory", "bin", root, unix.X_OK, fuse.OK},
+		{"root enters a directory without x", "closed", root, unix.X_OK, fuse.OK},
+		{"other enters a directory without x", "closed", other, unix.X_OK, fuse.EACCES},
 		{"existence", "private", other, unix.F_OK, fuse.OK},
 		{"owner reads", "private", owner, unix.R_OK, fuse.OK},
 		{"owner executes", "private", owner, unix.X_OK, fuse.EACCES},
@@ -514,6 +520,7 @@ func TestLayerBookkeepingIsHidden(t *testing.T) {
 		reg(".wh..wh.plnk/1", 1, 50, 5),
 		dirEntry("x/"),
 		reg("x/.wh..wh.aufs", 1, 60, 6),
+		reg("x/.wh..wh.plnk/2", 1, 70, 7), // below the root too
 		evil,
 	}, 100)
 	fs := NewFS(logtest.WithT(context.Background(), t), tr, fill)
@@ -532,8 +539,10 @@ func TestLayerBookkeepingIsHidden(t *testing.T) {
 	if id := lookup(lookup(rootID, "sub"), estargz.PrefetchLandmark); id == 0 {
 		t.Errorf("%s below the root is hidden: only the root's is bookkeeping", estargz.PrefetchLandmark)
 	}
-	if id := lookup(lookup(rootID, "x"), ".wh..wh.aufs"); id != 0 {
-		t.Error("aufs metadata is visible")
+	for _, name := range []string{".wh..wh.aufs", ".wh..wh.plnk"} {
+		if id := lookup(lookup(rootID, "x"), name); id != 0 {
+			t.Errorf("aufs metadata x/%s is visible", name)
+		}
 	}
 	d := &fuse.InHeader{NodeId: lookup(rootID, "d")}
 	for _, name := range []string{"trusted.overlay.opaque", "trusted.evil"} {
@@ -564,18 +573,25 @@ func fakeDevFuse(t *testing.T) (serverFD, kernelFD int) {
 // TestServeRefusesAnInitializedConnection guards serveInit's first check:
 // a connection whose first request is not INIT was initialised by another
 // server, and answering it as fresh would serve the kernel settings it
-// never agreed to. A request too short for a header is an error too.
+// never agreed to. A request too short for a header is an error too, and
+// so is an INIT the server refused (a kernel speaking another protocol).
 func TestServeRefusesAnInitializedConnection(t *testing.T) {
 	fs := NewFS(logtest.WithT(context.Background(), t), mustTree(t, nil, 100), fill)
 	lookup := syntheticInit(0)
 	binary.NativeEndian.PutUint32(lookup[opcodeOffset:], 1) // FUSE_LOOKUP
+	initReq := syntheticInit(0)
+	oldKernel := syntheticInit(0)
+	binary.NativeEndian.PutUint32(oldKernel[inHeaderSize:], 6) // protocol 6.x: go-fuse answers EIO
 	for _, tc := range []struct {
 		name  string
 		req   []byte
 		class func(error) bool
 	}{
 		{"LOOKUP first", lookup, errdefs.IsFailedPrecondition},
-		{"short request", lookup[:inHeaderSize-1], func(err error) bool { return err != nil }},
+		{"short request", initReq[:inHeaderSize-1], func(err error) bool {
+			return err != nil && strings.Contains(err.Error(), fmt.Sprintf("short FUSE request of %d bytes", inHeaderSize-1))
+		}},
+		{"INIT refused", oldKernel, func(err error) bool { return errors.Is(err, unix.EIO) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, kernel := fakeDevFuse(t)
@@ -659,5 +675,104 @@ func TestUnavailableReadCounted(t *testing.T) {
 				t.Errorf("lazyfs_unavailable_reads_total grew by %v, want %v", got, tc.count)
 			}
 		})
+	}
+}
+
+// TestNoSuchNode guards every operation's check of the NodeId it is
+// given: 0 and the first one past the tree name no node (a kernel that
+// held a NodeId of another tree, or a forged request) and get ENOENT,
+// never another node's answer nor a crash.
+func TestNoSuchNode(t *testing.T) {
+	fs, tr := guardFS(t, fill)
+	for _, id := range []uint64{0, uint64(tr.Len() + 1)} {
+		h := fuse.InHeader{NodeId: id}
+		var entry fuse.EntryOut
+		var attr fuse.AttrOut
+		var open fuse.OpenOut
+		list := fuse.NewDirEntryList(make([]byte, 4096), 0)
+		st := map[string]fuse.Status{
+			"lookup":      fs.Lookup(nil, &h, "file", &entry),
+			"getattr":     fs.GetAttr(nil, &fuse.GetAttrIn{InHeader: h}, &attr),
+			"access":      fs.Access(nil, &fuse.AccessIn{InHeader: h, Mask: unix.R_OK}),
+			"open":        fs.Open(nil, &fuse.OpenIn{InHeader: h}, &open),
+			"opendir":     fs.OpenDir(nil, &fuse.OpenIn{InHeader: h}, &open),
+			"readdir":     fs.ReadDir(nil, &fuse.ReadIn{InHeader: h}, list),
+			"readdirplus": fs.ReadDirPlus(nil, &fuse.ReadIn{InHeader: h}, list),
+		}
+		_, st["read"] = readStatus(fs, id, 0, 10, nil)
+		_, st["readlink"] = fs.Readlink(nil, &h)
+		_, st["getxattr"] = fs.GetXAttr(nil, &h, "user.a", make([]byte, 64))
+		_, st["getxattr opaque"] = fs.GetXAttr(nil, &h, opaqueXattr, make([]byte, 64))
+		_, st["listxattr"] = fs.ListXAttr(nil, &h, make([]byte, 64))
+		for op, got := range st {
+			if got != fuse.ENOENT {
+				t.Errorf("%s of NodeId %d = %v, want ENOENT", op, id, got)
+			}
+		}
+	}
+}
+
+// TestUnparsableRequestAnswered guards handle's answer to a request
+// go-fuse cannot parse (too short for its opcode): it gets an EIO reply
+// carrying its unique, so that its caller does not wait forever.
+func TestUnparsableRequestAnswered(t *testing.T) {
+	fs := NewFS(logtest.WithT(context.Background(), t), guardTree(t), fill)
+	srv, kernel := fakeDevFuse(t)
+	if _, err := unix.Write(kernel, syntheticInit(fuse.CAP_ASYNC_READ)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(logtest.WithT(context.Background(), t))
+	served := make(chan error, 1)
+	go func() { served <- Serve(ctx, srv, fs, ServeOptions{}) }()
+	defer func() {
+		stop()
+		<-served
+	}()
+	reply := make([]byte, 1<<20) // larger than any reply
+	readReply := func() []byte {
+		t.Helper()
+		if err := unix.SetNonblock(kernel, false); err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		within(t, "reply", func() {
+			var err error
+			for n, err = unix.Read(kernel, reply); errors.Is(err, unix.EINTR); n, err = unix.Read(kernel, reply) {
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+		return reply[:n]
+	}
+	readReply() // INIT's
+
+	// A READ of one header and no fuse_read_in.
+	req := make([]byte, inHeaderSize)
+	binary.NativeEndian.PutUint32(req[0:], inHeaderSize)
+	binary.NativeEndian.PutUint32(req[opcodeOffset:], fuseOpRead)
+	binary.NativeEndian.PutUint64(req[8:], 77) // unique
+	binary.NativeEndian.PutUint64(req[16:], uint64(rootID))
+	if _, err := unix.Write(kernel, req); err != nil {
+		t.Fatal(err)
+	}
+	got := readReply()
+	if len(got) != outHeaderSize || int32(binary.NativeEndian.Uint32(got[4:])) != -int32(unix.EIO) || binary.NativeEndian.Uint64(got[8:]) != 77 {
+		t.Fatalf("reply %x, want an EIO header for unique 77", got)
+	}
+}
+
+// TestStatFs pins what statfs(2) reports: the layer's file bytes in
+// 4 KiB blocks, rounded up, its inode count, and nothing free.
+func TestStatFs(t *testing.T) {
+	tr := mustTree(t, []*estargz.TOCEntry{reg("a", 4096, 10, 1), reg("b", 1, 20, 2), dirEntry("d/")}, 100)
+	fs := NewFS(logtest.WithT(context.Background(), t), tr, fill)
+	var out fuse.StatfsOut
+	if st := fs.StatFs(nil, &fuse.InHeader{NodeId: rootID}, &out); st != fuse.OK {
+		t.Fatal(st)
+	}
+	want := fuse.StatfsOut{Blocks: 2, Files: uint64(tr.Len()), Bsize: blockSize, Frsize: blockSize, NameLen: maxNameLen}
+	if out != want {
+		t.Errorf("StatFs = %+v, want %+v", out, want)
 	}
 }

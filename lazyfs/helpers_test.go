@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/containerd/log/logtest"
+	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
 	"github.com/lazyfs/lazyfs/failover"
@@ -32,10 +33,13 @@ type mount struct {
 	fd  int
 	dir string
 	fs  *FS
-	// served receives each Serve call's result.
-	served chan error
-	cancel context.CancelFunc
-	init   chan failover.InitState
+	// served receives each Serve call's result; running counts the
+	// calls whose result nobody received yet, so that close waits only
+	// for a Serve that is still running.
+	served  chan error
+	running int
+	cancel  context.CancelFunc
+	init    chan failover.InitState
 }
 
 // newMount opens /dev/fuse and mounts it at a fresh directory, without
@@ -69,25 +73,40 @@ func newMount(t *testing.T, tree *Tree, reader FileReader) *mount {
 
 // serve starts Serve with opts in the background.
 func (m *mount) serve(opts ServeOptions) {
-	ctx, cancel := context.WithCancel(m.ctx)
-	m.cancel = cancel
 	if opts.OnInit == nil && opts.Resume == nil {
 		opts.OnInit = func(s failover.InitState) { m.init <- s }
 	}
-	go func() { m.served <- Serve(ctx, m.fd, m.fs, opts) }()
+	m.serveFS(m.fs, opts)
+}
+
+// serveFS starts Serve of fs (m.fs, or one wrapping it) in the background.
+func (m *mount) serveFS(fs fuse.RawFileSystem, opts ServeOptions) {
+	ctx, cancel := context.WithCancel(m.ctx)
+	m.cancel = cancel
+	m.running++
+	go func() { m.served <- Serve(ctx, m.fd, fs, opts) }()
+}
+
+// result waits up to d for the result of a Serve call.
+func (m *mount) result(d time.Duration) (ok bool, err error) {
+	select {
+	case err := <-m.served:
+		m.running--
+		return true, err
+	case <-time.After(d):
+		return false, nil
+	}
 }
 
 // stop cancels the running Serve and waits for it.
 func (m *mount) stop() error {
 	m.t.Helper()
 	m.cancel()
-	select {
-	case err := <-m.served:
+	if ok, err := m.result(testTimeout); ok {
 		return err
-	case <-time.After(testTimeout):
-		m.t.Fatal("Serve did not stop")
-		return nil
 	}
+	m.t.Fatal("Serve did not stop")
+	return nil
 }
 
 // unmount unmounts cleanly and checks that Serve then returns nil.
@@ -96,13 +115,12 @@ func (m *mount) unmount() {
 	if err := failover.Unmount(m.dir, false); err != nil {
 		m.t.Fatal(err)
 	}
-	select {
-	case err := <-m.served:
-		if err != nil {
-			m.t.Errorf("Serve after unmount: %v, want nil", err)
-		}
-	case <-time.After(testTimeout):
+	ok, err := m.result(testTimeout)
+	switch {
+	case !ok:
 		m.t.Error("Serve did not return after unmount")
+	case err != nil:
+		m.t.Errorf("Serve after unmount: %v, want nil", err)
 	}
 }
 
@@ -112,12 +130,17 @@ func (m *mount) close() {
 	}
 	_ = failover.Unmount(m.dir, true)
 	m.cancel()
-	select {
-	case err := <-m.served:
+	// Only a Serve still running is waited for (a test that unmounted
+	// has its result already): waiting on nothing cost every mount test
+	// a second.
+	for m.running > 0 {
+		ok, err := m.result(time.Second)
+		if !ok {
+			break
+		}
 		if err != nil && !errors.Is(err, context.Canceled) {
 			m.t.Errorf("Serve: %v", err)
 		}
-	case <-time.After(time.Second):
 	}
 	unix.Close(m.fd)
 }

@@ -143,6 +143,36 @@ func buildLayer(t testing.TB, tarBytes []byte, opts ...estargz.Option) *testLaye
 	return &testLayer{tar: tarBytes, blob: blobBytes, toc: toc, tocOffset: tocOffset}
 }
 
+// mainLayers holds mainLayer's blobs, one per minimum chunk size.
+var mainLayers struct {
+	mu     sync.Mutex
+	layers map[int]*testLayer
+}
+
+// mainLayer returns the eStargz layer of mainLayerEntries, built with
+// chunks of at least minChunkSize bytes (0: one stream per chunk). It is
+// built once per test binary: estargz.Build takes about half a second for
+// it, which each of the mount tests used to pay again. Callers must not
+// change what it returns.
+func mainLayer(t testing.TB, minChunkSize int) *testLayer {
+	t.Helper()
+	mainLayers.mu.Lock()
+	defer mainLayers.mu.Unlock()
+	if l := mainLayers.layers[minChunkSize]; l != nil {
+		return l
+	}
+	var opts []estargz.Option
+	if minChunkSize > 0 {
+		opts = append(opts, estargz.WithMinChunkSize(minChunkSize))
+	}
+	l := buildLayer(t, writeTar(t, mainLayerEntries()), opts...)
+	if mainLayers.layers == nil {
+		mainLayers.layers = make(map[int]*testLayer)
+	}
+	mainLayers.layers[minChunkSize] = l
+	return l
+}
+
 func (l *testLayer) tree(t testing.TB) *Tree {
 	t.Helper()
 	tr, err := NewTree(l.toc, l.tocOffset)

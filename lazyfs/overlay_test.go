@@ -21,7 +21,7 @@ import (
 func TestOverlayHonoursWhiteoutsAndOpaqueDirs(t *testing.T) {
 	testreq.RequireFUSE(t)
 	entries := mainLayerEntries()
-	layer := buildLayer(t, writeTar(t, entries))
+	layer := mainLayer(t, 0)
 	m := newMount(t, layer.tree(t), &blobReader{blob: layer.blob})
 	m.serve(ServeOptions{})
 

@@ -39,6 +39,16 @@ func TestQuarantineRefusesEverything(t *testing.T) {
 		}
 	})
 
+	// The tree's last NodeId, looked up and its attributes cached.
+	last := filepath.Join(m.dir, "xdir")
+	if id := idOf(t, tr, "xdir"); id != uint64(tr.Len()) {
+		t.Fatalf("xdir is NodeId %d, not the last (%d)", id, tr.Len())
+	}
+	within(t, "stat before the quarantine", func() {
+		if _, err := os.Stat(last); err != nil {
+			t.Fatal(err)
+		}
+	})
 	if m.fs.Quarantined() {
 		t.Fatal("a new filesystem is quarantined")
 	}
@@ -62,6 +72,10 @@ func TestQuarantineRefusesEverything(t *testing.T) {
 		}
 		if _, err := os.Readlink(filepath.Join(m.dir, "link")); !errors.Is(err, unix.EIO) {
 			t.Errorf("Readlink = %v, want EIO", err)
+		}
+		// InvalidateAll reaches the last NodeId too.
+		if _, err := os.Stat(last); !errors.Is(err, unix.EIO) {
+			t.Errorf("Stat of the last node, cached before the quarantine = %v, want EIO", err)
 		}
 	})
 	unix.Close(open)
@@ -98,5 +112,9 @@ func TestQuarantinePassesOnlyWhatHandsOutNothing(t *testing.T) {
 		if s.refusedByQuarantine(req(op)) {
 			t.Errorf("opcode %d (hands out nothing) refused", op)
 		}
+	}
+	// Too short to hold an opcode: not read past its end.
+	if s.refusedByQuarantine(make([]byte, 7)) {
+		t.Error("a 7-byte request refused by the quarantine")
 	}
 }

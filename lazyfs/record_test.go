@@ -20,7 +20,7 @@ func openNode(t *testing.T, fs *FS, tree *Tree, p string, flags uint32) fuse.Sta
 // TestAccessesFirstOpenOrder: the record is the order of first opens, each
 // file once, only opens that succeeded, and a reset starts over.
 func TestAccessesFirstOpenOrder(t *testing.T) {
-	layer := buildLayer(t, writeTar(t, mainLayerEntries()))
+	layer := mainLayer(t, 0)
 	tree := layer.tree(t)
 	fs := NewFS(context.Background(), tree, &blobReader{blob: layer.blob})
 

@@ -156,7 +156,7 @@ func (r *reader) stop(t *testing.T) {
 func TestTakeoverWhileReading(t *testing.T) {
 	testreq.RequireFUSE(t)
 	entries := mainLayerEntries()
-	layer := buildLayer(t, writeTar(t, entries))
+	layer := mainLayer(t, 0)
 	tree := layer.tree(t)
 	m := newMount(t, tree, &blobReader{blob: layer.blob})
 	m.serve(ServeOptions{})
@@ -205,9 +205,7 @@ func TestTakeoverWhileReading(t *testing.T) {
 	}
 
 	rec := &recordingFS{FS: m.fs, uniques: map[uint64]bool{}}
-	ctx, cancel := context.WithCancel(m.ctx)
-	m.cancel = cancel
-	go func() { m.served <- Serve(ctx, m.fd, rec, ServeOptions{Resume: &st, Readers: 3}) }()
+	m.serveFS(rec, ServeOptions{Resume: &st, Readers: 3})
 
 	r.waitReads(t, before+50)
 	r2.waitReads(t, before2+50)
@@ -235,7 +233,7 @@ func entryData(t *testing.T, entries []tarEntry, name string) []byte {
 func TestRecoverUnansweredInit(t *testing.T) {
 	testreq.RequireFUSE(t)
 	entries := mainLayerEntries()
-	layer := buildLayer(t, writeTar(t, entries))
+	layer := mainLayer(t, 0)
 	m := newMount(t, layer.tree(t), &blobReader{blob: layer.blob})
 
 	// The first server read INIT and died.

@@ -3,7 +3,9 @@ package lazyfs
 import (
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -198,6 +200,11 @@ func TestTreeWhiteoutsAndOpaqueDirs(t *testing.T) {
 			t.Errorf("%q opaque = %v, want %v", p, got, want)
 		}
 	}
+	// A NodeId past 32 bits names no node, whatever its low bits say
+	// (the kernel's NodeIds are 64-bit; the tree's are 32).
+	if id, _ := resolve(t, tr, "opq"); tr.isOpaque(1<<32 | uint64(id)) {
+		t.Errorf("NodeId %#x is opaque: its low 32 bits are opq's", 1<<32|uint64(id))
+	}
 	_, opq := resolve(t, tr, "opq")
 	if got := listing(tr, opq); !reflect.DeepEqual(got, []string{"kept"}) {
 		t.Errorf("opq lists %q", got)
@@ -383,10 +390,12 @@ func TestTreeRefusesOddInput(t *testing.T) {
 		{"hard link to hidden", []*estargz.TOCEntry{reg(estargz.PrefetchLandmark, 1, 10, 1), {Name: "g", Type: "hardlink", LinkName: estargz.PrefetchLandmark}}, 100},
 		{"bad mtime", []*estargz.TOCEntry{{Name: "d", Type: "dir", ModTime3339: "yesterday"}}, 100},
 		{"negative uid", []*estargz.TOCEntry{{Name: "d", Type: "dir", UID: -1}}, 100},
-		{"negative size", []*estargz.TOCEntry{{Name: "f", Type: "reg", Size: -1}}, 100},
+
 		{"device out of range", []*estargz.TOCEntry{{Name: "c", Type: "char", DevMajor: 5000}}, 100},
 		{"symlink without target", []*estargz.TOCEntry{{Name: "l", Type: "symlink"}}, 100},
 		{"whiteout of nothing", []*estargz.TOCEntry{{Name: "d/.wh.", Type: "reg"}}, 100},
+		{"whiteout of the directory itself", []*estargz.TOCEntry{{Name: "d/.wh..", Type: "reg"}}, 100},
+		{"whiteout of the parent", []*estargz.TOCEntry{{Name: "d/.wh...", Type: "reg"}}, 100},
 		{"no digest", []*estargz.TOCEntry{{Name: "f", Type: "reg", Size: 4, Offset: 10}}, 100},
 		{"bad digest", []*estargz.TOCEntry{{Name: "f", Type: "reg", Size: 4, Offset: 10, ChunkDigest: "sha256:xyz"}}, 100},
 		{"chunk past the TOC", []*estargz.TOCEntry{ok()}, 10},
@@ -404,6 +413,24 @@ func TestTreeRefusesOddInput(t *testing.T) {
 		{"negative inner offset", []*estargz.TOCEntry{
 			{Name: "f", Type: "reg", Size: 5, Offset: 10, InnerOffset: -1, ChunkDigest: testDigest(1)},
 		}, 100},
+		// Chunk lists whose sizes add up to the file's, with one chunk
+		// out of place: each chunk must start where the last ended.
+		{"overlapping chunks", []*estargz.TOCEntry{
+			{Name: "f", Type: "reg", Size: 20, Offset: 10, ChunkSize: 10, ChunkDigest: testDigest(1)},
+			{Name: "f", Type: "chunk", Offset: 20, ChunkOffset: 5, ChunkSize: 10, ChunkDigest: testDigest(2)},
+		}, 100},
+		{"a negative chunk made up by the next", []*estargz.TOCEntry{
+			{Name: "f", Type: "reg", Size: 20, Offset: 10, ChunkSize: 10, ChunkDigest: testDigest(1)},
+			{Name: "f", Type: "chunk", Offset: 20, ChunkOffset: 10, ChunkSize: -5, ChunkDigest: testDigest(2)},
+			{Name: "f", Type: "chunk", Offset: 30, ChunkOffset: 5, ChunkSize: 15, ChunkDigest: testDigest(3)},
+		}, 100},
+		{"an empty chunk at the end", []*estargz.TOCEntry{
+			{Name: "f", Type: "reg", Size: 10, Offset: 10, ChunkSize: 10, ChunkDigest: testDigest(1)},
+			{Name: "f", Type: "chunk", Offset: 20, ChunkOffset: 10, ChunkDigest: testDigest(2)},
+		}, 100},
+		// Another entry's offset past the TOC would stretch the last
+		// chunk's compressed stream over the TOC, up to that offset.
+		{"an entry's offset past the TOC", []*estargz.TOCEntry{reg("f", 4, 10, 1), {Name: "d", Type: "dir", Offset: 200}}, 100},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := NewTree(&estargz.JTOC{Version: 1, Entries: tc.entries}, tc.toc)
@@ -417,6 +444,36 @@ func TestTreeRefusesOddInput(t *testing.T) {
 	}
 	if _, err := NewTree(nil, 0); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("nil TOC: %v", err)
+	}
+}
+
+// TestTreeRefusalNamesTheCause pins the reason of refusals that a later
+// check would repeat under another name: the error an operator reads must
+// say what is wrong with the entry, not what went wrong next.
+func TestTreeRefusalNamesTheCause(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		entry *estargz.TOCEntry
+		why   string
+	}{
+		// Without its own check, the chunk list of a negative size
+		// refuses the file as a chunk that does not continue it.
+		{"negative size", &estargz.TOCEntry{Name: "f", Type: "reg", Size: -1, Offset: 10, ChunkDigest: testDigest(1)}, "negative size -1"},
+		{"negative size with a chunk size", &estargz.TOCEntry{Name: "f", Type: "reg", Size: -5, Offset: 10, ChunkSize: 10, ChunkDigest: testDigest(1)}, "negative size -5"},
+		// The file's own check comes before the one at the end of its
+		// chunk list, which names no chunk.
+		{"chunk past the size", &estargz.TOCEntry{Name: "f", Type: "reg", Size: 5, Offset: 10, ChunkSize: 10, ChunkDigest: testDigest(1)}, "chunk [0, +10) does not continue the file"},
+		// The chunk's own check names its entry; the blob's bound
+		// after it names only an offset.
+		{"chunk at blob offset 0", reg("f", 4, 0, 1), `TOC entry 0 ("f"): chunk offset 0 outside`},
+		{"chunk at a negative blob offset", reg("f", 4, -3, 1), `TOC entry 0 ("f"): chunk offset -3 outside`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewTree(&estargz.JTOC{Version: 1, Entries: []*estargz.TOCEntry{tc.entry}}, 100)
+			if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), tc.why) {
+				t.Fatalf("NewTree = %v; want invalid argument naming %q", err, tc.why)
+			}
+		})
 	}
 }
 
@@ -502,5 +559,18 @@ func TestTreeBuilderKeepsFirstError(t *testing.T) {
 	}
 	if tr, err := b.Tree(100); tr != nil || err != first {
 		t.Errorf("Tree after an error = %v, %v; want %v", tr, err, first)
+	}
+}
+
+// TestTreeBuilderEntryBound pins the builder's bound on the number of
+// entries (NodeIds and TOC indexes are 32-bit) at its edge, without
+// adding two billion entries: the builder is set to have seen them.
+func TestTreeBuilderEntryBound(t *testing.T) {
+	b := TreeBuilder{n: math.MaxInt32 - 1}
+	if err := b.Add(dirEntry("d/")); err != nil {
+		t.Fatalf("entry %d: %v", math.MaxInt32-1, err)
+	}
+	if err := b.Add(dirEntry("e/")); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("entry %d: %v, want invalid argument", math.MaxInt32, err)
 	}
 }

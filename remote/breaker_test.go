@@ -90,6 +90,44 @@ func TestBackoffBounds(t *testing.T) {
 	if d := backoff(&o, 1000); d <= 0 || d > o.BackoffMax {
 		t.Fatalf("backoff(1000) = %v", d)
 	}
+	// The jitter's edges: a bound of 1 ns leaves exactly 1 ns.
+	tiny := Options{BackoffMin: 1, BackoffMax: 1}
+	if d := backoff(&tiny, 0); d != 1 {
+		t.Errorf("backoff(0) with bounds of 1 ns = %v, want 1ns", d)
+	}
+	// A long minimum is never shifted past int64 (which would make the
+	// bound negative): from the 30th backoff on, the maximum is used.
+	long := Options{BackoffMin: 10 * time.Second, BackoffMax: time.Minute}
+	for _, n := range []int{29, 30, 31, 62, 63, 64} {
+		if d := backoff(&long, n); d <= 0 || d > long.BackoffMax {
+			t.Errorf("backoff(%d) with a 10 s minimum = %v, want in (0, %v]", n, d, long.BackoffMax)
+		}
+	}
+}
+
+// TestRetryWaitBounds pins which backoff each retry waits: none before
+// the first retry (after a 429, the first backoff), then the first
+// backoff before the second, the second before the third.
+func TestRetryWaitBounds(t *testing.T) {
+	o := (Options{BackoffMin: 10 * time.Millisecond, BackoffMax: time.Second}).withDefaults()
+	for _, tc := range []struct {
+		n     int
+		cause string
+		ceil  time.Duration
+	}{
+		{0, reason5xx, 0},
+		{0, reason429, 10 * time.Millisecond},
+		{1, reason5xx, 10 * time.Millisecond},
+		{2, reason5xx, 20 * time.Millisecond},
+		{3, reason429, 40 * time.Millisecond},
+	} {
+		for range 200 {
+			d := retryWait(&o, tc.n, tc.cause)
+			if tc.ceil == 0 && d != 0 || tc.ceil > 0 && (d <= 0 || d > tc.ceil) {
+				t.Fatalf("retryWait(%d, %s) = %v, want in (0, %v] (0: none)", tc.n, tc.cause, d, tc.ceil)
+			}
+		}
+	}
 }
 
 func TestRetryAfterParsing(t *testing.T) {

@@ -3,6 +3,8 @@ package remote
 import (
 	"bytes"
 	"context"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -137,5 +139,111 @@ func TestStoppedBodyRacedAfterQuiet(t *testing.T) {
 	}
 	if raced < 200*time.Millisecond {
 		t.Fatalf("raced after %v, before the body had been quiet for 200 ms", raced)
+	}
+}
+
+// TestHedgeRecordsTimeToAnswer guards what the hedge delays learn from: a
+// request that reports its answer is recorded with the time to that
+// answer apart from its whole duration (a body takes longer than its
+// answer), and one that never reports it (a HEAD) with its whole
+// duration for both.
+func TestHedgeRecordsTimeToAnswer(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		answer bool
+	}{{"answered before the body", true}, {"no separate answer", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var lat latency
+			err := hedged(context.Background(), "h", make([]byte, 1), hedgeDelays{time.Minute, time.Minute}, 0, &lat,
+				func(_ context.Context, _ []byte, answered func()) error {
+					if tc.answer {
+						answered()
+					}
+					time.Sleep(time.Millisecond) // the body's transfer
+					return nil
+				})
+			if err != nil {
+				t.Fatal(err)
+			}
+			firstByte, full := lat.firstByte.ring[0], lat.full.ring[0]
+			if lat.full.n != 1 || full < time.Millisecond {
+				t.Fatalf("%d samples, whole request %v; want 1 of at least 1ms", lat.full.n, full)
+			}
+			if tc.answer && !(firstByte > 0 && firstByte < full) {
+				t.Errorf("answered after %v of a %v request; want the time to the answer, before the body", firstByte, full)
+			}
+			if !tc.answer && firstByte != full {
+				t.Errorf("answered after %v of a %v request; want the whole request", firstByte, full)
+			}
+		})
+	}
+}
+
+// TestHedgeAttemptBounds guards the hedging bounds on a host that never
+// answers: at most maxHedges+1 attempts race (the oldest is given up only
+// when one more would exceed that), the delay doubles with each attempt
+// given up, and no more than 2×(maxHedges+1) are sent in all, however
+// long the read may wait.
+func TestHedgeAttemptBounds(t *testing.T) {
+	const maxHedges = 1
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	var ctxs []context.Context
+	var running [][]int // for each attempt, the attempts still running when it started
+	var starts []time.Time
+	started := make(chan int, 10)
+	done := make(chan error, 1)
+	go func() {
+		done <- hedged(ctx, "h", make([]byte, 1), hedgeDelays{time.Millisecond, time.Millisecond}, maxHedges, &latency{},
+			func(actx context.Context, _ []byte, _ func()) error {
+				mu.Lock()
+				var live []int
+				for i, c := range ctxs {
+					if c.Err() == nil {
+						live = append(live, i)
+					}
+				}
+				ctxs, running, starts = append(ctxs, actx), append(running, live), append(starts, time.Now())
+				started <- len(ctxs)
+				mu.Unlock()
+				<-actx.Done() // stalled for good
+				return actx.Err()
+			})
+	}()
+	const want = 2 * (maxHedges + 1)
+	deadline := time.After(10 * time.Second)
+	for n := 0; n < want; {
+		select {
+		case n = <-started:
+		case <-deadline:
+			t.Fatalf("%d attempts after 10 s, want %d", n, want)
+		}
+	}
+	// The delays are 1, 1, 2 and 4 ms: an attempt past the bound would
+	// come within a few ms of the last; 100 ms leave room for a busy
+	// machine.
+	select {
+	case n := <-started:
+		t.Errorf("attempt %d started, want %d in all", n, want)
+	case <-time.After(100 * time.Millisecond):
+	}
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("hedged succeeded without an answer")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// Attempt 1 races attempt 0; attempt 2 replaces attempt 0, 3 replaces 1.
+	for i, want := range [][]int{nil, {0}, {1}, {2}} {
+		if !slices.Equal(running[i], want) {
+			t.Errorf("attempt %d started while attempts %v ran, want %v", i, running[i], want)
+		}
+	}
+	// Timers never fire early: each gap is at least its delay.
+	for i, least := range []time.Duration{time.Millisecond, time.Millisecond, 2 * time.Millisecond} {
+		if gap := starts[i+1].Sub(starts[i]); gap < least {
+			t.Errorf("attempt %d started %v after attempt %d, want at least %v", i+1, gap, i, least)
+		}
 	}
 }

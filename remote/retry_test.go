@@ -54,8 +54,13 @@ func TestSecondRetryBacksOff(t *testing.T) {
 	ctx := logtest.WithT(context.Background(), t)
 	f := startFaulty(t, faultproxy.Options{Seed: 1}, hourBackoff())
 	f.proxy.Script(faultproxy.ServerError, faultproxy.ServerError)
+	start := time.Now()
 	if _, err := f.b.ReadAt(ctx, make([]byte, 10), 0); !errdefs.IsUnavailable(err) {
 		t.Fatalf("err = %v, want unavailable: the second retry's backoff ends past the deadline", err)
+	}
+	// It gives up as soon as it knows, not when its 10 s deadline hits.
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("gave up after %v, want at once: the backoff was known to end past the deadline", d)
 	}
 	if c := f.proxy.Counters(); c.Status5xx != 2 || c.BlobRequests != 3 { // the HEAD, two GETs
 		t.Fatalf("%d 503s in %d blob requests, want 2 in 3", c.Status5xx, c.BlobRequests)

@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log/logtest"
@@ -76,52 +78,72 @@ func TestBlobTailBound(t *testing.T) {
 
 // TestSuffixContentRangeMustMatch guards the checks of a suffix range's
 // answer: only the blob's last min(n, size) bytes with a complete length
-// pass; anything else is a transient failure (and the footer is never read
-// from it).
+// pass, with or without a Content-Length; anything else is a transient
+// failure (and the footer is never read from it), and the give-up error
+// names what was wrong.
 func TestSuffixContentRangeMustMatch(t *testing.T) {
 	ctx := logtest.WithT(context.Background(), t)
 	blob := testBlob(1000)
+	var mu sync.Mutex
 	var cr string
 	var body []byte
+	var chunked bool
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.Contains(r.URL.Path, "/blobs/") {
 			w.WriteHeader(http.StatusOK)
 			return
 		}
+		mu.Lock()
+		cr, body, chunked := cr, body, chunked
+		mu.Unlock()
 		w.Header().Set("Content-Range", cr)
-		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		if !chunked {
+			w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		}
 		w.WriteHeader(http.StatusPartialContent)
+		if chunked {
+			w.(http.Flusher).Flush()
+		}
 		w.Write(body)
 	}))
 	t.Cleanup(srv.Close)
 	ref := strings.TrimPrefix(srv.URL, "http://") + "/library/test:latest"
 	const n = 10
+	longer := append(bytes.Clone(blob[990:]), 'x')
 	for _, tc := range []struct {
-		name string
-		cr   string
-		body []byte
-		ok   bool
+		name    string
+		cr      string
+		body    []byte
+		chunked bool
+		why     string // the give-up's last status; "": the tail
 	}{
-		{name: "exact", cr: "bytes 990-999/1000", body: blob[990:], ok: true},
-		{name: "unknown complete length", cr: "bytes 990-999/*", body: blob[990:]},
-		{name: "first byte one late", cr: "bytes 991-999/1000", body: blob[991:]},
-		{name: "first byte one early", cr: "bytes 989-999/1000", body: blob[989:]},
-		{name: "last byte one early", cr: "bytes 989-998/1000", body: blob[989:999]},
-		{name: "a longer blob's tail", cr: "bytes 990-999/1001", body: blob[990:]},
-		{name: "body one byte short", cr: "bytes 990-999/1000", body: blob[991:]},
-		{name: "unparsable", cr: "bytes 990-999", body: blob[990:]},
+		{name: "exact", cr: "bytes 990-999/1000", body: blob[990:]},
+		{name: "exact, chunked", cr: "bytes 990-999/1000", body: blob[990:], chunked: true},
+		{name: "unknown complete length", cr: "bytes 990-999/*", body: blob[990:], why: "bad Content-Range"},
+		{name: "first byte one late", cr: "bytes 991-999/1000", body: blob[991:], why: "wrong Content-Range"},
+		{name: "first byte one early", cr: "bytes 989-999/1000", body: blob[989:], why: "wrong Content-Range"},
+		{name: "last byte one early", cr: "bytes 989-998/1000", body: blob[989:999], why: "wrong Content-Range"},
+		{name: "a longer blob's tail", cr: "bytes 990-999/1001", body: blob[990:], why: "wrong Content-Range"},
+		{name: "empty body", cr: "bytes 990-999/1000", body: nil, why: "body length differs from range"},
+		{name: "body one byte short", cr: "bytes 990-999/1000", body: blob[991:], why: "body length differs from range"},
+		{name: "body one byte long", cr: "bytes 990-999/1000", body: longer, why: "body length differs from range"},
+		{name: "body one byte short, chunked", cr: "bytes 990-999/1000", body: blob[991:], chunked: true, why: "truncated body"},
+		{name: "body one byte long, chunked", cr: "bytes 990-999/1000", body: longer, chunked: true, why: "body longer than range"},
+		{name: "unparsable", cr: "bytes 990-999", body: blob[990:], why: "bad Content-Range"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cr, body = tc.cr, tc.body
-			b, tail, err := NewResolver(quick(Options{})).BlobTail(ctx, ref, digest.FromBytes(blob), n)
-			if tc.ok {
+			mu.Lock()
+			cr, body, chunked = tc.cr, tc.body, tc.chunked
+			mu.Unlock()
+			b, tail, err := NewResolver(quick(Options{ReadTimeout: 300 * time.Millisecond})).BlobTail(ctx, ref, digest.FromBytes(blob), n)
+			if tc.why == "" {
 				if err != nil || b.Size() != 1000 || !bytes.Equal(tail, blob[990:]) {
 					t.Fatalf("BlobTail = %v, %d bytes, %v; want the tail", b, len(tail), err)
 				}
 				return
 			}
-			if !errdefs.IsUnavailable(err) {
-				t.Fatalf("BlobTail answered with %q = %v; want unavailable", tc.cr, err)
+			if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), fmt.Sprintf("last status %q", tc.why)) {
+				t.Fatalf("BlobTail answered with %q = %v; want unavailable, last status %q", tc.cr, err, tc.why)
 			}
 		})
 	}

@@ -90,3 +90,44 @@ func TestConfigureHostsRetryWraps(t *testing.T) {
 		t.Fatal("wrapped without Retry")
 	}
 }
+
+// roundTripFunc is an http.RoundTripper made of a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestRetryTransportUsesItsBase guards NewRetryTransport's base: the one
+// given carries every request (only nil means http.DefaultTransport), and
+// a GET whose body is http.NoBody has no body, so it is retried, as is a
+// HEAD, never a POST.
+func TestRetryTransportUsesItsBase(t *testing.T) {
+	calls := 0
+	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		calls++
+		code := http.StatusOK
+		if calls == 1 {
+			code = http.StatusServiceUnavailable
+		}
+		return &http.Response{StatusCode: code, Body: io.NopCloser(strings.NewReader("")), Header: http.Header{}, Request: r}, nil
+	})
+	tr := NewRetryTransport(base)
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, "http://registry.invalid/v2/", http.NoBody)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := tr.RoundTrip(req)
+	if err != nil || resp.StatusCode != http.StatusOK || calls != 2 {
+		t.Fatalf("RoundTrip = %v, %v after %d calls of the base; want 200 after 2", resp, err, calls)
+	}
+	if NewRetryTransport(nil).Base != http.DefaultTransport {
+		t.Error("NewRetryTransport(nil) does not use http.DefaultTransport")
+	}
+	// HEAD is retried like GET; POST is not idempotent and goes once.
+	for method, want := range map[string]int{http.MethodHead: 2, http.MethodPost: 1} {
+		calls = 0
+		req, _ := http.NewRequestWithContext(context.Background(), method, "http://registry.invalid/v2/", nil)
+		if _, err := tr.RoundTrip(req); err != nil || calls != want {
+			t.Errorf("%s: %v after %d calls of the base, want %d", method, err, calls, want)
+		}
+	}
+}
