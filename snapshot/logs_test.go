@@ -42,12 +42,7 @@ func entries(hook *logtest.Hook, level logrus.Level, msg string) []*logrus.Entry
 // naming its mountpoint; a clean restore logs no error.
 func TestRestoreReportsFailures(t *testing.T) {
 	ctx, hook := logged(t)
-	fr := newFakeRemote()
-	s, err := New(ctx, t.TempDir(), WithRemoteLayers(fr), noBackgroundProofs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, fr := newLazySnapshotter(t, ctx)
 	chain1, chain2 := digest.FromString("c1").String(), digest.FromString("c2").String()
 	for _, c := range []string{chain1, chain2} {
 		if _, err := s.Prepare(ctx, "extract "+c, "", snapshots.WithLabels(lazyLabels(c))); !errdefs.IsAlreadyExists(err) {
@@ -106,12 +101,7 @@ func TestRestoreReportsFailures(t *testing.T) {
 // none.
 func TestRemoveReportsAFailedUnmount(t *testing.T) {
 	ctx, hook := logged(t)
-	fr := newFakeRemote()
-	s, err := New(ctx, t.TempDir(), WithRemoteLayers(fr), noBackgroundProofs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, fr := newLazySnapshotter(t, ctx)
 	for i, c := range []string{digest.FromString("c1").String(), digest.FromString("c2").String()} {
 		if _, err := s.Prepare(ctx, "extract "+c, "", snapshots.WithLabels(lazyLabels(c))); !errdefs.IsAlreadyExists(err) {
 			t.Fatalf("Prepare %s: %v", c, err)

@@ -75,12 +75,7 @@ func TestProvenSnapshotIsNotProvenAgain(t *testing.T) {
 // hand out an overlay on an empty lower dir.
 func TestMountsWaitsForRemountedParents(t *testing.T) {
 	ctx := testContext(t)
-	fr := newFakeRemote()
-	s, err := New(ctx, t.TempDir(), WithRemoteLayers(fr), noBackgroundProofs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, fr := newLazySnapshotter(t, ctx)
 	if _, err := s.Prepare(ctx, "extract-1 chain1", "", snapshots.WithLabels(lazyLabels("chain1"))); !errdefs.IsAlreadyExists(err) {
 		t.Fatalf("Prepare of a lazy layer: %v", err)
 	}

@@ -49,6 +49,19 @@ type verdict struct {
 	diffID digest.Digest
 }
 
+// newLazySnapshotter is a snapshotter whose lazy layers fr mounts, with
+// no background proofs; it is closed when the test ends.
+func newLazySnapshotter(t *testing.T, ctx context.Context) (*Snapshotter, *fakeRemote) {
+	t.Helper()
+	fr := newFakeRemote()
+	s, err := New(ctx, t.TempDir(), WithRemoteLayers(fr), noBackgroundProofs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, fr
+}
+
 func newFakeRemote() *fakeRemote {
 	return &fakeRemote{mounted: map[string]string{}, layers: map[string]layer.Layer{}, restored: make(chan string, 10), verdicts: map[string]verdict{}}
 }
@@ -272,12 +285,7 @@ func contains(list []string, s string) bool {
 // hand out such mounts.
 func TestPrepareWaitsForRemountedParents(t *testing.T) {
 	ctx := testContext(t)
-	fr := newFakeRemote()
-	s, err := New(ctx, t.TempDir(), WithRemoteLayers(fr), noBackgroundProofs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, fr := newLazySnapshotter(t, ctx)
 	if _, err := s.Prepare(ctx, "extract-1 chain1", "", snapshots.WithLabels(lazyLabels("chain1"))); !errdefs.IsAlreadyExists(err) {
 		t.Fatalf("Prepare of a lazy layer: %v", err)
 	}

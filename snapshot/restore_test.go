@@ -19,12 +19,7 @@ import (
 // rootfs, an unpacked layer, a view).
 func TestRestoreRemountsRemoteSnapshotsOnly(t *testing.T) {
 	ctx := testContext(t)
-	fr := newFakeRemote()
-	s, err := New(ctx, t.TempDir(), WithRemoteLayers(fr), noBackgroundProofs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, fr := newLazySnapshotter(t, ctx)
 
 	// Two lazy layers, stacked, with other blobs.
 	chain1, chain2 := digest.FromString("chain1").String(), digest.FromString("chain2").String()

@@ -367,40 +367,33 @@ func runOnce(ctx context.Context, env harness.Env, proxy *harness.Proxy, imgs be
 // stack of its own, so that it starts as cold as the others: the pull and
 // first command, then cold reads that nothing fetched before (the 64 MiB
 // file, then the small files), and the worker's memory after them.
-func quietRun(ctx context.Context, env harness.Env, proxy *harness.Proxy, imgs benchImages, ref, dir string, n, of int, r *runResult) (err error) {
+func quietRun(ctx context.Context, env harness.Env, proxy *harness.Proxy, imgs benchImages, ref, dir string, n, of int, r *runResult) error {
 	progress("run %d/%d: lazy pull of %s + first command, prefetch and background proofs off; cold reads", n, of, ref)
-	var stop harness.Closers
-	defer stop.Close()
-	st, err := startStack(ctx, env, proxy, dir, quietConfig, &stop)
-	defer func() {
-		if err != nil && ctx.Err() == nil {
-			harness.PrintLogs(os.Stderr, st.logs())
+	return withStack(ctx, func(stop *harness.Closers) (*stack, error) {
+		return startStack(ctx, env, proxy, dir, quietConfig, stop)
+	}, func(st *stack) (err error) {
+		if r.LazyQuiet, err = pullAndRun(ctx, st, ref, "lazyfs", fmt.Sprintf("bench-quiet-%d", n)); err != nil {
+			return err
 		}
-	}()
-	if err != nil {
-		return err
-	}
-	if r.LazyQuiet, err = pullAndRun(ctx, st, ref, "lazyfs", fmt.Sprintf("bench-quiet-%d", n)); err != nil {
-		return err
-	}
-	w, err := findWorker(ctx, st.sn.RunDir(), ref)
-	if err != nil || w == nil {
-		return fmt.Errorf("no worker serves %s: %v", ref, err)
-	}
-	if r.QuietWorkerIdle, err = readMemStatus(ctx, w); err != nil {
-		return err
-	}
-	if r.QuietRead, err = readBigFile(ctx, st, ref, "lazyfs", imgs.bigSHA256, true); err != nil {
-		return err
-	}
-	if r.QuietSmall, err = readSmallFiles(ctx, st, ref, "lazyfs"); err != nil {
-		return err
-	}
-	if r.QuietWorkerRead, err = readMemStatus(ctx, w); err != nil {
-		return err
-	}
-	progress("    worker %s idle after the pull: %s; after the reads: %s", w.id, r.QuietWorkerIdle, r.QuietWorkerRead)
-	return nil
+		w, err := findWorker(ctx, st.sn.RunDir(), ref)
+		if err != nil || w == nil {
+			return fmt.Errorf("no worker serves %s: %v", ref, err)
+		}
+		if r.QuietWorkerIdle, err = readMemStatus(ctx, w); err != nil {
+			return err
+		}
+		if r.QuietRead, err = readBigFile(ctx, st, ref, "lazyfs", imgs.bigSHA256, true); err != nil {
+			return err
+		}
+		if r.QuietSmall, err = readSmallFiles(ctx, st, ref, "lazyfs"); err != nil {
+			return err
+		}
+		if r.QuietWorkerRead, err = readMemStatus(ctx, w); err != nil {
+			return err
+		}
+		progress("    worker %s idle after the pull: %s; after the reads: %s", w.id, r.QuietWorkerIdle, r.QuietWorkerRead)
+		return nil
+	})
 }
 
 func describeMachine(env harness.Env) machine {

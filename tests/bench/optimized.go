@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 
@@ -74,16 +73,11 @@ func prepareOptimized(ctx context.Context, env harness.Env, work string, reg *ha
 func optimizedRun(ctx context.Context, env harness.Env, proxy *harness.Proxy, dir string, n, of int) (r pullResult, err error) {
 	optRef := ref(proxy.Addr(), appRepo, optTag)
 	progress("run %d/%d: lazy pull of the optimized image %s + first command", n, of, optRef)
-	var stop harness.Closers
-	defer stop.Close()
-	st, err := startStack(ctx, env, proxy, dir, nil, &stop)
-	defer func() {
-		if err != nil && ctx.Err() == nil {
-			harness.PrintLogs(os.Stderr, st.logs())
-		}
-	}()
-	if err != nil {
-		return r, err
-	}
-	return pullAndRun(ctx, st, optRef, "lazyfs", fmt.Sprintf("bench-opt-%d", n))
+	err = withStack(ctx, func(stop *harness.Closers) (*stack, error) {
+		return startStack(ctx, env, proxy, dir, nil, stop)
+	}, func(st *stack) (err error) {
+		r, err = pullAndRun(ctx, st, optRef, "lazyfs", fmt.Sprintf("bench-opt-%d", n))
+		return err
+	})
+	return r, err
 }

@@ -65,6 +65,22 @@ func startStackOpts(ctx context.Context, snOpts harness.SnapshotterOptions, prox
 	return s, err
 }
 
+// withStack starts a stack with start, runs f on it and tears it down.
+// When starting or f fails (not an interrupt), the stack's logs are printed
+// before the teardown removes them.
+func withStack(ctx context.Context, start func(stop *harness.Closers) (*stack, error), f func(st *stack) error) error {
+	var stop harness.Closers
+	defer stop.Close()
+	st, err := start(&stop)
+	if err == nil {
+		err = f(st)
+	}
+	if err != nil && ctx.Err() == nil && st != nil {
+		harness.PrintLogs(os.Stderr, st.logs())
+	}
+	return err
+}
+
 // quietConfig is lazyfs with no background fetching at all: no prefetch of
 // prioritized files and no background proof (whose whole-blob download is
 // the background fetch). What the registry serves is then what the pull

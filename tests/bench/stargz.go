@@ -57,34 +57,28 @@ func startStargzStack(ctx context.Context, env harness.Env, proxy *harness.Proxy
 // of the small files, then its memory.
 func stargzRun(ctx context.Context, env harness.Env, proxy *harness.Proxy, imgs benchImages, ref, dir string, n, of int) (r stargzResult, err error) {
 	progress("run %d/%d: stargz-snapshotter %s: lazy pull of %s + first command; cold reads", n, of, stargzVersion, ref)
-	var stop harness.Closers
-	defer stop.Close()
-	st, err := startStargzStack(ctx, env, proxy, dir, &stop)
-	defer func() {
-		if err != nil && ctx.Err() == nil {
-			harness.PrintLogs(os.Stderr, st.logs())
+	err = withStack(ctx, func(stop *harness.Closers) (*stack, error) {
+		return startStargzStack(ctx, env, proxy, dir, stop)
+	}, func(st *stack) (err error) {
+		if r.Pull, err = pullAndRun(ctx, st, ref, stargzName, fmt.Sprintf("bench-stargz-%d", n)); err != nil {
+			return err
 		}
-	}()
-	if err != nil {
-		return r, err
-	}
-	if r.Pull, err = pullAndRun(ctx, st, ref, stargzName, fmt.Sprintf("bench-stargz-%d", n)); err != nil {
-		return r, err
-	}
-	if r.Read, err = readBigFile(ctx, st, ref, stargzName, imgs.bigSHA256, true); err != nil {
-		return r, err
-	}
-	if r.Small, err = readSmallFiles(ctx, st, ref, stargzName); err != nil {
-		return r, err
-	}
-	data, err := os.ReadFile(filepath.Join("/proc", fmt.Sprint(st.peer.Pid()), "status"))
-	if err != nil {
-		return r, fmt.Errorf("failed to read stargz's status: %w", err)
-	}
-	if r.Mem, err = parseMemStatus(data); err != nil {
-		return r, err
-	}
-	r.Mem.HeapInuseBytes = -1
-	progress("    stargz-snapshotter after the reads: %s", r.Mem)
-	return r, nil
+		if r.Read, err = readBigFile(ctx, st, ref, stargzName, imgs.bigSHA256, true); err != nil {
+			return err
+		}
+		if r.Small, err = readSmallFiles(ctx, st, ref, stargzName); err != nil {
+			return err
+		}
+		data, err := os.ReadFile(filepath.Join("/proc", fmt.Sprint(st.peer.Pid()), "status"))
+		if err != nil {
+			return fmt.Errorf("failed to read stargz's status: %w", err)
+		}
+		if r.Mem, err = parseMemStatus(data); err != nil {
+			return err
+		}
+		r.Mem.HeapInuseBytes = -1
+		progress("    stargz-snapshotter after the reads: %s", r.Mem)
+		return nil
+	})
+	return r, err
 }

@@ -172,11 +172,17 @@ func withoutVar(env []string, name string) []string {
 // waitReady waits until the gRPC socket accepts a connection: the
 // snapshotter listens only once it is ready to serve.
 func (s *Snapshotter) waitReady(ctx context.Context, proc *process) error {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.ReadyTimeout)
+	return waitSocket(ctx, proc, s.Address(), s.opts.ReadyTimeout)
+}
+
+// waitSocket waits up to timeout until proc's unix socket at addr accepts a
+// connection, and fails at once if proc exits first.
+func waitSocket(ctx context.Context, proc *process, addr string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var d net.Dialer
 	for {
-		conn, err := d.DialContext(ctx, "unix", s.Address())
+		conn, err := d.DialContext(ctx, "unix", addr)
 		if err == nil {
 			conn.Close()
 			return nil
@@ -186,7 +192,7 @@ func (s *Snapshotter) waitReady(ctx context.Context, proc *process) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("snapshotter not ready on %s (last error: %v): %w\n%s", s.Address(), err, ctx.Err(), logTail(proc.logPath))
+			return fmt.Errorf("%s not ready on %s (last error: %v): %w\n%s", proc.name, addr, err, ctx.Err(), logTail(proc.logPath))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

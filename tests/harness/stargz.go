@@ -3,11 +3,8 @@ package harness
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
 	"os/exec"
 	"path/filepath"
-	"time"
 )
 
 // Stargz is a running stargz-snapshotter (bin/stargz, built from the
@@ -39,24 +36,10 @@ func StartStargz(ctx context.Context, env Env) (_ *Stargz, err error) {
 	if s.proc, err = startProcess("stargz", s.logPath(), cmd); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, defaultSnapshotterReadyTimeout)
-	defer cancel()
-	var d net.Dialer
-	for {
-		conn, err := d.DialContext(ctx, "unix", s.Address())
-		if err == nil {
-			conn.Close()
-			return s, nil
-		}
-		if s.proc.exited() {
-			return nil, s.proc.exitError()
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("stargz not ready on %s (last error: %v): %w\n%s", s.Address(), err, ctx.Err(), logTail(s.logPath()))
-		case <-time.After(20 * time.Millisecond):
-		}
+	if err := waitSocket(ctx, s.proc, s.Address(), defaultSnapshotterReadyTimeout); err != nil {
+		return nil, err
 	}
+	return s, nil
 }
 
 // Address is its gRPC socket (containerd's proxy_plugins.stargz.address).
