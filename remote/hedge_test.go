@@ -74,9 +74,12 @@ func TestAnsweredRequestNotHedgedEarly(t *testing.T) {
 }
 
 // A body that stalls after its answer is still raced, after the time
-// whole requests took.
+// whole requests took. The answer delay (300 ms) leaves the first request
+// time to be answered on a busy machine: a hedge fired before the answer
+// could reach the proxy first and take the scripted stall, and the first
+// request would then win.
 func TestStalledBodyHedged(t *testing.T) {
-	f := primed(t, time.Millisecond, 20*time.Millisecond)
+	f := primed(t, 200*time.Millisecond, 200*time.Millisecond)
 	f.proxy.SetFaults(faultproxy.Faults{StallFor: time.Minute})
 	f.proxy.Script(faultproxy.StallBody)
 	if fired, won := f.readChecked(t); fired < 1 || won != 1 {
