@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/containerd/log/logtest"
 	"github.com/containerd/stargz-snapshotter/estargz"
@@ -119,6 +120,35 @@ func TestFillBackground(t *testing.T) {
 	}
 	if n := len(src.spans()) - calls; n != 0 {
 		t.Errorf("%d requests after a whole-layer fill, want 0", n)
+	}
+}
+
+// TestFillPacedByItsBytes guards the size a fill's request is paced by:
+// BackgroundRate counts the compressed bytes the request asks for (its
+// streams' span in the blob), so that after one request of B bytes at R
+// bytes per second the next background request may start B/R later, not
+// earlier (a negative span) or later (a span counted from the blob's
+// start).
+func TestFillPacedByItsBytes(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	l, _, _ := prioritizedLayer(t)
+	file := l.files["c"]
+	span := file[len(file)-1].BlobOffset + file[len(file)-1].BlobSize - file[0].BlobOffset
+	// One byte per second: the first request goes at once, and what it
+	// reserves (hours) dwarfs how long the test takes.
+	s := NewScheduler(SchedulerOptions{BackgroundRate: 1})
+	r := NewReader(&memSource{blob: l.blob}, Options{LayerDigest: testLayerDigest, Scheduler: s, Registry: "reg", MemoryCacheSize: 1 << 20})
+	before := time.Now()
+	if err := r.Fill(ctx, file, Background, nil); err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now()
+	s.mu.Lock()
+	next := s.regs["reg"].nextBackground
+	s.mu.Unlock()
+	want := time.Duration(span) * time.Second
+	if next.Before(before.Add(want)) || next.After(after.Add(want)) {
+		t.Errorf("next background request may start %v after the fill began, want %v (the request's %d bytes at 1 byte/s)", next.Sub(before), want, span)
 	}
 }
 
