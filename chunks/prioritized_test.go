@@ -3,11 +3,14 @@ package chunks
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/containerd/log/logtest"
 	"github.com/containerd/stargz-snapshotter/estargz"
+	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
@@ -149,6 +152,60 @@ func TestFillPacedByItsBytes(t *testing.T) {
 	want := time.Duration(span) * time.Second
 	if next.Before(before.Add(want)) || next.After(after.Add(want)) {
 		t.Errorf("next background request may start %v after the fill began, want %v (the request's %d bytes at 1 byte/s)", next.Sub(before), want, span)
+	}
+}
+
+// TestFillRounds pins Fill's rounds at their edges: a round takes chunks
+// while their compressed bytes fit prefetchBatchRequests × MaxRequestSize
+// (a chunk that fills it exactly is in), and always at least one, even a
+// chunk larger than the whole budget (else such a chunk would never go).
+func TestFillRounds(t *testing.T) {
+	const streamSize = 1000 // each chunk's compressed stream, padded
+	var blob []byte
+	var cs []Chunk
+	var size int64
+	for i := range 4 {
+		data := []byte(fmt.Sprintf("chunk %d of a fill", i))
+		z := gzipped(t, data)
+		cs = append(cs, Chunk{Size: int64(len(data)), BlobOffset: int64(len(blob)), BlobSize: streamSize, Digest: digest.FromBytes(data)})
+		blob = append(blob, z...)
+		blob = append(blob, make([]byte, streamSize-len(z))...)
+		size = int64(len(data))
+	}
+	for _, tc := range []struct {
+		name           string
+		maxRequestSize int64
+		want           []int64 // progress after each round
+	}{
+		{"two streams fill a round exactly", 2 * streamSize / prefetchBatchRequests, []int64{2 * size, 4 * size}},
+		{"a stream fills a round", streamSize / prefetchBatchRequests, []int64{size, 2 * size, 3 * size, 4 * size}},
+		{"a stream larger than a round", streamSize/prefetchBatchRequests - 1, []int64{size, 2 * size, 3 * size, 4 * size}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// A round that takes nothing would loop for good: the
+			// deadline (the fill takes milliseconds) turns that into a
+			// failure.
+			ctx, cancel := context.WithTimeout(logtest.WithT(context.Background(), t), 10*time.Second)
+			defer cancel()
+			src := &memSource{blob: blob}
+			r := NewReader(src, Options{LayerDigest: testLayerDigest, MaxRequestSize: tc.maxRequestSize, SequentialPrefetch: -1})
+			var got []int64
+			if err := r.Fill(ctx, cs, Prefetch, func(done int64) { got = append(got, done) }); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("progress per round %v, want %v", got, tc.want)
+			}
+			calls := len(src.spans())
+			for _, c := range cs {
+				if _, err := r.ReadAt(ctx, []Chunk{c}, make([]byte, c.Size), 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := len(src.spans()) - calls; n != 0 {
+				t.Errorf("%d requests for chunks the fill fetched, want 0", n)
+			}
+		})
 	}
 }
 
