@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,9 +10,12 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 	"github.com/containerd/log/logtest"
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/sirupsen/logrus"
+	logrustest "github.com/sirupsen/logrus/hooks/test"
 	"golang.org/x/sys/unix"
 
 	"github.com/lazyfs/lazyfs/internal/testreq"
@@ -274,5 +278,71 @@ func TestMalformedIndexNamesItsLine(t *testing.T) {
 	}
 	if _, err := readLayer(path); err == nil || !strings.Contains(err.Error(), path+":3:") {
 		t.Errorf("readLayer = %v, want an error naming %s:3", err, path)
+	}
+}
+
+// TestFailedWriteLeavesNoFile guards the write error checks of the staged
+// chunk writer and of writeFile: on a full file system a chunk or a layer
+// index that could not be written whole never appears under its name (a
+// torn index would be read as the layer's; a torn chunk would cost a
+// verification), the failure is counted or returned, and no temporary
+// file is left behind.
+func TestFailedWriteLeavesNoFile(t *testing.T) {
+	testreq.RequireRoot(t)
+	ctx := logtest.WithT(context.Background(), t)
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
+		t.Fatalf("mount a small tmpfs: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	s := openStore(t, dir)
+
+	failures := testutil.ToFloat64(metrics.CacheWriteFailures.WithLabelValues("error"))
+	big := chunkData(256<<10, 41)
+	d := put(t, s, big)
+	if n := testutil.ToFloat64(metrics.CacheWriteFailures.WithLabelValues("error")) - failures; n != 1 {
+		t.Errorf("a chunk larger than the file system: %v write failures counted, want 1", n)
+	}
+	path, _ := chunkPath(dir, d)
+	if _, err := os.Lstat(path); !os.IsNotExist(err) {
+		t.Errorf("a chunk that could not be written is under its name: %v", err)
+	}
+
+	refs := make([]ChunkRef, 4000) // about 300 KiB of index
+	for i := range refs {
+		refs[i] = ChunkRef{Digest: digest.FromString(fmt.Sprint(i)), Size: int64(i)}
+	}
+	layer := digest.FromString("layer")
+	if err := s.PutLayer(ctx, layer, refs); err == nil {
+		t.Error("PutLayer on a full file system succeeded")
+	}
+	index, _ := layerPath(dir, layer)
+	if _, err := os.Lstat(index); !os.IsNotExist(err) {
+		t.Errorf("a layer index that could not be written is under its name: %v", err)
+	}
+	if tmps, _ := os.ReadDir(filepath.Join(dir, tmpDir)); len(tmps) != 0 {
+		t.Errorf("%d temporary files left after failed writes", len(tmps))
+	}
+}
+
+// TestMissLoggedOnlyWhenWrong guards Get's log line: a chunk that is
+// simply not cached is a miss like any other and logs nothing (a cold
+// cache would flood the log), while a lookup that fails for another reason
+// is logged for the operator.
+func TestMissLoggedOnlyWhenWrong(t *testing.T) {
+	logger, hook := logrustest.NewNullLogger()
+	ctx := log.WithLogger(context.Background(), logrus.NewEntry(logger))
+	s := openStore(t, t.TempDir())
+	if _, ok := s.Get(ctx, digest.FromString("never cached"), 10); ok {
+		t.Fatal("Get of a chunk never cached: hit")
+	}
+	if n := len(hook.AllEntries()); n != 0 {
+		t.Errorf("a plain miss logged %d lines, want none: %v", n, hook.LastEntry().Message)
+	}
+	if _, ok := s.Get(ctx, "sha256:nope", 10); ok {
+		t.Fatal("Get of a malformed digest: hit")
+	}
+	if e := hook.LastEntry(); e == nil || e.Level != logrus.WarnLevel || e.Data["chunk_digest"] != digest.Digest("sha256:nope") {
+		t.Errorf("a lookup that failed for another reason than a miss logged %v, want a warning naming the chunk", e)
 	}
 }
