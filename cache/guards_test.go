@@ -346,3 +346,28 @@ func TestMissLoggedOnlyWhenWrong(t *testing.T) {
 		t.Errorf("a lookup that failed for another reason than a miss logged %v, want a warning naming the chunk", e)
 	}
 }
+
+// TestPutAfterCloseDropped guards Put's check of a closed writer: a chunk
+// put after Close (a worker shutting down while a fetch completes) is
+// dropped and counted, never written by a writer started after the end.
+func TestPutAfterCloseDropped(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	dir := t.TempDir()
+	s, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dropped := testutil.ToFloat64(metrics.CacheWriteFailures.WithLabelValues("dropped"))
+	data := chunkData(100, 43)
+	s.Put(ctx, digest.FromBytes(data), data)
+	s.Flush()
+	if n := testutil.ToFloat64(metrics.CacheWriteFailures.WithLabelValues("dropped")) - dropped; n != 1 {
+		t.Errorf("a chunk put after Close: %v drops counted, want 1", n)
+	}
+	if _, ok := openStore(t, dir).Get(ctx, digest.FromBytes(data), 100); ok {
+		t.Error("a chunk put after Close was written")
+	}
+}
