@@ -371,3 +371,46 @@ func TestPutAfterCloseDropped(t *testing.T) {
 		t.Error("a chunk put after Close was written")
 	}
 }
+
+// TestUndeletableCorruptChunkLogged guards discard's reading of a failed
+// delete: a corrupt chunk that cannot be deleted (here a read-only file
+// system) is still never served, and the operator is told it stays, as an
+// error, not that it was deleted.
+func TestUndeletableCorruptChunkLogged(t *testing.T) {
+	testreq.RequireRoot(t)
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=4m"); err != nil {
+		t.Fatalf("mount a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	s := openStore(t, dir)
+	data := chunkData(1000, 45)
+	d := put(t, s, data)
+	path, _ := chunkPath(dir, d)
+	if err := os.WriteFile(path, chunkData(1000, 46), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		t.Fatalf("remount the tmpfs read-only: %v", err)
+	}
+	logger, hook := logrustest.NewNullLogger()
+	ctx := log.WithLogger(context.Background(), logrus.NewEntry(logger))
+	if _, ok := s.Get(ctx, d, 1000); ok {
+		t.Fatal("a corrupt chunk was served")
+	}
+	if _, err := os.Lstat(path); err != nil {
+		t.Fatalf("the corrupt chunk is gone from a read-only file system: %v", err)
+	}
+	var failed bool
+	for _, e := range hook.AllEntries() {
+		switch {
+		case e.Level == logrus.ErrorLevel && strings.Contains(e.Message, "failed to delete"):
+			failed = true
+		case strings.Contains(e.Message, "deleted"):
+			t.Errorf("logged %q for a chunk that could not be deleted", e.Message)
+		}
+	}
+	if !failed {
+		t.Error("no error logged for a corrupt chunk that could not be deleted")
+	}
+}
