@@ -98,16 +98,19 @@ func TestPutLayerRefusesBadNames(t *testing.T) {
 }
 
 // TestReadLayerRefusesNegativeSizes guards readLayer: an index line with
-// a negative size is not one PutLayer wrote, and the index is refused.
+// a negative size, no size, a size that is no number or a malformed
+// digest is not one PutLayer wrote, and the index is refused.
 func TestReadLayerRefusesNegativeSizes(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "index")
 	d := digest.FromString("x")
 	for line, ok := range map[string]bool{
-		d.String() + " 0\n":  true,
-		d.String() + " 12\n": true,
-		d.String() + " -1\n": false,
-		d.String() + "\n":    false,
-		"sha256:nope 12\n":   false,
+		d.String() + " 0\n":   true,
+		d.String() + " 12\n":  true,
+		d.String() + " -1\n":  false,
+		d.String() + "\n":     false,
+		d.String() + " x\n":   false,
+		d.String() + " 1 2\n": false,
+		"sha256:nope 12\n":    false,
 	} {
 		if err := os.WriteFile(path, []byte(line), 0o600); err != nil {
 			t.Fatal(err)
