@@ -35,6 +35,7 @@ type fakeRegistry struct {
 	shortBody       bool   // body half as long as the range
 	stall           bool   // never answer blob GETs with a range
 	noSuffix        bool   // a suffix range ("bytes=-N") answers 416
+	suffixWhole     bool   // a suffix range answers 200 with the whole blob
 	token           string // non-empty: blobs need "Bearer <token>"
 	user, pass      string // non-empty: the token server needs these
 }
@@ -151,6 +152,10 @@ func (f *fakeRegistry) serveBlob(w http.ResponseWriter, r *http.Request, d diges
 		switch {
 		case f.noSuffix && strings.HasPrefix(rng, "bytes=-"):
 			w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+			return
+		case f.suffixWhole && strings.HasPrefix(rng, "bytes=-"):
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write(blob)
 			return
 		case f.stall:
 			f.mu.Unlock()
