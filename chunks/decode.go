@@ -54,8 +54,8 @@ func (r *Reader) decodeStream(cs []Chunk, comp []byte, datas [][]byte, errs []er
 		}
 		pos += skipped + int64(n)
 		if err != nil {
-			errs[i] = fmt.Errorf("%w: decompressed %d bytes of the stream, the chunk at inner offset %d ends at %d: %w",
-				ErrVerification, pos, c.InnerOffset, c.InnerOffset+c.Size, err)
+			errs[i] = fmt.Errorf("%w: decompressed %d bytes of the stream, short of the %d-byte chunk at inner offset %d: %w",
+				ErrVerification, pos, c.Size, c.InnerOffset, err)
 			drop()
 			continue
 		}

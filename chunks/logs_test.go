@@ -1,0 +1,67 @@
+package chunks
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/containerd/log"
+	"github.com/opencontainers/go-digest"
+	"github.com/sirupsen/logrus"
+	logrustest "github.com/sirupsen/logrus/hooks/test"
+)
+
+// TestFailuresLoggedWithTheirCause guards the log lines an operator reads
+// when chunks fail: a chunk a read asked for and one read ahead each log
+// one line that carries the failure's cause (here the digest mismatch)
+// and how many chunks failed with it.
+func TestFailuresLoggedWithTheirCause(t *testing.T) {
+	l, _, _ := prioritizedLayer(t)
+	wrong := digest.FromString("other bytes")
+	for _, tc := range []struct {
+		name  string
+		read  func(ctx context.Context, t *testing.T)
+		msg   string
+		level logrus.Level
+	}{
+		{"a chunk a read asked for", func(ctx context.Context, t *testing.T) {
+			file := append([]Chunk(nil), l.files["a"]...)
+			file[0].Digest = wrong
+			r := NewReader(&memSource{blob: l.blob}, Options{LayerDigest: testLayerDigest, ReadAhead: -1, SequentialPrefetch: -1})
+			if _, err := r.ReadAt(ctx, file, make([]byte, 10), 0); !errors.Is(err, ErrVerification) {
+				t.Fatalf("ReadAt = %v, want a verification failure", err)
+			}
+		}, "chunk fetch failed", logrus.ErrorLevel},
+		{"a chunk read ahead", func(ctx context.Context, t *testing.T) {
+			var all []Chunk
+			for _, name := range []string{"a", "b", "c"} {
+				all = append(all, l.files[name]...)
+			}
+			all[len(l.files["a"])].Digest = wrong // b's first chunk, next to a in the blob
+			r := NewReader(&memSource{blob: l.blob}, Options{LayerDigest: testLayerDigest, Layout: NewLayout(all), SequentialPrefetch: -1})
+			if _, err := r.ReadAt(ctx, l.files["a"], make([]byte, 10), 0); err != nil {
+				t.Fatalf("ReadAt of a good chunk = %v", err)
+			}
+		}, "chunk read ahead failed verification, dropped", logrus.WarnLevel},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logger, hook := logrustest.NewNullLogger()
+			ctx := log.WithLogger(context.Background(), logrus.NewEntry(logger))
+			tc.read(ctx, t)
+			var found int
+			for _, e := range hook.AllEntries() {
+				if e.Message != tc.msg {
+					continue
+				}
+				found++
+				err, _ := e.Data[logrus.ErrorKey].(error)
+				if e.Level != tc.level || !errors.Is(err, ErrVerification) || e.Data["chunks"] != 1 {
+					t.Errorf("logged %q at %v with error %v and chunks %v; want %v, the verification failure and 1", e.Message, e.Level, err, e.Data["chunks"], tc.level)
+				}
+			}
+			if found != 1 {
+				t.Errorf("%q logged %d times, want once", tc.msg, found)
+			}
+		})
+	}
+}
