@@ -417,3 +417,24 @@ func TestUndeletableCorruptChunkLogged(t *testing.T) {
 		t.Error("no error logged for a corrupt chunk that could not be deleted")
 	}
 }
+
+// TestLayerIndexWrittenOnce guards PutLayer's check for an index that is
+// there already: a layer's index is immutable, like the layer, and a
+// second PutLayer (another worker loading the layer) keeps the first.
+func TestLayerIndexWrittenOnce(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	layer := digest.FromString("layer")
+	first := []ChunkRef{{Digest: digest.FromString("a"), Size: 1}}
+	if err := s.PutLayer(ctx, layer, first); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutLayer(ctx, layer, []ChunkRef{{Digest: digest.FromString("b"), Size: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	path, _ := layerPath(dir, layer)
+	if got, err := readLayer(path); err != nil || len(got) != 1 || got[0] != first[0] {
+		t.Errorf("index after a second PutLayer = %v, %v; want the first, %v", got, err, first)
+	}
+}

@@ -38,7 +38,7 @@ func (s *Store) PutLayer(ctx context.Context, layer digest.Digest, refs []ChunkR
 		return err
 	}
 	if _, err := os.Lstat(path); err == nil {
-		return nil
+		return nil // recorded already, by this worker or another
 	}
 	slices.SortStableFunc(refs, func(a, b ChunkRef) int { return strings.Compare(string(a.Digest), string(b.Digest)) })
 	return s.writeFile(path, "layer-"+layer.Encoded(), func(w io.Writer) error {
