@@ -38,6 +38,7 @@ type fakeRegistry struct {
 	suffixWhole     bool   // a suffix range answers 200 with the whole blob
 	token           string // non-empty: blobs need "Bearer <token>"
 	user, pass      string // non-empty: the token server needs these
+	tokenStatus     int    // non-zero: the token server answers this status
 }
 
 func newFakeRegistry(t *testing.T, repo string) *fakeRegistry {
@@ -118,6 +119,10 @@ func (f *fakeRegistry) serveToken(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost { // containerd's OAuth form when it has a secret
 		_ = r.ParseForm()
 		user, pass = r.PostForm.Get("username"), r.PostForm.Get("password")
+	}
+	if f.tokenStatus != 0 {
+		w.WriteHeader(f.tokenStatus)
+		return
 	}
 	if f.user != "" && (user != f.user || pass != f.pass) {
 		w.WriteHeader(http.StatusUnauthorized)

@@ -55,6 +55,21 @@ func TestTokenAuth(t *testing.T) {
 	}
 }
 
+// TestTokenServerDownIsUnavailable guards do's check of the authorizer's
+// answer: a token server that fails (503) makes the read unavailable (a
+// later one may succeed), never a request sent without its token whose
+// 401 reads as refused credentials.
+func TestTokenServerDownIsUnavailable(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	reg := newFakeRegistry(t, "library/test")
+	reg.token, reg.tokenStatus = "tok", http.StatusServiceUnavailable
+	d := reg.addBlob(testBlob(10))
+	_, err := NewResolver(quick(Options{ReadTimeout: 300 * time.Millisecond})).Blob(ctx, reg.ref(), d)
+	if !errdefs.IsUnavailable(err) || errdefs.IsUnauthorized(err) {
+		t.Fatalf("Blob with the token server down = %v, want unavailable (not unauthenticated)", err)
+	}
+}
+
 func TestCredentials(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
