@@ -6,9 +6,13 @@ import (
 	"testing"
 
 	"github.com/containerd/log"
+	"github.com/containerd/log/logtest"
 	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/sirupsen/logrus"
 	logrustest "github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/lazyfs/lazyfs/metrics"
 )
 
 // TestFailuresLoggedWithTheirCause guards the log lines an operator reads
@@ -63,5 +67,45 @@ func TestFailuresLoggedWithTheirCause(t *testing.T) {
 				t.Errorf("%q logged %d times, want once", tc.msg, found)
 			}
 		})
+	}
+}
+
+// TestOperatorCounters guards the counters an operator reads for what the
+// logs say once: every chunk that fails its digest counts once in
+// lazyfs_verification_failures_total (and a good one never), and every
+// chunk the memory tier evicts counts in lazyfs_memory_cache_evictions_total.
+func TestOperatorCounters(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	l, _, _ := prioritizedLayer(t)
+	opts := Options{LayerDigest: testLayerDigest, ReadAhead: -1, SequentialPrefetch: -1}
+
+	failures := testutil.ToFloat64(metrics.VerificationFailures)
+	r := NewReader(&memSource{blob: l.blob}, opts)
+	if _, err := r.ReadAt(ctx, l.files["a"], make([]byte, 30_000), 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.ToFloat64(metrics.VerificationFailures) - failures; n != 0 {
+		t.Errorf("good chunks counted %v verification failures, want 0", n)
+	}
+	file := append([]Chunk(nil), l.files["b"]...)
+	file[0].Digest, file[1].Digest = digest.FromString("x"), digest.FromString("y")
+	if _, err := r.ReadAt(ctx, file, make([]byte, 20_000), 0); !errors.Is(err, ErrVerification) {
+		t.Fatalf("ReadAt = %v, want a verification failure", err)
+	}
+	if n := testutil.ToFloat64(metrics.VerificationFailures) - failures; n != 2 {
+		t.Errorf("two chunks that failed their digests counted %v verification failures, want 2", n)
+	}
+
+	// A tier of one chunk: each chunk read evicts the one before.
+	evictions := testutil.ToFloat64(metrics.MemoryCacheEvictions)
+	opts.Memory = NewMemory(l.files["c"][0].Size)
+	r = NewReader(&memSource{blob: l.blob}, opts)
+	for _, c := range l.files["c"] {
+		if _, err := r.ReadAt(ctx, l.files["c"], make([]byte, 10), c.Offset); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := testutil.ToFloat64(metrics.MemoryCacheEvictions) - evictions; n != float64(len(l.files["c"])-1) {
+		t.Errorf("%d chunks through a tier of one counted %v evictions, want %d", len(l.files["c"]), n, len(l.files["c"])-1)
 	}
 }
