@@ -73,7 +73,9 @@ func TestFailuresLoggedWithTheirCause(t *testing.T) {
 // TestOperatorCounters guards the counters an operator reads for what the
 // logs say once: every chunk that fails its digest counts once in
 // lazyfs_verification_failures_total (and a good one never), and every
-// chunk the memory tier evicts counts in lazyfs_memory_cache_evictions_total.
+// chunk the memory tier evicts counts in lazyfs_memory_cache_evictions_total,
+// and the compressed bytes read ahead that no read asked for count in
+// lazyfs_readahead_bytes_total.
 func TestOperatorCounters(t *testing.T) {
 	ctx := logtest.WithT(context.Background(), t)
 	l, _, _ := prioritizedLayer(t)
@@ -94,6 +96,25 @@ func TestOperatorCounters(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(metrics.VerificationFailures) - failures; n != 2 {
 		t.Errorf("two chunks that failed their digests counted %v verification failures, want 2", n)
+	}
+
+	// A read that fetches ahead counts what no read asked for.
+	var all []Chunk
+	for _, name := range []string{"a", "b", "c"} {
+		all = append(all, l.files[name]...)
+	}
+	ahead := testutil.ToFloat64(metrics.ReadAheadBytes)
+	src := &memSource{blob: l.blob}
+	r = NewReader(src, Options{LayerDigest: testLayerDigest, Layout: NewLayout(all), SequentialPrefetch: -1})
+	if _, err := r.ReadAt(ctx, l.files["a"], make([]byte, 10), 0); err != nil {
+		t.Fatal(err)
+	}
+	var fetched int64
+	for _, sp := range src.spans() {
+		fetched += sp.len
+	}
+	if want := fetched - l.files["a"][0].BlobSize; want <= 0 || testutil.ToFloat64(metrics.ReadAheadBytes)-ahead != float64(want) {
+		t.Errorf("a read of one chunk that fetched %d bytes counted %v bytes read ahead, want %d", fetched, testutil.ToFloat64(metrics.ReadAheadBytes)-ahead, want)
 	}
 
 	// A tier of one chunk: each chunk read evicts the one before.
