@@ -229,3 +229,26 @@ func TestHostsKeptUntilHostsTomlChanges(t *testing.T) {
 		t.Fatalf("token fetched %d times after hosts.toml changed, want 2 (hosts configured again)", n)
 	}
 }
+
+// TestNoPullHostRefused guards the check of the hosts a registry has: a
+// hosts.toml whose every host lacks the pull capability is refused,
+// naming why, rather than read as a registry that failed.
+func TestNoPullHostRefused(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	reg := newFakeRegistry(t, "library/test")
+	d := reg.addBlob(testBlob(10))
+	dir := t.TempDir()
+	writeHostsToml(t, dir, reg.host(), `
+server = "`+reg.srv.URL+`"
+capabilities = ["resolve"]
+[host."`+reg.srv.URL+`"]
+  capabilities = ["resolve"]
+`)
+	_, err := NewResolver(quick(Options{HostsDir: dir})).Blob(ctx, reg.ref(), d)
+	if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "no host with pull capability") {
+		t.Fatalf("Blob with no pull host = %v, want not found naming the missing pull capability", err)
+	}
+	if n := len(reg.blobRequests("")); n != 0 {
+		t.Errorf("%d blob requests to a host without pull capability", n)
+	}
+}
