@@ -266,6 +266,18 @@ func TestReadAheadGrowsOnlySequentially(t *testing.T) {
 	}
 }
 
+// TestReadAheadBackToTheFirstStream: a window grows backward down to the
+// blob's first stream, included (a miss on the second stream of a layer
+// reads the first along with it).
+func TestReadAheadBackToTheFirstStream(t *testing.T) {
+	layout := adjacent(2, 4, 1) // two 1-byte streams, at blob offsets 0 and 1
+	r := NewReader(nil, Options{Layout: NewLayout(layout), ReadAhead: 8, ReadAheadStart: 2, MaxRequestSize: 1 << 20, MemoryCacheSize: 1 << 20})
+	g := r.readAhead(context.Background(), claimed(r, layout[1:2]))
+	if got := [2]int64{g[0].c.BlobOffset, streamsEnd(g)}; got != [2]int64{0, 2} {
+		t.Errorf("miss on the second stream: window %v, want [0 2]", got)
+	}
+}
+
 func TestOptionsDefaults(t *testing.T) {
 	l := NewLayout(adjacent(2, 10, 10))
 	for _, tc := range []struct {
