@@ -250,6 +250,7 @@ func TestReadAheadGrowsOnlySequentially(t *testing.T) {
 		want   [][2]int64 // their windows
 	}{
 		{"doubles while sequential, up to ReadAhead", []int{0, 2, 6, 14, 22}, [][2]int64{{0, 2}, {2, 6}, {6, 14}, {14, 22}, {22, 30}}},
+		{"a first miss is never sequential", []int{1}, [][2]int64{{1, 3}}},
 		{"exactly a window past the last end", []int{0, 4}, [][2]int64{{0, 2}, {4, 8}}},
 		{"one byte more than a window past", []int{0, 5}, [][2]int64{{0, 2}, {5, 7}}},
 		{"before the last window's end", []int{10, 5}, [][2]int64{{10, 12}, {5, 7}}},
