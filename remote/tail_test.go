@@ -134,6 +134,7 @@ func TestSuffixContentRangeMustMatch(t *testing.T) {
 		{name: "first byte one late", cr: "bytes 991-999/1000", body: blob[991:], why: "wrong Content-Range"},
 		{name: "first byte one early", cr: "bytes 989-999/1000", body: blob[989:], why: "wrong Content-Range"},
 		{name: "last byte one early", cr: "bytes 989-998/1000", body: blob[989:999], why: "wrong Content-Range"},
+		{name: "last byte one early, body of the tail's length", cr: "bytes 990-998/1000", body: blob[990:], why: "wrong Content-Range"},
 		{name: "a longer blob's tail", cr: "bytes 990-999/1001", body: blob[990:], why: "wrong Content-Range"},
 		{name: "empty body", cr: "bytes 990-999/1000", body: nil, why: "body length differs from range"},
 		{name: "body one byte short", cr: "bytes 990-999/1000", body: blob[991:], why: "body length differs from range"},
