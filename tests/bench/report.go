@@ -31,12 +31,12 @@ type runResult struct {
 	QuietWorkerRead memStatus   `json:"lazy_quiet_worker_after_reads"`
 	// QuietWorkerRested is its memory idleWait after the reads: by then
 	// the worker has handed its idle I/O buffers back.
-	QuietWorkerRested memStatus `json:"lazy_quiet_worker_rested"`
-	FullSmall       smallResult `json:"overlayfs_small_files"`
-	Full            pullResult  `json:"full_pull"`
-	LazyRead        readResult  `json:"lazy_read"`
-	FullRead        readResult  `json:"overlayfs_read"`
-	Many            manyResult  `json:"many_entries"`
+	QuietWorkerRested memStatus   `json:"lazy_quiet_worker_rested"`
+	FullSmall         smallResult `json:"overlayfs_small_files"`
+	Full              pullResult  `json:"full_pull"`
+	LazyRead          readResult  `json:"lazy_read"`
+	FullRead          readResult  `json:"overlayfs_read"`
+	Many              manyResult  `json:"many_entries"`
 	// Optimized is the optimized image's pull + first command, on a lazyfs
 	// stack of its own with the default configuration.
 	Optimized pullResult `json:"optimized_pull"`
