@@ -27,15 +27,10 @@ func writeBlob(ctx context.Context, cs content.Ingester, ref string, r io.Reader
 	}()
 
 	// An ingest left by an interrupted conversion resumes under the same
-	// ref; a new build need not produce the same bytes, so start afresh.
-	st, err := w.Status()
-	if err != nil {
-		return "", 0, fmt.Errorf("failed to get status of content writer %s: %w", ref, err)
-	}
-	if st.Offset > 0 {
-		if err := w.Truncate(0); err != nil {
-			return "", 0, fmt.Errorf("failed to truncate content writer %s: %w", ref, err)
-		}
+	// ref; a new build need not produce the same bytes, so start afresh
+	// (truncating a new, empty ingest changes nothing).
+	if err := w.Truncate(0); err != nil {
+		return "", 0, fmt.Errorf("failed to truncate content writer %s: %w", ref, err)
 	}
 
 	n, err := io.Copy(w, r)
