@@ -1,6 +1,8 @@
 package convert_test
 
 import (
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/containerd/containerd/v2/client"
@@ -10,6 +12,9 @@ import (
 	"github.com/containerd/containerd/v2/pkg/archive/compression"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/lazyfs/lazyfs/convert"
 )
@@ -22,8 +27,11 @@ func TestImage(t *testing.T) {
 		{baseFiles(), compression.Gzip, images.MediaTypeDockerSchema2LayerGzip},
 		{appFiles(), compression.Gzip, images.MediaTypeDockerSchema2LayerGzip},
 	})
-	// No lease: Image must hold its new blobs itself.
-	ctx := namespaces.WithNamespace(testContext(t), "test")
+	// No lease: Image must hold its new blobs itself. Its log is kept:
+	// what an operator reads of a conversion is checked below.
+	logger, hook := logtest.NewNullLogger()
+	logger.SetLevel(logrus.DebugLevel)
+	ctx := namespaces.WithNamespace(log.WithLogger(fixtureCtx, logrus.NewEntry(logger)), "test")
 	is := metadata.NewImageStore(db)
 	lm := metadata.NewLeaseManager(db)
 	if _, err := is.Create(ctx, images.Image{Name: "example.com/app:1", Target: fx.root}); err != nil {
@@ -51,6 +59,12 @@ func TestImage(t *testing.T) {
 	}
 	if dst, err := is.Get(ctx, img.Name); err != nil || dst.Target.Digest != img.Target.Digest {
 		t.Errorf("stored image %+v, %v; returned %s", dst.Target, err, img.Target.Digest)
+	}
+	// The same source converted again builds the same blobs: they exist
+	// already, and only get their labels (checkConversionLog: no failure
+	// logged on the way).
+	if twice, err := convert.Image(ctx, c, "example.com/app:1", "example.com/app:1-esgz2", testOptions(&events{})); err != nil || twice.Target.Digest != img.Target.Digest {
+		t.Fatalf("second conversion of the source: %v, %v; want %s", twice.Target, err, img.Target.Digest)
 	}
 	if ls, err := lm.List(ctx); err != nil || len(ls) != 1 {
 		t.Errorf("leases after conversion %+v, %v; want only the fixture's", ls, err)
@@ -81,6 +95,7 @@ func TestImage(t *testing.T) {
 			t.Errorf("converting the converted image changed it to %s", again.Target.Digest)
 		}
 	})
+	checkConversionLog(t, hook)
 
 	errCases := []struct {
 		name string
@@ -101,5 +116,30 @@ func TestImage(t *testing.T) {
 				t.Errorf("failed conversion left an image: %v", err)
 			}
 		})
+	}
+}
+
+// checkConversionLog: two conversions that succeeded (TestImage's) log no
+// failure, at any level, and name the prioritized file each layer lacks:
+// the base layer lacks it, the app layer holds it.
+func checkConversionLog(t *testing.T, hook *logtest.Hook) {
+	t.Helper()
+	var missed [][]string
+	for _, e := range hook.AllEntries() {
+		if strings.Contains(e.Message, "failed") || e.Level <= logrus.WarnLevel {
+			t.Errorf("a conversion that succeeded logged %s %q (%v)", e.Level, e.Message, e.Data)
+		}
+		if e.Message == "prioritized files not in layer" {
+			files, _ := e.Data["files"].([]string)
+			missed = append(missed, files)
+		}
+	}
+	if want := []string{prioritized}; len(missed) == 0 || !slices.ContainsFunc(missed, func(f []string) bool { return slices.Equal(f, want) }) {
+		t.Errorf("logged missed prioritized files %v, want %v for the base layer", missed, want)
+	}
+	for _, f := range missed {
+		if len(f) == 0 {
+			t.Errorf("logged an empty list of missed prioritized files")
+		}
 	}
 }
