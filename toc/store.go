@@ -105,10 +105,13 @@ func (s *Store) Put(l *Layer) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("failed to create TOC store directory: %w", err)
 	}
-	// Verified before anything is written: bytes that are not the TOC
-	// leave nothing behind.
-	if err := verifyCompressed(l); err != nil {
-		return err
+	// Verified before anything is written (unless Fetch did, and they
+	// are still the bytes it verified): bytes that are not the TOC leave
+	// nothing behind.
+	if !l.compressedVerified() {
+		if err := verifyCompressed(l); err != nil {
+			return err
+		}
 	}
 	name := l.TOCDigest.Encoded()
 	if err := writeFileAtomic(dir, name+metaSuffix, meta); err != nil {

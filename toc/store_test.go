@@ -244,6 +244,25 @@ func TestStorePutRefusesUnverifiedBytes(t *testing.T) {
 	if err := s.Put(nil); !errdefs.IsInvalidArgument(err) {
 		t.Fatalf("Put(nil): %v, want invalid argument", err)
 	}
+	// As long as the bytes Fetch verified, but other bytes: verified again.
+	other := *fetchedBase(t)
+	changed := slices.Clone(other.TOCCompressed)
+	changed[len(changed)/2] ^= 0xff
+	other.TOCCompressed = changed
+	if err := s.Put(&other); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("Put of bytes changed since Fetch: %v, want invalid argument", err)
+	}
+	// Fewer of the bytes Fetch verified: verified again.
+	cut := *fetchedBase(t)
+	cut.TOCCompressed = cut.TOCCompressed[:len(cut.TOCCompressed)/2]
+	if err := s.Put(&cut); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("Put of a cut compressed TOC: %v, want invalid argument", err)
+	}
+	// No bytes at all (but not nil), on a layer Fetch did not return.
+	empty := toc.Layer{BlobDigest: cut.BlobDigest, TOCDigest: cut.TOCDigest, TOCCompressed: []byte{}}
+	if err := s.Put(&empty); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("Put of an empty compressed TOC: %v, want invalid argument", err)
+	}
 	left, err := os.ReadDir(filepath.Join(dir, "sha256"))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		t.Fatal(err)
