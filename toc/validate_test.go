@@ -351,6 +351,11 @@ func TestKeysMatchInAnyCase(t *testing.T) {
 	if got := l.TOC.Entries; len(got) != 1 || got[0].Name != "d/" || got[0].Type != "dir" || got[0].Mode != 493 {
 		t.Errorf("entries %+v, want the directory d/ with mode 493", got)
 	}
+	// null entries are no entries, as for encoding/json.
+	blob, tocDigest = rawTOC(`{"version":1,"entries":null}`)(t)
+	if l, err = toc.Fetch(testCtx(t), newSource(blob), blobDigest(blob), tocDigest, toc.DefaultLimits()); err != nil || len(l.TOC.Entries) != 0 {
+		t.Errorf("a TOC with null entries: %v, %v; want an empty layer", l, err)
+	}
 }
 
 // TestFetchToHandsOnEveryEntry checks the stream of a good layer: every
