@@ -1,6 +1,7 @@
 package convert_test
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -8,9 +9,12 @@ import (
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/metadata"
 	"github.com/containerd/containerd/v2/pkg/archive/compression"
+	"github.com/containerd/containerd/v2/pkg/labels"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	digest "github.com/opencontainers/go-digest"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/sirupsen/logrus"
@@ -61,10 +65,19 @@ func TestImage(t *testing.T) {
 		t.Errorf("stored image %+v, %v; returned %s", dst.Target, err, img.Target.Digest)
 	}
 	// The same source converted again builds the same blobs: they exist
-	// already, and only get their labels (checkConversionLog: no failure
-	// logged on the way).
+	// already, and only get their labels, also when they lost them
+	// (checkConversionLog: no failure logged on the way).
+	unlabelled := stripUncompressedLabels(ctx, t, cs)
+	if len(unlabelled) == 0 {
+		t.Fatal("no converted blob carries its uncompressed label")
+	}
 	if twice, err := convert.Image(ctx, c, "example.com/app:1", "example.com/app:1-esgz2", testOptions(&events{})); err != nil || twice.Target.Digest != img.Target.Digest {
 		t.Fatalf("second conversion of the source: %v, %v; want %s", twice.Target, err, img.Target.Digest)
+	}
+	for _, d := range unlabelled {
+		if info, err := cs.Info(ctx, d); err != nil || info.Labels[labels.LabelUncompressed] == "" {
+			t.Errorf("blob %s after it was built again: labels %v, %v; want its uncompressed label back", d, info.Labels, err)
+		}
 	}
 	if ls, err := lm.List(ctx); err != nil || len(ls) != 1 {
 		t.Errorf("leases after conversion %+v, %v; want only the fixture's", ls, err)
@@ -142,4 +155,25 @@ func checkConversionLog(t *testing.T, hook *logtest.Hook) {
 			t.Errorf("logged an empty list of missed prioritized files")
 		}
 	}
+}
+
+// stripUncompressedLabels removes the uncompressed label of every blob in
+// cs that has one, and returns their digests.
+func stripUncompressedLabels(ctx context.Context, t *testing.T, cs content.Store) []digest.Digest {
+	t.Helper()
+	var ds []digest.Digest
+	if err := cs.Walk(ctx, func(info content.Info) error {
+		if info.Labels[labels.LabelUncompressed] != "" {
+			ds = append(ds, info.Digest)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range ds {
+		if _, err := cs.Update(ctx, content.Info{Digest: d}, "labels."+labels.LabelUncompressed); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ds
 }
