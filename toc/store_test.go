@@ -96,6 +96,12 @@ func TestStoreRoundTrip(t *testing.T) {
 	if err := s.Put(l); err != nil {
 		t.Errorf("second Put: %v", err)
 	}
+	// A copy of the bytes Fetch verified is verified again, and kept.
+	copied := *l
+	copied.TOCCompressed = slices.Clone(l.TOCCompressed)
+	if err := s.Put(&copied); err != nil {
+		t.Errorf("Put of a copy of the verified bytes: %v", err)
+	}
 }
 
 func TestStoreTightensExistingDirectory(t *testing.T) {
@@ -125,6 +131,7 @@ func TestStoreGetErrors(t *testing.T) {
 		class   func(error) bool
 		reason  string
 		noLayer bool // the refusal cannot name the layer
+		ok      bool // Get succeeds
 	}{
 		{name: "not stored", dgst: digest.FromString("other"), class: errdefs.IsNotFound},
 		{name: "TOC file missing", class: errdefs.IsNotFound, setup: func(t *testing.T, dir string) {
@@ -149,6 +156,7 @@ func TestStoreGetErrors(t *testing.T) {
 			os.Remove(p)
 			os.WriteFile(legacyPath(dir, l.TOCDigest), append(tocJSON(t, l), ' '), 0o600)
 		}},
+		{name: "at the compressed size limit", ok: true, lim: func(lim toc.Limits) toc.Limits { lim.MaxCompressedSize = int64(len(l.TOCCompressed)); return lim }},
 		{name: "over a tighter compressed size limit", reason: toc.ReasonTOCTooLarge, lim: func(lim toc.Limits) toc.Limits { lim.MaxCompressedSize = 100; return lim }},
 		{name: "legacy JSON over a tighter size limit", reason: toc.ReasonTOCTooLarge, lim: func(lim toc.Limits) toc.Limits { lim.MaxSize = 100; return lim }, setup: func(t *testing.T, dir string) {
 			p, _ := storedPaths(dir, l.TOCDigest)
@@ -190,6 +198,12 @@ func TestStoreGetErrors(t *testing.T) {
 				lim = tc.lim(lim)
 			}
 			_, err := s.Get(dgst, lim)
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("Get: %v", err)
+				}
+				return
+			}
 			if tc.reason != "" {
 				layer := l.BlobDigest
 				if tc.noLayer {
@@ -325,25 +339,34 @@ func TestNewStoreRemovesStaleTemporaryFiles(t *testing.T) {
 }
 
 // TestStorePutFailureLeavesNothing guards the cleanup of a write that
-// fails half-way: a Put whose metadata cannot be renamed into place (a
-// directory stands there) reports it and leaves no temporary file behind.
+// fails half-way: a Put whose metadata or TOC cannot be renamed into place
+// (a directory stands there) reports it and leaves no temporary file
+// behind.
 func TestStorePutFailureLeavesNothing(t *testing.T) {
 	l := fetchedBase(t)
-	s, dir := newStore(t)
-	_, metaPath := storedPaths(dir, l.TOCDigest)
-	if err := os.MkdirAll(filepath.Join(metaPath, "blocker"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Put(l); err == nil {
-		t.Fatal("Put succeeded with a directory where its metadata goes")
-	}
-	left, err := os.ReadDir(filepath.Dir(metaPath))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range left {
-		if e.Name() != filepath.Base(metaPath) {
-			t.Errorf("a failed Put left %s in the store", e.Name())
-		}
+	for _, which := range []string{"metadata", "TOC"} {
+		t.Run(which, func(t *testing.T) {
+			s, dir := newStore(t)
+			tocPath, metaPath := storedPaths(dir, l.TOCDigest)
+			blocked := metaPath
+			if which == "TOC" {
+				blocked = tocPath
+			}
+			if err := os.MkdirAll(filepath.Join(blocked, "blocker"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Put(l); err == nil {
+				t.Fatalf("Put succeeded with a directory where its %s goes", which)
+			}
+			left, err := os.ReadDir(filepath.Dir(metaPath))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range left {
+				if e.Name() != filepath.Base(blocked) && e.Name() != filepath.Base(metaPath) {
+					t.Errorf("a failed Put left %s in the store", e.Name())
+				}
+			}
+		})
 	}
 }
