@@ -13,10 +13,12 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
-// direntNames decodes the names of a READDIR (or READDIRPLUS) reply: each
-// fuse_dirent (after a fuse_entry_out for READDIRPLUS) is ino, off,
-// namelen, type and the name, padded to 8 bytes.
-func direntNames(t *testing.T, b []byte, plus bool) []string {
+// direntNames decodes the names of a READDIR (or READDIRPLUS) reply that
+// starts at offset off: each fuse_dirent (after a fuse_entry_out for
+// READDIRPLUS) is ino, off, namelen, type and the name, padded to 8 bytes.
+// Each entry's off must be where the next listing starts (the kernel's
+// next READDIR asks for it: a wrong one lists forever or skips entries).
+func direntNames(t *testing.T, b []byte, off uint64, plus bool) []string {
 	t.Helper()
 	var names []string
 	for len(b) > 0 {
@@ -24,7 +26,12 @@ func direntNames(t *testing.T, b []byte, plus bool) []string {
 			b = b[unsafe.Sizeof(fuse.EntryOut{}):]
 		}
 		n := int(binary.NativeEndian.Uint32(b[16:]))
-		names = append(names, string(b[24:24+n]))
+		name := string(b[24 : 24+n])
+		off++
+		if got := binary.NativeEndian.Uint64(b[8:]); got != off {
+			t.Fatalf("%q has off %d, want %d", name, got, off)
+		}
+		names = append(names, name)
 		b = b[min(len(b), (24+n+7)&^7):]
 	}
 	return names
@@ -57,7 +64,7 @@ func TestReadDirPages(t *testing.T) {
 				if st != fuse.OK {
 					t.Fatalf("at %d: %v", off, st)
 				}
-				return direntNames(t, list.Bytes(), plus)
+				return direntNames(t, list.Bytes(), off, plus)
 			}
 			if got := read(0, 64<<10); !slices.Equal(got, want) {
 				t.Fatalf("one large reply lists %q, want %q", got, want)
