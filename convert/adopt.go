@@ -66,10 +66,13 @@ func readTOCDigest(sr *io.SectionReader) (digest.Digest, error) {
 	if err != nil {
 		return "", err
 	}
-	if tocOffset < 0 || tocOffset > size-estargz.FooterSize {
+	// The TOC lies between its offset and the footer, and is not empty.
+	if tocOffset < 0 || tocOffset >= size-estargz.FooterSize {
 		return "", fmt.Errorf("TOC offset %d outside blob of %d bytes", tocOffset, size)
 	}
-	r, err := d.DecompressTOC(io.NewSectionReader(sr, tocOffset, size-estargz.FooterSize-tocOffset))
+	// Read to the blob's end: the footer is an empty gzip member, which
+	// adds nothing to the TOC's stream.
+	r, err := d.DecompressTOC(io.NewSectionReader(sr, tocOffset, size))
 	if err != nil {
 		return "", err
 	}

@@ -15,27 +15,21 @@ import (
 // commits it. labels is called once r has been read to its end, because the
 // labels of a built layer (its diffID) are only known then. It returns the
 // digest and size of the blob.
-func writeBlob(ctx context.Context, cs content.Ingester, ref string, r io.Reader, labels func() map[string]string) (_ digest.Digest, _ int64, retErr error) {
+func writeBlob(ctx context.Context, cs content.Ingester, ref string, r io.Reader, labels func() map[string]string) (digest.Digest, int64, error) {
 	w, err := content.OpenWriter(ctx, cs, content.WithRef(ref))
 	if err != nil {
 		return "", 0, fmt.Errorf("failed to open content writer %s: %w", ref, err)
 	}
-	defer func() {
-		if cerr := w.Close(); cerr != nil && retErr == nil {
-			log.G(ctx).WithError(cerr).WithField("ref", ref).Debug("failed to close content writer")
-		}
-	}()
+	// Closing releases the ingest: after a commit, or a failure that is
+	// returned anyway, an error closing it loses nothing and changes
+	// nothing for the caller.
+	defer w.Close()
 
 	// An ingest left by an interrupted conversion resumes under the same
-	// ref; a new build need not produce the same bytes, so start afresh.
-	st, err := w.Status()
-	if err != nil {
-		return "", 0, fmt.Errorf("failed to get status of content writer %s: %w", ref, err)
-	}
-	if st.Offset > 0 {
-		if err := w.Truncate(0); err != nil {
-			return "", 0, fmt.Errorf("failed to truncate content writer %s: %w", ref, err)
-		}
+	// ref; a new build need not produce the same bytes, so start afresh
+	// (truncating a new, empty ingest changes nothing).
+	if err := w.Truncate(0); err != nil {
+		return "", 0, fmt.Errorf("failed to truncate content writer %s: %w", ref, err)
 	}
 
 	n, err := io.Copy(w, r)

@@ -62,14 +62,13 @@ func build(ctx context.Context, cs content.Store, desc ocispec.Descriptor, opts 
 func buildOptions(ctx context.Context, opts Options, missed *[]string) []estargz.Option {
 	bo := []estargz.Option{
 		estargz.WithContext(ctx),
+		// Zero is estargz's default chunk size (validate refused a
+		// negative one), and no prioritized files gives the layer the
+		// no-prefetch landmark.
+		estargz.WithChunkSize(opts.ChunkSize),
+		estargz.WithPrioritizedFiles(opts.PrioritizedFiles),
 		// A prioritized file is usually in one layer of the image only.
 		estargz.WithAllowPrioritizeNotFound(missed),
-	}
-	if opts.ChunkSize > 0 {
-		bo = append(bo, estargz.WithChunkSize(opts.ChunkSize))
-	}
-	if len(opts.PrioritizedFiles) > 0 {
-		bo = append(bo, estargz.WithPrioritizedFiles(opts.PrioritizedFiles))
 	}
 	level := opts.CompressionLevel
 	if level == 0 {

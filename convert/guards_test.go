@@ -104,6 +104,8 @@ func TestReadTOCDigest(t *testing.T) {
 		{"file without chunk digest", withTOC(t, blob, noChunkDigest), false, "has no chunk digest"},
 		{"blob smaller than a footer", blob[len(blob)-estargz.FooterSize+1:], false, "smaller than a footer"},
 		{"only a footer", blob[len(blob)-estargz.FooterSize:], false, "outside blob"},
+		{"TOC at offset 0 (an empty layer)", tocOnly(t), true, ""},
+		{"TOC offset at the footer (no TOC)", slices.Concat(blob[:len(blob)-estargz.FooterSize], footerAt(t, int64(len(blob)-estargz.FooterSize))), false, "outside blob"},
 		{"TOC offset past the footer", slices.Concat(blob[:len(blob)-estargz.FooterSize], footerAt(t, int64(len(blob)))), false, "outside blob"},
 		{"plain gzip", gzipBytes(t, []byte("not estargz")), false, ""},
 	} {
@@ -136,6 +138,17 @@ func mustTOCJSON(t *testing.T, blob []byte) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// tocOnly is an eStargz blob of an empty layer: an empty TOC at offset 0,
+// then the footer.
+func tocOnly(t *testing.T) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := estargz.NewGzipCompressor().WriteTOCAndFooter(&buf, 0, &estargz.JTOC{Version: 1}, nil); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 func footerAt(t *testing.T, tocOffset int64) []byte {

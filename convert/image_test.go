@@ -1,15 +1,24 @@
 package convert_test
 
 import (
+	"context"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/core/metadata"
 	"github.com/containerd/containerd/v2/pkg/archive/compression"
+	"github.com/containerd/containerd/v2/pkg/labels"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	digest "github.com/opencontainers/go-digest"
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/lazyfs/lazyfs/convert"
 )
@@ -22,8 +31,11 @@ func TestImage(t *testing.T) {
 		{baseFiles(), compression.Gzip, images.MediaTypeDockerSchema2LayerGzip},
 		{appFiles(), compression.Gzip, images.MediaTypeDockerSchema2LayerGzip},
 	})
-	// No lease: Image must hold its new blobs itself.
-	ctx := namespaces.WithNamespace(testContext(t), "test")
+	// No lease: Image must hold its new blobs itself. Its log is kept:
+	// what an operator reads of a conversion is checked below.
+	logger, hook := logtest.NewNullLogger()
+	logger.SetLevel(logrus.DebugLevel)
+	ctx := namespaces.WithNamespace(log.WithLogger(fixtureCtx, logrus.NewEntry(logger)), "test")
 	is := metadata.NewImageStore(db)
 	lm := metadata.NewLeaseManager(db)
 	if _, err := is.Create(ctx, images.Image{Name: "example.com/app:1", Target: fx.root}); err != nil {
@@ -51,6 +63,21 @@ func TestImage(t *testing.T) {
 	}
 	if dst, err := is.Get(ctx, img.Name); err != nil || dst.Target.Digest != img.Target.Digest {
 		t.Errorf("stored image %+v, %v; returned %s", dst.Target, err, img.Target.Digest)
+	}
+	// The same source converted again builds the same blobs: they exist
+	// already, and only get their labels, also when they lost them
+	// (checkConversionLog: no failure logged on the way).
+	unlabelled := stripUncompressedLabels(ctx, t, cs)
+	if len(unlabelled) == 0 {
+		t.Fatal("no converted blob carries its uncompressed label")
+	}
+	if twice, err := convert.Image(ctx, c, "example.com/app:1", "example.com/app:1-esgz2", testOptions(&events{})); err != nil || twice.Target.Digest != img.Target.Digest {
+		t.Fatalf("second conversion of the source: %v, %v; want %s", twice.Target, err, img.Target.Digest)
+	}
+	for _, d := range unlabelled {
+		if info, err := cs.Info(ctx, d); err != nil || info.Labels[labels.LabelUncompressed] == "" {
+			t.Errorf("blob %s after it was built again: labels %v, %v; want its uncompressed label back", d, info.Labels, err)
+		}
 	}
 	if ls, err := lm.List(ctx); err != nil || len(ls) != 1 {
 		t.Errorf("leases after conversion %+v, %v; want only the fixture's", ls, err)
@@ -81,6 +108,7 @@ func TestImage(t *testing.T) {
 			t.Errorf("converting the converted image changed it to %s", again.Target.Digest)
 		}
 	})
+	checkConversionLog(t, hook)
 
 	errCases := []struct {
 		name string
@@ -102,4 +130,50 @@ func TestImage(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkConversionLog: two conversions that succeeded (TestImage's) log no
+// failure, at any level, and name the prioritized file each layer lacks:
+// the base layer lacks it, the app layer holds it.
+func checkConversionLog(t *testing.T, hook *logtest.Hook) {
+	t.Helper()
+	var missed [][]string
+	for _, e := range hook.AllEntries() {
+		if strings.Contains(e.Message, "failed") || e.Level <= logrus.WarnLevel {
+			t.Errorf("a conversion that succeeded logged %s %q (%v)", e.Level, e.Message, e.Data)
+		}
+		if e.Message == "prioritized files not in layer" {
+			files, _ := e.Data["files"].([]string)
+			missed = append(missed, files)
+		}
+	}
+	if want := []string{prioritized}; len(missed) == 0 || !slices.ContainsFunc(missed, func(f []string) bool { return slices.Equal(f, want) }) {
+		t.Errorf("logged missed prioritized files %v, want %v for the base layer", missed, want)
+	}
+	for _, f := range missed {
+		if len(f) == 0 {
+			t.Errorf("logged an empty list of missed prioritized files")
+		}
+	}
+}
+
+// stripUncompressedLabels removes the uncompressed label of every blob in
+// cs that has one, and returns their digests.
+func stripUncompressedLabels(ctx context.Context, t *testing.T, cs content.Store) []digest.Digest {
+	t.Helper()
+	var ds []digest.Digest
+	if err := cs.Walk(ctx, func(info content.Info) error {
+		if info.Labels[labels.LabelUncompressed] != "" {
+			ds = append(ds, info.Digest)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range ds {
+		if _, err := cs.Update(ctx, content.Info{Digest: d}, "labels."+labels.LabelUncompressed); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ds
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/images/converter"
-	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -101,14 +100,8 @@ func (lc *layerConverter) converted(ctx context.Context, cs content.Store, src d
 		return nil, false
 	}
 	if _, err := cs.Info(ctx, out.Digest); err != nil {
-		if errdefs.IsNotFound(err) {
-			// Garbage collected since, or another store: convert again.
-			lc.mu.Lock()
-			if lc.done[src].Digest == out.Digest {
-				delete(lc.done, src)
-			}
-			lc.mu.Unlock()
-		}
+		// Garbage collected since, or another store: convert again. The
+		// new result replaces this one in done.
 		return nil, false
 	}
 	return cloneDescriptor(out), true

@@ -765,14 +765,20 @@ func TestUnparsableRequestAnswered(t *testing.T) {
 // TestStatFs pins what statfs(2) reports: the layer's file bytes in
 // 4 KiB blocks, rounded up, its inode count, and nothing free.
 func TestStatFs(t *testing.T) {
-	tr := mustTree(t, []*estargz.TOCEntry{reg("a", 4096, 10, 1), reg("b", 1, 20, 2), dirEntry("d/")}, 100)
-	fs := NewFS(logtest.WithT(context.Background(), t), tr, fill)
-	var out fuse.StatfsOut
-	if st := fs.StatFs(nil, &fuse.InHeader{NodeId: rootID}, &out); st != fuse.OK {
-		t.Fatal(st)
-	}
-	want := fuse.StatfsOut{Blocks: 2, Files: uint64(tr.Len()), Bsize: blockSize, Frsize: blockSize, NameLen: maxNameLen}
-	if out != want {
-		t.Errorf("StatFs = %+v, want %+v", out, want)
+	// The data's size in whole blocks, the last one rounded up.
+	for _, tc := range []struct {
+		second int64
+		blocks uint64
+	}{{1, 2}, {4096, 2}, {4097, 3}} {
+		tr := mustTree(t, []*estargz.TOCEntry{reg("a", 4096, 10, 1), reg("b", tc.second, 20, 2), dirEntry("d/")}, 10000)
+		fs := NewFS(logtest.WithT(context.Background(), t), tr, fill)
+		var out fuse.StatfsOut
+		if st := fs.StatFs(nil, &fuse.InHeader{NodeId: rootID}, &out); st != fuse.OK {
+			t.Fatal(st)
+		}
+		want := fuse.StatfsOut{Blocks: tc.blocks, Files: uint64(tr.Len()), Bsize: blockSize, Frsize: blockSize, NameLen: maxNameLen}
+		if out != want {
+			t.Errorf("files of 4096 and %d bytes: StatFs = %+v, want %+v", tc.second, out, want)
+		}
 	}
 }

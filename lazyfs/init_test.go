@@ -146,6 +146,9 @@ func TestResumedSizeBounds(t *testing.T) {
 	if _, err := resumedSize(failover.InitState{Reply: reply[:initOutMaxWrite+3]}); !errdefs.IsFailedPrecondition(err) {
 		t.Errorf("reply without max_write: %v; want a refused takeover", err)
 	}
+	if _, err := resumedSize(failover.InitState{Reply: reply[:initOutMaxWrite+4]}); err != nil {
+		t.Errorf("reply ending with max_write: %v; want it accepted", err)
+	}
 }
 
 // TestReadSize: READ, READDIR and READDIRPLUS borrow a large reply buffer,

@@ -113,8 +113,12 @@ func TestQuarantinePassesOnlyWhatHandsOutNothing(t *testing.T) {
 			t.Errorf("opcode %d (hands out nothing) refused", op)
 		}
 	}
-	// Too short to hold an opcode: not read past its end.
+	// Too short to hold an opcode: not read past its end. Eight bytes
+	// hold one.
 	if s.refusedByQuarantine(make([]byte, 7)) {
 		t.Error("a 7-byte request refused by the quarantine")
+	}
+	if !s.refusedByQuarantine(req(read)[:8]) {
+		t.Error("an 8-byte READ answered by a quarantined server")
 	}
 }

@@ -84,6 +84,9 @@ func (t *Tree) paths(ids []uint32) map[uint32]string {
 		want[id] = true
 	}
 	out := make(map[uint32]string, len(ids))
+	if len(want) == 0 {
+		return out // no walk over the tree for nothing
+	}
 	var walk func(dirID uint32, dir string)
 	walk = func(dirID uint32, dir string) {
 		for _, e := range t.children(&t.nodes[dirID]) {
@@ -98,8 +101,6 @@ func (t *Tree) paths(ids []uint32) map[uint32]string {
 			}
 		}
 	}
-	if len(want) > 0 {
-		walk(rootID, "")
-	}
+	walk(rootID, "")
 	return out
 }

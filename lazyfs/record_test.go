@@ -2,10 +2,12 @@ package lazyfs
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
 
+	"github.com/containerd/stargz-snapshotter/estargz"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 )
@@ -72,5 +74,28 @@ func TestAccessLogBounds(t *testing.T) {
 	wg.Wait()
 	if got := l.ids(); !slices.Equal(got, []uint32{127, 5}) {
 		t.Fatalf("ids after concurrent opens = %v, want [127 5]", got)
+	}
+}
+
+// TestAccessesRecordTheLastNode: the record has room for every NodeId of
+// the tree, the last one included, in a fresh record and after a reset (63
+// files and the root: the last NodeId, 64, starts a second word of bits).
+func TestAccessesRecordTheLastNode(t *testing.T) {
+	var entries []*estargz.TOCEntry
+	for i := range 63 {
+		entries = append(entries, &estargz.TOCEntry{Name: fmt.Sprintf("f%02d", i), Type: "reg", Mode: 0o644})
+	}
+	tree := mustTree(t, entries, 100)
+	fs := NewFS(context.Background(), tree, fill)
+	for _, reset := range []bool{false, true} {
+		if reset {
+			fs.ResetAccesses()
+		}
+		if st := openNode(t, fs, tree, "f62", unix.O_RDONLY); st != fuse.OK {
+			t.Fatalf("open f62: %v", st)
+		}
+		if got := fs.Accesses(); !slices.Equal(got, []string{"f62"}) {
+			t.Errorf("reset %v: accesses %q, want f62 (NodeId %d)", reset, got, tree.Len())
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package lazyfs
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -97,11 +98,7 @@ type ServeOptions struct {
 // Serve returns nil when the connection ends (unmounted or aborted),
 // ctx.Err() when stopped, and an error if it cannot serve.
 func Serve(ctx context.Context, fd int, fs fuse.RawFileSystem, opts ServeOptions) error {
-	readers := opts.Readers
-	if readers == 0 {
-		readers = defaultReaders
-	}
-	readers = max(readers, minReaders)
+	readers := max(cmp.Or(opts.Readers, defaultReaders), minReaders)
 
 	size := connSize{maxWrite: maxWrite, maxReadAhead: maxReadAhead}
 	if opts.Resume != nil {

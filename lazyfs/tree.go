@@ -142,10 +142,11 @@ func (t *Tree) nodeXattrs(n *node) []xattr {
 
 // isOpaque reports whether directory id hides lower layers' contents.
 func (t *Tree) isOpaque(id uint64) bool {
-	if id > uint64(^uint32(0)) {
-		return false
+	i := uint32(id)
+	if uint64(i) != id {
+		return false // past 32 bits: no node
 	}
-	_, found := slices.BinarySearch(t.opaque, uint32(id))
+	_, found := slices.BinarySearch(t.opaque, i)
 	return found
 }
 
@@ -188,9 +189,6 @@ func (t *Tree) path(id uint32) string {
 		for _, e := range t.children(d) {
 			if e.id != id {
 				continue
-			}
-			if dirID == rootID {
-				return t.name(e)
 			}
 			return joinPath(t.path(uint32(dirID)), t.name(e))
 		}

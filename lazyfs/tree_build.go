@@ -1,7 +1,6 @@
 package lazyfs
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -20,6 +19,11 @@ import (
 // Permissions of the directories a TOC only implies (parents it does not
 // list), as an unpack would create them.
 const impliedDirPerm = 0o755
+
+// maxIndex is the most elements the tree's arrays indexed by 32-bit fields
+// may hold: its nodes (so its NodeIds), its chunks and the bytes of its
+// names. A variable so that tests reach each bound with a few entries.
+var maxIndex = math.MaxUint32
 
 // NewTree builds the directory tree of a layer from its table of contents.
 // tocOffset is where the TOC starts in the blob: the last payload ends there.
@@ -47,17 +51,8 @@ func NewTree(toc *estargz.JTOC, tocOffset int64) (*Tree, error) {
 	if toc == nil {
 		return nil, fmt.Errorf("no table of contents: %w", errdefs.ErrInvalidArgument)
 	}
-	if len(toc.Entries) >= math.MaxInt32 {
-		return nil, fmt.Errorf("TOC has %d entries: %w", len(toc.Entries), errdefs.ErrInvalidArgument)
-	}
 	var b TreeBuilder
-	data := 0
-	for _, e := range toc.Entries {
-		if e != nil && (e.Type == "reg" || e.Type == "chunk") {
-			data++
-		}
-	}
-	b.expect(len(toc.Entries), data)
+	b.Expect(len(toc.Entries))
 	for _, e := range toc.Entries {
 		if err := b.Add(e); err != nil {
 			return nil, err
@@ -150,19 +145,17 @@ func invalid(i int, name string, format string, args ...any) error {
 
 // Expect makes room for about n entries (toc.ExpectingSink), before the
 // first is added: the builder then grows none of its arrays (copying
-// them) unless more come.
+// them) unless more come. Any entry may be a regular file or a chunk, so
+// the room for chunks is made for n too. Called later, it does nothing.
 func (b *TreeBuilder) Expect(n int) {
-	if b.n == 0 && n > 0 {
-		b.expect(n, n)
+	if b.n != 0 {
+		return // too late: what was added is in the arrays
 	}
-}
-
-// expect makes room for n entries, data of them regular files or chunks.
-func (b *TreeBuilder) expect(n, data int) {
+	n = max(n, 0)
 	b.items = make([]item, 0, n+1) // and the root, if implied
 	b.recs = make([]node, 1, n+1)  // recs[0] is unused
-	b.t.chunks = make([]chunks.Chunk, 0, data)
-	b.offsets = make([]int64, 0, data)
+	b.t.chunks = make([]chunks.Chunk, 0, n)
+	b.offsets = make([]int64, 0, n)
 }
 
 // Add adds the next entry of the TOC. It keeps e's strings and xattr
@@ -228,7 +221,10 @@ func (b *TreeBuilder) add(e *estargz.TOCEntry) error {
 		it.path = joinPath(dir, name)
 		it.kind = kindWhiteout
 	}
-	if len(b.recs) >= math.MaxUint32 || len(b.links) >= math.MaxUint32 {
+	// Nodes and hard links together, so that each fits its 32-bit
+	// index; recs bounds the arrays holding one element per node
+	// (symlink targets, xattr sets) too.
+	if len(b.recs)+len(b.links) >= maxIndex {
 		return invalid(i, e.Name, "too many entries")
 	}
 	switch {
@@ -378,8 +374,15 @@ func (b *TreeBuilder) isDir(it *item) bool {
 	return it.kind == kindImplied || it.kind == kindEntry && it.typ == typeDir
 }
 
-// assignIDs numbers the items in path order; items[0] is the root.
+// assignIDs numbers the items in path order (items[0] is the root) and
+// gives each implied directory a node in recs. recs holds a node for
+// every NodeId after an unused recs[0] (and more: whiteouts their entry
+// replaced), so its bound keeps the NodeIds below maxIndex too.
 func (b *TreeBuilder) assignIDs() error {
+	if len(b.recs) == 0 {
+		b.recs = doubling.Append(b.recs, node{}) // no entry was added
+	}
+	implied := node{mode: syscall.S_IFDIR | impliedDirPerm, nlink: 2, size: dirSize}
 	b.nextID = rootID
 	for i := range b.items {
 		it := &b.items[i]
@@ -389,8 +392,12 @@ func (b *TreeBuilder) assignIDs() error {
 			}
 			continue
 		}
-		if b.nextID > math.MaxUint32 {
-			return fmt.Errorf("TOC has more than %d nodes: %w", uint32(math.MaxUint32), errdefs.ErrInvalidArgument)
+		if it.kind == kindImplied {
+			if len(b.recs) >= maxIndex {
+				return fmt.Errorf("TOC implies too many directories: %w", errdefs.ErrInvalidArgument)
+			}
+			it.rec = uint32(len(b.recs))
+			b.recs = doubling.Append(b.recs, implied)
 		}
 		it.id = uint32(b.nextID)
 		b.nextID++
@@ -401,21 +408,8 @@ func (b *TreeBuilder) assignIDs() error {
 // fillNodes turns recs into the tree's nodes, each at its NodeId, in
 // place: recs is the largest part of the builder, and a second array of
 // nodes would cost as much again while both are held. The implied
-// directories get nodes of their own, with the root's time.
+// directories get the root's time.
 func (b *TreeBuilder) fillNodes() error {
-	if len(b.recs) == 0 {
-		b.recs = doubling.Append(b.recs, node{})
-	}
-	implied := node{mode: syscall.S_IFDIR | impliedDirPerm, nlink: 2, size: dirSize}
-	for i := range b.items {
-		if it := &b.items[i]; it.kind == kindImplied {
-			if len(b.recs) >= math.MaxUint32 {
-				return fmt.Errorf("TOC implies too many directories: %w", errdefs.ErrInvalidArgument)
-			}
-			it.rec = uint32(len(b.recs))
-			b.recs = doubling.Append(b.recs, implied)
-		}
-	}
 	// dest[r] is the NodeId recs[r] belongs at. A rec no item refers to
 	// any more (a whiteout its entry replaced) goes past the last NodeId.
 	dest := make([]uint32, len(b.recs))
@@ -502,9 +496,6 @@ func (b *TreeBuilder) fillEntry(n *node, i int, e *estargz.TOCEntry, rec uint32)
 		if e.LinkName == "" {
 			return invalid(i, e.Name, "symlink without target")
 		}
-		if len(b.t.links) >= math.MaxUint32 {
-			return invalid(i, e.Name, "too many symlinks")
-		}
 		n.size = int64(len(e.LinkName))
 		n.first = uint32(len(b.t.links))
 		b.t.links = append(b.t.links, e.LinkName)
@@ -553,9 +544,6 @@ func (b *TreeBuilder) addXattrs(n *node, i int, e *estargz.TOCEntry) error {
 		return nil
 	}
 	slices.SortFunc(set, func(x, y xattr) int { return strings.Compare(x.name, y.name) })
-	if len(b.t.xattrs) >= math.MaxUint32-1 {
-		return invalid(i, e.Name, "too many xattr sets")
-	}
 	b.t.xattrs = append(b.t.xattrs, set)
 	n.xattrs = uint32(len(b.t.xattrs))
 	return nil
@@ -597,7 +585,8 @@ func (b *TreeBuilder) resolveHardlinks() error {
 func (b *TreeBuilder) linkChildren() error {
 	t := &b.t
 	arena := 0
-	prevDir, prevIdx := "\x00", -1
+	prevDir := "\x00" // no path is NUL: the first item sets prevIdx
+	var prevIdx int
 	for i := 1; i < len(b.items); i++ {
 		it := &b.items[i]
 		dir, base := splitPath(it.path)
@@ -617,8 +606,8 @@ func (b *TreeBuilder) linkChildren() error {
 		arena += len(base)
 	}
 	t.nodes[rootID].parent = rootID
-	if arena > math.MaxUint32 {
-		return errors.New("names of the TOC too long")
+	if arena > maxIndex {
+		return fmt.Errorf("names of the TOC take %d bytes: %w", arena, errdefs.ErrInvalidArgument)
 	}
 
 	next := uint32(0)

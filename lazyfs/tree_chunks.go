@@ -2,8 +2,8 @@ package lazyfs
 
 import (
 	"fmt"
-	"math"
 	"slices"
+	"strings"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/stargz-snapshotter/estargz"
@@ -105,7 +105,7 @@ func (b *TreeBuilder) endFile() error {
 		}
 		t.chunks[f.first].Digest = d
 	}
-	if len(t.chunks) > math.MaxUint32 {
+	if len(t.chunks) > maxIndex {
 		return invalid(f.entry, f.name, "too many chunks")
 	}
 	n := &b.recs[f.rec]
@@ -133,7 +133,7 @@ func (b *TreeBuilder) setBlobSizes() error {
 // blobSize returns the length of the compressed stream starting at off: up
 // to the next larger offset of any entry, or to the TOC for the last one.
 func (b *TreeBuilder) blobSize(off int64) (int64, bool) {
-	if off <= 0 || off >= b.tocOffset {
+	if off >= b.tocOffset { // and off > 0: addChunk refuses others
 		return 0, false
 	}
 	i, found := slices.BinarySearch(b.offsets, off)
@@ -152,15 +152,17 @@ func (b *TreeBuilder) blobSize(off int64) (int64, bool) {
 
 // parseDigest is digest.Parse with a fast path for sha256, which is what
 // eStargz writes: go-digest validates with a regular expression, which
-// costs more than the rest of NewTree for a large layer.
+// costs more than the rest of NewTree for a large layer. A sha256 digest of
+// the right length is checked here in full (lowercase hex, as go-digest
+// wants it); anything else is left to digest.Parse.
 func parseDigest(s string) (digest.Digest, error) {
-	const prefix = "sha256:"
-	if len(s) != len(prefix)+64 || s[:len(prefix)] != prefix {
+	hex, ok := strings.CutPrefix(s, "sha256:")
+	if !ok || len(hex) != 64 {
 		return digest.Parse(s)
 	}
-	for i := len(prefix); i < len(s); i++ {
-		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return digest.Parse(s)
+	for _, c := range []byte(hex) {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return "", fmt.Errorf("digest %q: %w", s, digest.ErrDigestInvalidFormat)
 		}
 	}
 	return digest.Digest(s), nil

@@ -66,11 +66,8 @@ func isClean(s string) bool {
 
 // splitPath splits a clean path into its parent directory and base name.
 func splitPath(p string) (dir, base string) {
-	i := strings.LastIndexByte(p, '/')
-	if i < 0 {
-		return "", p
-	}
-	return p[:i], p[i+1:]
+	i := strings.LastIndexByte(p, '/') // -1 without one: "" and p
+	return p[:max(i, 0)], p[i+1:]
 }
 
 // joinPath joins a clean directory path and a base name.

@@ -14,7 +14,8 @@ import (
 // fd together with one eventfd, which signal makes readable for good.
 type waker struct {
 	mu     sync.Mutex
-	fd     int // eventfd; -1 once closed
+	fd     int  // eventfd
+	closed bool // fd is closed (its number may be another file's now)
 	isStop atomic.Bool
 }
 
@@ -32,7 +33,7 @@ func (w *waker) signal() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.isStop.Store(true)
-	if w.fd < 0 {
+	if w.closed {
 		return
 	}
 	var one [8]byte
@@ -51,7 +52,7 @@ func (w *waker) wait(fuseFD int) error {
 		{Fd: int32(w.fd), Events: unix.POLLIN},
 	}
 	for {
-		_, err := unix.Poll(fds, -1)
+		_, err := unix.Ppoll(fds, nil, nil) // no timeout
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
@@ -71,8 +72,8 @@ func (w *waker) wait(fuseFD int) error {
 func (w *waker) close() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.fd >= 0 {
+	if !w.closed {
 		_ = unix.Close(w.fd)
-		w.fd = -1
+		w.closed = true
 	}
 }

@@ -100,6 +100,7 @@ func FetchTo(ctx context.Context, src Source, blobDigest, tocDigest digest.Diges
 		TOCDigest:     tocDigest,
 		TOCOffset:     tocOffset,
 		TOCCompressed: compressed,
+		verified:      compressed,
 	}, nil
 }
 

@@ -37,10 +37,20 @@ type Layer struct {
 	TOC *estargz.JTOC
 	// TOCCompressed is the compressed TOC as the blob holds it (a gzip
 	// stream of a tar with stargz.index.json), set by Fetch: Store.Put
-	// writes the JSON inside it, whose digest is TOCDigest, so that a
-	// reload can verify it again. It is a fraction of the JSON's size (the
-	// JSON itself is never held whole: it is decoded as it is inflated);
-	// once the layer is stored, a caller that keeps the Layer may set it
-	// to nil. Store.Get leaves it nil.
+	// keeps it, and a reload inflates it and verifies its JSON's digest,
+	// TOCDigest, again. It is a fraction of the JSON's size (the JSON
+	// itself is never held whole: it is decoded as it is inflated); once
+	// the layer is stored, a caller that keeps the Layer may set it to
+	// nil. Store.Get leaves it nil.
 	TOCCompressed []byte
+
+	// verified is TOCCompressed as Fetch verified it: Store.Put need not
+	// inflate and hash it again while the slice is the same.
+	verified []byte
+}
+
+// compressedVerified reports whether TOCCompressed is still the slice
+// Fetch verified.
+func (l *Layer) compressedVerified() bool {
+	return len(l.verified) > 0 && len(l.TOCCompressed) == len(l.verified) && &l.TOCCompressed[0] == &l.verified[0]
 }

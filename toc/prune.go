@@ -15,9 +15,10 @@ import (
 // Prune removes the stored TOCs that keep does not want and whose metadata
 // was written before cutoff, and returns how many it removed. The cutoff
 // protects a TOC a worker has just stored for a layer whose snapshot is
-// not committed yet. The JSON goes first: a Get racing with Prune finds
-// the metadata without the JSON and gets errdefs.ErrNotFound, as if the TOC
-// had never been stored (the worker then fetches it again).
+// not committed yet. The TOC goes first (compressed, or an older lazyfs's
+// JSON): a Get racing with Prune finds the metadata without the TOC and
+// gets errdefs.ErrNotFound, as if the TOC had never been stored (the
+// worker then fetches it again).
 func (s *Store) Prune(keep func(digest.Digest) bool, cutoff time.Time) (int, error) {
 	algos, err := os.ReadDir(s.dir)
 	if err != nil {
@@ -46,7 +47,7 @@ func (s *Store) Prune(keep func(digest.Digest) bool, cutoff time.Time) (int, err
 			if err != nil || !info.ModTime().Before(cutoff) {
 				continue // gone meanwhile, or young
 			}
-			for _, name := range []string{encoded + tocSuffix, encoded + metaSuffix} {
+			for _, name := range []string{encoded + compressedSuffix, encoded + tocSuffix, encoded + metaSuffix} {
 				if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 					return removed, fmt.Errorf("failed to remove stored TOC %s: %w", d, err)
 				}

@@ -23,6 +23,11 @@ func TestStorePrune(t *testing.T) {
 		t.Fatal(err)
 	}
 	tocPath, metaPath := storedPaths(dir, l.TOCDigest)
+	// An older lazyfs's JSON of the same TOC goes with it.
+	legacy := legacyPath(dir, l.TOCDigest)
+	if err := os.WriteFile(legacy, tocJSON(t, l), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	written := time.Now().Add(-time.Hour).Truncate(time.Second)
 	for _, p := range []string{tocPath, metaPath} {
 		if err := os.Chtimes(p, written, written); err != nil {
@@ -44,7 +49,7 @@ func TestStorePrune(t *testing.T) {
 	if n, err := s.Prune(keepNone, written.Add(time.Second)); err != nil || n != 1 {
 		t.Fatalf("Prune of an unused old TOC = %d, %v; want 1 removed", n, err)
 	}
-	for _, p := range []string{tocPath, metaPath} {
+	for _, p := range []string{tocPath, legacy, metaPath} {
 		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s left behind: %v", p, err)
 		}

@@ -19,6 +19,11 @@ import (
 )
 
 const (
+	// compressedSuffix names a stored TOC: its compressed bytes as the
+	// blob holds them (a gzip member holding a tar of the TOC JSON).
+	compressedSuffix = ".toc.gz"
+	// tocSuffix names a TOC stored by an older lazyfs: the JSON itself,
+	// about ten times larger; still read, never written.
 	tocSuffix  = ".json"
 	metaSuffix = ".meta.json"
 	tempInfix  = ".tmp-"
@@ -32,9 +37,10 @@ const (
 
 // Store keeps verified TOCs on disk so that a worker can serve a layer again
 // after a restart without the registry. Each TOC is two files under
-// <dir>/<algorithm>/: <encoded>.json, the exact TOC JSON (so that Get can
-// verify its digest again), and <encoded>.meta.json, where the TOC sits in
-// which blob.
+// <dir>/<algorithm>/: <encoded>.toc.gz, the TOC's compressed bytes as the
+// blob holds them (Get inflates them and verifies the JSON's digest again),
+// and <encoded>.meta.json, where the TOC sits in which blob. A TOC stored
+// by an older lazyfs as its JSON, <encoded>.json, is read too.
 //
 // Several workers may share one directory: every file is written under a
 // temporary name, synced and renamed, so a reader sees a whole file or none.
@@ -68,10 +74,11 @@ func NewStore(dir string) (*Store, error) {
 	return s, nil
 }
 
-// Put stores l's TOC JSON (inflated from TOCCompressed straight to the
-// file) and metadata. It refuses (errdefs.ErrInvalidArgument) a layer whose
-// JSON does not match its TOCDigest. The metadata is written first, so that
-// a TOC file is never found without it.
+// Put stores l's compressed TOC and metadata. It refuses
+// (errdefs.ErrInvalidArgument) a layer whose JSON does not match its
+// TOCDigest. The metadata is written first, so that a TOC file is never
+// found without it. Storing the compressed bytes, not the JSON, writes and
+// syncs a tenth of the bytes while a pull waits for the layer.
 func (s *Store) Put(l *Layer) error {
 	if l == nil {
 		return fmt.Errorf("no layer to store: %w", errdefs.ErrInvalidArgument)
@@ -98,22 +105,39 @@ func (s *Store) Put(l *Layer) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("failed to create TOC store directory: %w", err)
 	}
+	// Verified before anything is written (unless Fetch did, and they
+	// are still the bytes it verified): bytes that are not the TOC leave
+	// nothing behind.
+	if !l.compressedVerified() {
+		if err := verifyCompressed(l); err != nil {
+			return err
+		}
+	}
 	name := l.TOCDigest.Encoded()
-	// The JSON is written and verified first, under a temporary name, so
-	// that bytes that are not the TOC leave nothing behind.
-	tmp, err := writeTOCTemp(dir, name+tocSuffix, l)
-	if err != nil {
-		return err
-	}
 	if err := writeFileAtomic(dir, name+metaSuffix, meta); err != nil {
-		os.Remove(tmp)
 		return err
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, name+tocSuffix)); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("failed to rename %s into place: %w", name+tocSuffix, err)
+	if err := writeFileAtomic(dir, name+compressedSuffix, l.TOCCompressed); err != nil {
+		return err
 	}
 	return syncDir(dir)
+}
+
+// verifyCompressed checks that l's compressed TOC inflates to JSON of
+// digest l.TOCDigest.
+func verifyCompressed(l *Layer) error {
+	raw, _, err := openTOC(l.TOCCompressed, math.MaxInt64)
+	if err != nil {
+		return fmt.Errorf("compressed TOC of layer %s: %w: %w", l.BlobDigest, err, errdefs.ErrInvalidArgument)
+	}
+	h := l.TOCDigest.Algorithm().Hash()
+	if _, err := io.Copy(h, raw); err != nil {
+		return fmt.Errorf("compressed TOC of layer %s: %w: %w", l.BlobDigest, err, errdefs.ErrInvalidArgument)
+	}
+	if got := digestOf(l.TOCDigest, h); got != l.TOCDigest {
+		return fmt.Errorf("TOC JSON of layer %s has digest %s, not %s: %w", l.BlobDigest, got, l.TOCDigest, errdefs.ErrInvalidArgument)
+	}
+	return nil
 }
 
 // Get loads the TOC stored under tocDigest, verifies its digest and
@@ -148,14 +172,15 @@ func (s *Store) GetTo(tocDigest digest.Digest, lim Limits, sink Sink) (_ *Layer,
 	}
 	defer func() { retErr = withLayer(retErr, meta.BlobDigest) }()
 
-	f, size, err := openBounded(filepath.Join(dir, name+tocSuffix), tocDigest, lim.MaxSize)
+	raw, size, closeTOC, err := openStored(dir, name, tocDigest, lim)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	// Decoded as it is read, and verified: the JSON is never held whole.
-	// The API has no ctx: decoding a stored TOC cannot be cancelled.
-	_, _, err = decodeInto(context.Background(), bufio.NewReaderSize(f, 64<<10), size, tocDigest, meta.BlobSize, meta.TOCOffset, lim, sink)
+	defer closeTOC()
+	// Decoded as it is inflated or read, and verified: the JSON is never
+	// held whole. The API has no ctx: decoding a stored TOC cannot be
+	// cancelled.
+	_, _, err = decodeInto(context.Background(), raw, size, tocDigest, meta.BlobSize, meta.TOCOffset, lim, sink)
 	if err != nil {
 		var re *RefusedError
 		if errors.As(err, &re) && re.Reason == ReasonTOCDigestMismatch {
@@ -210,9 +235,38 @@ func (m *storedMeta) check(tocDigest digest.Digest) error {
 	return nil
 }
 
-// openBounded opens a stored TOC, refusing it before reading if it is
-// larger than maxSize; it returns its size.
-func openBounded(path string, tocDigest digest.Digest, maxSize int64) (*os.File, int64, error) {
+// openStored opens the JSON of the TOC stored as dir/name: inflated from
+// its compressed bytes, or read from the JSON an older lazyfs stored. It
+// returns the JSON's size as its container declares it, and a func that
+// closes what it opened. Either is refused before it is read if it is
+// larger than lim allows.
+func openStored(dir, name string, tocDigest digest.Digest, lim Limits) (io.Reader, int64, func(), error) {
+	f, size, err := openBounded(filepath.Join(dir, name+compressedSuffix), tocDigest, lim.MaxCompressedSize, "compressed TOC")
+	if err == nil {
+		defer f.Close()
+		compressed := make([]byte, size)
+		if _, err := io.ReadFull(f, compressed); err != nil {
+			return nil, 0, nil, fmt.Errorf("failed to read stored TOC: %w", err)
+		}
+		raw, declared, err := openTOC(compressed, lim.MaxSize)
+		if err != nil {
+			return nil, 0, nil, err
+		}
+		return raw, declared, func() {}, nil
+	}
+	if !errdefs.IsNotFound(err) {
+		return nil, 0, nil, err
+	}
+	f, size, err = openBounded(filepath.Join(dir, name+tocSuffix), tocDigest, lim.MaxSize, "TOC JSON")
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	return bufio.NewReaderSize(f, 64<<10), size, func() { f.Close() }, nil
+}
+
+// openBounded opens a stored file of a TOC (what names it), refusing it
+// before reading if it is larger than maxSize; it returns its size.
+func openBounded(path string, tocDigest digest.Digest, maxSize int64, what string) (*os.File, int64, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, 0, fmt.Errorf("TOC %s: %w", tocDigest, errdefs.ErrNotFound)
@@ -227,43 +281,9 @@ func openBounded(path string, tocDigest digest.Digest, maxSize int64) (*os.File,
 	}
 	if fi.Size() > maxSize {
 		f.Close()
-		return nil, 0, refuse(ReasonTOCTooLarge, "", fmt.Errorf("stored TOC JSON is %d bytes, limit is %d", fi.Size(), maxSize))
+		return nil, 0, refuse(ReasonTOCTooLarge, "", fmt.Errorf("stored %s is %d bytes, limit is %d", what, fi.Size(), maxSize))
 	}
 	return f, fi.Size(), nil
-}
-
-// writeTOCTemp inflates l's compressed TOC into a synced temporary file
-// for dir/name (mode 0600), hashing it on the way, and returns its path if
-// its digest is l.TOCDigest; the caller renames it into place.
-func writeTOCTemp(dir, name string, l *Layer) (_ string, retErr error) {
-	raw, _, err := openTOC(l.TOCCompressed, math.MaxInt64)
-	if err != nil {
-		return "", fmt.Errorf("compressed TOC of layer %s: %w: %w", l.BlobDigest, err, errdefs.ErrInvalidArgument)
-	}
-	f, err := os.CreateTemp(dir, "."+name+tempInfix+"*") // mode 0600
-	if err != nil {
-		return "", fmt.Errorf("failed to create temporary file for %s: %w", name, err)
-	}
-	defer func() {
-		if retErr != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	h := l.TOCDigest.Algorithm().Hash()
-	if _, err := io.Copy(io.MultiWriter(f, h), raw); err != nil {
-		return "", fmt.Errorf("failed to write %s: %w", name, err)
-	}
-	if got := digestOf(l.TOCDigest, h); got != l.TOCDigest {
-		return "", fmt.Errorf("TOC JSON of layer %s has digest %s, not %s: %w", l.BlobDigest, got, l.TOCDigest, errdefs.ErrInvalidArgument)
-	}
-	if err := f.Sync(); err != nil {
-		return "", fmt.Errorf("failed to sync %s: %w", name, err)
-	}
-	if err := f.Close(); err != nil {
-		return "", fmt.Errorf("failed to close %s: %w", name, err)
-	}
-	return f.Name(), nil
 }
 
 // writeFileAtomic writes data to dir/name with mode 0600 through a synced

@@ -37,9 +37,16 @@ func newStore(t *testing.T) (*toc.Store, string) {
 	return s, dir
 }
 
+// storedPaths are the files Put writes: the compressed TOC and its
+// metadata.
 func storedPaths(dir string, d digest.Digest) (tocPath, metaPath string) {
 	base := filepath.Join(dir, string(d.Algorithm()), d.Encoded())
-	return base + ".json", base + ".meta.json"
+	return base + ".toc.gz", base + ".meta.json"
+}
+
+// legacyPath is where an older lazyfs stored a TOC's JSON.
+func legacyPath(dir string, d digest.Digest) string {
+	return filepath.Join(dir, string(d.Algorithm()), d.Encoded()+".json")
 }
 
 func TestStoreRoundTrip(t *testing.T) {
@@ -62,8 +69,8 @@ func TestStoreRoundTrip(t *testing.T) {
 
 	tocPath, metaPath := storedPaths(dir, l.TOCDigest)
 	onDisk, err := os.ReadFile(tocPath)
-	if err != nil || !slices.Equal(onDisk, tocJSON(t, l)) {
-		t.Errorf("%s does not hold the exact verified TOC bytes (%v)", tocPath, err)
+	if err != nil || !slices.Equal(onDisk, l.TOCCompressed) {
+		t.Errorf("%s does not hold the exact verified compressed TOC (%v)", tocPath, err)
 	}
 	modes := map[string]os.FileMode{
 		dir:                          0o700 | os.ModeDir,
@@ -88,6 +95,12 @@ func TestStoreRoundTrip(t *testing.T) {
 	// Putting the same layer again (another worker, a reload) is harmless.
 	if err := s.Put(l); err != nil {
 		t.Errorf("second Put: %v", err)
+	}
+	// A copy of the bytes Fetch verified is verified again, and kept.
+	copied := *l
+	copied.TOCCompressed = slices.Clone(l.TOCCompressed)
+	if err := s.Put(&copied); err != nil {
+		t.Errorf("Put of a copy of the verified bytes: %v", err)
 	}
 }
 
@@ -118,6 +131,7 @@ func TestStoreGetErrors(t *testing.T) {
 		class   func(error) bool
 		reason  string
 		noLayer bool // the refusal cannot name the layer
+		ok      bool // Get succeeds
 	}{
 		{name: "not stored", dgst: digest.FromString("other"), class: errdefs.IsNotFound},
 		{name: "TOC file missing", class: errdefs.IsNotFound, setup: func(t *testing.T, dir string) {
@@ -131,8 +145,23 @@ func TestStoreGetErrors(t *testing.T) {
 		{name: "invalid digest", dgst: "sha256:../../etc/passwd", class: errdefs.IsInvalidArgument},
 		{name: "TOC changed on disk", reason: toc.ReasonTOCDigestMismatch, setup: func(t *testing.T, dir string) {
 			p, _ := storedPaths(dir, l.TOCDigest)
-			b, _ := os.ReadFile(p)
-			os.WriteFile(p, append(b, ' '), 0o600)
+			os.WriteFile(p, compressTOC(t, append(tocJSON(t, l), ' '), gzip.DefaultCompression), 0o600)
+		}},
+		{name: "TOC not gzip on disk", reason: toc.ReasonMalformed, setup: func(t *testing.T, dir string) {
+			p, _ := storedPaths(dir, l.TOCDigest)
+			os.WriteFile(p, tocJSON(t, l), 0o600)
+		}},
+		{name: "legacy JSON changed on disk", reason: toc.ReasonTOCDigestMismatch, setup: func(t *testing.T, dir string) {
+			p, _ := storedPaths(dir, l.TOCDigest)
+			os.Remove(p)
+			os.WriteFile(legacyPath(dir, l.TOCDigest), append(tocJSON(t, l), ' '), 0o600)
+		}},
+		{name: "at the compressed size limit", ok: true, lim: func(lim toc.Limits) toc.Limits { lim.MaxCompressedSize = int64(len(l.TOCCompressed)); return lim }},
+		{name: "over a tighter compressed size limit", reason: toc.ReasonTOCTooLarge, lim: func(lim toc.Limits) toc.Limits { lim.MaxCompressedSize = 100; return lim }},
+		{name: "legacy JSON over a tighter size limit", reason: toc.ReasonTOCTooLarge, lim: func(lim toc.Limits) toc.Limits { lim.MaxSize = 100; return lim }, setup: func(t *testing.T, dir string) {
+			p, _ := storedPaths(dir, l.TOCDigest)
+			os.Remove(p)
+			os.WriteFile(legacyPath(dir, l.TOCDigest), tocJSON(t, l), 0o600)
 		}},
 		{name: "metadata corrupt", reason: toc.ReasonMalformed, noLayer: true, setup: func(t *testing.T, dir string) {
 			_, p := storedPaths(dir, l.TOCDigest)
@@ -169,6 +198,12 @@ func TestStoreGetErrors(t *testing.T) {
 				lim = tc.lim(lim)
 			}
 			_, err := s.Get(dgst, lim)
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("Get: %v", err)
+				}
+				return
+			}
 			if tc.reason != "" {
 				layer := l.BlobDigest
 				if tc.noLayer {
@@ -188,6 +223,31 @@ func TestStoreGetErrors(t *testing.T) {
 	}
 }
 
+// TestStoreReadsLegacyJSON: a TOC an older lazyfs stored as its JSON is
+// read (and verified) like one stored compressed, so that an upgrade
+// keeps serving the layers it mounted without the registry.
+func TestStoreReadsLegacyJSON(t *testing.T) {
+	l := fetchedBase(t)
+	s, dir := newStore(t)
+	if err := s.Put(l); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := storedPaths(dir, l.TOCDigest)
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(legacyPath(dir, l.TOCDigest), tocJSON(t, l), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(l.TOCDigest, toc.DefaultLimits())
+	if err != nil {
+		t.Fatalf("Get of a legacy JSON TOC: %v", err)
+	}
+	if got.BlobDigest != l.BlobDigest || !slices.Equal(cleanNames(got.TOC), cleanNames(l.TOC)) {
+		t.Error("the legacy JSON TOC read back differs from what was put")
+	}
+}
+
 func TestStorePutRefusesUnverifiedBytes(t *testing.T) {
 	l := *fetchedBase(t)
 	l.TOCCompressed = compressTOC(t, append(tocJSON(t, &l), ' '), gzip.DefaultCompression)
@@ -197,6 +257,25 @@ func TestStorePutRefusesUnverifiedBytes(t *testing.T) {
 	}
 	if err := s.Put(nil); !errdefs.IsInvalidArgument(err) {
 		t.Fatalf("Put(nil): %v, want invalid argument", err)
+	}
+	// As long as the bytes Fetch verified, but other bytes: verified again.
+	other := *fetchedBase(t)
+	changed := slices.Clone(other.TOCCompressed)
+	changed[len(changed)/2] ^= 0xff
+	other.TOCCompressed = changed
+	if err := s.Put(&other); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("Put of bytes changed since Fetch: %v, want invalid argument", err)
+	}
+	// Fewer of the bytes Fetch verified: verified again.
+	cut := *fetchedBase(t)
+	cut.TOCCompressed = cut.TOCCompressed[:len(cut.TOCCompressed)/2]
+	if err := s.Put(&cut); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("Put of a cut compressed TOC: %v, want invalid argument", err)
+	}
+	// No bytes at all (but not nil), on a layer Fetch did not return.
+	empty := toc.Layer{BlobDigest: cut.BlobDigest, TOCDigest: cut.TOCDigest, TOCCompressed: []byte{}}
+	if err := s.Put(&empty); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("Put of an empty compressed TOC: %v, want invalid argument", err)
 	}
 	left, err := os.ReadDir(filepath.Join(dir, "sha256"))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -260,25 +339,34 @@ func TestNewStoreRemovesStaleTemporaryFiles(t *testing.T) {
 }
 
 // TestStorePutFailureLeavesNothing guards the cleanup of a write that
-// fails half-way: a Put whose metadata cannot be renamed into place (a
-// directory stands there) reports it and leaves no temporary file behind.
+// fails half-way: a Put whose metadata or TOC cannot be renamed into place
+// (a directory stands there) reports it and leaves no temporary file
+// behind.
 func TestStorePutFailureLeavesNothing(t *testing.T) {
 	l := fetchedBase(t)
-	s, dir := newStore(t)
-	_, metaPath := storedPaths(dir, l.TOCDigest)
-	if err := os.MkdirAll(filepath.Join(metaPath, "blocker"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Put(l); err == nil {
-		t.Fatal("Put succeeded with a directory where its metadata goes")
-	}
-	left, err := os.ReadDir(filepath.Dir(metaPath))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range left {
-		if e.Name() != filepath.Base(metaPath) {
-			t.Errorf("a failed Put left %s in the store", e.Name())
-		}
+	for _, which := range []string{"metadata", "TOC"} {
+		t.Run(which, func(t *testing.T) {
+			s, dir := newStore(t)
+			tocPath, metaPath := storedPaths(dir, l.TOCDigest)
+			blocked := metaPath
+			if which == "TOC" {
+				blocked = tocPath
+			}
+			if err := os.MkdirAll(filepath.Join(blocked, "blocker"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Put(l); err == nil {
+				t.Fatalf("Put succeeded with a directory where its %s goes", which)
+			}
+			left, err := os.ReadDir(filepath.Dir(metaPath))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range left {
+				if e.Name() != filepath.Base(blocked) && e.Name() != filepath.Base(metaPath) {
+					t.Errorf("a failed Put left %s in the store", e.Name())
+				}
+			}
+		})
 	}
 }

@@ -210,6 +210,12 @@ func refusalCases() []refusalCase {
 		{name: "not an object", make: rawTOC(`[1,2]`), reason: toc.ReasonMalformed},
 		{name: "trailing data", make: rawTOC(`{"version":1}{}`), reason: toc.ReasonMalformed},
 		{name: "repeated entries key", make: rawTOC(`{"version":1,"entries":[],"Entries":[{"name":"../x","type":"dir"}]}`), reason: toc.ReasonMalformed},
+		// A key twice in an entry, also in another case, or invalid UTF-8:
+		// encoding/json would take the last or replace the bytes, another
+		// parser may not; a TOC that reads two ways is not served.
+		{name: "repeated key in an entry", make: rawTOC(`{"version":1,"entries":[{"name":"a/","type":"dir","name":"b/"}]}`), reason: toc.ReasonMalformed},
+		{name: "key repeated in another case", make: rawTOC(`{"version":1,"entries":[{"name":"a/","type":"dir","Name":"b/"}]}`), reason: toc.ReasonMalformed},
+		{name: "invalid UTF-8", make: rawTOC("{\"version\":1,\"entries\":[{\"name\":\"a\xff/\",\"type\":\"dir\"}]}"), reason: toc.ReasonMalformed},
 		{name: "entries not an array", make: rawTOC(`{"version":1,"entries":{}}`), reason: toc.ReasonMalformed},
 		{name: "null entry", make: rawTOC(`{"version":1,"entries":[null]}`), reason: toc.ReasonMalformed, entry: "#0"},
 		{name: "wrong field type", make: rawTOC(`{"version":1,"entries":[{"name":"a","type":"reg","size":"big"}]}`), reason: toc.ReasonMalformed},
@@ -330,6 +336,25 @@ func TestFetchToRefusesHostileLayers(t *testing.T) {
 				t.Errorf("%d entries handed on, limit %d", sink.entries, lim.MaxEntries)
 			}
 		})
+	}
+}
+
+// TestKeysMatchInAnyCase: keys match as they do for encoding/json (and so
+// for every other reader of eStargz TOCs): in any case, unknown keys
+// ignored.
+func TestKeysMatchInAnyCase(t *testing.T) {
+	blob, tocDigest := rawTOC(`{"VERSION":1,"Entries":[{"NAME":"d/","Type":"dir","Mode":493,"comment":"ignored","na_me":"x/"}],"other":[1]}`)(t)
+	l, err := toc.Fetch(testCtx(t), newSource(blob), blobDigest(blob), tocDigest, toc.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.TOC.Entries; len(got) != 1 || got[0].Name != "d/" || got[0].Type != "dir" || got[0].Mode != 493 {
+		t.Errorf("entries %+v, want the directory d/ with mode 493", got)
+	}
+	// null entries are no entries, as for encoding/json.
+	blob, tocDigest = rawTOC(`{"version":1,"entries":null}`)(t)
+	if l, err = toc.Fetch(testCtx(t), newSource(blob), blobDigest(blob), tocDigest, toc.DefaultLimits()); err != nil || len(l.TOC.Entries) != 0 {
+		t.Errorf("a TOC with null entries: %v, %v; want an empty layer", l, err)
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/containerd/log"
+
+	"github.com/lazyfs/lazyfs/internal/mmapbuf"
 )
 
 // MemoryOverhead is what a worker needs besides its memory tier while it
@@ -33,16 +35,32 @@ func memoryLimit(budget, live int64) int64 {
 	return max(budget+MemoryOverhead, 2*live)
 }
 
-// RunMemoryLimit keeps the Go runtime's soft memory limit at memoryLimit
-// of the tier's budget and the live heap until ctx ends. GOMEMLIMIT in the
-// environment takes precedence: then it does nothing.
-func RunMemoryLimit(ctx context.Context, budget int64) {
-	if os.Getenv("GOMEMLIMIT") != "" {
-		log.G(ctx).Info("GOMEMLIMIT set: the worker's memory limit is left to it")
-		return
-	}
+// buffersIdle is how long a worker serves no large read before it hands
+// back the I/O buffers it keeps for the next (mmapbuf.ReleaseIdle, up to
+// 12 MiB) and the free pages of its heap: a node runs a worker per image,
+// most of them idle.
+const buffersIdle = 5 * time.Second
+
+// RunMemoryUpkeep keeps the Go runtime's soft memory limit at memoryLimit
+// of the tier's budget and the live heap until ctx ends (GOMEMLIMIT in the
+// environment takes precedence), and hands idle I/O buffers back.
+func RunMemoryUpkeep(ctx context.Context, budget int64) {
 	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	limit := os.Getenv("GOMEMLIMIT") == ""
+	if !limit {
+		log.G(ctx).Info("GOMEMLIMIT set: the worker's memory limit is left to it")
+	}
 	set := func() {
+		if mmapbuf.ReleaseIdle(buffersIdle) > 0 {
+			// The worker just went idle after reading: the heap pages
+			// its reads left free go back to the kernel now, not when
+			// the scavenger gets to them (it keeps about a third of
+			// the heap for the next burst).
+			debug.FreeOSMemory()
+		}
+		if !limit {
+			return
+		}
 		metrics.Read(sample)
 		var live int64
 		if sample[0].Value.Kind() == metrics.KindUint64 {

@@ -220,6 +220,11 @@ func (w *Worker) LoadLayer(ctx context.Context, req daemonapi.LoadLayerRequest) 
 	w.idle.loading++
 	w.mu.Unlock()
 	defer w.loaded()
+	// A pull waits on this load (containerd prepares the image's layers
+	// one after the other): the worker's background work, the proofs that
+	// stream whole blobs, stands aside for it as for a container's read,
+	// and stays aside for the moment between two loads of the pull.
+	defer w.opts.Chunks.Scheduler.ReadStarted(registryOf(req.ImageRef))()
 
 	loaded, err := w.loadTOC(ctx, req.ImageRef, layerDigest, tocDigest, nextLayers(req))
 	if err == nil {

@@ -107,12 +107,15 @@ func TestLoadLayerKeepsTOC(t *testing.T) {
 	if info != want {
 		t.Errorf("LoadLayer = %+v, want %+v", info, want)
 	}
-	kept, err := os.ReadFile(filepath.Join(e.root, "tocs", "sha256", e.layer.TOCDigest.Encoded()+".json"))
-	if err != nil {
+	if _, err := os.Stat(filepath.Join(e.root, "tocs", "sha256", e.layer.TOCDigest.Encoded()+".toc.gz")); err != nil {
 		t.Fatalf("TOC not kept under <root>/tocs: %v", err)
 	}
-	if got := digest.FromBytes(kept); got != e.layer.TOCDigest {
-		t.Errorf("kept TOC has digest %s, want %s", got, e.layer.TOCDigest)
+	store, err := toc.NewStore(filepath.Join(e.root, "tocs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kept, err := store.Get(e.layer.TOCDigest, toc.DefaultLimits()); err != nil || kept.BlobDigest != e.layer.Digest {
+		t.Errorf("kept TOC: %v, %v; want the layer's, verified", kept, err)
 	}
 
 	// A retried request is answered from memory, without the registry.

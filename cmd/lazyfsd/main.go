@@ -167,7 +167,7 @@ func serve(cfg daemonapi.WorkerConfig, ident daemonapi.Identity, readyFD int) er
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		worker.RunMemoryLimit(gctx, chunkOpts.Memory.Budget())
+		worker.RunMemoryUpkeep(gctx, chunkOpts.Memory.Budget())
 		return nil
 	})
 	g.Go(func() error { return daemonapi.ServeControl(gctx, ctl, w) })

@@ -41,7 +41,7 @@ func storeTOC(t *testing.T, dir string, d digest.Digest) string {
 		t.Fatal(err)
 	}
 	old := time.Now().Add(-time.Hour)
-	for _, suffix := range []string{".json", ".meta.json"} {
+	for _, suffix := range []string{".toc.gz", ".meta.json"} {
 		p := filepath.Join(alg, d.Encoded()+suffix)
 		if err := os.WriteFile(p, []byte("{}"), 0o600); err != nil {
 			t.Fatal(err)
@@ -50,7 +50,7 @@ func storeTOC(t *testing.T, dir string, d digest.Digest) string {
 			t.Fatal(err)
 		}
 	}
-	return filepath.Join(alg, d.Encoded()+".json")
+	return filepath.Join(alg, d.Encoded()+".toc.gz")
 }
 
 // TestPruneTOCs guards the snapshot check of the TOC pruner: a TOC a

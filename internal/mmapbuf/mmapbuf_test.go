@@ -1,6 +1,9 @@
 package mmapbuf
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // TestKeepBound pins the bound at its edge: keep buffers given back are
 // kept, one more is unmapped; a buffer of another size is never kept.
@@ -33,5 +36,31 @@ func TestKeepBound(t *testing.T) {
 	empty.Put(empty.Get())
 	if empty.Kept() != 0 {
 		t.Error("a List with keep 0 kept a buffer")
+	}
+}
+
+// TestReleaseIdle: a List that handed out no buffer for idle gives back
+// what it keeps; one asked for a buffer within idle keeps them.
+func TestReleaseIdle(t *testing.T) {
+	l := New(4096, 2)
+	a, b := l.Get(), l.Get()
+	l.Put(a)
+	l.Put(b)
+	got := l.Get() // the last Get, now
+	l.Put(got)
+	if n := l.releaseIdle(time.Minute, time.Now()); n != 0 || l.Kept() != 2 {
+		t.Fatalf("released %d (kept %d) within a minute of a Get, want 0 (2)", n, l.Kept())
+	}
+	if n := l.releaseIdle(time.Minute, time.Now().Add(time.Minute)); n != 2 || l.Kept() != 0 {
+		t.Fatalf("released %d (kept %d) a minute after the last Get, want 2 (0)", n, l.Kept())
+	}
+	buf := l.Get()
+	if len(buf) != 4096 {
+		t.Fatalf("Get after a release: %d bytes", len(buf))
+	}
+	l.Put(buf)
+	// Every List: with no idle time asked for, each gives back all it keeps.
+	if n := ReleaseIdle(0); n < 1 || l.Kept() != 0 {
+		t.Errorf("ReleaseIdle(0) released %d, %d kept; want at least 1, 0 kept", n, l.Kept())
 	}
 }

@@ -391,7 +391,10 @@ func quietRun(ctx context.Context, env harness.Env, proxy *harness.Proxy, imgs b
 		if r.QuietWorkerRead, err = readMemStatus(ctx, w); err != nil {
 			return err
 		}
-		progress("    worker %s idle after the pull: %s; after the reads: %s", w.id, r.QuietWorkerIdle, r.QuietWorkerRead)
+		if r.QuietWorkerRested, err = restedMemStatus(ctx, w); err != nil {
+			return err
+		}
+		progress("    worker %s idle after the pull: %s; after the reads: %s; idle after them: %s", w.id, r.QuietWorkerIdle, r.QuietWorkerRead, r.QuietWorkerRested)
 		return nil
 	})
 }

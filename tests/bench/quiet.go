@@ -36,6 +36,7 @@ type quietSample struct {
 	// it hardly changes with the machine's load.
 	WorkerCPU float64   `json:"worker_cpu_s"`
 	AfterRead memStatus `json:"worker_after_reads"`
+	Rested    memStatus `json:"worker_rested"` // idleWait after the reads
 }
 
 // runQuietCompare is -quiet: only the "quiet" scenario (lazyfs with prefetch
@@ -134,7 +135,10 @@ func quietSample1(ctx context.Context, s quietSide, proxy *harness.Proxy, imgs b
 	if smp.AfterRead, err = readMemStatus(ctx, w); err != nil {
 		return smp, err
 	}
-	progress("    worker %s idle after the pull: %s; after the reads: %s", w.id, smp.Idle, smp.AfterRead)
+	if smp.Rested, err = restedMemStatus(ctx, w); err != nil {
+		return smp, err
+	}
+	progress("    worker %s idle after the pull: %s; after the reads: %s; idle after them: %s", w.id, smp.Idle, smp.AfterRead, smp.Rested)
 	return smp, nil
 }
 
@@ -202,6 +206,7 @@ func printQuiet(w io.Writer, all [][]quietSample) {
 		{"cold read of the small files", "s", "%.3f", func(s quietSample) float64 { return s.Small.Seconds }},
 		{"worker VmRSS after the pull", "MiB", "%.1f", func(s quietSample) float64 { return kibToMiB(s.Idle.VmRSSKiB) }},
 		{"worker VmRSS after the reads", "MiB", "%.1f", func(s quietSample) float64 { return kibToMiB(s.AfterRead.VmRSSKiB) }},
+		{"worker VmRSS idle, 12 s after the reads", "MiB", "%.1f", func(s quietSample) float64 { return kibToMiB(s.Rested.VmRSSKiB) }},
 		{"worker VmHWM (peak) after the reads", "MiB", "%.1f", func(s quietSample) float64 { return kibToMiB(s.AfterRead.VmHWMKiB) }},
 	}
 	fmt.Fprintf(w, "\nquiet lazyfs (prefetch and proofs off), medians of %d runs (range)\n", len(all))

@@ -29,11 +29,14 @@ type runResult struct {
 	QuietSmall      smallResult `json:"lazy_quiet_small_files"`
 	QuietWorkerIdle memStatus   `json:"lazy_quiet_worker_idle"`
 	QuietWorkerRead memStatus   `json:"lazy_quiet_worker_after_reads"`
-	FullSmall       smallResult `json:"overlayfs_small_files"`
-	Full            pullResult  `json:"full_pull"`
-	LazyRead        readResult  `json:"lazy_read"`
-	FullRead        readResult  `json:"overlayfs_read"`
-	Many            manyResult  `json:"many_entries"`
+	// QuietWorkerRested is its memory idleWait after the reads: by then
+	// the worker has handed its idle I/O buffers back.
+	QuietWorkerRested memStatus   `json:"lazy_quiet_worker_rested"`
+	FullSmall         smallResult `json:"overlayfs_small_files"`
+	Full              pullResult  `json:"full_pull"`
+	LazyRead          readResult  `json:"lazy_read"`
+	FullRead          readResult  `json:"overlayfs_read"`
+	Many              manyResult  `json:"many_entries"`
 	// Optimized is the optimized image's pull + first command, on a lazyfs
 	// stack of its own with the default configuration.
 	Optimized pullResult `json:"optimized_pull"`
@@ -141,6 +144,7 @@ var metrics = []metric{
 	{secQuiet, "overlayfs.small.cold_s", "overlayfs after a full pull, cold read of the small files", "s", "%.3f", always(func(r runResult) float64 { return r.FullSmall.Seconds })},
 	{secQuiet, "quiet.worker.idle_vmrss_mib", "lazyfs worker VmRSS after the pull + first command", "MiB", "%.1f", always(func(r runResult) float64 { return kibToMiB(r.QuietWorkerIdle.VmRSSKiB) })},
 	{secQuiet, "quiet.worker.read_vmrss_mib", "lazyfs worker VmRSS after the reads", "MiB", "%.1f", always(func(r runResult) float64 { return kibToMiB(r.QuietWorkerRead.VmRSSKiB) })},
+	{secQuiet, "quiet.worker.rested_vmrss_mib", "lazyfs worker VmRSS idle, 12 s after the reads", "MiB", "%.1f", always(func(r runResult) float64 { return kibToMiB(r.QuietWorkerRested.VmRSSKiB) })},
 	{secQuiet, "quiet.worker.read_vmhwm_mib", "lazyfs worker VmHWM (peak) after the reads", "MiB", "%.1f", always(func(r runResult) float64 { return kibToMiB(r.QuietWorkerRead.VmHWMKiB) })},
 
 	{secStargz, "stargz.pull.total_s", "stargz: pull + run", "s", "%.3f", whenStargz(func(_ runResult, s stargzResult) float64 { return s.Pull.TotalSeconds })},

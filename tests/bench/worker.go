@@ -83,6 +83,23 @@ func (m memStatus) String() string {
 
 // readMemStatus reads the worker's status file first: the metrics request
 // allocates in the worker.
+// idleWait is how long restedMemStatus waits: a worker hands back the I/O
+// buffers it keeps once it served no read for 5 s, which it checks every 5 s.
+const idleWait = 12 * time.Second
+
+// restedMemStatus is readMemStatus once the worker has been idle for
+// idleWait: what an idle worker holds, per image on a node.
+func restedMemStatus(ctx context.Context, w *workerProc) (memStatus, error) {
+	t := time.NewTimer(idleWait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		return memStatus{}, ctx.Err()
+	}
+	return readMemStatus(ctx, w)
+}
+
 func readMemStatus(ctx context.Context, w *workerProc) (memStatus, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", w.pid))
 	if err != nil {
