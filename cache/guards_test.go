@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,9 +10,12 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 	"github.com/containerd/log/logtest"
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/sirupsen/logrus"
+	logrustest "github.com/sirupsen/logrus/hooks/test"
 	"golang.org/x/sys/unix"
 
 	"github.com/lazyfs/lazyfs/internal/testreq"
@@ -94,16 +98,19 @@ func TestPutLayerRefusesBadNames(t *testing.T) {
 }
 
 // TestReadLayerRefusesNegativeSizes guards readLayer: an index line with
-// a negative size is not one PutLayer wrote, and the index is refused.
+// a negative size, no size, a size that is no number or a malformed
+// digest is not one PutLayer wrote, and the index is refused.
 func TestReadLayerRefusesNegativeSizes(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "index")
 	d := digest.FromString("x")
 	for line, ok := range map[string]bool{
-		d.String() + " 0\n":  true,
-		d.String() + " 12\n": true,
-		d.String() + " -1\n": false,
-		d.String() + "\n":    false,
-		"sha256:nope 12\n":   false,
+		d.String() + " 0\n":   true,
+		d.String() + " 12\n":  true,
+		d.String() + " -1\n":  false,
+		d.String() + "\n":     false,
+		d.String() + " x\n":   false,
+		d.String() + " 1 2\n": false,
+		"sha256:nope 12\n":    false,
 	} {
 		if err := os.WriteFile(path, []byte(line), 0o600); err != nil {
 			t.Fatal(err)
@@ -274,5 +281,160 @@ func TestMalformedIndexNamesItsLine(t *testing.T) {
 	}
 	if _, err := readLayer(path); err == nil || !strings.Contains(err.Error(), path+":3:") {
 		t.Errorf("readLayer = %v, want an error naming %s:3", err, path)
+	}
+}
+
+// TestFailedWriteLeavesNoFile guards the write error checks of the staged
+// chunk writer and of writeFile: on a full file system a chunk or a layer
+// index that could not be written whole never appears under its name (a
+// torn index would be read as the layer's; a torn chunk would cost a
+// verification), the failure is counted or returned, and no temporary
+// file is left behind.
+func TestFailedWriteLeavesNoFile(t *testing.T) {
+	testreq.RequireRoot(t)
+	ctx := logtest.WithT(context.Background(), t)
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
+		t.Fatalf("mount a small tmpfs: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	s := openStore(t, dir)
+
+	failures := testutil.ToFloat64(metrics.CacheWriteFailures.WithLabelValues("error"))
+	big := chunkData(256<<10, 41)
+	d := put(t, s, big)
+	if n := testutil.ToFloat64(metrics.CacheWriteFailures.WithLabelValues("error")) - failures; n != 1 {
+		t.Errorf("a chunk larger than the file system: %v write failures counted, want 1", n)
+	}
+	path, _ := chunkPath(dir, d)
+	if _, err := os.Lstat(path); !os.IsNotExist(err) {
+		t.Errorf("a chunk that could not be written is under its name: %v", err)
+	}
+
+	refs := make([]ChunkRef, 4000) // about 300 KiB of index
+	for i := range refs {
+		refs[i] = ChunkRef{Digest: digest.FromString(fmt.Sprint(i)), Size: int64(i)}
+	}
+	layer := digest.FromString("layer")
+	if err := s.PutLayer(ctx, layer, refs); err == nil {
+		t.Error("PutLayer on a full file system succeeded")
+	}
+	index, _ := layerPath(dir, layer)
+	if _, err := os.Lstat(index); !os.IsNotExist(err) {
+		t.Errorf("a layer index that could not be written is under its name: %v", err)
+	}
+	if tmps, _ := os.ReadDir(filepath.Join(dir, tmpDir)); len(tmps) != 0 {
+		t.Errorf("%d temporary files left after failed writes", len(tmps))
+	}
+}
+
+// TestMissLoggedOnlyWhenWrong guards Get's log line: a chunk that is
+// simply not cached is a miss like any other and logs nothing (a cold
+// cache would flood the log), while a lookup that fails for another reason
+// is logged for the operator.
+func TestMissLoggedOnlyWhenWrong(t *testing.T) {
+	logger, hook := logrustest.NewNullLogger()
+	ctx := log.WithLogger(context.Background(), logrus.NewEntry(logger))
+	s := openStore(t, t.TempDir())
+	if _, ok := s.Get(ctx, digest.FromString("never cached"), 10); ok {
+		t.Fatal("Get of a chunk never cached: hit")
+	}
+	if n := len(hook.AllEntries()); n != 0 {
+		t.Errorf("a plain miss logged %d lines, want none: %v", n, hook.LastEntry().Message)
+	}
+	if _, ok := s.Get(ctx, "sha256:nope", 10); ok {
+		t.Fatal("Get of a malformed digest: hit")
+	}
+	if e := hook.LastEntry(); e == nil || e.Level != logrus.WarnLevel || e.Data["chunk_digest"] != digest.Digest("sha256:nope") {
+		t.Errorf("a lookup that failed for another reason than a miss logged %v, want a warning naming the chunk", e)
+	}
+}
+
+// TestPutAfterCloseDropped guards Put's check of a closed writer: a chunk
+// put after Close (a worker shutting down while a fetch completes) is
+// dropped and counted, never written by a writer started after the end.
+func TestPutAfterCloseDropped(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	dir := t.TempDir()
+	s, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dropped := testutil.ToFloat64(metrics.CacheWriteFailures.WithLabelValues("dropped"))
+	data := chunkData(100, 43)
+	s.Put(ctx, digest.FromBytes(data), data)
+	s.Flush()
+	if n := testutil.ToFloat64(metrics.CacheWriteFailures.WithLabelValues("dropped")) - dropped; n != 1 {
+		t.Errorf("a chunk put after Close: %v drops counted, want 1", n)
+	}
+	if _, ok := openStore(t, dir).Get(ctx, digest.FromBytes(data), 100); ok {
+		t.Error("a chunk put after Close was written")
+	}
+}
+
+// TestUndeletableCorruptChunkLogged guards discard's reading of a failed
+// delete: a corrupt chunk that cannot be deleted (here a read-only file
+// system) is still never served, and the operator is told it stays, as an
+// error, not that it was deleted.
+func TestUndeletableCorruptChunkLogged(t *testing.T) {
+	testreq.RequireRoot(t)
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=4m"); err != nil {
+		t.Fatalf("mount a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	s := openStore(t, dir)
+	data := chunkData(1000, 45)
+	d := put(t, s, data)
+	path, _ := chunkPath(dir, d)
+	if err := os.WriteFile(path, chunkData(1000, 46), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		t.Fatalf("remount the tmpfs read-only: %v", err)
+	}
+	logger, hook := logrustest.NewNullLogger()
+	ctx := log.WithLogger(context.Background(), logrus.NewEntry(logger))
+	if _, ok := s.Get(ctx, d, 1000); ok {
+		t.Fatal("a corrupt chunk was served")
+	}
+	if _, err := os.Lstat(path); err != nil {
+		t.Fatalf("the corrupt chunk is gone from a read-only file system: %v", err)
+	}
+	var failed bool
+	for _, e := range hook.AllEntries() {
+		switch {
+		case e.Level == logrus.ErrorLevel && strings.Contains(e.Message, "failed to delete"):
+			failed = true
+		case strings.Contains(e.Message, "deleted"):
+			t.Errorf("logged %q for a chunk that could not be deleted", e.Message)
+		}
+	}
+	if !failed {
+		t.Error("no error logged for a corrupt chunk that could not be deleted")
+	}
+}
+
+// TestLayerIndexWrittenOnce guards PutLayer's check for an index that is
+// there already: a layer's index is immutable, like the layer, and a
+// second PutLayer (another worker loading the layer) keeps the first.
+func TestLayerIndexWrittenOnce(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	layer := digest.FromString("layer")
+	first := []ChunkRef{{Digest: digest.FromString("a"), Size: 1}}
+	if err := s.PutLayer(ctx, layer, first); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutLayer(ctx, layer, []ChunkRef{{Digest: digest.FromString("b"), Size: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	path, _ := layerPath(dir, layer)
+	if got, err := readLayer(path); err != nil || len(got) != 1 || got[0] != first[0] {
+		t.Errorf("index after a second PutLayer = %v, %v; want the first, %v", got, err, first)
 	}
 }

@@ -38,7 +38,7 @@ func (s *Store) PutLayer(ctx context.Context, layer digest.Digest, refs []ChunkR
 		return err
 	}
 	if _, err := os.Lstat(path); err == nil {
-		return nil
+		return nil // recorded already, by this worker or another
 	}
 	slices.SortStableFunc(refs, func(a, b ChunkRef) int { return strings.Compare(string(a.Digest), string(b.Digest)) })
 	return s.writeFile(path, "layer-"+layer.Encoded(), func(w io.Writer) error {
@@ -72,10 +72,12 @@ func readLayer(path string) ([]ChunkRef, error) {
 	var refs []ChunkRef
 	sc := bufio.NewScanner(f)
 	for line := 1; sc.Scan(); line++ {
-		ds, ss, ok := strings.Cut(sc.Text(), " ")
+		// A line without its space leaves the size empty, which does
+		// not parse.
+		ds, ss, _ := strings.Cut(sc.Text(), " ")
 		d, derr := digest.Parse(ds)
 		size, serr := strconv.ParseInt(ss, 10, 64)
-		if !ok || derr != nil || serr != nil || size < 0 {
+		if derr != nil || serr != nil || size < 0 {
 			return nil, fmt.Errorf("layer index %s:%d: malformed line: %w", path, line, errdefs.ErrDataLoss)
 		}
 		refs = append(refs, ChunkRef{Digest: d, Size: size})

@@ -7,17 +7,14 @@ import (
 	"path/filepath"
 )
 
-// writeFile stores what write writes under path unless a file is there
-// already (equal names are equal contents here), atomically and on its own
-// (chunks go through the batching writer instead): the bytes are written
+// writeFile stores what write writes under path, atomically and on its
+// own (chunks go through the batching writer instead; its caller skips a
+// name that is there already): the bytes are written
 // to a temporary file in the same file system, as they come, and fsynced
 // before the rename, so that after a crash the name holds either nothing
 // or the whole file (without the fsync, a file system may persist the
 // rename before the data and leave a torn file under the name).
 func (s *Store) writeFile(path, tmpPrefix string, write func(w io.Writer) error) (err error) {
-	if _, err := os.Lstat(path); err == nil {
-		return nil // another worker wrote it
-	}
 	f, err := os.CreateTemp(filepath.Join(s.dir, tmpDir), tmpPrefix+".*")
 	if err != nil {
 		return fmt.Errorf("failed to create cache file: %w", err)

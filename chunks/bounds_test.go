@@ -250,6 +250,7 @@ func TestReadAheadGrowsOnlySequentially(t *testing.T) {
 		want   [][2]int64 // their windows
 	}{
 		{"doubles while sequential, up to ReadAhead", []int{0, 2, 6, 14, 22}, [][2]int64{{0, 2}, {2, 6}, {6, 14}, {14, 22}, {22, 30}}},
+		{"a first miss is never sequential", []int{1}, [][2]int64{{1, 3}}},
 		{"exactly a window past the last end", []int{0, 4}, [][2]int64{{0, 2}, {4, 8}}},
 		{"one byte more than a window past", []int{0, 5}, [][2]int64{{0, 2}, {5, 7}}},
 		{"before the last window's end", []int{10, 5}, [][2]int64{{10, 12}, {5, 7}}},
@@ -263,6 +264,18 @@ func TestReadAheadGrowsOnlySequentially(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestReadAheadBackToTheFirstStream: a window grows backward down to the
+// blob's first stream, included (a miss on the second stream of a layer
+// reads the first along with it).
+func TestReadAheadBackToTheFirstStream(t *testing.T) {
+	layout := adjacent(2, 4, 1) // two 1-byte streams, at blob offsets 0 and 1
+	r := NewReader(nil, Options{Layout: NewLayout(layout), ReadAhead: 8, ReadAheadStart: 2, MaxRequestSize: 1 << 20, MemoryCacheSize: 1 << 20})
+	g := r.readAhead(context.Background(), claimed(r, layout[1:2]))
+	if got := [2]int64{g[0].c.BlobOffset, streamsEnd(g)}; got != [2]int64{0, 2} {
+		t.Errorf("miss on the second stream: window %v, want [0 2]", got)
 	}
 }
 

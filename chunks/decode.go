@@ -42,19 +42,20 @@ func (r *Reader) decodeStream(cs []Chunk, comp []byte, datas [][]byte, errs []er
 			}
 			zr, pos = z, 0
 		}
-		// Skip to the chunk (nothing when it starts where the last ended).
-		skipped, err := io.CopyN(io.Discard, zr, c.InnerOffset-pos)
-		pos += skipped
-		if err != nil {
-			errs[i] = fmt.Errorf("%w: skipping %d bytes to the chunk: %w", ErrVerification, c.InnerOffset, err)
-			drop()
-			continue
-		}
+		// Skip to the chunk (nothing when it starts where the last
+		// ended), then take exactly its Size bytes: a stream that ends
+		// before is refused even where the digest would hold for the
+		// zeros the rest of data keeps.
 		data := make([]byte, c.Size)
-		n, err := io.ReadFull(zr, data)
-		pos += int64(n)
+		skipped, err := io.CopyN(io.Discard, zr, c.InnerOffset-pos)
+		var n int
+		if err == nil {
+			n, err = io.ReadFull(zr, data)
+		}
+		pos += skipped + int64(n)
 		if err != nil {
-			errs[i] = fmt.Errorf("%w: decompressed %d of %d bytes: %w", ErrVerification, n, c.Size, err)
+			errs[i] = fmt.Errorf("%w: decompressed %d bytes of the stream, short of the %d-byte chunk at inner offset %d: %w",
+				ErrVerification, pos, c.Size, c.InnerOffset, err)
 			drop()
 			continue
 		}

@@ -257,9 +257,6 @@ func rangeBuffer(n int64) []byte {
 	return rangeBufs.Get()[:n]
 }
 
-// putRangeBuffer hands a buffer of rangeBuffer back for reuse.
-func putRangeBuffer(b []byte) {
-	if cap(b) == DefaultMaxRequestSize {
-		rangeBufs.Put(b)
-	}
-}
+// putRangeBuffer hands a buffer of rangeBuffer back for reuse (rangeBufs
+// keeps only its own size: a larger one is left to the garbage collector).
+func putRangeBuffer(b []byte) { rangeBufs.Put(b) }

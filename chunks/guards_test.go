@@ -2,9 +2,11 @@ package chunks
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -155,6 +157,8 @@ func TestUncoveredRanges(t *testing.T) {
 	}{
 		{"read inside a gap", []Chunk{c0, {Offset: 20, Size: 10, BlobOffset: 20, BlobSize: 20, Digest: d}}, 12, 3},
 		{"read ending in a gap", []Chunk{c0, {Offset: 20, Size: 10, BlobOffset: 20, BlobSize: 20, Digest: d}}, 5, 10},
+		{"one byte in a gap", []Chunk{c0, {Offset: 20, Size: 10, BlobOffset: 20, BlobSize: 20, Digest: d}}, 12, 1},
+		{"last byte in a gap", []Chunk{c0, {Offset: 20, Size: 10, BlobOffset: 20, BlobSize: 20, Digest: d}}, 5, 6},
 		{"read from a gap into a chunk", []Chunk{c0, {Offset: 20, Size: 10, BlobOffset: 20, BlobSize: 20, Digest: d}}, 15, 10},
 		{"first chunk after the read", []Chunk{{Offset: 1, Size: 10, BlobOffset: 0, BlobSize: 20, Digest: d}}, 0, 5},
 		{"negative blob size", []Chunk{{Offset: 0, Size: 10, BlobOffset: 0, BlobSize: -1, Digest: d}}, 0, 5},
@@ -274,5 +278,96 @@ func TestChunkAtBlobOffsetZero(t *testing.T) {
 	p := make([]byte, 3000)
 	if n, err := r.ReadAt(ctx, file, p, 0); n != 3000 || err != nil || !bytes.Equal(p, l.data["f"]) {
 		t.Fatalf("ReadAt = %d, %v", n, err)
+	}
+}
+
+// gzipped returns data as one gzip stream.
+func gzipped(t *testing.T, data []byte) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	if _, err := zw.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// TestStreamShorterThanChunk guards the exact-size decode where the digest
+// alone would let a chunk through: a chunk whose last bytes are zeros,
+// stored in a stream that ends before them (or before the chunk starts),
+// would decode to its own digest (what the stream lacks stays zero), but
+// the stream does not hold the chunk the TOC describes, and it is refused.
+func TestStreamShorterThanChunk(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	want := append([]byte("lazy chunk"), make([]byte, 6)...)
+	for _, tc := range []struct {
+		name   string
+		stream []byte
+		inner  int64
+		chunk  []byte
+	}{
+		{"stream ends inside the chunk", want[:10], 0, want},
+		{"stream ends where the chunk starts", want[:10], 10, want[10:]},
+		{"stream ends before the chunk starts", want[:10], 12, want[10:]},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			blob := gzipped(t, tc.stream)
+			file := []Chunk{{Size: int64(len(tc.chunk)), BlobSize: int64(len(blob)), InnerOffset: tc.inner, Digest: digest.FromBytes(tc.chunk)}}
+			r := NewReader(&memSource{blob: blob}, Options{LayerDigest: testLayerDigest})
+			p := bytes.Repeat([]byte{0xAA}, len(tc.chunk))
+			n, err := r.ReadAt(ctx, file, p, 0)
+			failedRead(t, n, err, p, ErrVerification)
+		})
+	}
+}
+
+// TestNotAGzipStream guards the check of a stream's gzip header, also
+// for a reader taken from the pool (reset onto the new stream): the
+// refusal says the stream is not gzip, which tells an operator the TOC
+// points at the wrong bytes rather than at damaged ones.
+func TestNotAGzipStream(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	good := []byte("a good chunk")
+	blob := gzipped(t, good)
+	bad := bytes.Repeat([]byte("not gzip "), 4)
+	goodFile := []Chunk{{Size: int64(len(good)), BlobSize: int64(len(blob)), Digest: digest.FromBytes(good)}}
+	badFile := []Chunk{{Size: 5, BlobOffset: int64(len(blob)), BlobSize: int64(len(bad)), Digest: digest.FromString("not gzip")}}
+	r := NewReader(&memSource{blob: append(blob, bad...)}, Options{LayerDigest: testLayerDigest, SequentialPrefetch: -1, ReadAhead: -1})
+	for i := range 2 {
+		// The first bad read gets a new reader, the second (after a good
+		// read put one back) most likely the pooled one.
+		if i > 0 {
+			if _, err := r.ReadAt(ctx, goodFile, make([]byte, len(good)), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p := bytes.Repeat([]byte{0xAA}, 5)
+		n, err := r.ReadAt(ctx, badFile, p, 0)
+		failedRead(t, n, err, p, ErrVerification)
+		if !strings.Contains(err.Error(), "not a gzip stream") {
+			t.Errorf("read %d: err = %v, want it to say the stream is not gzip", i, err)
+		}
+	}
+}
+
+// TestEmptyReads guards ReadAt's bounds for reads of no bytes: a negative
+// offset is refused even then, and an empty read inside the file asks the
+// source for nothing.
+func TestEmptyReads(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	l := buildLayer(t, []testFile{{"f", fileData(3000, 30)}}, estargz.WithChunkSize(1000))
+	src := &memSource{blob: l.blob}
+	r := NewReader(src, Options{LayerDigest: testLayerDigest})
+	if n, err := r.ReadAt(ctx, l.files["f"], nil, -1); n != 0 || !errdefs.IsInvalidArgument(err) {
+		t.Errorf("empty read at -1 = %d, %v; want 0, invalid argument", n, err)
+	}
+	if n, err := r.ReadAt(ctx, l.files["f"], []byte{}, 1500); n != 0 || err != nil {
+		t.Errorf("empty read at 1500 = %d, %v; want 0, nil", n, err)
+	}
+	if n := len(src.spans()); n != 0 {
+		t.Errorf("%d source calls for empty reads", n)
 	}
 }

@@ -63,8 +63,6 @@ func (m *Memory) add(d digest.Digest, data []byte) {
 	defer m.mu.Unlock()
 	before := m.cache.evicted
 	m.cache.add(d, data)
-	if n := m.cache.evicted - before; n > 0 {
-		metrics.MemoryCacheEvictions.Add(float64(n))
-	}
+	metrics.MemoryCacheEvictions.Add(float64(m.cache.evicted - before))
 	metrics.MemoryCacheBytes.Set(float64(m.cache.size))
 }

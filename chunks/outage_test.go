@@ -72,6 +72,12 @@ func TestOutageLoggedOncePerOutage(t *testing.T) {
 	if n := count(upMsg); n != 1 {
 		t.Errorf("end of the outage logged %d times, want once", n)
 	}
+	// The end names how many requests the outage failed: one per read.
+	for _, e := range hook.AllEntries() {
+		if e.Message == upMsg && e.Data["failed_requests"] != int64(3) {
+			t.Errorf("end of the outage logged %v failed requests, want 3", e.Data["failed_requests"])
+		}
+	}
 	down.Store(true)
 	if err := read(); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("read with the source down again: %v", err)

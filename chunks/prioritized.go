@@ -67,9 +67,7 @@ func (r *Reader) Fill(ctx context.Context, cs []Chunk, class Priority, progress 
 			mine = append(mine, claim{idx: -1, c: c, p: p, speculative: true})
 		}
 		r.mu.Unlock()
-		if len(mine) > 0 {
-			r.fetch(ctx, mine, class, lift)
-		}
+		r.fetch(ctx, mine, class, lift) // nothing when every chunk was held
 		if progress != nil {
 			progress(done)
 		}

@@ -3,10 +3,14 @@ package chunks
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/containerd/log/logtest"
 	"github.com/containerd/stargz-snapshotter/estargz"
+	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
@@ -119,6 +123,89 @@ func TestFillBackground(t *testing.T) {
 	}
 	if n := len(src.spans()) - calls; n != 0 {
 		t.Errorf("%d requests after a whole-layer fill, want 0", n)
+	}
+}
+
+// TestFillPacedByItsBytes guards the size a fill's request is paced by:
+// BackgroundRate counts the compressed bytes the request asks for (its
+// streams' span in the blob), so that after one request of B bytes at R
+// bytes per second the next background request may start B/R later, not
+// earlier (a negative span) or later (a span counted from the blob's
+// start).
+func TestFillPacedByItsBytes(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	l, _, _ := prioritizedLayer(t)
+	file := l.files["c"]
+	span := file[len(file)-1].BlobOffset + file[len(file)-1].BlobSize - file[0].BlobOffset
+	// One byte per second: the first request goes at once, and what it
+	// reserves (hours) dwarfs how long the test takes.
+	s := NewScheduler(SchedulerOptions{BackgroundRate: 1})
+	r := NewReader(&memSource{blob: l.blob}, Options{LayerDigest: testLayerDigest, Scheduler: s, Registry: "reg", MemoryCacheSize: 1 << 20})
+	before := time.Now()
+	if err := r.Fill(ctx, file, Background, nil); err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now()
+	s.mu.Lock()
+	next := s.regs["reg"].nextBackground
+	s.mu.Unlock()
+	want := time.Duration(span) * time.Second
+	if next.Before(before.Add(want)) || next.After(after.Add(want)) {
+		t.Errorf("next background request may start %v after the fill began, want %v (the request's %d bytes at 1 byte/s)", next.Sub(before), want, span)
+	}
+}
+
+// TestFillRounds pins Fill's rounds at their edges: a round takes chunks
+// while their compressed bytes fit prefetchBatchRequests × MaxRequestSize
+// (a chunk that fills it exactly is in), and always at least one, even a
+// chunk larger than the whole budget (else such a chunk would never go).
+func TestFillRounds(t *testing.T) {
+	const streamSize = 1000 // each chunk's compressed stream, padded
+	var blob []byte
+	var cs []Chunk
+	var size int64
+	for i := range 4 {
+		data := []byte(fmt.Sprintf("chunk %d of a fill", i))
+		z := gzipped(t, data)
+		cs = append(cs, Chunk{Size: int64(len(data)), BlobOffset: int64(len(blob)), BlobSize: streamSize, Digest: digest.FromBytes(data)})
+		blob = append(blob, z...)
+		blob = append(blob, make([]byte, streamSize-len(z))...)
+		size = int64(len(data))
+	}
+	for _, tc := range []struct {
+		name           string
+		maxRequestSize int64
+		want           []int64 // progress after each round
+	}{
+		{"two streams fill a round exactly", 2 * streamSize / prefetchBatchRequests, []int64{2 * size, 4 * size}},
+		{"a stream fills a round", streamSize / prefetchBatchRequests, []int64{size, 2 * size, 3 * size, 4 * size}},
+		{"a stream larger than a round", streamSize/prefetchBatchRequests - 1, []int64{size, 2 * size, 3 * size, 4 * size}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// A round that takes nothing would loop for good: the
+			// deadline (the fill takes milliseconds) turns that into a
+			// failure.
+			ctx, cancel := context.WithTimeout(logtest.WithT(context.Background(), t), 10*time.Second)
+			defer cancel()
+			src := &memSource{blob: blob}
+			r := NewReader(src, Options{LayerDigest: testLayerDigest, MaxRequestSize: tc.maxRequestSize, SequentialPrefetch: -1})
+			var got []int64
+			if err := r.Fill(ctx, cs, Prefetch, func(done int64) { got = append(got, done) }); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("progress per round %v, want %v", got, tc.want)
+			}
+			calls := len(src.spans())
+			for _, c := range cs {
+				if _, err := r.ReadAt(ctx, []Chunk{c}, make([]byte, c.Size), 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := len(src.spans()) - calls; n != 0 {
+				t.Errorf("%d requests for chunks the fill fetched, want 0", n)
+			}
+		})
 	}
 }
 

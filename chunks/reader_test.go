@@ -472,3 +472,59 @@ func TestVerificationRetriedBySource(t *testing.T) {
 		}
 	})
 }
+
+// TestVerifiedAnswerThenOutage guards fetchGroup's reading of a source's
+// give-up: a source that refused a corrupt answer and then could not reach
+// the registry failed for an outage (ErrUnavailable, a later read may
+// succeed), not for the corrupt bytes of an answer it already dropped.
+func TestVerifiedAnswerThenOutage(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	l := buildLayer(t, []testFile{{"f", fileData(50_000, 8)}}, estargz.WithChunkSize(10_000))
+	file := l.files["f"]
+	c := file[2]
+	src := &retryingSource{memSource: &memSource{blob: l.blob, hook: func(ctx context.Context, n int, p []byte, off int64) error {
+		if n == 1 {
+			return corruptByte(ctx, n, p, off)
+		}
+		return fmt.Errorf("registry down: %w", errdefs.ErrUnavailable)
+	}}, attempts: 3}
+	r := NewReader(src, Options{LayerDigest: testLayerDigest})
+	n, err := r.ReadAt(ctx, file, make([]byte, c.Size), c.Offset)
+	if n != 0 || !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrVerification) {
+		t.Fatalf("ReadAt = %d, %v; want 0 and an outage (not a verification failure)", n, err)
+	}
+}
+
+// racingSource is a VerifyingSource whose answer is checked twice, as two
+// hedged attempts of package remote may be: the good answer first, then a
+// corrupt one that lost the race but was still being checked.
+type racingSource struct{ *memSource }
+
+func (s racingSource) ReadAtVerified(ctx context.Context, p []byte, off int64, verify func([]byte) error) (int, error) {
+	n, err := s.ReadAt(ctx, p, off)
+	if err != nil && err != io.EOF {
+		return 0, err
+	}
+	if err := verify(append([]byte(nil), p[:n]...)); err != nil {
+		return 0, err
+	}
+	bad := append([]byte(nil), p[:n]...)
+	for i := range bad {
+		bad[i] ^= 0xFF
+	}
+	_ = verify(bad) // the loser's verdict: its bytes are not the answer
+	return n, err
+}
+
+// TestHedgedLoserNotServed guards which decoded answer fetchGroup keeps:
+// the one that verified, never a corrupt one checked after it.
+func TestHedgedLoserNotServed(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	l := buildLayer(t, []testFile{{"f", fileData(30_000, 9)}}, estargz.WithChunkSize(10_000))
+	file := l.files["f"]
+	r := NewReader(racingSource{&memSource{blob: l.blob}}, Options{LayerDigest: testLayerDigest})
+	p := make([]byte, 30_000)
+	if n, err := r.ReadAt(ctx, file, p, 0); n != len(p) || err != nil || !bytes.Equal(p, l.data["f"]) {
+		t.Fatalf("ReadAt = %d, %v; want the verified answer's bytes", n, err)
+	}
+}

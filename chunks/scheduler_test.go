@@ -208,6 +208,16 @@ func TestCancelledWaiterLeavesQueue(t *testing.T) {
 	}
 }
 
+// TestPriorityNames guards String's bound: each class has its metric label,
+// and a value outside them is "unknown", never an index past the names.
+func TestPriorityNames(t *testing.T) {
+	for p, want := range map[Priority]string{Foreground: "foreground", Prefetch: "prefetch", Background: "background", -1: "unknown", numPriorities: "unknown"} {
+		if got := p.String(); got != want {
+			t.Errorf("Priority(%d).String() = %q, want %q", int(p), got, want)
+		}
+	}
+}
+
 // TestBackgroundRate guards pacing: background requests of a registry ask
 // for at most BackgroundRate bytes per second; the second request of a
 // full second's bytes waits about a second, a lifted one does not.

@@ -14,15 +14,11 @@ func parseContentRange(v string) (first, last, total int64, err error) {
 	if !ok {
 		return 0, 0, 0, fmt.Errorf("content-range %q: not a byte range", v)
 	}
-	span, size, ok := strings.Cut(rest, "/")
-	if !ok {
-		return 0, 0, 0, fmt.Errorf("content-range %q: no complete length", v)
-	}
-	a, z, ok := strings.Cut(span, "-")
-	if !ok {
-		return 0, 0, 0, fmt.Errorf("content-range %q: no range", v)
-	}
-	if first, err = strconv.ParseInt(a, 10, 64); err != nil || first < 0 {
+	// A value without "/" or "-" leaves a number empty, which does not
+	// parse; and a is never negative: its "-" would be the separator.
+	span, size, _ := strings.Cut(rest, "/")
+	a, z, _ := strings.Cut(span, "-")
+	if first, err = strconv.ParseInt(a, 10, 64); err != nil {
 		return 0, 0, 0, fmt.Errorf("content-range %q: bad first byte", v)
 	}
 	if last, err = strconv.ParseInt(z, 10, 64); err != nil || last < first {

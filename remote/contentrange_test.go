@@ -2,6 +2,9 @@ package remote
 
 import "testing"
 
+// TestParseContentRange guards every part of a Content-Range value: each
+// malformed one is refused (a range read would otherwise take bytes of
+// the wrong place for the right ones).
 func TestParseContentRange(t *testing.T) {
 	for _, tc := range []struct {
 		in                 string
@@ -17,6 +20,14 @@ func TestParseContentRange(t *testing.T) {
 		{in: "bytes 5-9", wantErr: true},
 		{in: "bytes */10", wantErr: true},
 		{in: "items 0-1/2", wantErr: true},
+		{in: "0-1/2", wantErr: true},
+		{in: "bytes x-9/10", wantErr: true},
+		{in: "bytes 0-x/10", wantErr: true},
+		{in: "bytes 0-9/x", wantErr: true},
+		{in: "bytes 5/10", wantErr: true},
+		{in: "bytes 5-/10", wantErr: true},
+		{in: "bytes -5/10", wantErr: true},
+		{in: "bytes 5--3/10", wantErr: true},
 		{in: "", wantErr: true},
 	} {
 		first, last, total, err := parseContentRange(tc.in)

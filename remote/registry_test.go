@@ -35,8 +35,10 @@ type fakeRegistry struct {
 	shortBody       bool   // body half as long as the range
 	stall           bool   // never answer blob GETs with a range
 	noSuffix        bool   // a suffix range ("bytes=-N") answers 416
+	suffixWhole     bool   // a suffix range answers 200 with the whole blob
 	token           string // non-empty: blobs need "Bearer <token>"
 	user, pass      string // non-empty: the token server needs these
+	tokenStatus     int    // non-zero: the token server answers this status
 }
 
 func newFakeRegistry(t *testing.T, repo string) *fakeRegistry {
@@ -118,6 +120,10 @@ func (f *fakeRegistry) serveToken(w http.ResponseWriter, r *http.Request) {
 		_ = r.ParseForm()
 		user, pass = r.PostForm.Get("username"), r.PostForm.Get("password")
 	}
+	if f.tokenStatus != 0 {
+		w.WriteHeader(f.tokenStatus)
+		return
+	}
 	if f.user != "" && (user != f.user || pass != f.pass) {
 		w.WriteHeader(http.StatusUnauthorized)
 		return
@@ -151,6 +157,10 @@ func (f *fakeRegistry) serveBlob(w http.ResponseWriter, r *http.Request, d diges
 		switch {
 		case f.noSuffix && strings.HasPrefix(rng, "bytes=-"):
 			w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+			return
+		case f.suffixWhole && strings.HasPrefix(rng, "bytes=-"):
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write(blob)
 			return
 		case f.stall:
 			f.mu.Unlock()

@@ -55,6 +55,21 @@ func TestTokenAuth(t *testing.T) {
 	}
 }
 
+// TestTokenServerDownIsUnavailable guards do's check of the authorizer's
+// answer: a token server that fails (503) makes the read unavailable (a
+// later one may succeed), never a request sent without its token whose
+// 401 reads as refused credentials.
+func TestTokenServerDownIsUnavailable(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	reg := newFakeRegistry(t, "library/test")
+	reg.token, reg.tokenStatus = "tok", http.StatusServiceUnavailable
+	d := reg.addBlob(testBlob(10))
+	_, err := NewResolver(quick(Options{ReadTimeout: 300 * time.Millisecond})).Blob(ctx, reg.ref(), d)
+	if !errdefs.IsUnavailable(err) || errdefs.IsUnauthorized(err) {
+		t.Fatalf("Blob with the token server down = %v, want unavailable (not unauthenticated)", err)
+	}
+}
+
 func TestCredentials(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -212,5 +227,28 @@ func TestHostsKeptUntilHostsTomlChanges(t *testing.T) {
 	}
 	if n := len(reg.tokenRequests()); n != 2 {
 		t.Fatalf("token fetched %d times after hosts.toml changed, want 2 (hosts configured again)", n)
+	}
+}
+
+// TestNoPullHostRefused guards the check of the hosts a registry has: a
+// hosts.toml whose every host lacks the pull capability is refused,
+// naming why, rather than read as a registry that failed.
+func TestNoPullHostRefused(t *testing.T) {
+	ctx := logtest.WithT(context.Background(), t)
+	reg := newFakeRegistry(t, "library/test")
+	d := reg.addBlob(testBlob(10))
+	dir := t.TempDir()
+	writeHostsToml(t, dir, reg.host(), `
+server = "`+reg.srv.URL+`"
+capabilities = ["resolve"]
+[host."`+reg.srv.URL+`"]
+  capabilities = ["resolve"]
+`)
+	_, err := NewResolver(quick(Options{HostsDir: dir})).Blob(ctx, reg.ref(), d)
+	if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), "no host with pull capability") {
+		t.Fatalf("Blob with no pull host = %v, want not found naming the missing pull capability", err)
+	}
+	if n := len(reg.blobRequests("")); n != 0 {
+		t.Errorf("%d blob requests to a host without pull capability", n)
 	}
 }

@@ -39,24 +39,35 @@ func TestBlobTailOneRequest(t *testing.T) {
 	}
 }
 
-// TestBlobTailFallsBack: a host that refuses suffix ranges (416) is asked
-// the size and then a bounded range; the answer is the same.
+// TestBlobTailFallsBack: a host that refuses suffix ranges (416) or
+// answers one with the whole blob (200) is asked the size and then a
+// bounded range; the answer is the same.
 func TestBlobTailFallsBack(t *testing.T) {
-	ctx := logtest.WithT(context.Background(), t)
-	reg := newFakeRegistry(t, "library/test")
-	blob := testBlob(1000)
-	dgst := reg.addBlob(blob)
-	reg.set(func(f *fakeRegistry) { f.noSuffix = true })
-	b, tail, err := NewResolver(quick(Options{})).BlobTail(ctx, reg.ref(), dgst, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b.Size() != 1000 || !bytes.Equal(tail, blob[1000-64:]) {
-		t.Errorf("size %d, tail of %d bytes; want 1000 and the last 64", b.Size(), len(tail))
-	}
-	gets := reg.blobRequests(http.MethodGet)
-	if len(gets) != 2 || gets[1].Header.Get("Range") != "bytes=936-999" {
-		t.Errorf("GETs after a refused suffix: %d, want the suffix and bytes=936-999", len(gets))
+	for _, tc := range []struct {
+		name string
+		set  func(f *fakeRegistry)
+	}{
+		{"416", func(f *fakeRegistry) { f.noSuffix = true }},
+		{"200 with the whole blob", func(f *fakeRegistry) { f.suffixWhole = true }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := logtest.WithT(context.Background(), t)
+			reg := newFakeRegistry(t, "library/test")
+			blob := testBlob(1000)
+			dgst := reg.addBlob(blob)
+			reg.set(tc.set)
+			b, tail, err := NewResolver(quick(Options{})).BlobTail(ctx, reg.ref(), dgst, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.Size() != 1000 || !bytes.Equal(tail, blob[1000-64:]) {
+				t.Errorf("size %d, tail of %d bytes; want 1000 and the last 64", b.Size(), len(tail))
+			}
+			gets := reg.blobRequests(http.MethodGet)
+			if len(gets) != 2 || gets[1].Header.Get("Range") != "bytes=936-999" {
+				t.Errorf("GETs after a refused suffix: %d, want the suffix and bytes=936-999", len(gets))
+			}
+		})
 	}
 }
 
@@ -123,6 +134,7 @@ func TestSuffixContentRangeMustMatch(t *testing.T) {
 		{name: "first byte one late", cr: "bytes 991-999/1000", body: blob[991:], why: "wrong Content-Range"},
 		{name: "first byte one early", cr: "bytes 989-999/1000", body: blob[989:], why: "wrong Content-Range"},
 		{name: "last byte one early", cr: "bytes 989-998/1000", body: blob[989:999], why: "wrong Content-Range"},
+		{name: "last byte one early, body of the tail's length", cr: "bytes 990-998/1000", body: blob[990:], why: "wrong Content-Range"},
 		{name: "a longer blob's tail", cr: "bytes 990-999/1001", body: blob[990:], why: "wrong Content-Range"},
 		{name: "empty body", cr: "bytes 990-999/1000", body: nil, why: "body length differs from range"},
 		{name: "body one byte short", cr: "bytes 990-999/1000", body: blob[991:], why: "body length differs from range"},
