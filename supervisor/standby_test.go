@@ -1,8 +1,11 @@
 package supervisor
 
 import (
+	"context"
+	"slices"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // standbyPID is the pid of the standby process, 0 if there is none.
@@ -43,4 +46,39 @@ func TestSuccessorIsTheStandby(t *testing.T) {
 	last := s.standbyPID()
 	s.close(false)
 	waitGone(t, last)
+}
+
+// TestStandbyReplacedAfterItDies: a standby that dies unused is replaced,
+// but only after standbyRefillGap (a binary that cannot start must not
+// make the supervisor spin); Close ends the standby.
+func TestStandbyReplacedAfterItDies(t *testing.T) {
+	opts := workerConfigOptions(t)
+	opts.RecoverPolicy = Failover
+	// A standby waits for its identity on fd 4 and exits at EOF.
+	opts.Binary = fakeBinary(t, `exec -a "fake $2" bash -c 'read -r _ <&4'`)
+	s := &testSupervisor{Supervisor: newFakeSupervisor(t, opts)}
+	var old int
+	eventually(t, "a standby is started", func() bool {
+		old = s.standbyPID()
+		return old != 0
+	})
+	if !slices.Contains(workerPIDs(opts.RunDir), old) {
+		t.Fatalf("standby pid %d is not a process of this test (%v)", old, workerPIDs(opts.RunDir))
+	}
+	killed := time.Now()
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var next int
+	eventually(t, "a new standby is started", func() bool {
+		next = s.standbyPID()
+		return next != 0 && next != old
+	})
+	if waited := time.Since(killed); waited < standbyRefillGap {
+		t.Errorf("a new standby %v after the last one died, want at least %v", waited, standbyRefillGap)
+	}
+	if err := s.Close(context.Background(), false); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	eventually(t, "Close ends the standby", func() bool { return len(workerPIDs(opts.RunDir)) == 0 })
 }
