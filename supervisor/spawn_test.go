@@ -77,7 +77,8 @@ func noWorkerLeft(t *testing.T, runDir string) {
 
 // TestWorkerExitingBeforeReadyIsReported: a worker that dies at start-up
 // fails the mount at once, with an error that says so and names its log
-// file, and what it wrote is in that file (0600, in a 0700 directory).
+// file, and what it wrote is in that file (0600, in a 0700 directory); its
+// socket directory is 0700.
 func TestWorkerExitingBeforeReadyIsReported(t *testing.T) {
 	opts := workerConfigOptions(t)
 	opts.Binary = fakeBinary(t, `echo "fake worker: cannot start" >&2; exit 3`)
@@ -95,7 +96,10 @@ func TestWorkerExitingBeforeReadyIsReported(t *testing.T) {
 		data, _ := os.ReadFile(logFile)
 		return strings.Contains(string(data), "fake worker: cannot start")
 	})
-	for path, want := range map[string]os.FileMode{logFile: 0o600, filepath.Dir(logFile): 0o700 | os.ModeDir} {
+	// Its socket dir is the worker's alone: a socket in it is reachable
+	// by no one else, whatever its own mode.
+	for path, want := range map[string]os.FileMode{logFile: 0o600, filepath.Dir(logFile): 0o700 | os.ModeDir,
+		layout.RunDir(opts.RunDir).Worker(id): 0o700 | os.ModeDir, layout.RunDir(opts.RunDir).Workers(): 0o700 | os.ModeDir} {
 		if fi, err := os.Stat(path); err != nil || fi.Mode() != want {
 			t.Errorf("%s: %v, %v; want mode %v", path, fi.Mode(), err, want)
 		}
