@@ -165,15 +165,21 @@ func TestShutdownReportsAFailedUnmount(t *testing.T) {
 	mp := filepath.Join(t.TempDir(), strings.Repeat("x", 300))
 	w := fakeWorker("w", &mountState{id: "m1", mountpoint: mp, layer: fakeLayer("v1"), conn: failover.NewConn(-1, failover.InitState{})})
 	w.api = daemonapi.NewClient(filepath.Join(opts.RunDir, "none.sock"), "w")
+	// The same for a worker that is gone: it is not reported kept (the
+	// next snapshotter would look for it in vain).
+	dead := fakeWorker("dead", &mountState{id: "m2", mountpoint: mp, layer: fakeLayer("v2"), conn: failover.NewConn(-1, failover.InitState{})})
+	dead.api = daemonapi.NewClient(filepath.Join(opts.RunDir, "none.sock"), "dead")
+	close(dead.exited)
 	s.mu.Lock()
-	s.workers["w"] = w
+	s.workers["w"], s.workers["dead"] = w, dead
 	s.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	kept, err := s.Shutdown(ctx, KeepBusy)
-	if err == nil || !strings.Contains(err.Error(), "mount m1") || !errors.Is(err, unix.ENAMETOOLONG) {
-		t.Errorf("Shutdown: %v; want the failed unmount of m1 reported", err)
+	if err == nil || !strings.Contains(err.Error(), "mount m1") || !strings.Contains(err.Error(), "mount m2") ||
+		!errors.Is(err, unix.ENAMETOOLONG) {
+		t.Errorf("Shutdown: %v; want the failed unmounts of m1 and m2 reported", err)
 	}
 	if want := []KeptWorker{{ID: "w", PID: os.Getpid(), Mounts: 1}}; !slices.Equal(kept, want) {
 		t.Errorf("kept %+v, want %+v: the layer left mounted is still served", kept, want)
@@ -187,7 +193,8 @@ func TestShutdownReportsAFailedUnmount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) != 1 || recs[0].ID != "w" || recs[0].Mounts["m1"].Mountpoint != mp {
+	i := slices.IndexFunc(recs, func(r record) bool { return r.ID == "w" })
+	if i < 0 || len(recs[i].Mounts) != 1 || recs[i].Mounts["m1"].Mountpoint != mp {
 		t.Errorf("workers.db after the stop: %+v; want w recorded with m1", recs)
 	}
 }
