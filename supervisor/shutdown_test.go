@@ -153,7 +153,7 @@ func TestShutdownStopsAnUnusedSharedWorker(t *testing.T) {
 // TestShutdownReportsAFailedUnmount: a layer that cannot be unmounted at a
 // stop is reported by Shutdown, naming it, and stays served: its worker is
 // kept and still recorded with it, so the next snapshotter serves it
-// instead of finding a stale mount.
+// instead of finding a stale mount; its unused layer is released.
 func TestShutdownReportsAFailedUnmount(t *testing.T) {
 	opts := workerConfigOptions(t)
 	s, err := New(context.Background(), opts)
@@ -163,7 +163,11 @@ func TestShutdownReportsAFailedUnmount(t *testing.T) {
 	// A name too long for umount(2) (ENAMETOOLONG): neither unmounted nor
 	// "not mounted".
 	mp := filepath.Join(t.TempDir(), strings.Repeat("x", 300))
-	w := fakeWorker("w", &mountState{id: "m1", mountpoint: mp, layer: fakeLayer("v1"), conn: failover.NewConn(-1, failover.InitState{})})
+	// Its other layer, which no container uses, goes (a plain directory:
+	// unmounting it finds nothing mounted): dropped from its record, its
+	// connection let go.
+	unused := &mountState{id: "m3", mountpoint: t.TempDir(), layer: fakeLayer("v3"), conn: heldConn(t, initState(41, true))}
+	w := fakeWorker("w", &mountState{id: "m1", mountpoint: mp, layer: fakeLayer("v1"), conn: failover.NewConn(-1, failover.InitState{})}, unused)
 	w.api = daemonapi.NewClient(filepath.Join(opts.RunDir, "none.sock"), "w")
 	// The same for a worker that is gone: it is not reported kept (the
 	// next snapshotter would look for it in vain).
@@ -195,6 +199,9 @@ func TestShutdownReportsAFailedUnmount(t *testing.T) {
 	}
 	i := slices.IndexFunc(recs, func(r record) bool { return r.ID == "w" })
 	if i < 0 || len(recs[i].Mounts) != 1 || recs[i].Mounts["m1"].Mountpoint != mp {
-		t.Errorf("workers.db after the stop: %+v; want w recorded with m1", recs)
+		t.Errorf("workers.db after the stop: %+v; want w recorded with m1 alone", recs)
+	}
+	if unused.conn.Held() {
+		t.Error("the connection of the unmounted layer is still held")
 	}
 }
