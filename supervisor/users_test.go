@@ -31,6 +31,11 @@ func TestMountUsers(t *testing.T) {
 			overlay("lowerdir=13/fs:12/fs,upperdir=/var/lib/lazyfs/snapshots2/20/fs,workdir=/w")}, false},
 		{"lowerdir+ of the new mount API", []*mountinfo.Info{fuse(mp, 40),
 			overlay("lowerdir+=" + mp + ",upperdir=/u,workdir=/w")}, true},
+		{"datadir+ of the new mount API", []*mountinfo.Info{fuse(mp, 40),
+			overlay("lowerdir+=/x/13/fs,datadir+=" + mp + ",upperdir=/u,workdir=/w")}, true},
+		// Only the lower and data dirs are built on.
+		{"the path in another option", []*mountinfo.Info{fuse(mp, 40),
+			overlay("lowerdir=/x/13/fs,upperdir=/u,workdir=" + mp)}, false},
 		{"another layer's overlay", []*mountinfo.Info{fuse(mp, 40),
 			overlay("lowerdir=/var/lib/lazyfs/snapshots/112/fsx:/x/2/fs,upperdir=/u,workdir=/w")}, false},
 		{"escaped colon in another path", []*mountinfo.Info{fuse(mp, 40),
