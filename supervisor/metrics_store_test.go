@@ -3,6 +3,7 @@ package supervisor
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -161,5 +162,75 @@ func TestMetricsStore(t *testing.T) {
 	}
 	if a.String() != b.String() {
 		t.Errorf("two gathers differ:\n%s\n---\n%s", a.String(), b.String())
+	}
+}
+
+// TestMetricsStoreSumsEveryCumulativeValue: across processes of one id a
+// histogram's sum and a summary's count and sum add up (its quantiles are
+// the newest process's), and a series whose type changed (a worker of
+// another version) shows the new process's values alone.
+func TestMetricsStoreSumsEveryCumulativeValue(t *testing.T) {
+	page := func(sum, count, q50 float64, changed string) string {
+		return fmt.Sprintf(`# TYPE lazyfs_op_seconds histogram
+lazyfs_op_seconds_bucket{le="+Inf"} %[2]v
+lazyfs_op_seconds_sum %[1]v
+lazyfs_op_seconds_count %[2]v
+# TYPE lazyfs_fetch_seconds summary
+lazyfs_fetch_seconds{quantile="0.5"} %[3]v
+lazyfs_fetch_seconds_sum %[1]v
+lazyfs_fetch_seconds_count %[2]v
+%[4]s`, sum, count, q50, changed)
+	}
+	st := newMetricsStore()
+	st.update("w", processKey{pid: 1, startTime: 1}, parsePage(t, page(1.5, 3, 0.2, "# TYPE lazyfs_changed counter\nlazyfs_changed 10\n")))
+	st.update("w", processKey{pid: 2, startTime: 2}, parsePage(t, page(2.25, 4, 0.7, "# TYPE lazyfs_changed gauge\nlazyfs_changed 3\n")))
+	fams := map[string]*dto.MetricFamily{}
+	for _, f := range st.gather(map[string]bool{"w": true}) {
+		fams[f.GetName()] = f
+	}
+	h := fams["lazyfs_op_seconds"].Metric[0].Histogram
+	if h.GetSampleCount() != 7 || h.GetSampleSum() != 3.75 {
+		t.Errorf("histogram over two processes: count %d, sum %v; want 7 and 3.75", h.GetSampleCount(), h.GetSampleSum())
+	}
+	s := fams["lazyfs_fetch_seconds"].Metric[0].Summary
+	if s.GetSampleCount() != 7 || s.GetSampleSum() != 3.75 || len(s.Quantile) != 1 || s.Quantile[0].GetValue() != 0.7 {
+		t.Errorf("summary over two processes: %v; want count 7, sum 3.75 and the newest median 0.7", s)
+	}
+	c := fams["lazyfs_changed"]
+	if c.GetType() != dto.MetricType_GAUGE || len(c.Metric) != 1 || c.Metric[0].GetGauge().GetValue() != 3 {
+		t.Errorf("a series that became a gauge: %v; want the new process's gauge 3 alone", c)
+	}
+}
+
+// TestMetricsPageOrder: the page lists each family's series in the order
+// of their labels, worker_id among them in its place by name, so that two
+// scrapes of the same values read the same.
+func TestMetricsPageOrder(t *testing.T) {
+	st := newMetricsStore()
+	for i, id := range []string{"c", "a", "b"} {
+		st.update(id, processKey{pid: i + 1}, parsePage(t, "# TYPE lazyfs_x_total counter\n"+
+			`lazyfs_x_total{zone="z",alpha="a"} 1`+"\n"))
+	}
+	fams := st.gather(map[string]bool{"a": true, "b": true, "c": true})
+	if len(fams) != 1 {
+		t.Fatalf("families: %v", fams)
+	}
+	var got []string
+	for _, m := range fams[0].Metric {
+		var names []string
+		for _, lp := range m.Label {
+			names = append(names, lp.GetName())
+		}
+		if want := []string{"alpha", workerIDLabel, "zone"}; !slices.Equal(names, want) {
+			t.Errorf("labels %v, want %v (sorted by name)", names, want)
+		}
+		for _, lp := range m.Label {
+			if lp.GetName() == workerIDLabel {
+				got = append(got, lp.GetValue())
+			}
+		}
+	}
+	if want := []string{"a", "b", "c"}; !slices.Equal(got, want) {
+		t.Errorf("series by worker %v, want %v", got, want)
 	}
 }

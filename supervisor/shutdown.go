@@ -81,9 +81,8 @@ func (s *Supervisor) Shutdown(ctx context.Context, mode ShutdownMode) ([]KeptWor
 	wg.Wait()
 	s.stop()
 	s.wg.Wait()
-	if err := s.reg.close(); err != nil {
-		errs = append(errs, err)
-	}
+	// errors.Join drops a nil.
+	errs = append(errs, s.reg.close())
 	return kept, errors.Join(errs...)
 }
 

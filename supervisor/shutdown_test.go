@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,8 +12,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lazyfs/lazyfs/daemonapi"
 	"github.com/lazyfs/lazyfs/failover"
 	"github.com/lazyfs/lazyfs/internal/testregistry"
+	"github.com/lazyfs/lazyfs/layout"
 )
 
 // A layer under a container's overlay keeps its worker serving through a
@@ -145,4 +148,60 @@ func TestShutdownStopsAnUnusedSharedWorker(t *testing.T) {
 		t.Error("the unused layer is still mounted")
 	}
 	waitGone(t, pid)
+}
+
+// TestShutdownReportsAFailedUnmount: a layer that cannot be unmounted at a
+// stop is reported by Shutdown, naming it, and stays served: its worker is
+// kept and still recorded with it, so the next snapshotter serves it
+// instead of finding a stale mount; its unused layer is released.
+func TestShutdownReportsAFailedUnmount(t *testing.T) {
+	opts := workerConfigOptions(t)
+	s, err := New(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A name too long for umount(2) (ENAMETOOLONG): neither unmounted nor
+	// "not mounted".
+	mp := filepath.Join(t.TempDir(), strings.Repeat("x", 300))
+	// Its other layer, which no container uses, goes (a plain directory:
+	// unmounting it finds nothing mounted): dropped from its record, its
+	// connection let go.
+	unused := &mountState{id: "m3", mountpoint: t.TempDir(), layer: fakeLayer("v3"), conn: heldConn(t, initState(41, true))}
+	w := fakeWorker("w", &mountState{id: "m1", mountpoint: mp, layer: fakeLayer("v1"), conn: failover.NewConn(-1, failover.InitState{})}, unused)
+	w.api = daemonapi.NewClient(filepath.Join(opts.RunDir, "none.sock"), "w")
+	// The same for a worker that is gone: it is not reported kept (the
+	// next snapshotter would look for it in vain).
+	dead := fakeWorker("dead", &mountState{id: "m2", mountpoint: mp, layer: fakeLayer("v2"), conn: failover.NewConn(-1, failover.InitState{})})
+	dead.api = daemonapi.NewClient(filepath.Join(opts.RunDir, "none.sock"), "dead")
+	close(dead.exited)
+	s.mu.Lock()
+	s.workers["w"], s.workers["dead"] = w, dead
+	s.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	kept, err := s.Shutdown(ctx, KeepBusy)
+	if err == nil || !strings.Contains(err.Error(), "mount m1") || !strings.Contains(err.Error(), "mount m2") ||
+		!errors.Is(err, unix.ENAMETOOLONG) {
+		t.Errorf("Shutdown: %v; want the failed unmounts of m1 and m2 reported", err)
+	}
+	if want := []KeptWorker{{ID: "w", PID: os.Getpid(), Mounts: 1}}; !slices.Equal(kept, want) {
+		t.Errorf("kept %+v, want %+v: the layer left mounted is still served", kept, want)
+	}
+	reg, err := openRegistry(layout.Root(opts.Root).WorkersDB())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.close()
+	recs, err := reg.list()
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(recs, func(r record) bool { return r.ID == "w" })
+	if i < 0 || len(recs[i].Mounts) != 1 || recs[i].Mounts["m1"].Mountpoint != mp {
+		t.Errorf("workers.db after the stop: %+v; want w recorded with m1 alone", recs)
+	}
+	if unused.conn.Held() {
+		t.Error("the connection of the unmounted layer is still held")
+	}
 }

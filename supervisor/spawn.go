@@ -51,7 +51,8 @@ func (s *Supervisor) spawn(ctx context.Context, id string, fresh bool) (_ *worke
 		}
 	}
 	defer p.readyr.Close()
-	w.pid, w.logr, w.exited = p.pid, p.logr, p.exited
+	// w.pid, w.logr and w.exited are set: startProcess or takeStandby set
+	// them before p's reaper could hand w to handleExit.
 	w.startTime, _ = processStartTime(w.pid)
 	w.servedAt = time.Now().UnixNano()
 	w.startedAt = time.Now()
@@ -164,6 +165,11 @@ func (s *Supervisor) startProcess(w *worker) (_ *process, err error) {
 		cmd.Process.Kill()
 		cmd.Wait()
 		return nil, fmt.Errorf("failed to watch pid %d: %w", p.pid, err)
+	}
+	if w != nil {
+		// Before the reaper starts: a worker that dies at once is handed
+		// to handleExit with its pid.
+		w.pid, w.logr, w.exited = p.pid, p.logr, p.exited
 	}
 	// Kept: the read ends, and the identity pipe's write end.
 	files = []*os.File{logw, readyw, idr}

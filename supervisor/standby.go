@@ -53,6 +53,8 @@ func (s *Supervisor) takeStandby(ctx context.Context, w *worker) *process {
 	if p.dead {
 		return nil
 	}
+	// Under p.mu, which the reaper takes to find w.
+	w.pid, w.logr, w.exited = p.pid, p.logr, p.exited
 	p.w = w
 	return p
 }

@@ -257,9 +257,8 @@ func (s *Supervisor) Close(ctx context.Context, keepWorkers bool) error {
 	}
 	s.stop()
 	s.wg.Wait()
-	if err := s.reg.close(); err != nil {
-		errs = append(errs, err)
-	}
+	// errors.Join drops a nil.
+	errs = append(errs, s.reg.close())
 	return errors.Join(errs...)
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/lazyfs/lazyfs/daemonapi"
+	"github.com/lazyfs/lazyfs/failover"
 	"github.com/lazyfs/lazyfs/internal/fusetest"
 	"github.com/lazyfs/lazyfs/internal/testregistry"
 )
@@ -294,5 +295,29 @@ func TestWaitReportsPendingAndFailedRemounts(t *testing.T) {
 	p.end("m1", nil)
 	if err := p.wait(context.Background(), "m1"); err != nil {
 		t.Fatalf("wait after a successful remount: %v", err)
+	}
+}
+
+// TestCloseReportsAFailedUnmount: Close reports a layer it could not
+// unmount, naming it, instead of returning as if all were clean.
+func TestCloseReportsAFailedUnmount(t *testing.T) {
+	opts := workerConfigOptions(t)
+	s, err := New(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A name too long for umount(2) (ENAMETOOLONG), served by a worker
+	// that is gone already (nothing to stop).
+	mp := filepath.Join(t.TempDir(), strings.Repeat("x", 300))
+	w := fakeWorker("w", &mountState{id: "m1", mountpoint: mp, layer: fakeLayer("v1"), conn: failover.NewConn(-1, failover.InitState{})})
+	w.api = daemonapi.NewClient(filepath.Join(opts.RunDir, "none.sock"), "w")
+	close(w.exited)
+	s.mu.Lock()
+	s.workers["w"] = w
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := s.Close(ctx, false); !errors.Is(err, syscall.ENAMETOOLONG) || !strings.Contains(err.Error(), "xxxx") {
+		t.Errorf("Close: %v; want the failed unmount of %s", err, mp)
 	}
 }

@@ -251,6 +251,13 @@ func TestReplaceUnderReader(t *testing.T) {
 	id := e.workerID("v1")
 	r := startReader(t, filepath.Join(mp, "usr/bin/big.bin"), e.layers[0].Files["usr/bin/big.bin"])
 	r.waitReads(t, 3)
+	// A planned replacement may be an upgrade: it runs the binary as it
+	// is now, never the standby started from the old one.
+	var standby int
+	eventually(t, "a standby is started", func() bool {
+		standby = s.standbyPID()
+		return standby != 0
+	})
 	for range 3 {
 		old := s.pids()[id]
 		n := r.reads.Load()
@@ -262,6 +269,9 @@ func TestReplaceUnderReader(t *testing.T) {
 		}
 		if pid == old || s.pids()[id] != pid {
 			t.Fatalf("Replace returned pid %d; workers %v; old pid %d", pid, s.pids(), old)
+		}
+		if pid == standby || s.standbyPID() != standby {
+			t.Fatalf("Replace used the standby %d (now %d): pid %d", standby, s.standbyPID(), pid)
 		}
 		waitGone(t, old)
 		r.waitReads(t, n+3)

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/moby/sys/mountinfo"
@@ -30,10 +31,17 @@ func TestMountUsers(t *testing.T) {
 			overlay("lowerdir=13/fs:12/fs,upperdir=/var/lib/lazyfs/snapshots2/20/fs,workdir=/w")}, false},
 		{"lowerdir+ of the new mount API", []*mountinfo.Info{fuse(mp, 40),
 			overlay("lowerdir+=" + mp + ",upperdir=/u,workdir=/w")}, true},
+		{"datadir+ of the new mount API", []*mountinfo.Info{fuse(mp, 40),
+			overlay("lowerdir+=/x/13/fs,datadir+=" + mp + ",upperdir=/u,workdir=/w")}, true},
+		// Only the lower and data dirs are built on.
+		{"the path in another option", []*mountinfo.Info{fuse(mp, 40),
+			overlay("lowerdir=/x/13/fs,upperdir=/u,workdir=" + mp)}, false},
 		{"another layer's overlay", []*mountinfo.Info{fuse(mp, 40),
 			overlay("lowerdir=/var/lib/lazyfs/snapshots/112/fsx:/x/2/fs,upperdir=/u,workdir=/w")}, false},
 		{"escaped colon in another path", []*mountinfo.Info{fuse(mp, 40),
 			overlay(`lowerdir=/a\:12/fs,upperdir=/u,workdir=/w`)}, false},
+		{"a trailing backslash in another path", []*mountinfo.Info{fuse(mp, 40),
+			overlay(`lowerdir=/a\`)}, false},
 		{"bind mount of the layer (a one-layer view)", []*mountinfo.Info{fuse(mp, 40), fuse("/run/c/rootfs", 40)}, true},
 		{"another FUSE mount", []*mountinfo.Info{fuse(mp, 40), fuse("/run/c/rootfs", 41)}, false},
 	} {
@@ -51,4 +59,20 @@ func fuse(mp string, minor int) *mountinfo.Info {
 
 func overlay(opts string) *mountinfo.Info {
 	return &mountinfo.Info{Mountpoint: "/run/c/rootfs", FSType: "overlay", Major: 0, Minor: 99, VFSOptions: "rw," + opts}
+}
+
+// TestMountUsersEscapedPaths: a lower dir whose path holds a ',' or ':'
+// (shown escaped with a backslash by overlayfs) is still the layer's.
+func TestMountUsersEscapedPaths(t *testing.T) {
+	for _, mp := range []string{"/var/lib/lazy,fs/snapshots/12/fs", "/var/lib/lazy:fs/snapshots/12/fs"} {
+		escaped := strings.NewReplacer(",", `\,`, ":", `\:`).Replace(mp)
+		for _, opts := range []string{
+			"lowerdir=/x/13/fs:" + escaped + ",upperdir=/u,workdir=/w",
+			"lowerdir=" + escaped + ":/x/13/fs,upperdir=/u,workdir=/w",
+		} {
+			if !newMountUsers([]*mountinfo.Info{fuse(mp, 40), overlay(opts)}).uses(mp) {
+				t.Errorf("%s is not seen used by an overlay with %s", mp, opts)
+			}
+		}
+	}
 }
