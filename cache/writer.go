@@ -108,12 +108,14 @@ func (w *writer) stage(s *Store) {
 		w.mu.Lock()
 		w.staging = false
 		w.bytes -= int64(len(j.data))
-		metrics.CacheWriteQueueBytes.Sub(float64(len(j.data)))
 		if err == nil && st.tmp != "" {
+			// Still counted as queued until renamed into place (sync):
+			// until then a worker that dies loses it.
 			st.size = int64(len(j.data))
 			st.j.data = nil // the page cache has the bytes now
 			w.staged = append(w.staged, st)
 		} else {
+			metrics.CacheWriteQueueBytes.Sub(float64(len(j.data)))
 			delete(w.queued, j.d)
 		}
 		w.cond.Broadcast()
@@ -143,6 +145,7 @@ func (w *writer) sync(s *Store) {
 		w.mu.Lock()
 		for _, st := range batch {
 			delete(w.queued, st.j.d)
+			metrics.CacheWriteQueueBytes.Sub(float64(st.size))
 		}
 		w.syncing = false
 		w.cond.Broadcast()

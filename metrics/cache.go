@@ -32,7 +32,7 @@ var (
 	}, []string{"reason"})
 	CacheWriteQueueBytes = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "cache_write_queue_bytes",
-		Help: "Bytes of verified chunks waiting to be written to the disk cache (bounded per worker; 0 when the cache has caught up).",
+		Help: "Bytes of verified chunks not yet in place in the disk cache: queued, or written but not yet synced and renamed (0 when the cache has caught up; what a worker that dies loses).",
 	})
 	CacheCorrupt = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: namespace, Name: "cache_corrupt_total",
